@@ -1,0 +1,26 @@
+// swift-tools-version: 6.0
+//
+// GLaM in Swift: a dependency-free reference implementation of GLaM (Du et al. 2021).
+//
+// No package dependencies and no unsafe flags. The fast build passes the CPU level on the
+// command line instead (see README.md):
+//     swift build -c release -Xswiftc -target-cpu -Xswiftc native -Xswiftc -DGLAM_FMA
+import PackageDescription
+
+let package = Package(
+    name: "GLaM",
+    products: [
+        .library(name: "GLaM", targets: ["GLaM"]),
+        .executable(name: "glam", targets: ["GLaMCommand"]),
+    ],
+    targets: [
+        .target(name: "GLaM"),
+        .executableTarget(name: "GLaMCommand", dependencies: ["GLaM"]),
+        .testTarget(
+            name: "GLaMTests",
+            dependencies: ["GLaM"],
+            resources: []
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

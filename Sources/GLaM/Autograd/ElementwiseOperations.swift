@@ -1,0 +1,101 @@
+// Differentiable elementwise operations on `Variable`: arithmetic with broadcasting and the
+// pointwise functions. Each states its derivative; broadcast operands get their gradient summed
+// back to their own shape (`unbroadcasted(to:)`).
+
+extension Variable {
+    /// `a + b` with broadcasting; ∂/∂a = ∂/∂b = 1.
+    public static func + (a: Variable, b: Variable) -> Variable {
+        record(a.value + b.value, inputs: [a, b]) { g in
+            [a.isRecorded ? g.unbroadcasted(to: a.shape) : nil, b.isRecorded ? g.unbroadcasted(to: b.shape) : nil]
+        }
+    }
+
+    /// `a − b` with broadcasting; ∂/∂a = 1, ∂/∂b = −1.
+    public static func - (a: Variable, b: Variable) -> Variable {
+        record(a.value - b.value, inputs: [a, b]) { g in
+            [a.isRecorded ? g.unbroadcasted(to: a.shape) : nil, b.isRecorded ? (-g).unbroadcasted(to: b.shape) : nil]
+        }
+    }
+
+    /// `a ⊙ b` with broadcasting; ∂/∂a = b, ∂/∂b = a.
+    public static func * (a: Variable, b: Variable) -> Variable {
+        record(a.value * b.value, inputs: [a, b]) { g in
+            [
+                a.isRecorded ? (g * b.value).unbroadcasted(to: a.shape) : nil,
+                b.isRecorded ? (g * a.value).unbroadcasted(to: b.shape) : nil,
+            ]
+        }
+    }
+
+    /// `a / b` with broadcasting; ∂/∂a = 1/b, ∂/∂b = −a/b².
+    public static func / (a: Variable, b: Variable) -> Variable {
+        record(a.value / b.value, inputs: [a, b]) { g in
+            [
+                a.isRecorded ? (g / b.value).unbroadcasted(to: a.shape) : nil,
+                b.isRecorded ? (-(g * a.value) / (b.value * b.value)).unbroadcasted(to: b.shape) : nil,
+            ]
+        }
+    }
+
+    /// `a · s` for a constant scalar `s`.
+    public static func * (a: Variable, s: Scalar) -> Variable {
+        record(a.value * s, inputs: [a]) { g in [g * s] }
+    }
+
+    /// `s · a` for a constant scalar `s`.
+    public static func * (s: Scalar, a: Variable) -> Variable { a * s }
+
+    /// `a + s` for a constant scalar `s`.
+    public static func + (a: Variable, s: Scalar) -> Variable {
+        record(a.value + s, inputs: [a]) { g in [g] }
+    }
+
+    /// `−a`.
+    public static prefix func - (a: Variable) -> Variable {
+        record(-a.value, inputs: [a]) { g in [-g] }
+    }
+
+    /// eˣ; derivative eˣ.
+    public func exp() -> Variable {
+        let y = value.exp()
+        return Variable.record(y, inputs: [self]) { g in [g * y] }
+    }
+
+    /// log x; derivative 1/x.
+    public func log() -> Variable {
+        let x = value
+        return Variable.record(x.log(), inputs: [self]) { g in [g / x] }
+    }
+
+    /// tanh x; derivative 1 − tanh²x.
+    public func tanh() -> Variable {
+        let y = value.tanh()
+        return Variable.record(y, inputs: [self]) { g in [Tensor.zip(g, y) { g, y in g * (1 - y * y) }] }
+    }
+
+    /// √x; derivative 1/(2√x).
+    public func squareRoot() -> Variable {
+        let y = value.squareRoot()
+        return Variable.record(y, inputs: [self]) { g in [Tensor.zip(g, y) { g, y in g / (2 * y) }] }
+    }
+
+    /// x²; derivative 2x.
+    public func squared() -> Variable {
+        let x = value
+        return Variable.record(x.squared(), inputs: [self]) { g in [Tensor.zip(g, x) { g, x in 2 * g * x }] }
+    }
+
+    /// ReLU max(x, 0); derivative 1 where x > 0, else 0.
+    public func relu() -> Variable {
+        let x = value
+        return Variable.record(x.relu(), inputs: [self]) { g in [Tensor.zip(g, x) { g, x in x > 0 ? g : 0 }] }
+    }
+
+    /// GELU (tanh approximation); derivative `Tensor.geluDerivative`.
+    public func gelu() -> Variable {
+        let x = value
+        return Variable.record(x.gelu(), inputs: [self]) { g in
+            [Tensor.zip(g, x) { g, x in g * Tensor<Scalar>.geluDerivative(x) }]
+        }
+    }
+}

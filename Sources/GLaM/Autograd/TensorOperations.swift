@@ -1,0 +1,144 @@
+// Differentiable reductions, softmax, normalisation, layout changes and matrix products on
+// `Variable`, each with its backward pass written out.
+
+extension Variable {
+    /// The sum over `axes` (kept with size 1); the gradient is broadcast back.
+    public func sum(alongAxes axes: [Int]) -> Variable {
+        let shape = self.shape
+        return Variable.record(value.sum(alongAxes: axes), inputs: [self]) { g in [g.broadcasted(to: shape)] }
+    }
+
+    /// The sum of all elements (rank 0).
+    public func sum() -> Variable {
+        let shape = self.shape
+        return Variable.record(value.sum(), inputs: [self]) { g in [Tensor(repeating: g.scalar, shape: shape)] }
+    }
+
+    /// The mean over `axes` (kept with size 1).
+    public func mean(alongAxes axes: [Int]) -> Variable {
+        let count = Set(axes.map(value.normalizedAxis)).reduce(1) { $0 * shape[$1] }
+        return sum(alongAxes: axes) * (1 / Scalar(count))
+    }
+
+    /// The mean of all elements (rank 0).
+    public func mean() -> Variable { sum() * (1 / Scalar(Swift.max(value.scalarCount, 1))) }
+
+    /// Softmax along the last axis; backward `dx = y ⊙ (g − Σⱼ gⱼyⱼ)`.
+    public func softmax() -> Variable {
+        let y = value.softmax()
+        return Variable.record(y, inputs: [self]) { g in
+            let dot = (g * y).sum(alongAxis: -1)
+            return [y * (g - dot)]
+        }
+    }
+
+    /// Log-softmax along the last axis; backward `dx = g − softmax(x) · Σⱼ gⱼ`.
+    public func logSoftmax() -> Variable {
+        let y = value.logSoftmax()
+        return Variable.record(y, inputs: [self]) { g in
+            [g - y.exp() * g.sum(alongAxis: -1)]
+        }
+    }
+
+    /// `log Σⱼ exp(xⱼ)` along the last axis (kept with size 1); backward `dx = g · softmax(x)`.
+    public func logSumExp() -> Variable {
+        let x = value
+        return Variable.record(x.logSumExp(), inputs: [self]) { g in [x.softmax() * g] }
+    }
+
+    /// The same values with a new shape.
+    public func reshaped(to newShape: [Int]) -> Variable {
+        let shape = self.shape
+        return Variable.record(value.reshaped(to: newShape), inputs: [self]) { g in [g.reshaped(to: shape)] }
+    }
+
+    /// Axes permuted (`result axis i = input axis permutation[i]`); backward applies the inverse.
+    public func transposed(permutation: [Int]) -> Variable {
+        var inverse = [Int](repeating: 0, count: permutation.count)
+        for (i, p) in permutation.enumerated() { inverse[p] = i }
+        return Variable.record(value.transposed(permutation: permutation), inputs: [self]) { g in
+            [g.transposed(permutation: inverse)]
+        }
+    }
+
+    /// The last two axes swapped.
+    public func transposed() -> Variable {
+        var permutation = Array(0..<value.rank)
+        permutation.swapAt(value.rank - 1, value.rank - 2)
+        return transposed(permutation: permutation)
+    }
+
+    /// Rows of this `[V, M]` table picked by `indices` (embedding lookup); backward scatter-adds.
+    public func gatheringRows(_ indices: [Int]) -> Variable {
+        let rowCount = shape[0]
+        return Variable.record(value.gatheringRows(indices), inputs: [self]) { g in
+            [g.scatterAddingRows(indices, rowCount: rowCount)]
+        }
+    }
+}
+
+/// RMSNorm along the last axis: `y = x · r · scale` with `r = rsqrt(mean(x²) + ε)` (praxis
+/// `RmsNorm`, `direct_scale=True`).
+///
+/// Backward, with `gs = g ⊙ scale` and rows of length M:
+/// `dx = r·gs − x·r³·(Σⱼ gsⱼ xⱼ)/M`, `dscale = Σ_rows g ⊙ x ⊙ r`.
+public func rmsNormalized<Scalar>(
+    _ x: Variable<Scalar>, scale: Variable<Scalar>, epsilon: Scalar
+) -> Variable<Scalar> {
+    let (y, r) = rmsNormalized(x.value, scale: scale.value, epsilon: epsilon)
+    let xv = x.value, sv = scale.value
+    let m = Scalar(xv.shape.last ?? 1)
+    return Variable.record(y, inputs: [x, scale]) { g in
+        let normalized = xv * r  // [..., M]
+        let dScale = x.isRecorded || scale.isRecorded ? (g * normalized).unbroadcasted(to: sv.shape) : nil
+        guard x.isRecorded else { return [nil, dScale] }
+        let gs = g * sv
+        let dot = (gs * xv).sum(alongAxis: -1)  // [..., 1]
+        let r3 = r * r * r
+        let dx = gs * r - xv * (r3 * dot) * (1 / m)
+        return [dx, dScale]
+    }
+}
+
+/// The batched matrix product of `matmul(_:_:transposeA:transposeB:)`, differentiable.
+///
+/// With `C = op(A)·op(B)` and upstream `G`: `d op(A) = G·op(B)ᵀ`, `d op(B) = op(A)ᵀ·G`, each
+/// transposed back when the operand was read transposed, and summed over the batch when the
+/// operand was a plain matrix shared by every batch item.
+public func matmul<Scalar>(
+    _ a: Variable<Scalar>, _ b: Variable<Scalar>, transposeA: Bool = false, transposeB: Bool = false
+) -> Variable<Scalar> {
+    let av = a.value, bv = b.value
+    let c = matmul(av, bv, transposeA: transposeA, transposeB: transposeB)
+    return Variable.record(c, inputs: [a, b]) { g in
+        var da: Tensor<Scalar>? = nil
+        var db: Tensor<Scalar>? = nil
+        if a.isRecorded {
+            let full = transposeA
+                ? matmul(bv, g, transposeA: transposeB, transposeB: true)
+                : matmul(g, bv, transposeB: !transposeB)
+            da = reduceBatch(full, to: av.shape)
+        }
+        if b.isRecorded {
+            if bv.rank == 2 && av.rank > 2 && !transposeA {
+                // Shared weight: one product over all batch rows, [B·m, k]ᵀ·[B·m, n].
+                let k = av.shape[av.rank - 1], n = g.shape[g.rank - 1]
+                let af = av.reshaped(to: [-1, k]), gf = g.reshaped(to: [-1, n])
+                db = transposeB ? matmul(gf, af, transposeA: true) : matmul(af, gf, transposeA: true)
+            } else {
+                let full = transposeB
+                    ? matmul(g, av, transposeA: true, transposeB: transposeA)
+                    : matmul(av, g, transposeA: !transposeA)
+                db = reduceBatch(full, to: bv.shape)
+            }
+        }
+        return [da, db]
+    }
+}
+
+/// Sums a batched gradient over its batch axes when the operand was a shared rank-2 matrix.
+private func reduceBatch<Scalar>(_ gradient: Tensor<Scalar>, to shape: [Int]) -> Tensor<Scalar> {
+    if gradient.shape == shape { return gradient }
+    let batchAxes = Array(0..<(gradient.rank - 2))
+    return gradient.sum(alongAxes: batchAxes).reshaped(to: shape)
+}

@@ -1,0 +1,73 @@
+// Parallel loops over Dispatch workers with a partition that never depends on the thread count.
+//
+// Every parallel loop in GLaM splits its work into a fixed list of independent tasks (tiles of a
+// matrix, groups, experts). Each task is computed start to finish by one worker in a fixed order,
+// so the result is bitwise identical for 1, 2 or 8 threads: threads only decide *who* runs a task.
+
+import Dispatch
+import Foundation
+import Synchronization
+
+/// The degree of parallelism GLaM's kernels use.
+public enum Parallelism {
+    private static let storedThreadCount = Atomic<Int>(0)
+
+    /// The number of worker threads GLaM's kernels use (default: the number of active CPUs).
+    ///
+    /// Results never depend on this value; only speed does.
+    public static var threadCount: Int {
+        get {
+            let stored = storedThreadCount.load(ordering: .relaxed)
+            return stored > 0 ? stored : ProcessInfo.processInfo.activeProcessorCount
+        }
+        set {
+            precondition(newValue >= 1, "Parallelism.threadCount must be at least 1, got \(newValue)")
+            storedThreadCount.store(newValue, ordering: .relaxed)
+        }
+    }
+
+    /// Runs `body(task)` for every task in `0..<taskCount` on up to `threads` workers.
+    ///
+    /// Workers claim tasks from a shared counter, so a worker that wakes late takes fewer. Tasks
+    /// must be independent (each writes a disjoint part of the output); then the result does not
+    /// depend on `threads` or on which worker ran which task.
+    public static func forEachTask(
+        _ taskCount: Int, threads: Int = Parallelism.threadCount,
+        _ body: @Sendable (_ task: Int) -> Void
+    ) {
+        guard taskCount > 0 else { return }
+        let workers = max(1, min(threads, taskCount))
+        if workers == 1 {
+            for task in 0..<taskCount { body(task) }
+            return
+        }
+        let nextTask = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while true {
+                let task = nextTask.wrappingAdd(1, ordering: .relaxed).oldValue
+                if task >= taskCount { return }
+                body(task)
+            }
+        }
+    }
+}
+
+/// A mutable pointer that may be captured by the `@Sendable` closures of `Parallelism.forEachTask`.
+///
+/// Invariant (the caller's duty): concurrent tasks write disjoint elements through it, and nobody
+/// reads an element another task writes until the parallel loop has returned.
+public struct SendableMutablePointer<Pointee>: @unchecked Sendable {
+    /// The wrapped pointer.
+    public let base: UnsafeMutablePointer<Pointee>
+    /// Wraps `base`.
+    public init(_ base: UnsafeMutablePointer<Pointee>) { self.base = base }
+}
+
+/// A read-only pointer that may be captured by `@Sendable` closures (the memory must not change
+/// while the parallel loop runs).
+public struct SendablePointer<Pointee>: @unchecked Sendable {
+    /// The wrapped pointer.
+    public let base: UnsafePointer<Pointee>
+    /// Wraps `base`.
+    public init(_ base: UnsafePointer<Pointee>) { self.base = base }
+}

@@ -1,0 +1,65 @@
+// Operations that move elements without arithmetic: axis permutation, row gather (embedding
+// lookup) and its adjoint scatter-add.
+
+extension Tensor {
+    /// The tensor with its axes permuted: result axis `i` is input axis `permutation[i]`.
+    public func transposed(permutation: [Int]) -> Tensor {
+        precondition(permutation.sorted() == Array(0..<rank), "transposed(permutation:): \(permutation) is not a permutation of 0..<\(rank)")
+        let newShape = permutation.map { shape[$0] }
+        let inStrides = Tensor.strides(of: shape)
+        let permutedStrides = permutation.map { inStrides[$0] }
+        var out = [Scalar](repeating: 0, count: scalarCount)
+        guard scalarCount > 0 else { return Tensor(shape: newShape, scalars: out) }
+        var index = [Int](repeating: 0, count: rank)
+        var source = 0
+        for o in 0..<scalarCount {
+            out[o] = scalars[source]
+            var axis = rank - 1
+            while axis >= 0 {
+                index[axis] += 1
+                source += permutedStrides[axis]
+                if index[axis] < newShape[axis] { break }
+                source -= permutedStrides[axis] * newShape[axis]
+                index[axis] = 0
+                axis -= 1
+            }
+        }
+        return Tensor(shape: newShape, scalars: out)
+    }
+
+    /// The tensor with its last two axes swapped: `[..., m, n] → [..., n, m]`.
+    public func transposed() -> Tensor {
+        precondition(rank >= 2, "transposed(): needs rank ≥ 2, got shape \(shape)")
+        var permutation = Array(0..<rank)
+        permutation.swapAt(rank - 1, rank - 2)
+        return transposed(permutation: permutation)
+    }
+
+    /// Rows of a `[V, M]` table picked by `indices`: the embedding lookup, `out[i] = table[indices[i]]`.
+    ///
+    /// - Returns: `[indices.count, M]`.
+    /// - Precondition: every index is in `0..<V`.
+    public func gatheringRows(_ indices: [Int]) -> Tensor {
+        precondition(rank == 2, "gatheringRows: table must be [V, M], got \(shape)")
+        let (v, m) = (shape[0], shape[1])
+        var out = [Scalar](repeating: 0, count: indices.count * m)
+        for (i, row) in indices.enumerated() {
+            precondition(row >= 0 && row < v, "gatheringRows: index \(row) out of range 0..<\(v)")
+            for j in 0..<m { out[i * m + j] = scalars[row * m + j] }
+        }
+        return Tensor(shape: [indices.count, m], scalars: out)
+    }
+
+    /// The adjoint of `gatheringRows`: a `[rowCount, M]` tensor where row `r` is the sum of the rows
+    /// `i` of this `[indices.count, M]` tensor with `indices[i] == r` (summed in increasing `i`).
+    public func scatterAddingRows(_ indices: [Int], rowCount: Int) -> Tensor {
+        precondition(rank == 2 && shape[0] == indices.count, "scatterAddingRows: expected [\(indices.count), M], got \(shape)")
+        let m = shape[1]
+        var out = [Scalar](repeating: 0, count: rowCount * m)
+        for (i, row) in indices.enumerated() {
+            precondition(row >= 0 && row < rowCount, "scatterAddingRows: index \(row) out of range 0..<\(rowCount)")
+            for j in 0..<m { out[row * m + j] += scalars[i * m + j] }
+        }
+        return Tensor(shape: [rowCount, m], scalars: out)
+    }
+}

@@ -1,0 +1,78 @@
+// Reductions along axes: sum, mean and max. Each reduces in a fixed order (increasing index), so
+// the result never depends on threads or on how the call was split.
+
+extension Tensor {
+    /// Views the tensor as `[outer, shape[axis], inner]` for a reduction along `axis`.
+    func reductionExtents(_ axis: Int) -> (outer: Int, length: Int, inner: Int) {
+        let outer = shape[..<axis].reduce(1, *)
+        let inner = shape[(axis + 1)...].reduce(1, *)
+        return (outer, shape[axis], inner)
+    }
+
+    /// Reduces along one axis, keeping it with size 1: `out[o, 0, i] = fold(x[o, 0..<n, i])`.
+    func reduced(alongAxis axis: Int, initial: Scalar, _ combine: (Scalar, Scalar) -> Scalar) -> Tensor {
+        let axis = normalizedAxis(axis)
+        let (outer, length, inner) = reductionExtents(axis)
+        var out = [Scalar](repeating: initial, count: outer * inner)
+        scalars.withUnsafeBufferPointer { x in
+            out.withUnsafeMutableBufferPointer { y in
+                for o in 0..<outer {
+                    let base = o * length * inner
+                    for r in 0..<length {
+                        let row = base + r * inner
+                        for i in 0..<inner { y[o * inner + i] = combine(y[o * inner + i], x[row + i]) }
+                    }
+                }
+            }
+        }
+        var newShape = shape
+        newShape[axis] = 1
+        return Tensor(shape: newShape, scalars: out)
+    }
+
+    /// The sum over the given axes, which are kept with size 1 (negative axes count from the end).
+    public func sum(alongAxes axes: [Int]) -> Tensor {
+        var result = self
+        for axis in Set(axes.map(normalizedAxis)).sorted() { result = result.reduced(alongAxis: axis, initial: 0, +) }
+        return result
+    }
+
+    /// The sum over one axis, kept with size 1.
+    public func sum(alongAxis axis: Int) -> Tensor { sum(alongAxes: [axis]) }
+
+    /// The sum of all elements, as a rank-0 tensor.
+    public func sum() -> Tensor {
+        var total: Scalar = 0
+        for x in scalars { total += x }
+        return Tensor(total)
+    }
+
+    /// The mean over the given axes, which are kept with size 1.
+    public func mean(alongAxes axes: [Int]) -> Tensor {
+        let count = Set(axes.map(normalizedAxis)).reduce(1) { $0 * shape[$1] }
+        return sum(alongAxes: axes) * (1 / Scalar(count))
+    }
+
+    /// The mean over one axis, kept with size 1.
+    public func mean(alongAxis axis: Int) -> Tensor { mean(alongAxes: [axis]) }
+
+    /// The mean of all elements, as a rank-0 tensor.
+    public func mean() -> Tensor { sum() * (1 / Scalar(Swift.max(scalarCount, 1))) }
+
+    /// The maximum over one axis, kept with size 1.
+    public func max(alongAxis axis: Int) -> Tensor {
+        reduced(alongAxis: axis, initial: -Scalar.infinity) { Swift.max($0, $1) }
+    }
+
+    /// The index of the first maximum along the last axis: `[..., n] → [...]` (ties go to the
+    /// lowest index, like `jnp.argmax`).
+    public func argmaxAlongLastAxis() -> [Int] {
+        let n = shape.last ?? 1
+        precondition(n > 0, "argmax: empty last axis")
+        return (0..<(scalarCount / n)).map { row in
+            var best = 0
+            for j in 1..<n where scalars[row * n + j] > scalars[row * n + best] { best = j }
+            return best
+        }
+    }
+}
