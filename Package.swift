@@ -14,13 +14,13 @@ let package = Package(
         .executable(name: "glam", targets: ["GLaMCommand"]),
     ],
     targets: [
+        // The library: tensors, kernels, autograd, file formats, and the model.
         .target(name: "GLaM"),
-        .executableTarget(name: "GLaMCommand", dependencies: ["GLaM"]),
-        .testTarget(
-            name: "GLaMTests",
-            dependencies: ["GLaM"],
-            resources: []
-        ),
+        // The `glam` command line's subcommands (a library so tests can run them in-process).
+        .target(name: "GLaMCLI", dependencies: ["GLaM"]),
+        // The `glam` executable: a thin wrapper around GLaMCLI.
+        .executableTarget(name: "GLaMCommand", dependencies: ["GLaMCLI"]),
+        .testTarget(name: "GLaMTests", dependencies: ["GLaM", "GLaMCLI"]),
     ],
     swiftLanguageModes: [.v6]
 )

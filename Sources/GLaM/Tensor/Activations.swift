@@ -72,15 +72,15 @@ extension Tensor {
         }
     }
 
-    /// Log-softmax along the last axis: `xᵢ − max x − log Σⱼ exp(xⱼ − max x)`.
+    /// Log-softmax along the last axis: `(xᵢ − max x) − log Σⱼ exp(xⱼ − max x)`.
     public func logSoftmax() -> Tensor {
         mapRows { x, y, n in
             var peak = -Scalar.infinity
             for j in 0..<n { peak = Swift.max(peak, x[j]) }
             var total: Scalar = 0
             for j in 0..<n { total += Scalar.exp(x[j] - peak) }
-            let logTotal = peak + Scalar.log(total)
-            for j in 0..<n { y[j] = x[j] - logTotal }
+            let logTotal = Scalar.log(total)
+            for j in 0..<n { y[j] = (x[j] - peak) - logTotal }  // shift first: exact when x[j] == peak
         }
     }
 

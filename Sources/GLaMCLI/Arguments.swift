@@ -1,0 +1,69 @@
+// A small command-line argument parser (no packages): `--name value`, `--name=value`, boolean
+// `--flag`s and positional arguments. Anything unknown or malformed is a `UsageError`, which the
+// tool reports on stderr with exit status 2.
+
+/// Bad usage or bad input: reported as one line on stderr, exit status 2.
+public struct UsageError: Error, CustomStringConvertible {
+    /// The one-line message.
+    public let description: String
+    /// A usage error with `message`.
+    public init(_ message: String) { description = message }
+}
+
+/// Parsed arguments of one subcommand.
+struct Arguments {
+    private var options: [String: String] = [:]
+    private var flags: Set<String> = []
+    /// Arguments that are not options, in order.
+    private(set) var positionals: [String] = []
+    private let command: String
+
+    /// Parses `arguments` for `command`, accepting the named value options and boolean flags.
+    init(_ arguments: [String], command: String, options valueOptions: Set<String>, flags booleanFlags: Set<String>) throws(UsageError) {
+        self.command = command
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            index += 1
+            guard argument.hasPrefix("--"), argument.count > 2 else {
+                positionals.append(argument)
+                continue
+            }
+            var name = String(argument.dropFirst(2))
+            var inlineValue: String? = nil
+            if let equals = name.firstIndex(of: "=") {
+                inlineValue = String(name[name.index(after: equals)...])
+                name = String(name[..<equals])
+            }
+            if booleanFlags.contains(name) {
+                guard inlineValue == nil else { throw UsageError("\(command): --\(name) takes no value") }
+                flags.insert(name)
+            } else if valueOptions.contains(name) {
+                if let inlineValue {
+                    options[name] = inlineValue
+                } else {
+                    guard index < arguments.count else { throw UsageError("\(command): --\(name) needs a value") }
+                    options[name] = arguments[index]
+                    index += 1
+                }
+            } else {
+                throw UsageError("\(command): unknown option --\(name) (see 'glam \(command) --help')")
+            }
+        }
+    }
+
+    /// Whether the boolean flag was given.
+    func has(_ flag: String) -> Bool { flags.contains(flag) }
+
+    /// The option's value, if given.
+    func value(_ name: String) -> String? { options[name] }
+
+    /// The option's value as an integer within `range`, or nil when absent.
+    func integer(_ name: String, in range: ClosedRange<Int>) throws(UsageError) -> Int? {
+        guard let text = options[name] else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            throw UsageError("\(command): --\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+        }
+        return value
+    }
+}

@@ -1,0 +1,52 @@
+// The `glam` command line, run in-process: help, dispatch, exit statuses and the bench contract.
+
+import Foundation
+import Testing
+
+@testable import GLaMCLI
+
+/// Runs `glam` with `arguments`; returns (status, stdout, stderr).
+func runGlam(_ arguments: [String]) -> (status: Int32, out: String, err: String) {
+    final class Buffer: @unchecked Sendable { var text = "" }
+    let out = Buffer(), err = Buffer()
+    let status = CommandLineTool.run(arguments, output: Output(standard: { out.text += $0 }, error: { err.text += $0 }))
+    return (status, out.text, err.text)
+}
+
+struct CommandLineTests {
+    @Test func helpListsSubcommands() {
+        let result = runGlam(["--help"])
+        #expect(result.status == 0 && result.out.contains("bench") && result.err.isEmpty)
+        #expect(runGlam([]).status == 0)
+        #expect(runGlam(["bench", "--help"]).out.contains("glam bench gemm"))
+    }
+
+    @Test("bad usage exits 2 with a one-line message naming the problem")
+    func badUsage() {
+        let unknown = runGlam(["frobnicate"])
+        #expect(unknown.status == 2 && unknown.err.contains("unknown subcommand 'frobnicate'"))
+        let option = runGlam(["bench", "gemm", "--sise", "3"])
+        #expect(option.status == 2 && option.err.contains("unknown option --sise"))
+        let value = runGlam(["bench", "gemm", "--size", "abc"])
+        #expect(value.status == 2 && value.err.contains("--size must be an integer"))
+        let missing = runGlam(["bench", "gemm", "--threads"])
+        #expect(missing.status == 2 && missing.err.contains("--threads needs a value"))
+        let what = runGlam(["bench", "conv"])
+        #expect(what.status == 2 && what.err.contains("expected 'glam bench gemm'"))
+        for result in [unknown, option, value, missing, what] {
+            #expect(result.err.split(separator: "\n").count == 1)
+        }
+    }
+
+    @Test("bench gemm --json prints one object per line with m, n, k, threads, gflops")
+    func benchJSON() throws {
+        let result = runGlam(["bench", "gemm", "--size", "64", "--threads", "2", "--repeats", "2", "--json"])
+        #expect(result.status == 0)
+        let lines = result.out.split(separator: "\n")
+        #expect(lines.count == 1)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
+        #expect(object["m"] as? Int == 64 && object["n"] as? Int == 64 && object["k"] as? Int == 64)
+        #expect(object["threads"] as? Int == 2)
+        #expect((object["gflops"] as? Double ?? 0) > 0)
+    }
+}

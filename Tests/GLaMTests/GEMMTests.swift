@@ -1,0 +1,117 @@
+// The packed GEMM against the reference triple loop, over awkward shapes, every transpose
+// variant, batches and accumulation; and bitwise determinism across thread counts.
+
+import Testing
+
+@testable import GLaM
+
+/// Deterministic test data in [-1, 1).
+func testValues(_ count: Int, seed: UInt64) -> [Float] {
+    var generator = SeededGenerator(seed: seed)
+    return (0..<count).map { _ in 2 * generator.nextUniform() - 1 }
+}
+
+/// Runs the fast GEMM on row-major buffers.
+func fastMatmul(
+    _ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool,
+    initial: [Float]? = nil, threads: Int = 2
+) -> [Float] {
+    var c = initial ?? [Float](repeating: .nan, count: m * n)
+    a.withUnsafeBufferPointer { pa in
+        b.withUnsafeBufferPointer { pb in
+            c.withUnsafeMutableBufferPointer { pc in
+                GEMM.multiply(
+                    m: m, n: n, k: k,
+                    a: MatrixOperand(rowMajor: pa.baseAddress!, rows: transposeA ? k : m, columns: transposeA ? m : k, transposed: transposeA),
+                    b: MatrixOperand(rowMajor: pb.baseAddress!, rows: transposeB ? n : k, columns: transposeB ? k : n, transposed: transposeB),
+                    c: pc.baseAddress!, ldc: n, accumulate: initial != nil, threads: threads)
+            }
+        }
+    }
+    return c
+}
+
+/// Largest |fast − reference| relative to the scale of the products (k terms of size ≤ 1).
+func maxError(_ x: [Float], _ y: [Float]) -> Float {
+    zip(x, y).map { abs($0 - $1) }.max() ?? 0
+}
+
+struct GEMMTests {
+    static let awkwardSizes = [1, 3, 7, 33, 65]
+
+    @Test("fast GEMM equals the reference on awkward shapes, all transpose variants",
+          arguments: [(1, 1, 1), (3, 7, 33), (7, 65, 3), (33, 1, 65), (65, 33, 7), (1, 1000, 3), (1000, 7, 1), (17, 19, 257), (97, 129, 300)],
+          [(false, false), (true, false), (false, true), (true, true)])
+    func agreesWithReference(shape: (Int, Int, Int), transposes: (Bool, Bool)) {
+        let (m, n, k) = shape
+        let a = testValues(m * k, seed: 1), b = testValues(k * n, seed: 2)
+        let fast = fastMatmul(a, b, m: m, n: n, k: k, transposeA: transposes.0, transposeB: transposes.1)
+        let reference = referenceMatmul(a, b, m: m, n: n, k: k, transposeA: transposes.0, transposeB: transposes.1)
+        // Float accumulation of k products of magnitude ≤ 1: error ≲ k·ε.
+        #expect(maxError(fast, reference) <= Float(k) * 2e-7 + 1e-6, "m=\(m) n=\(n) k=\(k) transposes=\(transposes)")
+    }
+
+    @Test("square sizes 1, 3, 7, 33, 65, 1000")
+    func squareSizes() {
+        for size in Self.awkwardSizes + [1000] {
+            let a = testValues(size * size, seed: 3), b = testValues(size * size, seed: 4)
+            let fast = fastMatmul(a, b, m: size, n: size, k: size, transposeA: false, transposeB: false)
+            let reference = referenceMatmul(a, b, m: size, n: size, k: size)
+            #expect(maxError(fast, reference) <= Float(size) * 2e-7 + 1e-6, "size \(size)")
+        }
+    }
+
+    @Test("accumulate adds to C instead of overwriting it")
+    func accumulates() {
+        let (m, n, k) = (13, 21, 300)
+        let a = testValues(m * k, seed: 5), b = testValues(k * n, seed: 6), c0 = testValues(m * n, seed: 7)
+        let fast = fastMatmul(a, b, m: m, n: n, k: k, transposeA: false, transposeB: true, initial: c0)
+        let reference = zip(referenceMatmul(a, b, m: m, n: n, k: k, transposeB: true), c0).map { $0 + $1 }
+        #expect(maxError(fast, reference) <= 1e-4)
+    }
+
+    @Test("k = 0 gives zeros, or leaves C alone when accumulating")
+    func emptyDepth() {
+        #expect(fastMatmul([], [], m: 3, n: 4, k: 0, transposeA: false, transposeB: false) == [Float](repeating: 0, count: 12))
+        let c0 = testValues(12, seed: 8)
+        #expect(fastMatmul([], [], m: 3, n: 4, k: 0, transposeA: false, transposeB: false, initial: c0) == c0)
+    }
+
+    @Test("results are bitwise identical for 1, 2, 3 and 8 threads", arguments: [(300, 200, 517), (1, 1000, 64), (250, 3, 1000)])
+    func threadCountDoesNotChangeBits(shape: (Int, Int, Int)) {
+        let (m, n, k) = shape
+        let a = testValues(m * k, seed: 9), b = testValues(k * n, seed: 10)
+        let one = fastMatmul(a, b, m: m, n: n, k: k, transposeA: false, transposeB: false, threads: 1)
+        for threads in [2, 3, 8] {
+            let many = fastMatmul(a, b, m: m, n: n, k: k, transposeA: false, transposeB: false, threads: threads)
+            #expect(one.map(\.bitPattern) == many.map(\.bitPattern), "threads \(threads)")
+        }
+    }
+
+    @Test("batched products, with a matrix shared across the batch")
+    func batched() {
+        let (batch, m, n, k) = (5, 9, 18, 40)
+        let a = testValues(batch * m * k, seed: 11), b = testValues(batch * k * n, seed: 12), w = testValues(k * n, seed: 13)
+        let perItem = Tensor(shape: [batch, m, k], scalars: a)
+        let batchedB = matmul(perItem, Tensor(shape: [batch, k, n], scalars: b))
+        let shared = matmul(perItem, Tensor(shape: [k, n], scalars: w))
+        for item in 0..<batch {
+            let ai = Array(a[(item * m * k)..<((item + 1) * m * k)])
+            let bi = Array(b[(item * k * n)..<((item + 1) * k * n)])
+            let cb = Array(batchedB.scalars[(item * m * n)..<((item + 1) * m * n)])
+            let cs = Array(shared.scalars[(item * m * n)..<((item + 1) * m * n)])
+            #expect(maxError(cb, referenceMatmul(ai, bi, m: m, n: n, k: k)) <= 1e-5)
+            #expect(maxError(cs, referenceMatmul(ai, w, m: m, n: n, k: k)) <= 1e-5)
+        }
+    }
+
+    @Test("Float and Double tensor matmul agree (the Double path is the plain loop)")
+    func floatMatchesDouble() {
+        let a = Tensor(shape: [2, 7, 33], scalars: testValues(2 * 7 * 33, seed: 14))
+        let b = Tensor(shape: [2, 65, 33], scalars: testValues(2 * 65 * 33, seed: 15))
+        let fast = matmul(a, b, transposeB: true)
+        let exact = matmul(Tensor<Double>(a), Tensor<Double>(b), transposeB: true)
+        #expect(fast.shape == [2, 7, 65])
+        #expect(maxError(fast.scalars, exact.scalars.map { Float($0) }) <= 1e-5)
+    }
+}

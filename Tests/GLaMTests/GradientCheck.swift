@@ -1,0 +1,57 @@
+// Finite-difference gradient checking in Double.
+//
+// For a function f of several tensors, the objective is L = Σ f(x) ⊙ R with a fixed random R (so
+// every output element matters with its own weight). The tape's gradient of L is compared with
+// the central difference (L(x + h·eᵢ) − L(x − h·eᵢ)) / 2h for every input element i.
+
+import Testing
+
+@testable import GLaM
+
+/// Random Double test tensor with entries in [lower, upper).
+func randomDoubleTensor(_ shape: [Int], seed: UInt64, in range: Range<Double> = -1..<1) -> Tensor<Double> {
+    var generator = SeededGenerator(seed: seed)
+    let count = shape.reduce(1, *)
+    return Tensor(shape: shape, scalars: (0..<count).map { _ in
+        range.lowerBound + (range.upperBound - range.lowerBound) * Double(generator.next() >> 11) * 0x1p-53
+    })
+}
+
+/// Checks the tape's gradients of `f` at `inputs` against central differences.
+///
+/// - Returns: the largest discrepancy found, for reporting.
+@discardableResult
+func checkGradients(
+    _ inputs: [Tensor<Double>], step: Double = 1e-6, tolerance: Double = 1e-6,
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ f: ([Variable<Double>]) -> Variable<Double>
+) -> Double {
+    let tape = Tape<Double>()
+    let variables = inputs.map { tape.variable($0) }
+    let output = f(variables)
+    let weights = randomDoubleTensor(output.shape, seed: 99)
+    let gradients = tape.gradients(of: output, seed: weights)
+
+    func objective(_ values: [Tensor<Double>]) -> Double {
+        let y = f(values.map { Variable(constant: $0) }).value
+        return zip(y.scalars, weights.scalars).reduce(0) { $0 + $1.0 * $1.1 }
+    }
+    var worst = 0.0
+    for (index, input) in inputs.enumerated() {
+        let analytic = gradients[variables[index]] ?? Tensor(zeros: input.shape)
+        #expect(analytic.shape == input.shape, sourceLocation: sourceLocation)
+        for element in 0..<input.scalarCount {
+            var plus = inputs, minus = inputs
+            plus[index].scalars[element] += step
+            minus[index].scalars[element] -= step
+            let numeric = (objective(plus) - objective(minus)) / (2 * step)
+            let error = abs(analytic.scalars[element] - numeric)
+            worst = max(worst, error)
+            #expect(
+                error <= tolerance * (1 + abs(numeric)),
+                "input \(index) element \(element): tape \(analytic.scalars[element]) vs finite difference \(numeric)",
+                sourceLocation: sourceLocation)
+        }
+    }
+    return worst
+}

@@ -1,0 +1,155 @@
+// The safetensors reader and writer: a file written by Hugging Face's `safetensors` package,
+// round trips, and malformed files, each of which must be refused with a reason, never a crash.
+
+import Foundation
+import Testing
+
+@testable import GLaM
+
+/// The repository's `Fixtures` folder (tests run from any working directory).
+let fixturesDirectory = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures")
+
+/// Builds safetensors bytes from a header string and a data section.
+func safetensorsBytes(header: String, data: [UInt8] = [], declaredLength: UInt64? = nil) -> Data {
+    let json = Array(header.utf8)
+    var out = Data()
+    withUnsafeBytes(of: (declaredLength ?? UInt64(json.count)).littleEndian) { out.append(contentsOf: $0) }
+    out.append(contentsOf: json)
+    out.append(contentsOf: data)
+    return out
+}
+
+/// Parses `bytes`, expecting an error whose reason contains `fragment`.
+func expectRejected(_ bytes: Data, containing fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    do {
+        _ = try SafeTensorsFile(bytes: bytes, name: "bad.safetensors")
+        Issue.record("accepted a malformed file (expected: \(fragment))", sourceLocation: sourceLocation)
+    } catch {
+        #expect(error.file == "bad.safetensors", sourceLocation: sourceLocation)
+        #expect(error.reason.contains(fragment), "reason was: \(error.reason)", sourceLocation: sourceLocation)
+    }
+}
+
+struct SafeTensorsTests {
+    @Test("reads a file written by Hugging Face's safetensors (F32, F64, I32, I64, BF16, rank 0, empty)")
+    func readsReferenceFile() throws {
+        let file = try SafeTensorsFile(contentsOf: fixturesDirectory.appendingPathComponent("safetensors/reference.safetensors"))
+        #expect(file.metadata == ["format": "reference", "note": "written by safetensors.numpy"])
+        #expect(Set(file.tensors.keys) == ["f32", "f64", "i32", "i64", "bf16", "scalar", "empty"])
+        let f32 = try #require(file.tensors["f32"])
+        #expect(f32.dtype == .float32 && f32.floatTensor() == Tensor(shape: [2, 3], scalars: [0, 0.5, 1, 1.5, 2, 2.5]))
+        #expect(file.tensors["f64"]?.floatTensor() == Tensor([1, 1.25, 1.5]))
+        #expect(file.tensors["i32"]?.integers() == [-2, -1, 0, 1])
+        #expect(file.tensors["i32"]?.shape == [2, 2])
+        #expect(file.tensors["i64"]?.integers() == [0, 1_000_000_007, 2_000_000_014, 3_000_000_021])
+        #expect(file.tensors["bf16"]?.floatTensor() == Tensor([1.5, -2]))
+        #expect(file.tensors["scalar"]?.floatTensor() == Tensor(3.25))
+        #expect(file.tensors["empty"]?.shape == [0, 4])
+        #expect(file.tensors["f32"]?.integers() == nil)
+    }
+
+    @Test("write then read returns the same tensors and metadata")
+    func roundTrip() throws {
+        let original = SafeTensorsFile(
+            tensors: [
+                "weights": SafeTensor(Tensor(shape: [3, 2], scalars: [1, -2, 3.5, .infinity, 0, -0])),
+                "tokens": SafeTensor(int32: [7, -1, Int32.max], shape: [3]),
+                "scalar": SafeTensor(Tensor(0.125)),
+            ],
+            metadata: ["config": #"{"a": 1, "path": "x/y"}"#, "format": "glam-fixture"])
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("glam-roundtrip-\(UUID()).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try original.write(to: url)
+        let read = try SafeTensorsFile(contentsOf: url)
+        #expect(read == original)
+        // The header is padded to a multiple of 8 bytes, as the format recommends.
+        let bytes = try Data(contentsOf: url)
+        let headerLength = bytes.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        #expect(headerLength % 8 == 0)
+    }
+
+    @Test("malformed files are refused with a reason naming the problem")
+    func malformed() {
+        let good = #"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
+        #expect((try? SafeTensorsFile(bytes: safetensorsBytes(header: good, data: [UInt8](repeating: 0, count: 8)), name: "x")) != nil)
+        expectRejected(Data([1, 2, 3]), containing: "shorter than the 8-byte header length")
+        expectRejected(safetensorsBytes(header: good, data: [UInt8](repeating: 0, count: 8), declaredLength: 1 << 40), containing: "runs past the end")
+        expectRejected(safetensorsBytes(header: "{\"t\": [", data: []), containing: "not valid JSON")
+        expectRejected(safetensorsBytes(header: "[1, 2]"), containing: "not a JSON object")
+        expectRejected(safetensorsBytes(header: good, data: [0, 0, 0, 0]), containing: "outside the 4 data bytes")
+        expectRejected(
+            safetensorsBytes(header: #"{"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
+            containing: "needs 12 bytes but data_offsets span 8")
+        expectRejected(
+            safetensorsBytes(header: #"{"t":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
+            containing: "unknown dtype \"Q4\"")
+        expectRejected(
+            safetensorsBytes(
+                header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                data: [UInt8](repeating: 0, count: 12)),
+            containing: "overlaps")
+        expectRejected(
+            safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
+            containing: "gap in the data")
+        expectRejected(
+            safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: [UInt8](repeating: 0, count: 8)),
+            containing: "trailing data bytes")
+        expectRejected(
+            safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#, data: [UInt8](repeating: 0, count: 4)),
+            containing: "no valid shape")
+        expectRejected(
+            safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}"#, data: [UInt8](repeating: 0, count: 4)),
+            containing: "no valid shape")
+        expectRejected(
+            safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}}"#, data: [UInt8](repeating: 0, count: 4)),
+            containing: "no valid data_offsets")
+        expectRejected(
+            safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,4]}}"#, data: [UInt8](repeating: 0, count: 4)),
+            containing: "no valid shape")
+        expectRejected(
+            safetensorsBytes(header: #"{"__metadata__":{"k":1}}"#), containing: "__metadata__ value of \"k\" is not a string")
+        var notUTF8 = Data()
+        withUnsafeBytes(of: UInt64(4).littleEndian) { notUTF8.append(contentsOf: $0) }
+        notUTF8.append(contentsOf: [0x7B, 0xFF, 0xFE, 0x7D])
+        expectRejected(notUTF8, containing: "not valid UTF-8")
+    }
+
+    @Test("every truncation of a valid file is refused, never a crash")
+    func everyTruncation() throws {
+        let bytes = try Data(contentsOf: fixturesDirectory.appendingPathComponent("safetensors/reference.safetensors"))
+        for length in 0..<bytes.count {
+            #expect(throws: SafeTensorsError.self, "prefix of \(length) bytes") {
+                try SafeTensorsFile(bytes: bytes.prefix(length), name: "truncated")
+            }
+        }
+    }
+
+    @Test("corrupting any single header byte never crashes the reader")
+    func corruptedHeaderBytes() throws {
+        let bytes = try Data(contentsOf: fixturesDirectory.appendingPathComponent("safetensors/reference.safetensors"))
+        let headerEnd = 8 + Int(bytes[0]) + Int(bytes[1]) << 8
+        for position in 0..<headerEnd {
+            for replacement: UInt8 in [0x00, 0x22, 0x39, 0x7D, 0xFF] {
+                var corrupted = bytes
+                corrupted[position] = replacement
+                // Either a valid file or a SafeTensorsError: anything else (a trap) fails the run.
+                if let file = try? SafeTensorsFile(bytes: corrupted, name: "corrupted") {
+                    for tensor in file.tensors.values { _ = tensor.floatTensor() }
+                }
+            }
+        }
+    }
+
+    @Test("an unreadable path is an error naming the file")
+    func missingFile() {
+        do {
+            _ = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: "/nonexistent/model.safetensors"))
+            Issue.record("read a file that does not exist")
+        } catch {
+            #expect(error.file == "/nonexistent/model.safetensors")
+            #expect(error.reason.contains("cannot read"))
+        }
+    }
+}
