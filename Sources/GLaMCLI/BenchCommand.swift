@@ -34,7 +34,9 @@ enum BenchCommand: Subcommand {
         let repeats = try parsed.integer("repeats", in: 1...1000)
         let json = parsed.has("json")
         if !json {
-            output.line("SGEMM C = A·B, square n, \(GEMM.isFused ? "fused multiply-add (-DGLAM_FMA)" : "unfused multiply-add (built without -DGLAM_FMA)")")
+            output.line(
+                "SGEMM C = A·B, square n, \(GEMM.isFused ? "fused multiply-add (-DGLAM_FMA)" : "unfused multiply-add (built without -DGLAM_FMA)")"
+            )
             output.line("    n  threads  best GFLOP/s  median GFLOP/s  repeats")
         }
         for threads in threadCounts {
@@ -42,10 +44,12 @@ enum BenchCommand: Subcommand {
                 let result = measure(n: n, threads: threads, repeats: repeats)
                 if json {
                     output.line(
-                        #"{"m": \#(n), "n": \#(n), "k": \#(n), "threads": \#(threads), "gflops": \#(rounded(result.best)), "median_gflops": \#(rounded(result.median)), "repeats": \#(result.repeats), "fma": \#(GEMM.isFused)}"#)
+                        #"{"m": \#(n), "n": \#(n), "k": \#(n), "threads": \#(threads), "gflops": \#(rounded(result.best)), "median_gflops": \#(rounded(result.median)), "repeats": \#(result.repeats), "fma": \#(GEMM.isFused)}"#
+                    )
                 } else {
                     output.line(
-                        "\(pad(n, 5))  \(pad(threads, 7))  \(pad(rounded(result.best), 12))  \(pad(rounded(result.median), 14))  \(pad(result.repeats, 7))")
+                        "\(pad(n, 5))  \(pad(threads, 7))  \(pad(rounded(result.best), 12))  \(pad(rounded(result.median), 14))  \(pad(result.repeats, 7))"
+                    )
                 }
             }
         }

@@ -37,7 +37,8 @@ public enum CommandLineTool {
     static var subcommands: [any Subcommand.Type] { [BenchCommand.self] }
 
     static var overview: String {
-        let list = subcommands.map { "  \($0.name.padding(toLength: 10, withPad: " ", startingAt: 0))\($0.summary)" }.joined(separator: "\n")
+        let list = subcommands.map { "  \($0.name.padding(toLength: 10, withPad: " ", startingAt: 0))\($0.summary)" }.joined(
+            separator: "\n")
         return """
             glam: GLaM (Du et al. 2021) in Swift: a decoder-only mixture-of-experts language model.
 

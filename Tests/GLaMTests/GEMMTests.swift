@@ -22,8 +22,10 @@ func fastMatmul(
             c.withUnsafeMutableBufferPointer { pc in
                 GEMM.multiply(
                     m: m, n: n, k: k,
-                    a: MatrixOperand(rowMajor: pa.baseAddress!, rows: transposeA ? k : m, columns: transposeA ? m : k, transposed: transposeA),
-                    b: MatrixOperand(rowMajor: pb.baseAddress!, rows: transposeB ? n : k, columns: transposeB ? k : n, transposed: transposeB),
+                    a: MatrixOperand(
+                        rowMajor: pa.baseAddress!, rows: transposeA ? k : m, columns: transposeA ? m : k, transposed: transposeA),
+                    b: MatrixOperand(
+                        rowMajor: pb.baseAddress!, rows: transposeB ? n : k, columns: transposeB ? k : n, transposed: transposeB),
                     c: pc.baseAddress!, ldc: n, accumulate: initial != nil, threads: threads)
             }
         }
@@ -39,9 +41,12 @@ func maxError(_ x: [Float], _ y: [Float]) -> Float {
 struct GEMMTests {
     static let awkwardSizes = [1, 3, 7, 33, 65]
 
-    @Test("fast GEMM equals the reference on awkward shapes, all transpose variants",
-          arguments: [(1, 1, 1), (3, 7, 33), (7, 65, 3), (33, 1, 65), (65, 33, 7), (1, 1000, 3), (1000, 7, 1), (17, 19, 257), (97, 129, 300)],
-          [(false, false), (true, false), (false, true), (true, true)])
+    @Test(
+        "fast GEMM equals the reference on awkward shapes, all transpose variants",
+        arguments: [
+            (1, 1, 1), (3, 7, 33), (7, 65, 3), (33, 1, 65), (65, 33, 7), (1, 1000, 3), (1000, 7, 1), (17, 19, 257), (97, 129, 300),
+        ],
+        [(false, false), (true, false), (false, true), (true, true)])
     func agreesWithReference(shape: (Int, Int, Int), transposes: (Bool, Bool)) {
         let (m, n, k) = shape
         let a = testValues(m * k, seed: 1), b = testValues(k * n, seed: 2)

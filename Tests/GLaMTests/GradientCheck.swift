@@ -12,9 +12,11 @@ import Testing
 func randomDoubleTensor(_ shape: [Int], seed: UInt64, in range: Range<Double> = -1..<1) -> Tensor<Double> {
     var generator = SeededGenerator(seed: seed)
     let count = shape.reduce(1, *)
-    return Tensor(shape: shape, scalars: (0..<count).map { _ in
-        range.lowerBound + (range.upperBound - range.lowerBound) * Double(generator.next() >> 11) * 0x1p-53
-    })
+    return Tensor(
+        shape: shape,
+        scalars: (0..<count).map { _ in
+            range.lowerBound + (range.upperBound - range.lowerBound) * Double(generator.next() >> 11) * 0x1p-53
+        })
 }
 
 /// Checks the tape's gradients of `f` at `inputs` against central differences.

@@ -75,7 +75,8 @@ struct SafeTensorsTests {
         let good = #"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
         #expect((try? SafeTensorsFile(bytes: safetensorsBytes(header: good, data: [UInt8](repeating: 0, count: 8)), name: "x")) != nil)
         expectRejected(Data([1, 2, 3]), containing: "shorter than the 8-byte header length")
-        expectRejected(safetensorsBytes(header: good, data: [UInt8](repeating: 0, count: 8), declaredLength: 1 << 40), containing: "runs past the end")
+        expectRejected(
+            safetensorsBytes(header: good, data: [UInt8](repeating: 0, count: 8), declaredLength: 1 << 40), containing: "runs past the end")
         expectRejected(safetensorsBytes(header: "{\"t\": [", data: []), containing: "not valid JSON")
         expectRejected(safetensorsBytes(header: "[1, 2]"), containing: "not a JSON object")
         expectRejected(safetensorsBytes(header: good, data: [0, 0, 0, 0]), containing: "outside the 4 data bytes")
@@ -106,7 +107,9 @@ struct SafeTensorsTests {
             safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}}"#, data: [UInt8](repeating: 0, count: 4)),
             containing: "no valid data_offsets")
         expectRejected(
-            safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,4]}}"#, data: [UInt8](repeating: 0, count: 4)),
+            safetensorsBytes(
+                header: #"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,4]}}"#,
+                data: [UInt8](repeating: 0, count: 4)),
             containing: "no valid shape")
         expectRejected(
             safetensorsBytes(header: #"{"__metadata__":{"k":1}}"#), containing: "__metadata__ value of \"k\" is not a string")

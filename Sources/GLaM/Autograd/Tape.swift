@@ -69,7 +69,9 @@ public final class Tape<Scalar: TensorScalar> {
             let contributions = record.backward(upstream)
             for (input, contribution) in Swift.zip(record.inputs, contributions) {
                 guard input >= 0, let contribution else { continue }
-                precondition(contribution.shape == shapes[input], "backward: gradient \(contribution.shape) for a variable of shape \(shapes[input])")
+                precondition(
+                    contribution.shape == shapes[input], "backward: gradient \(contribution.shape) for a variable of shape \(shapes[input])"
+                )
                 if let existing = grads[input] {
                     grads[input] = existing + contribution
                 } else {

@@ -114,7 +114,8 @@ public func matmul<Scalar>(
         var da: Tensor<Scalar>? = nil
         var db: Tensor<Scalar>? = nil
         if a.isRecorded {
-            let full = transposeA
+            let full =
+                transposeA
                 ? matmul(bv, g, transposeA: transposeB, transposeB: true)
                 : matmul(g, bv, transposeB: !transposeB)
             da = reduceBatch(full, to: av.shape)
@@ -126,7 +127,8 @@ public func matmul<Scalar>(
                 let af = av.reshaped(to: [-1, k]), gf = g.reshaped(to: [-1, n])
                 db = transposeB ? matmul(gf, af, transposeA: true) : matmul(af, gf, transposeA: true)
             } else {
-                let full = transposeB
+                let full =
+                    transposeB
                     ? matmul(g, av, transposeA: true, transposeB: transposeA)
                     : matmul(av, g, transposeA: !transposeA)
                 db = reduceBatch(full, to: bv.shape)

@@ -60,7 +60,8 @@ public struct SafeTensor: Sendable, Equatable {
     ///
     /// - Precondition: `bytes.count` matches the shape and dtype.
     public init(dtype: SafeTensorsDType, shape: [Int], bytes: [UInt8]) {
-        precondition(bytes.count == shape.reduce(1, *) * dtype.byteCount, "SafeTensor: \(bytes.count) bytes do not match \(dtype.rawValue) \(shape)")
+        precondition(
+            bytes.count == shape.reduce(1, *) * dtype.byteCount, "SafeTensor: \(bytes.count) bytes do not match \(dtype.rawValue) \(shape)")
         self.dtype = dtype
         self.shape = shape
         self.bytes = bytes
@@ -90,8 +91,11 @@ public struct SafeTensor: Sendable, Equatable {
             for i in 0..<count {
                 switch dtype {
                 case .float32: out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
-                case .float64: out[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))))
-                case .bfloat16: out[i] = Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) << 16)
+                case .float64:
+                    out[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))))
+                case .bfloat16:
+                    out[i] = Float(
+                        bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) << 16)
                 case .int32: out[i] = Float(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)))
                 case .int64: out[i] = Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: Int64.self)))
                 }
@@ -192,7 +196,9 @@ public struct SafeTensorsFile: Sendable, Equatable {
                 count = product
             }
             guard end - begin == count * dtype.byteCount else {
-                throw fail("tensor \"\(name)\": shape \(shape) of \(dtypeName) needs \(count * dtype.byteCount) bytes but data_offsets span \(end - begin)")
+                throw fail(
+                    "tensor \"\(name)\": shape \(shape) of \(dtypeName) needs \(count * dtype.byteCount) bytes but data_offsets span \(end - begin)"
+                )
             }
             entries.append((name, dtype, shape, begin, end))
         }
@@ -201,7 +207,9 @@ public struct SafeTensorsFile: Sendable, Equatable {
         var expectedBegin = 0
         for entry in entries {
             if entry.begin < expectedBegin {
-                throw fail("tensor \"\(entry.name)\" overlaps the previous tensor (data_offsets start at \(entry.begin), previous ends at \(expectedBegin))")
+                throw fail(
+                    "tensor \"\(entry.name)\" overlaps the previous tensor (data_offsets start at \(entry.begin), previous ends at \(expectedBegin))"
+                )
             }
             if entry.begin > expectedBegin {
                 throw fail("gap in the data before tensor \"\(entry.name)\" (bytes \(expectedBegin)..<\(entry.begin) belong to no tensor)")
@@ -241,7 +249,9 @@ public struct SafeTensorsFile: Sendable, Equatable {
         let names = tensors.keys.sorted()
         for name in names {
             let tensor = tensors[name]!
-            header[name] = ["dtype": tensor.dtype.rawValue, "shape": tensor.shape, "data_offsets": [offset, offset + tensor.bytes.count]] as [String: Any]
+            header[name] =
+                ["dtype": tensor.dtype.rawValue, "shape": tensor.shape, "data_offsets": [offset, offset + tensor.bytes.count]]
+                as [String: Any]
             offset += tensor.bytes.count
         }
         if !metadata.isEmpty { header["__metadata__"] = metadata }

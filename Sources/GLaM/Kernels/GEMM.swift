@@ -88,61 +88,61 @@ public enum GEMM {
         let workers = m * n * k * batch < 32_768 ? 1 : threads
 
         ScratchBuffers.withBuffer(count: aItems * packedASize + bItems * packedBSize) { scratch in
-        let packedA = scratch
-        let packedB = scratch + aItems * packedASize
-        let aDst = SendableMutablePointer(packedA)
-        let bDst = SendableMutablePointer(packedB)
-        // Pack every row panel of Ã and column panel of B̃ (one parallel loop over both).
-        let aTasks = aItems * rowPanels
-        Parallelism.forEachTask(aTasks + bItems * columnPanels, threads: workers) { task in
-            if task < aTasks {
-                let item = task / rowPanels, panel = task % rowPanels
-                packRowPanel(
-                    a, item: item, panel: panel, m: m, k: k,
-                    into: aDst.base + item * packedASize + panel * microTileRows * k)
-            } else {
-                let item = (task - aTasks) / columnPanels, panel = (task - aTasks) % columnPanels
-                packColumnPanel(
-                    b, item: item, panel: panel, n: n, k: k,
-                    into: bDst.base + item * packedBSize + panel * microTileColumns * k)
-            }
-        }
-
-        let rowBlocks = (m + rowBlock - 1) / rowBlock
-        let columnBlocks = (n + columnBlock - 1) / columnBlock
-        let tilesPerItem = rowBlocks * columnBlocks
-        let out = SendableMutablePointer(c)
-        Parallelism.forEachTask(batch * tilesPerItem, threads: workers) { task in
-            let item = task / tilesPerItem
-            let rowBlockIndex = (task % tilesPerItem) / columnBlocks
-            let columnBlockIndex = task % columnBlocks
-            let aItem = UnsafePointer(aDst.base + (a.batchStride == 0 ? 0 : item * packedASize))
-            let bItem = UnsafePointer(bDst.base + (b.batchStride == 0 ? 0 : item * packedBSize))
-            let i0 = rowBlockIndex * rowBlock, i1 = min(m, i0 + rowBlock)
-            let j0 = columnBlockIndex * columnBlock, j1 = min(n, j0 + columnBlock)
-            let cItem = out.base + item * cBatchStride
-            var p0 = 0
-            while p0 < k {
-                let kc = min(depthBlock, k - p0)
-                let accumulateBlock = accumulate || p0 > 0
-                var j = j0
-                while j < j1 {
-                    let panelB = bItem + (j / microTileColumns) * microTileColumns * k + p0 * microTileColumns
-                    var i = i0
-                    while i < i1 {
-                        let panelA = aItem + (i / microTileRows) * microTileRows * k + p0 * microTileRows
-                        microKernel6x16(
-                            depth: kc, packedA: panelA, packedB: panelB,
-                            c: cItem + i * ldc + j, ldc: ldc,
-                            rows: min(microTileRows, i1 - i), columns: min(microTileColumns, j1 - j),
-                            accumulate: accumulateBlock)
-                        i += microTileRows
-                    }
-                    j += microTileColumns
+            let packedA = scratch
+            let packedB = scratch + aItems * packedASize
+            let aDst = SendableMutablePointer(packedA)
+            let bDst = SendableMutablePointer(packedB)
+            // Pack every row panel of Ã and column panel of B̃ (one parallel loop over both).
+            let aTasks = aItems * rowPanels
+            Parallelism.forEachTask(aTasks + bItems * columnPanels, threads: workers) { task in
+                if task < aTasks {
+                    let item = task / rowPanels, panel = task % rowPanels
+                    packRowPanel(
+                        a, item: item, panel: panel, m: m, k: k,
+                        into: aDst.base + item * packedASize + panel * microTileRows * k)
+                } else {
+                    let item = (task - aTasks) / columnPanels, panel = (task - aTasks) % columnPanels
+                    packColumnPanel(
+                        b, item: item, panel: panel, n: n, k: k,
+                        into: bDst.base + item * packedBSize + panel * microTileColumns * k)
                 }
-                p0 += kc
             }
-        }
+
+            let rowBlocks = (m + rowBlock - 1) / rowBlock
+            let columnBlocks = (n + columnBlock - 1) / columnBlock
+            let tilesPerItem = rowBlocks * columnBlocks
+            let out = SendableMutablePointer(c)
+            Parallelism.forEachTask(batch * tilesPerItem, threads: workers) { task in
+                let item = task / tilesPerItem
+                let rowBlockIndex = (task % tilesPerItem) / columnBlocks
+                let columnBlockIndex = task % columnBlocks
+                let aItem = UnsafePointer(aDst.base + (a.batchStride == 0 ? 0 : item * packedASize))
+                let bItem = UnsafePointer(bDst.base + (b.batchStride == 0 ? 0 : item * packedBSize))
+                let i0 = rowBlockIndex * rowBlock, i1 = min(m, i0 + rowBlock)
+                let j0 = columnBlockIndex * columnBlock, j1 = min(n, j0 + columnBlock)
+                let cItem = out.base + item * cBatchStride
+                var p0 = 0
+                while p0 < k {
+                    let kc = min(depthBlock, k - p0)
+                    let accumulateBlock = accumulate || p0 > 0
+                    var j = j0
+                    while j < j1 {
+                        let panelB = bItem + (j / microTileColumns) * microTileColumns * k + p0 * microTileColumns
+                        var i = i0
+                        while i < i1 {
+                            let panelA = aItem + (i / microTileRows) * microTileRows * k + p0 * microTileRows
+                            microKernel6x16(
+                                depth: kc, packedA: panelA, packedB: panelB,
+                                c: cItem + i * ldc + j, ldc: ldc,
+                                rows: min(microTileRows, i1 - i), columns: min(microTileColumns, j1 - j),
+                                accumulate: accumulateBlock)
+                            i += microTileRows
+                        }
+                        j += microTileColumns
+                    }
+                    p0 += kc
+                }
+            }
         }
     }
 

@@ -9,6 +9,8 @@
 // Neither is cryptographic. Both are defined here bit for bit, so results are reproducible on
 // every platform and Swift version (the standard library's generators are not).
 
+import Foundation
+
 /// A seeded SplitMix64 pseudo-random number generator.
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var state: UInt64
@@ -56,8 +58,6 @@ public enum CounterRandom {
         Float(bits(seed: seed, stream: stream, index: index) >> 40) * 0x1p-24
     }
 }
-
-import Foundation
 
 @inline(__always) private func _log(_ x: Double) -> Double { Foundation.log(x) }
 @inline(__always) private func _cos(_ x: Double) -> Double { Foundation.cos(x) }

@@ -4,7 +4,8 @@
 extension Tensor {
     /// The tensor with its axes permuted: result axis `i` is input axis `permutation[i]`.
     public func transposed(permutation: [Int]) -> Tensor {
-        precondition(permutation.sorted() == Array(0..<rank), "transposed(permutation:): \(permutation) is not a permutation of 0..<\(rank)")
+        precondition(
+            permutation.sorted() == Array(0..<rank), "transposed(permutation:): \(permutation) is not a permutation of 0..<\(rank)")
         let newShape = permutation.map { shape[$0] }
         let inStrides = Tensor.strides(of: shape)
         let permutedStrides = permutation.map { inStrides[$0] }

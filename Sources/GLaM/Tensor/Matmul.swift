@@ -61,4 +61,3 @@ public func matmul<Scalar>(
     }
     return Tensor(shape: batchShape + [m, n], scalars: out)
 }
-

@@ -19,13 +19,19 @@ where Self.RawSignificand: FixedWidthInteger {
 }
 
 extension Float: TensorScalar {
+    /// eˣ (libm).
     @inlinable public static func exp(_ x: Float) -> Float { Foundation.exp(x) }
+    /// The natural logarithm (libm).
     @inlinable public static func log(_ x: Float) -> Float { Foundation.log(x) }
+    /// The hyperbolic tangent (libm).
     @inlinable public static func tanh(_ x: Float) -> Float { Foundation.tanh(x) }
 }
 
 extension Double: TensorScalar {
+    /// eˣ (libm).
     @inlinable public static func exp(_ x: Double) -> Double { Foundation.exp(x) }
+    /// The natural logarithm (libm).
     @inlinable public static func log(_ x: Double) -> Double { Foundation.log(x) }
+    /// The hyperbolic tangent (libm).
     @inlinable public static func tanh(_ x: Double) -> Double { Foundation.tanh(x) }
 }
