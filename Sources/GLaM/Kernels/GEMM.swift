@@ -87,9 +87,12 @@ public enum GEMM {
         // Tiny products are not worth waking workers for; the result is the same either way.
         let workers = m * n * k * batch < 32_768 ? 1 : threads
 
-        ScratchBuffers.withBuffer(count: aItems * packedASize + bItems * packedBSize) { scratch in
+        // B̃ starts on a 64-byte boundary: the micro-kernel loads it with aligned 16-float loads
+        // (SSE builds trap on a misaligned one).
+        let packedBOffset = (aItems * packedASize + 15) / 16 * 16
+        ScratchBuffers.withBuffer(count: packedBOffset + bItems * packedBSize) { scratch in
             let packedA = scratch
-            let packedB = scratch + aItems * packedASize
+            let packedB = scratch + packedBOffset
             let aDst = SendableMutablePointer(packedA)
             let bDst = SendableMutablePointer(packedB)
             // Pack every row panel of Ã and column panel of B̃ (one parallel loop over both).
