@@ -1,0 +1,26 @@
+// The README's library example, compiled and run, so the documentation cannot drift from the API.
+
+import Foundation
+import GLaM
+import Testing
+
+struct ReadmeExampleTests {
+    @Test func readmeExample() throws {
+        let x = Tensor<Float>(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
+        let w = Tensor<Float>(shape: [3, 4], scalars: (0..<12).map(Float.init))
+        let y = matmul(x, w).softmax()  // [2, 4]
+        #expect(y.shape == [2, 4])
+
+        let tape = Tape<Float>()
+        let wv = tape.variable(w)
+        let loss = matmul(Variable(constant: x), wv).logSoftmax().mean()
+        let grads = tape.gradients(of: loss)
+        #expect(grads[wv]?.shape == [3, 4])
+
+        let file = SafeTensorsFile(tensors: ["w": SafeTensor(w)], metadata: ["note": "example"])
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("w-\(UUID()).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try file.write(to: url)
+        #expect(try SafeTensorsFile(contentsOf: url) == file)
+    }
+}
