@@ -144,3 +144,52 @@ private func reduceBatch<Scalar>(_ gradient: Tensor<Scalar>, to shape: [Int]) ->
     let batchAxes = Array(0..<(gradient.rank - 2))
     return gradient.sum(alongAxes: batchAxes).reshaped(to: shape)
 }
+
+extension Variable {
+    /// Picks one element of each row of the last axis: `out[..., 0] = x[..., indices[row]]`
+    /// (`[..., E] → [..., 1]`); backward puts the gradient back at the picked positions.
+    public func gatheringAlongLastAxis(_ indices: [Int]) -> Variable {
+        let n = shape.last ?? 1
+        let rows = n == 0 ? 0 : value.scalarCount / n
+        precondition(indices.count == rows, "gatheringAlongLastAxis: \(indices.count) indices for \(rows) rows")
+        let x = value
+        let picked = (0..<rows).map { row -> Scalar in
+            precondition(indices[row] >= 0 && indices[row] < n, "gatheringAlongLastAxis: index \(indices[row]) out of 0..<\(n)")
+            return x.scalars[row * n + indices[row]]
+        }
+        let inputShape = shape
+        return Variable.record(Tensor(shape: Array(shape.dropLast()) + [1], scalars: picked), inputs: [self]) { g in
+            var out = [Scalar](repeating: 0, count: rows * n)
+            for row in 0..<rows { out[row * n + indices[row]] += g.scalars[row] }
+            return [Tensor(shape: inputShape, scalars: out)]
+        }
+    }
+
+    /// Rows of this `[R, M]` matrix picked by `sources`, where -1 gives a row of zeros:
+    /// `out[i] = sources[i] ≥ 0 ? x[sources[i]] : 0` (`[sources.count, M]`). The index-based MoE
+    /// dispatch and combine; backward scatter-adds (in increasing i).
+    public func gatheringRowsOrZero(_ sources: [Int]) -> Variable {
+        precondition(value.rank == 2, "gatheringRowsOrZero: expects [R, M], got \(shape)")
+        let (r, m) = (shape[0], shape[1])
+        var out = [Scalar](repeating: 0, count: sources.count * m)
+        value.scalars.withUnsafeBufferPointer { x in
+            out.withUnsafeMutableBufferPointer { y in
+                for (i, source) in sources.enumerated() where source >= 0 {
+                    precondition(source < r, "gatheringRowsOrZero: row \(source) out of 0..<\(r)")
+                    for j in 0..<m { y[i * m + j] = x[source * m + j] }
+                }
+            }
+        }
+        return Variable.record(Tensor(shape: [sources.count, m], scalars: out), inputs: [self]) { g in
+            var dx = [Scalar](repeating: 0, count: r * m)
+            g.scalars.withUnsafeBufferPointer { gy in
+                dx.withUnsafeMutableBufferPointer { d in
+                    for (i, source) in sources.enumerated() where source >= 0 {
+                        for j in 0..<m { d[source * m + j] += gy[i * m + j] }
+                    }
+                }
+            }
+            return [Tensor(shape: [r, m], scalars: dx)]
+        }
+    }
+}

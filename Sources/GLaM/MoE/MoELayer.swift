@@ -1,0 +1,151 @@
+// The mixture-of-experts feed-forward layer of GLaM's even layers (glam-spec.md sections 1.2, 4.4;
+// praxis `TransformerFeedForwardMoe` without its norm and residual):
+//
+//   x [B, T, M] → [G, S, M]                    groups of S = B·T/G consecutive tokens
+//   logits = x · W_g               [G, S, E]   router, no bias
+//   gating (top-2, capacity C)     → gates, aux loss
+//   expert_in[e, g, c] = x[g, s] for the token s in slot c of expert e     [E, G·C, M]
+//   out = act(expert_in · Wi[e]) · Wo[e]                                    [E, G·C, M]
+//   y[g, s] = Σ_k gate_k(s) · out[e_k(s), g, c_k(s)]                         [G, S, M]
+//   y → [B, T, M], padded rows zeroed
+//
+// Two equivalent implementations of dispatch and combine are kept:
+// - `.dense`: praxis' own einsums with the [G, S, E, C] dispatch and combine tensors (the readable
+//   reference: 'gsec,gsm->egcm' and 'gsec,egcm->gsm');
+// - `.indexed`: the same through row gathers, never forming the mostly-zero [G, S, E, C] tensors.
+// Groups stay explicit: they are the unit the virtual mesh spreads over cores.
+
+/// The expert feed-forward activation (glam-spec.md section 1.2: GLaM-family papers write GELU;
+/// praxis' default MoE layer uses ReLU).
+public enum ExpertActivation: String, Sendable, CaseIterable {
+    /// GELU, tanh approximation.
+    case geluTanh = "gelu_tanh"
+    /// ReLU.
+    case relu
+}
+
+/// How the MoE layer moves tokens to experts and back.
+public enum DispatchImplementation: Sendable, CaseIterable {
+    /// Dense einsums with the `[G, S, E, C]` dispatch and combine tensors (praxis' form).
+    case dense
+    /// Row gathers by slot index (no `[G, S, E, C]` tensors).
+    case indexed
+}
+
+/// Settings of one MoE layer.
+public struct MoELayerConfiguration: Sendable, Equatable {
+    /// The top-2 gating settings.
+    public var gating: Top2GatingConfiguration
+    /// G, the number of groups the B·T tokens are split into (praxis `num_groups`).
+    public var numGroups: Int
+    /// The experts' activation.
+    public var activation: ExpertActivation
+
+    /// A configuration.
+    public init(gating: Top2GatingConfiguration, numGroups: Int, activation: ExpertActivation) {
+        self.gating = gating
+        self.numGroups = numGroups
+        self.activation = activation
+    }
+}
+
+/// The weights of one MoE layer (contracts.md names `moe.gate`, `moe.wi`, `moe.wo`).
+public struct MoEWeights<Scalar: TensorScalar> {
+    /// Router W_g `[M, E]`.
+    public var gate: Variable<Scalar>
+    /// Expert input matrices `[E, M, H]`.
+    public var wi: Variable<Scalar>
+    /// Expert output matrices `[E, H, M]`.
+    public var wo: Variable<Scalar>
+
+    /// Weights from variables.
+    public init(gate: Variable<Scalar>, wi: Variable<Scalar>, wo: Variable<Scalar>) {
+        self.gate = gate
+        self.wi = wi
+        self.wo = wo
+    }
+}
+
+/// The output of an MoE layer.
+public struct MoELayerOutput<Scalar: TensorScalar> {
+    /// The layer output `[B, T, M]` (no residual; padded rows are zero).
+    public let output: Variable<Scalar>
+    /// The gating result (routing, gates, unweighted aux loss).
+    public let gating: Top2GatingResult<Scalar>
+}
+
+/// Applies the MoE feed-forward layer to `x` `[B, T, M]` (already RMS-normalised).
+///
+/// - Parameters:
+///   - paddings: `[B, T]`, 1 = padding; padded tokens are routed nowhere and output zero.
+///   - implementation: `.indexed` (fast) or `.dense` (praxis' einsums); they agree.
+/// - Throws: `Top2GatingConfiguration.Invalid` for a configuration that does not fit the input.
+public func moeLayer<Scalar>(
+    _ x: Variable<Scalar>, paddings: Tensor<Scalar>?, weights: MoEWeights<Scalar>,
+    configuration: MoELayerConfiguration, implementation: DispatchImplementation = .indexed
+) throws(Top2GatingConfiguration.Invalid) -> MoELayerOutput<Scalar> {
+    guard x.value.rank == 3 else { throw .init(description: "MoE input must be [B, T, M], got \(x.shape)") }
+    let (b, t, m) = (x.shape[0], x.shape[1], x.shape[2])
+    let g = configuration.numGroups
+    guard g >= 1, (b * t) % g == 0 else {
+        throw .init(description: "num_groups \(g) does not divide the \(b * t) tokens (B·T = \(b)·\(t))")
+    }
+    let s = b * t / g
+    let e = configuration.gating.numExperts
+    guard weights.gate.shape == [m, e], weights.wi.value.rank == 3, weights.wi.shape[0] == e, weights.wi.shape[1] == m,
+        weights.wo.shape == [e, weights.wi.shape[2], m]
+    else {
+        throw .init(description: "MoE weights gate \(weights.gate.shape), wi \(weights.wi.shape), wo \(weights.wo.shape) do not fit M = \(m), E = \(e)")
+    }
+    if let paddings, paddings.shape != [b, t] {
+        throw .init(description: "paddings must be [B, T] = [\(b), \(t)], got \(paddings.shape)")
+    }
+    let groupPaddings = paddings?.reshaped(to: [g, s])  // [G, S]
+
+    let xg = x.reshaped(to: [g, s, m])  // [G, S, M]
+    let logits = matmul(xg, weights.gate)  // [G, S, E]
+    let gating = try top2Gating(logits: logits, paddings: groupPaddings, configuration: configuration.gating)
+    let c = gating.routing.capacity
+
+    let yg: Variable<Scalar>  // [G, S, M]
+    switch implementation {
+    case .dense:
+        let combine = gating.combine().reshaped(to: [g, s, e * c])  // [G, S, E·C]
+        let dispatch = Variable(constant: combine.value.map { $0 != 0 ? 1 : 0 })  // [G, S, E·C]
+        let gathered = matmul(dispatch, xg, transposeA: true)  // 'gsec,gsm->gecm' [G, E·C, M]
+        let expertIn = gathered.reshaped(to: [g, e, c, m]).transposed(permutation: [1, 0, 2, 3]).reshaped(to: [e, g * c, m])
+        let out = experts(expertIn, weights: weights, activation: configuration.activation)  // [E, G·C, M]
+        let outByGroup = out.reshaped(to: [e, g, c, m]).transposed(permutation: [1, 0, 2, 3]).reshaped(to: [g, e * c, m])
+        yg = matmul(combine, outByGroup)  // 'gsec,gecm->gsm' [G, S, M]
+    case .indexed:
+        // Slot (e, g, c) of expert_in holds token g·S + s, or nothing (-1).
+        var source = [Int](repeating: -1, count: e * g * c)
+        var slotOf = [[Int](repeating: -1, count: g * s), [Int](repeating: -1, count: g * s)]
+        let r = gating.routing
+        for token in 0..<(g * s) {
+            for k in 0..<2 where gating.isDispatched(token: token, choice: k) {
+                let expert = k == 0 ? r.firstExpert[token] : r.secondExpert[token]
+                let slot = (expert * g + token / s) * c + (k == 0 ? r.firstSlot[token] : r.secondSlot[token])
+                source[slot] = token
+                slotOf[k][token] = slot
+            }
+        }
+        let expertIn = xg.reshaped(to: [g * s, m]).gatheringRowsOrZero(source).reshaped(to: [e, g * c, m])  // [E, G·C, M]
+        let out = experts(expertIn, weights: weights, activation: configuration.activation).reshaped(to: [e * g * c, m])
+        let first = out.gatheringRowsOrZero(slotOf[0]).reshaped(to: [g, s, m]) * gating.firstGate  // [G, S, M]
+        let second = out.gatheringRowsOrZero(slotOf[1]).reshaped(to: [g, s, m]) * gating.secondGate  // [G, S, M]
+        yg = first + second
+    }
+    var y = yg.reshaped(to: [b, t, m])  // [B, T, M]
+    if let paddings {
+        y = y * Variable(constant: paddings.map { 1 - $0 }.reshaped(to: [b, t, 1]))
+    }
+    return MoELayerOutput(output: y, gating: gating)
+}
+
+/// The E expert feed-forward networks on their slots: `act(x · Wi[e]) · Wo[e]`, `[E, A, M] → [E, A, M]`.
+func experts<Scalar>(_ x: Variable<Scalar>, weights: MoEWeights<Scalar>, activation: ExpertActivation) -> Variable<Scalar> {
+    let hidden = matmul(x, weights.wi)  // [E, A, H]
+    let activated = activation == .relu ? hidden.relu() : hidden.gelu()
+    return matmul(activated, weights.wo)  // [E, A, M]
+}

@@ -1,0 +1,98 @@
+// The MoE layer: the dense (praxis einsum) and index-based dispatch agree in value and gradient,
+// gradients pass finite differences in Double (through gates, aux loss and experts), and groups
+// and padding behave as the spec says.
+
+import Testing
+
+@testable import GLaM
+
+struct MoELayerTests {
+    static func setup(
+        b: Int = 2, t: Int = 6, m: Int = 5, h: Int = 4, e: Int = 4, seed: UInt64 = 1
+    ) -> (x: Tensor<Double>, gate: Tensor<Double>, wi: Tensor<Double>, wo: Tensor<Double>, paddings: Tensor<Double>) {
+        let x = randomDoubleTensor([b, t, m], seed: seed)
+        let gate = randomDoubleTensor([m, e], seed: seed + 1, in: -2..<2)
+        let wi = randomDoubleTensor([e, m, h], seed: seed + 2)
+        let wo = randomDoubleTensor([e, h, m], seed: seed + 3)
+        var paddings = Tensor<Double>(zeros: [b, t])
+        paddings[0, t - 1] = 1
+        paddings[1, t - 2] = 1
+        return (x, gate, wi, wo, paddings)
+    }
+
+    static func configuration(e: Int = 4, groups: Int = 2, capacityFactor: Double = 1, activation: ExpertActivation = .geluTanh)
+        -> MoELayerConfiguration
+    {
+        MoELayerConfiguration(
+            gating: Top2GatingConfiguration(numExperts: e, capacityFactor: capacityFactor), numGroups: groups, activation: activation)
+    }
+
+    @Test("dense and indexed dispatch agree in value and in every gradient", arguments: ExpertActivation.allCases, [0.5, 1.0, 4.0])
+    func implementationsAgree(activation: ExpertActivation, capacityFactor: Double) throws {
+        let (x, gate, wi, wo, paddings) = Self.setup()
+        let dy = randomDoubleTensor([2, 6, 5], seed: 50)
+        var results: [[Tensor<Double>]] = []
+        for implementation in DispatchImplementation.allCases {
+            let tape = Tape<Double>()
+            let vars = [x, gate, wi, wo].map { tape.variable($0) }
+            let out = try moeLayer(
+                vars[0], paddings: paddings, weights: MoEWeights(gate: vars[1], wi: vars[2], wo: vars[3]),
+                configuration: Self.configuration(capacityFactor: capacityFactor, activation: activation), implementation: implementation)
+            let loss = (out.output * Variable(constant: dy)).sum() + out.gating.auxLoss
+            let grads = tape.gradients(of: loss)
+            results.append([out.output.value] + vars.map { grads[$0]! })
+        }
+        for (dense, indexed) in zip(results[0], results[1]) {
+            #expect(zip(dense.scalars, indexed.scalars).allSatisfy { abs($0 - $1) < 1e-12 })
+        }
+    }
+
+    @Test("finite differences in Double: output, aux loss and all weights, with drops and padding")
+    func gradientCheck() throws {
+        let (x, gate, wi, wo, paddings) = Self.setup(seed: 11)
+        for implementation in DispatchImplementation.allCases {
+            checkGradients([x, gate, wi, wo], tolerance: 1e-6) { v in
+                let out = try! moeLayer(
+                    v[0], paddings: paddings, weights: MoEWeights(gate: v[1], wi: v[2], wo: v[3]),
+                    configuration: Self.configuration(capacityFactor: 0.5), implementation: implementation)
+                return out.output + out.gating.auxLoss  // aux broadcast over the output
+            }
+        }
+    }
+
+    @Test("padded tokens output zero, are routed nowhere, and do not count in the aux loss's f")
+    func padding() throws {
+        let (x, gate, wi, wo, paddings) = Self.setup()
+        let out = try moeLayer(
+            Variable(constant: x), paddings: paddings,
+            weights: MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo)),
+            configuration: Self.configuration(capacityFactor: 4))
+        #expect((0..<5).allSatisfy { out.output.value[0, 5, $0] == 0 && out.output.value[1, 4, $0] == 0 })
+        let r = out.gating.routing
+        #expect(r.firstSlot[5] == -1 && r.secondSlot[5] == -1 && !r.isReal[5])
+        #expect(out.gating.tokensRoutedTo.reduce(0, +) == 10)  // 12 tokens, 2 padded
+    }
+
+    @Test("groups are consecutive tokens: G groups gate exactly like G separate calls")
+    func groupsAreIndependent() throws {
+        let (x, gate, wi, wo, _) = Self.setup(b: 2, t: 4)
+        let weights = MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))
+        let together = try moeLayer(Variable(constant: x), paddings: nil, weights: weights, configuration: Self.configuration(groups: 2))
+        for row in 0..<2 {
+            let xi = Tensor(shape: [1, 4, 5], scalars: Array(x.scalars[(row * 20)..<((row + 1) * 20)]))
+            let alone = try moeLayer(Variable(constant: xi), paddings: nil, weights: weights, configuration: Self.configuration(groups: 1))
+            #expect(Array(together.output.value.scalars[(row * 20)..<((row + 1) * 20)]) == alone.output.value.scalars)
+        }
+    }
+
+    @Test("a group count that does not divide the tokens is refused with a message")
+    func badGroups() {
+        let (x, gate, wi, wo, _) = Self.setup()
+        #expect(throws: Top2GatingConfiguration.Invalid.self) {
+            try moeLayer(
+                Variable(constant: x), paddings: nil,
+                weights: MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo)),
+                configuration: Self.configuration(groups: 5))
+        }
+    }
+}
