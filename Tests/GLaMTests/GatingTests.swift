@@ -1,6 +1,7 @@
 // Top-2 gating: the worked example of glam-spec.md section 8.1, exhaustive small states against
 // the independent reference transcription, the capacity rule, policies and aux-loss variants.
 
+import Foundation
 import Testing
 
 @testable import GLaM
@@ -113,7 +114,9 @@ struct GatingTests {
                 let dispatch = mine.dispatchTensor()
                 for group in 0..<g {
                     for slot in 0..<(e * mine.routing.capacity) {
-                        let users = (0..<(s / g)).filter { dispatch.scalars[(group * (s / g) + $0) * e * mine.routing.capacity + slot] != 0 }
+                        let users = (0..<(s / g)).filter {
+                            dispatch.scalars[(group * (s / g) + $0) * e * mine.routing.capacity + slot] != 0
+                        }
                         #expect(users.count <= 1, "\(label): slot \(slot) of group \(group) used \(users.count) times")
                     }
                 }
@@ -182,5 +185,3 @@ struct GatingTests {
         #expect(abs(switchLoss - 1) < 1e-9)  // f = [½, ½], P = [½, ½] over the batch → 2·½ = 1
     }
 }
-
-import Foundation

@@ -95,7 +95,9 @@ public func moeLayer<Scalar>(
     guard weights.gate.shape == [m, e], weights.wi.value.rank == 3, weights.wi.shape[0] == e, weights.wi.shape[1] == m,
         weights.wo.shape == [e, weights.wi.shape[2], m]
     else {
-        throw .init(description: "MoE weights gate \(weights.gate.shape), wi \(weights.wi.shape), wo \(weights.wo.shape) do not fit M = \(m), E = \(e)")
+        throw .init(
+            description:
+                "MoE weights gate \(weights.gate.shape), wi \(weights.wi.shape), wo \(weights.wo.shape) do not fit M = \(m), E = \(e)")
     }
     if let paddings, paddings.shape != [b, t] {
         throw .init(description: "paddings must be [B, T] = [\(b), \(t)], got \(paddings.shape)")

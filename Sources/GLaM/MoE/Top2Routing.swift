@@ -9,6 +9,8 @@
 //   top-2 slots of expert e start after the *kept* top-1 tokens of e;
 //   a choice whose slot is ≥ C is dropped.
 
+import Foundation
+
 /// The routing decisions of top-2 gating for G groups of S tokens over E experts.
 ///
 /// Arrays indexed by token are flat over `[G, S]` (token `t = g·S + s`).
@@ -86,7 +88,8 @@ public struct Top2Routing: Sendable, Equatable {
                 for j in 0..<e {
                     let u = Double(CounterRandom.uniform(seed: configuration.seed, stream: 1, index: UInt64(t * e + j)))
                     let gumbel = -Foundation.log(-Foundation.log(u))
-                    let logit = isReal[t] && j == firstExpert[t] ? -0.7 * Double(Float.greatestFiniteMagnitude) : Double(logits.scalars[t * e + j])
+                    let logit =
+                        isReal[t] && j == firstExpert[t] ? -0.7 * Double(Float.greatestFiniteMagnitude) : Double(logits.scalars[t * e + j])
                     if logit + gumbel > bestValue {
                         best = j
                         bestValue = logit + gumbel
@@ -143,5 +146,3 @@ public struct Top2Routing: Sendable, Equatable {
         return load
     }
 }
-
-import Foundation

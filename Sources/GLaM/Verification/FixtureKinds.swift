@@ -1,0 +1,126 @@
+// Running golden fixtures: one function per kind (contracts.md section 3), each computing the
+// expected tensors it knows from the fixture's inputs and comparing them. Default tolerances:
+//
+// | kind        | tensors                          | default (atol, rtol) |
+// |-------------|----------------------------------|----------------------|
+// | top2_gating | combine, dispatch, over_capacity | 1e-5, 0              |
+// | top2_gating | aux_loss                         | 1e-5, 0              |
+// | moe_layer   | y, aux_loss                      | 1e-5, 1e-4           |
+// | moe_layer   | grad.x, grad.gate, grad.wi, grad.wo | 1e-4, 1e-4        |
+//
+// A fixture may override any of them with its `tolerance` metadata.
+
+/// The outcome of running one fixture.
+public struct FixtureResult: Sendable {
+    /// The fixture file.
+    public let file: String
+    /// Its kind.
+    public let kind: String
+    /// One comparison per expected tensor the kind knows.
+    public let comparisons: [TensorComparison]
+
+    /// Whether every comparison passed.
+    public var passed: Bool { comparisons.allSatisfy(\.passed) }
+}
+
+extension GoldenFixture {
+    /// The kinds this version of glam can run.
+    public static let knownKinds = ["top2_gating", "moe_layer"]
+
+    /// Computes and compares every expected tensor this kind knows.
+    ///
+    /// - Throws: `FixtureError` for an unknown kind, a bad config or missing/ill-shaped inputs.
+    public func run() throws(FixtureError) -> FixtureResult {
+        let comparisons: [TensorComparison]
+        switch kind {
+        case "top2_gating": comparisons = try runTop2Gating()
+        case "moe_layer": comparisons = try runMoELayer()
+        default:
+            throw fail("unknown fixture kind '\(kind)' (this glam knows \(GoldenFixture.knownKinds.joined(separator: ", ")))")
+        }
+        guard !comparisons.isEmpty else { throw fail("no expected tensor of kind \(kind) to check") }
+        return FixtureResult(file: file, kind: kind, comparisons: comparisons)
+    }
+
+    /// The gating settings of a `top2_gating` or `moe_layer` config.
+    func gatingConfiguration() throws(FixtureError) -> Top2GatingConfiguration {
+        let numExperts = try int("num_experts")
+        let policy = try string("second_expert_policy")
+        guard policy == "all" else {
+            throw fail(
+                "second_expert_policy '\(policy)' cannot be checked against another implementation's random numbers; fixtures use 'all'")
+        }
+        let configuration = Top2GatingConfiguration(
+            numExperts: numExperts, expertCapacity: try optionalInt("expert_capacity"),
+            capacityFactor: try optionalDouble("capacity_factor"), secondExpertPolicy: .all,
+            legacyMTFBehavior: try bool("legacy_mtf_behavior"), gatingLogitCap: Float(try optionalDouble("gating_logit_cap") ?? 0))
+        guard configuration.numExperts >= 1 else { throw fail("config \"num_experts\" must be at least 1") }
+        return configuration
+    }
+
+    func runTop2Gating() throws(FixtureError) -> [TensorComparison] {
+        let configuration = try gatingConfiguration()
+        let logits = try tensor("input.logits", rank: 3)  // [G, S, E]
+        guard logits.shape[2] == configuration.numExperts else {
+            throw fail("input.logits has \(logits.shape[2]) experts, config num_experts is \(configuration.numExperts)")
+        }
+        let paddings = optionalTensor("input.paddings")  // [G, S]
+        if let paddings, paddings.shape != Array(logits.shape.prefix(2)) {
+            throw fail("input.paddings has shape \(paddings.shape), expected \(Array(logits.shape.prefix(2)))")
+        }
+        let result: Top2GatingResult<Float>
+        do {
+            result = try top2Gating(logits: Variable(constant: logits), paddings: paddings, configuration: configuration)
+        } catch {
+            throw fail(error.description)
+        }
+        let gating = Tolerance(absolute: 1e-5, relative: 0)
+        let overCapacity = Tensor<Float>(result.routing.overCapacity.map { Float($0) })
+        return [
+            compare("expected.combine", result.combineTensor(), default: gating),
+            compare("expected.dispatch", result.dispatchTensor(), default: gating),
+            compare("expected.aux_loss", result.auxLoss.value, default: gating),
+            compare("expected.over_capacity", overCapacity, default: gating),
+        ].compactMap { $0 }
+    }
+
+    func runMoELayer() throws(FixtureError) -> [TensorComparison] {
+        let gatingConfiguration = try gatingConfiguration()
+        let activationName = try string("activation")
+        guard let activation = ExpertActivation(rawValue: activationName) else {
+            throw fail("config \"activation\" is '\(activationName)', expected gelu_tanh or relu")
+        }
+        let configuration = MoELayerConfiguration(gating: gatingConfiguration, numGroups: try int("num_groups"), activation: activation)
+        let x = try tensor("input.x", rank: 3)  // [B, T, M]
+        let dy = try tensor("input.dy", rank: 3)  // [B, T, M]
+        guard dy.shape == x.shape else { throw fail("input.dy has shape \(dy.shape), input.x has \(x.shape)") }
+        let paddings = optionalTensor("input.paddings")  // [B, T]
+        let (m, e) = (x.shape[2], configuration.gating.numExperts)
+        let gate = try tensor("param.gate", rank: 2)  // [M, E]
+        let wi = try tensor("param.wi", rank: 3)  // [E, M, H]
+        let wo = try tensor("param.wo", rank: 3)  // [E, H, M]
+        guard gate.shape == [m, e], wi.shape[0] == e, wi.shape[1] == m, wo.shape == [e, wi.shape[2], m] else {
+            throw fail("parameter shapes gate \(gate.shape), wi \(wi.shape), wo \(wo.shape) do not fit M = \(m), E = \(e)")
+        }
+        let tape = Tape<Float>()
+        let (xv, gv, wiv, wov) = (tape.variable(x), tape.variable(gate), tape.variable(wi), tape.variable(wo))
+        let out: MoELayerOutput<Float>
+        do {
+            out = try moeLayer(xv, paddings: paddings, weights: MoEWeights(gate: gv, wi: wiv, wo: wov), configuration: configuration)
+        } catch {
+            throw fail(error.description)
+        }
+        let objective = (out.output * Variable(constant: dy)).sum() + out.gating.auxLoss
+        let grads = tape.gradients(of: objective)
+        let value = Tolerance(absolute: 1e-5, relative: 1e-4)
+        let gradient = Tolerance(absolute: 1e-4, relative: 1e-4)
+        return [
+            compare("expected.y", out.output.value, default: value),
+            compare("expected.aux_loss", out.gating.auxLoss.value, default: value),
+            compare("expected.grad.x", grads[xv] ?? Tensor(zeros: x.shape), default: gradient),
+            compare("expected.grad.gate", grads[gv] ?? Tensor(zeros: gate.shape), default: gradient),
+            compare("expected.grad.wi", grads[wiv] ?? Tensor(zeros: wi.shape), default: gradient),
+            compare("expected.grad.wo", grads[wov] ?? Tensor(zeros: wo.shape), default: gradient),
+        ].compactMap { $0 }
+    }
+}

@@ -1,0 +1,121 @@
+// `glam verify`: the committed fixtures pass; mutated copies fail (exit 1); malformed fixtures and
+// unknown kinds are refused (exit 2) with the file and the reason.
+
+import Foundation
+import Testing
+
+@testable import GLaM
+@testable import GLaMCLI
+
+/// A scratch directory removed at the end of the test.
+final class ScratchDirectory {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("glam-test-\(UUID())")
+    init() { try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
+    deinit { try? FileManager.default.removeItem(at: url) }
+    func path(_ name: String) -> URL { url.appendingPathComponent(name) }
+}
+
+struct VerifyTests {
+    static let moeFixtures = fixturesDirectory.appendingPathComponent("moe")
+
+    static var fixtureNames: [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: moeFixtures.path).filter { $0.hasSuffix(".safetensors") }.sorted()) ?? []
+    }
+
+    @Test("glam verify Fixtures/ passes every committed fixture")
+    func committedFixturesPass() {
+        let result = runGlam(["verify", fixturesDirectory.path])
+        #expect(result.status == 0, "\(result.err)")
+        #expect(result.out.contains("0 failed"))
+        #expect(!result.out.contains("FAIL"))
+        // Both kinds are present and every fixture contributed lines.
+        for name in Self.fixtureNames { #expect(result.out.contains(name), "\(name) not reported") }
+        #expect(Self.fixtureNames.contains { $0.hasPrefix("top2_gating") } && Self.fixtureNames.contains { $0.hasPrefix("moe_layer") })
+    }
+
+    @Test("a mutated copy of every fixture fails, naming the tensor", arguments: fixtureNames)
+    func mutatedFixtureFails(name: String) throws {
+        let scratch = ScratchDirectory()
+        var file = try SafeTensorsFile(contentsOf: Self.moeFixtures.appendingPathComponent(name))
+        for tensorName in file.tensors.keys.sorted() where tensorName.hasPrefix("expected.") {
+            var mutated = file
+            var values = mutated.tensors[tensorName]!.floatTensor()
+            let index = values.scalarCount / 2
+            values.scalars[index] += 0.01 + 0.01 * abs(values.scalars[index])
+            mutated.tensors[tensorName] = SafeTensor(values)
+            let url = scratch.path("mutated.safetensors")
+            try mutated.write(to: url)
+            let result = runGlam(["verify", url.path])
+            #expect(result.status == 1, "\(name): mutating \(tensorName) was not caught")
+            #expect(result.out.contains("FAIL  \(url.path)  \(tensorName)"), "\(name) \(tensorName)")
+        }
+        // Changing an input instead of an expected value also fails.
+        let inputName = file.tensors.keys.sorted().first { $0.hasPrefix("input.x") || $0.hasPrefix("input.logits") }!
+        var input = file.tensors[inputName]!.floatTensor()
+        input.scalars = input.scalars.map { $0 * 1.5 }
+        file.tensors[inputName] = SafeTensor(input)
+        try file.write(to: scratch.path("input.safetensors"))
+        #expect(runGlam(["verify", scratch.path("input.safetensors").path]).status == 1)
+    }
+
+    @Test("malformed fixtures and unknown kinds exit 2 naming the file and the problem")
+    func malformedFixtures() throws {
+        let scratch = ScratchDirectory()
+        let good = try SafeTensorsFile(contentsOf: Self.moeFixtures.appendingPathComponent("top2_gating_spec_cf1.safetensors"))
+        func check(_ file: SafeTensorsFile, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let url = scratch.path("bad.safetensors")
+            try file.write(to: url)
+            let result = runGlam(["verify", url.path])
+            #expect(result.status == 2, sourceLocation: sourceLocation)
+            #expect(result.err.contains(url.path) && result.err.contains(fragment), "stderr: \(result.err)", sourceLocation: sourceLocation)
+        }
+        var unknown = good
+        unknown.metadata["kind"] = "conv2d"
+        try check(unknown, "unknown fixture kind 'conv2d'")
+        var version = good
+        version.metadata["version"] = "7"
+        try check(version, "unsupported fixture version 7")
+        var missing = good
+        missing.tensors["input.logits"] = nil
+        try check(missing, "missing tensor input.logits")
+        var badConfig = good
+        badConfig.metadata["config"] = #"{"num_experts": "four"}"#
+        try check(badConfig, "config \"num_experts\" must be an integer")
+        var notJSON = good
+        notJSON.metadata["config"] = "{"
+        try check(notJSON, "config is not a JSON object")
+        var random = good
+        random.metadata["config"] = good.metadata["config"]!.replacingOccurrences(of: "\"all\"", with: "\"random\"")
+        try check(random, "second_expert_policy 'random'")
+        var wrongExperts = good
+        wrongExperts.metadata["config"] = good.metadata["config"]!.replacingOccurrences(
+            of: "\"num_experts\": 4", with: "\"num_experts\": 5")
+        try check(wrongExperts, "config num_experts is 5")
+        var badTolerance = good
+        badTolerance.metadata["tolerance"] = #"{"expected.combine": [1e-5]}"#
+        try check(badTolerance, "tolerance for expected.combine")
+        try check(SafeTensorsFile(tensors: [:], metadata: ["format": "other"]), "not a golden fixture")
+        // Not a safetensors file at all.
+        try Data("hello".utf8).write(to: scratch.path("garbage.safetensors"))
+        let garbage = runGlam(["verify", scratch.path("garbage.safetensors").path])
+        #expect(garbage.status == 2 && garbage.err.contains("garbage.safetensors"))
+        // Bad usage.
+        #expect(runGlam(["verify"]).status == 2)
+        #expect(runGlam(["verify", "/nonexistent/dir"]).err.contains("no such file"))
+    }
+
+    @Test("a fixture's own tolerance overrides the default, per tensor")
+    func perTensorTolerance() throws {
+        let scratch = ScratchDirectory()
+        var file = try SafeTensorsFile(contentsOf: Self.moeFixtures.appendingPathComponent("moe_layer_gelu.safetensors"))
+        var y = file.tensors["expected.y"]!.floatTensor()
+        y.scalars[0] += 0.001
+        file.tensors["expected.y"] = SafeTensor(y)
+        try file.write(to: scratch.path("loose.safetensors"))
+        #expect(runGlam(["verify", scratch.path("loose.safetensors").path]).status == 1)
+        file.metadata["tolerance"] = #"{"expected.y": [0.002, 0]}"#
+        try file.write(to: scratch.path("loose.safetensors"))
+        let result = runGlam(["verify", scratch.path("loose.safetensors").path])
+        #expect(result.status == 0 && result.out.contains("atol 0.002"))
+    }
+}
