@@ -6,9 +6,18 @@ import GLaM
 
 enum BenchCommand: Subcommand {
     static let name = "bench"
-    static let summary = "Time kernels: 'glam bench gemm' (square SGEMM, GFLOP/s)."
+    static let summary = "Time kernels: 'glam bench gemm' (SGEMM GFLOP/s), 'glam bench moe' (routing tokens/s)."
     static let help = """
         USAGE: glam bench gemm [--size N] [--threads T] [--repeats R] [--json]
+               glam bench moe [--groups G] [--group-size S] [--experts E] [--model-dim M]
+                              [--capacity-factor F] [--implementation indexed|dense] [--threads T]
+                              [--repeats R] [--json]
+
+        bench moe times the routing half of an MoE layer, forward only: router logits x·W_g,
+        GShard top-2 gating, dispatch to [E, G·C, M], and combine back to [G, S, M] (experts are the
+        identity). Defaults: G = 8, S = 1024, E = 64, M = 512, capacity factor 2, indexed dispatch.
+        Reported: best and median tokens/s (G·S tokens per run). Scripts/bench_moe.py runs the same
+        computation in JAX (jit, CPU) in the same run.
 
         Times C = A·B for square n × n Float matrices with the packed multithreaded GEMM.
         Without --size: n = 256, 512, 1024, 2048. Without --threads: 1 and all CPUs.
@@ -24,10 +33,19 @@ enum BenchCommand: Subcommand {
         """
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
-        let parsed = try Arguments(arguments, command: "bench", options: ["size", "threads", "repeats"], flags: ["json"])
-        guard parsed.positionals == ["gemm"] else {
-            throw UsageError("bench: expected 'glam bench gemm', got '\(parsed.positionals.joined(separator: " "))'")
+        let options: Set = [
+            "size", "threads", "repeats", "groups", "group-size", "experts", "model-dim", "capacity-factor", "implementation",
+        ]
+        let parsed = try Arguments(arguments, command: "bench", options: options, flags: ["json"])
+        switch parsed.positionals {
+        case ["gemm"]: return try gemm(parsed, output: &output)
+        case ["moe"]: return try moe(parsed, output: &output)
+        default:
+            throw UsageError("bench: expected 'glam bench gemm' or 'glam bench moe', got '\(parsed.positionals.joined(separator: " "))'")
         }
+    }
+
+    static func gemm(_ parsed: Arguments, output: inout Output) throws -> Int32 {
         let sizes = try parsed.integer("size", in: 1...8192).map { [$0] } ?? [256, 512, 1024, 2048]
         let cpus = Parallelism.threadCount
         let threadCounts = try parsed.integer("threads", in: 1...256).map { [$0] } ?? (cpus > 1 ? [1, cpus] : [1])
@@ -92,6 +110,62 @@ enum BenchCommand: Subcommand {
         let flops = 2 * Double(n) * Double(n) * Double(n)
         let sorted = seconds.sorted()
         return (flops / sorted[0] / 1e9, flops / sorted[sorted.count / 2] / 1e9, seconds.count)
+    }
+
+    static func moe(_ parsed: Arguments, output: inout Output) throws -> Int32 {
+        let g = try parsed.integer("groups", in: 1...4096) ?? 8
+        let s = try parsed.integer("group-size", in: 1...65536) ?? 1024
+        let e = try parsed.integer("experts", in: 1...4096) ?? 64
+        let m = try parsed.integer("model-dim", in: 1...65536) ?? 512
+        let factorText = parsed.value("capacity-factor") ?? "2"
+        guard let factor = Double(factorText), factor > 0, factor.isFinite else {
+            throw UsageError("bench: --capacity-factor must be a positive number, got '\(factorText)'")
+        }
+        let implementationName = parsed.value("implementation") ?? "indexed"
+        let implementation: DispatchImplementation
+        switch implementationName {
+        case "indexed": implementation = .indexed
+        case "dense": implementation = .dense
+        default: throw UsageError("bench: --implementation must be indexed or dense, got '\(implementationName)'")
+        }
+        if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
+        let repeats = try parsed.integer("repeats", in: 1...1000)
+        var generator = SeededGenerator(seed: 2021)
+        let x = Variable(constant: Tensor<Float>.randomNormal(shape: [g, s, m], generator: &generator))  // [G, S, M]
+        let router = Variable(
+            constant: Tensor<Float>.randomUniform(shape: [m, e], bound: (3 / Float(m)).squareRoot(), generator: &generator))
+        let configuration = Top2GatingConfiguration(numExperts: e, capacityFactor: factor)
+        func once() throws -> Double {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let logits = matmul(x, router)  // [G, S, E]
+            let gating = try top2Gating(logits: logits, paddings: nil, configuration: configuration)
+            let y = dispatchThroughExperts(x, gating: gating, implementation: implementation) { $0 }  // [G, S, M]
+            precondition(y.shape == [g, s, m])
+            return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        }
+        _ = try once()
+        var seconds: [Double] = []
+        while true {
+            seconds.append(try once())
+            if let repeats {
+                if seconds.count >= repeats { break }
+            } else if (seconds.reduce(0, +) >= 1 && seconds.count >= 3) || seconds.count >= 50 {
+                break
+            }
+        }
+        let sorted = seconds.sorted()
+        let tokens = Double(g * s)
+        let (best, median) = (tokens / sorted[0], tokens / sorted[sorted.count / 2])
+        if parsed.has("json") {
+            output.line(
+                #"{"groups": \#(g), "group_size": \#(s), "experts": \#(e), "model_dim": \#(m), "capacity_factor": \#(factor), "implementation": "\#(implementationName)", "threads": \#(Parallelism.threadCount), "tokens_per_second": \#(best.rounded()), "median_tokens_per_second": \#(median.rounded()), "repeats": \#(seconds.count)}"#
+            )
+        } else {
+            output.line(
+                "MoE routing (x·W_g, top-2 gating, dispatch, combine), G=\(g) S=\(s) E=\(e) M=\(m) cf=\(factor), \(implementationName)")
+            output.line("best \(Int(best.rounded())) tokens/s, median \(Int(median.rounded())) tokens/s over \(seconds.count) runs")
+        }
+        return 0
     }
 
     static func rounded(_ x: Double) -> Double { (x * 10).rounded() / 10 }

@@ -49,4 +49,16 @@ struct CommandLineTests {
         #expect(object["threads"] as? Int == 2)
         #expect((object["gflops"] as? Double ?? 0) > 0)
     }
+
+    @Test("bench moe --json reports tokens per second; bad options exit 2")
+    func benchMoE() throws {
+        let result = runGlam([
+            "bench", "moe", "--groups", "2", "--group-size", "64", "--experts", "8", "--model-dim", "16", "--repeats", "1", "--json",
+        ])
+        #expect(result.status == 0, "\(result.err)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any])
+        #expect((object["tokens_per_second"] as? Double ?? 0) > 0 && object["experts"] as? Int == 8)
+        #expect(runGlam(["bench", "moe", "--implementation", "sparse"]).status == 2)
+        #expect(runGlam(["bench", "moe", "--capacity-factor", "-1"]).status == 2)
+    }
 }

@@ -4,6 +4,7 @@
 
 extension Variable {
     /// `a + b` with broadcasting; ∂/∂a = ∂/∂b = 1.
+    @_specialize(where Scalar == Float)
     public static func + (a: Variable, b: Variable) -> Variable {
         record(a.value + b.value, inputs: [a, b]) { g in
             [a.isRecorded ? g.unbroadcasted(to: a.shape) : nil, b.isRecorded ? g.unbroadcasted(to: b.shape) : nil]
@@ -11,6 +12,7 @@ extension Variable {
     }
 
     /// `a − b` with broadcasting; ∂/∂a = 1, ∂/∂b = −1.
+    @_specialize(where Scalar == Float)
     public static func - (a: Variable, b: Variable) -> Variable {
         record(a.value - b.value, inputs: [a, b]) { g in
             [a.isRecorded ? g.unbroadcasted(to: a.shape) : nil, b.isRecorded ? (-g).unbroadcasted(to: b.shape) : nil]
@@ -18,6 +20,7 @@ extension Variable {
     }
 
     /// `a ⊙ b` with broadcasting; ∂/∂a = b, ∂/∂b = a.
+    @_specialize(where Scalar == Float)
     public static func * (a: Variable, b: Variable) -> Variable {
         record(a.value * b.value, inputs: [a, b]) { g in
             [
@@ -28,6 +31,7 @@ extension Variable {
     }
 
     /// `a / b` with broadcasting; ∂/∂a = 1/b, ∂/∂b = −a/b².
+    @_specialize(where Scalar == Float)
     public static func / (a: Variable, b: Variable) -> Variable {
         record(a.value / b.value, inputs: [a, b]) { g in
             [
@@ -38,60 +42,71 @@ extension Variable {
     }
 
     /// `a · s` for a constant scalar `s`.
+    @_specialize(where Scalar == Float)
     public static func * (a: Variable, s: Scalar) -> Variable {
         record(a.value * s, inputs: [a]) { g in [g * s] }
     }
 
     /// `s · a` for a constant scalar `s`.
+    @_specialize(where Scalar == Float)
     public static func * (s: Scalar, a: Variable) -> Variable { a * s }
 
     /// `a + s` for a constant scalar `s`.
+    @_specialize(where Scalar == Float)
     public static func + (a: Variable, s: Scalar) -> Variable {
         record(a.value + s, inputs: [a]) { g in [g] }
     }
 
     /// `−a`.
+    @_specialize(where Scalar == Float)
     public static prefix func - (a: Variable) -> Variable {
         record(-a.value, inputs: [a]) { g in [-g] }
     }
 
     /// eˣ; derivative eˣ.
+    @_specialize(where Scalar == Float)
     public func exp() -> Variable {
         let y = value.exp()
         return Variable.record(y, inputs: [self]) { g in [g * y] }
     }
 
     /// log x; derivative 1/x.
+    @_specialize(where Scalar == Float)
     public func log() -> Variable {
         let x = value
         return Variable.record(x.log(), inputs: [self]) { g in [g / x] }
     }
 
     /// tanh x; derivative 1 − tanh²x.
+    @_specialize(where Scalar == Float)
     public func tanh() -> Variable {
         let y = value.tanh()
         return Variable.record(y, inputs: [self]) { g in [Tensor.zip(g, y) { g, y in g * (1 - y * y) }] }
     }
 
     /// √x; derivative 1/(2√x).
+    @_specialize(where Scalar == Float)
     public func squareRoot() -> Variable {
         let y = value.squareRoot()
         return Variable.record(y, inputs: [self]) { g in [Tensor.zip(g, y) { g, y in g / (2 * y) }] }
     }
 
     /// x²; derivative 2x.
+    @_specialize(where Scalar == Float)
     public func squared() -> Variable {
         let x = value
         return Variable.record(x.squared(), inputs: [self]) { g in [Tensor.zip(g, x) { g, x in 2 * g * x }] }
     }
 
     /// ReLU max(x, 0); derivative 1 where x > 0, else 0.
+    @_specialize(where Scalar == Float)
     public func relu() -> Variable {
         let x = value
         return Variable.record(x.relu(), inputs: [self]) { g in [Tensor.zip(g, x) { g, x in x > 0 ? g : 0 }] }
     }
 
     /// GELU (tanh approximation); derivative `Tensor.geluDerivative`.
+    @_specialize(where Scalar == Float)
     public func gelu() -> Variable {
         let x = value
         return Variable.record(x.gelu(), inputs: [self]) { g in

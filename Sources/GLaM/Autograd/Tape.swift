@@ -34,6 +34,7 @@ public final class Tape<Scalar: TensorScalar> {
     public var count: Int { records.count }
 
     /// A new leaf variable (a parameter or input) whose gradient `gradients(of:)` will report.
+    @_specialize(where Scalar == Float)
     public func variable(_ value: Tensor<Scalar>) -> Variable<Scalar> {
         records.append(nil)
         shapes.append(value.shape)
@@ -58,6 +59,7 @@ public final class Tape<Scalar: TensorScalar> {
     ///
     /// - Parameter seed: d loss / d output; by default ones (so for a scalar output, d output / d v).
     /// - Precondition: `output` was recorded on this tape.
+    @_specialize(where Scalar == Float)
     public func gradients(of output: Variable<Scalar>, seed: Tensor<Scalar>? = nil) -> Gradients<Scalar> {
         precondition(output.tape === self && output.id >= 0, "gradients(of:): the output was not recorded on this tape")
         var grads = [Tensor<Scalar>?](repeating: nil, count: output.id + 1)
@@ -124,6 +126,7 @@ public struct Variable<Scalar: TensorScalar> {
     public var isRecorded: Bool { tape != nil }
 
     /// The same value as a constant (gradients stop here: `stop_gradient`).
+    @_specialize(where Scalar == Float)
     public func detached() -> Variable { Variable(constant: value) }
 
     /// Records an operation with result `value` and inputs `inputs`, or returns a constant when no

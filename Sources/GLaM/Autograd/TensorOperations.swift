@@ -3,27 +3,32 @@
 
 extension Variable {
     /// The sum over `axes` (kept with size 1); the gradient is broadcast back.
+    @_specialize(where Scalar == Float)
     public func sum(alongAxes axes: [Int]) -> Variable {
         let shape = self.shape
         return Variable.record(value.sum(alongAxes: axes), inputs: [self]) { g in [g.broadcasted(to: shape)] }
     }
 
     /// The sum of all elements (rank 0).
+    @_specialize(where Scalar == Float)
     public func sum() -> Variable {
         let shape = self.shape
         return Variable.record(value.sum(), inputs: [self]) { g in [Tensor(repeating: g.scalar, shape: shape)] }
     }
 
     /// The mean over `axes` (kept with size 1).
+    @_specialize(where Scalar == Float)
     public func mean(alongAxes axes: [Int]) -> Variable {
         let count = Set(axes.map(value.normalizedAxis)).reduce(1) { $0 * shape[$1] }
         return sum(alongAxes: axes) * (1 / Scalar(count))
     }
 
     /// The mean of all elements (rank 0).
+    @_specialize(where Scalar == Float)
     public func mean() -> Variable { sum() * (1 / Scalar(Swift.max(value.scalarCount, 1))) }
 
     /// Softmax along the last axis; backward `dx = y ⊙ (g − Σⱼ gⱼyⱼ)`.
+    @_specialize(where Scalar == Float)
     public func softmax() -> Variable {
         let y = value.softmax()
         return Variable.record(y, inputs: [self]) { g in
@@ -33,6 +38,7 @@ extension Variable {
     }
 
     /// Log-softmax along the last axis; backward `dx = g − softmax(x) · Σⱼ gⱼ`.
+    @_specialize(where Scalar == Float)
     public func logSoftmax() -> Variable {
         let y = value.logSoftmax()
         return Variable.record(y, inputs: [self]) { g in
@@ -41,18 +47,21 @@ extension Variable {
     }
 
     /// `log Σⱼ exp(xⱼ)` along the last axis (kept with size 1); backward `dx = g · softmax(x)`.
+    @_specialize(where Scalar == Float)
     public func logSumExp() -> Variable {
         let x = value
         return Variable.record(x.logSumExp(), inputs: [self]) { g in [x.softmax() * g] }
     }
 
     /// The same values with a new shape.
+    @_specialize(where Scalar == Float)
     public func reshaped(to newShape: [Int]) -> Variable {
         let shape = self.shape
         return Variable.record(value.reshaped(to: newShape), inputs: [self]) { g in [g.reshaped(to: shape)] }
     }
 
     /// Axes permuted (`result axis i = input axis permutation[i]`); backward applies the inverse.
+    @_specialize(where Scalar == Float)
     public func transposed(permutation: [Int]) -> Variable {
         var inverse = [Int](repeating: 0, count: permutation.count)
         for (i, p) in permutation.enumerated() { inverse[p] = i }
@@ -62,6 +71,7 @@ extension Variable {
     }
 
     /// The last two axes swapped.
+    @_specialize(where Scalar == Float)
     public func transposed() -> Variable {
         var permutation = Array(0..<value.rank)
         permutation.swapAt(value.rank - 1, value.rank - 2)
@@ -69,6 +79,7 @@ extension Variable {
     }
 
     /// Rows of this `[V, M]` table picked by `indices` (embedding lookup); backward scatter-adds.
+    @_specialize(where Scalar == Float)
     public func gatheringRows(_ indices: [Int]) -> Variable {
         let rowCount = shape[0]
         return Variable.record(value.gatheringRows(indices), inputs: [self]) { g in
@@ -82,6 +93,7 @@ extension Variable {
 ///
 /// Backward, with `gs = g ⊙ scale` and rows of length M:
 /// `dx = r·gs − x·r³·(Σⱼ gsⱼ xⱼ)/M`, `dscale = Σ_rows g ⊙ x ⊙ r`.
+@_specialize(where Scalar == Float)
 public func rmsNormalized<Scalar>(
     _ x: Variable<Scalar>, scale: Variable<Scalar>, epsilon: Scalar
 ) -> Variable<Scalar> {
@@ -105,6 +117,7 @@ public func rmsNormalized<Scalar>(
 /// With `C = op(A)·op(B)` and upstream `G`: `d op(A) = G·op(B)ᵀ`, `d op(B) = op(A)ᵀ·G`, each
 /// transposed back when the operand was read transposed, and summed over the batch when the
 /// operand was a plain matrix shared by every batch item.
+@_specialize(where Scalar == Float)
 public func matmul<Scalar>(
     _ a: Variable<Scalar>, _ b: Variable<Scalar>, transposeA: Bool = false, transposeB: Bool = false
 ) -> Variable<Scalar> {
@@ -148,6 +161,7 @@ private func reduceBatch<Scalar>(_ gradient: Tensor<Scalar>, to shape: [Int]) ->
 extension Variable {
     /// Picks one element of each row of the last axis: `out[..., 0] = x[..., indices[row]]`
     /// (`[..., E] → [..., 1]`); backward puts the gradient back at the picked positions.
+    @_specialize(where Scalar == Float)
     public func gatheringAlongLastAxis(_ indices: [Int]) -> Variable {
         let n = shape.last ?? 1
         let rows = n == 0 ? 0 : value.scalarCount / n
@@ -168,16 +182,22 @@ extension Variable {
     /// Rows of this `[R, M]` matrix picked by `sources`, where -1 gives a row of zeros:
     /// `out[i] = sources[i] ≥ 0 ? x[sources[i]] : 0` (`[sources.count, M]`). The index-based MoE
     /// dispatch and combine; backward scatter-adds (in increasing i).
+    @_specialize(where Scalar == Float)
     public func gatheringRowsOrZero(_ sources: [Int]) -> Variable {
         precondition(value.rank == 2, "gatheringRowsOrZero: expects [R, M], got \(shape)")
         let (r, m) = (shape[0], shape[1])
-        var out = [Scalar](repeating: 0, count: sources.count * m)
-        value.scalars.withUnsafeBufferPointer { x in
-            out.withUnsafeMutableBufferPointer { y in
-                for (i, source) in sources.enumerated() where source >= 0 {
-                    precondition(source < r, "gatheringRowsOrZero: row \(source) out of 0..<\(r)")
-                    for j in 0..<m { y[i * m + j] = x[source * m + j] }
+        precondition(sources.allSatisfy { $0 < r }, "gatheringRowsOrZero: a row index is out of 0..<\(r)")
+        let out = value.scalars.withUnsafeBufferPointer { x in
+            [Scalar](unsafeUninitializedCapacity: sources.count * m) { y, initialized in
+                for (i, source) in sources.enumerated() {
+                    let row = y.baseAddress! + i * m
+                    if source >= 0 {
+                        row.initialize(from: x.baseAddress! + source * m, count: m)
+                    } else {
+                        row.initialize(repeating: 0, count: m)
+                    }
                 }
+                initialized = sources.count * m
             }
         }
         return Variable.record(Tensor(shape: [sources.count, m], scalars: out), inputs: [self]) { g in
@@ -185,7 +205,8 @@ extension Variable {
             g.scalars.withUnsafeBufferPointer { gy in
                 dx.withUnsafeMutableBufferPointer { d in
                     for (i, source) in sources.enumerated() where source >= 0 {
-                        for j in 0..<m { d[source * m + j] += gy[i * m + j] }
+                        let target = d.baseAddress! + source * m, row = gy.baseAddress! + i * m
+                        for j in 0..<m { target[j] += row[j] }
                     }
                 }
             }

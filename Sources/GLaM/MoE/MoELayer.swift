@@ -80,6 +80,7 @@ public struct MoELayerOutput<Scalar: TensorScalar> {
 ///   - paddings: `[B, T]`, 1 = padding; padded tokens are routed nowhere and output zero.
 ///   - implementation: `.indexed` (fast) or `.dense` (praxis' einsums); they agree.
 /// - Throws: `Top2GatingConfiguration.Invalid` for a configuration that does not fit the input.
+@_specialize(where Scalar == Float)
 public func moeLayer<Scalar>(
     _ x: Variable<Scalar>, paddings: Tensor<Scalar>?, weights: MoEWeights<Scalar>,
     configuration: MoELayerConfiguration, implementation: DispatchImplementation = .indexed
@@ -107,23 +108,43 @@ public func moeLayer<Scalar>(
     let xg = x.reshaped(to: [g, s, m])  // [G, S, M]
     let logits = matmul(xg, weights.gate)  // [G, S, E]
     let gating = try top2Gating(logits: logits, paddings: groupPaddings, configuration: configuration.gating)
-    let c = gating.routing.capacity
 
-    let yg: Variable<Scalar>  // [G, S, M]
+    let yg = dispatchThroughExperts(xg, gating: gating, implementation: implementation) { expertIn in
+        experts(expertIn, weights: weights, activation: configuration.activation)
+    }  // [G, S, M]
+    var y = yg.reshaped(to: [b, t, m])  // [B, T, M]
+    if let paddings {
+        y = y * Variable(constant: paddings.map { 1 - $0 }.reshaped(to: [b, t, 1]))
+    }
+    return MoELayerOutput(output: y, gating: gating)
+}
+
+/// Dispatches the tokens of `xg` `[G, S, M]` to their experts' slots `[E, G·C, M]`, applies
+/// `expertFunction` to them, and combines the results back with the gates into `[G, S, M]`.
+///
+/// This is the part of the MoE layer that the virtual mesh distributes (the two all-to-alls sit
+/// around `expertFunction`). Empty slots carry zero rows.
+@_specialize(where Scalar == Float)
+public func dispatchThroughExperts<Scalar>(
+    _ xg: Variable<Scalar>, gating: Top2GatingResult<Scalar>, implementation: DispatchImplementation,
+    _ expertFunction: (Variable<Scalar>) -> Variable<Scalar>
+) -> Variable<Scalar> {
+    let r = gating.routing
+    let (g, s, e, c) = (r.groups, r.groupSize, r.numExperts, r.capacity)
+    let m = xg.shape[2]
     switch implementation {
     case .dense:
         let combine = gating.combine().reshaped(to: [g, s, e * c])  // [G, S, E·C]
         let dispatch = Variable(constant: combine.value.map { $0 != 0 ? 1 : 0 })  // [G, S, E·C]
         let gathered = matmul(dispatch, xg, transposeA: true)  // 'gsec,gsm->gecm' [G, E·C, M]
         let expertIn = gathered.reshaped(to: [g, e, c, m]).transposed(permutation: [1, 0, 2, 3]).reshaped(to: [e, g * c, m])
-        let out = experts(expertIn, weights: weights, activation: configuration.activation)  // [E, G·C, M]
+        let out = expertFunction(expertIn)  // [E, G·C, M]
         let outByGroup = out.reshaped(to: [e, g, c, m]).transposed(permutation: [1, 0, 2, 3]).reshaped(to: [g, e * c, m])
-        yg = matmul(combine, outByGroup)  // 'gsec,gecm->gsm' [G, S, M]
+        return matmul(combine, outByGroup)  // 'gsec,gecm->gsm' [G, S, M]
     case .indexed:
         // Slot (e, g, c) of expert_in holds token g·S + s, or nothing (-1).
         var source = [Int](repeating: -1, count: e * g * c)
         var slotOf = [[Int](repeating: -1, count: g * s), [Int](repeating: -1, count: g * s)]
-        let r = gating.routing
         for token in 0..<(g * s) {
             for k in 0..<2 where gating.isDispatched(token: token, choice: k) {
                 let expert = k == 0 ? r.firstExpert[token] : r.secondExpert[token]
@@ -133,16 +154,11 @@ public func moeLayer<Scalar>(
             }
         }
         let expertIn = xg.reshaped(to: [g * s, m]).gatheringRowsOrZero(source).reshaped(to: [e, g * c, m])  // [E, G·C, M]
-        let out = experts(expertIn, weights: weights, activation: configuration.activation).reshaped(to: [e * g * c, m])
+        let out = expertFunction(expertIn).reshaped(to: [e * g * c, m])  // [E·G·C, M]
         let first = out.gatheringRowsOrZero(slotOf[0]).reshaped(to: [g, s, m]) * gating.firstGate  // [G, S, M]
         let second = out.gatheringRowsOrZero(slotOf[1]).reshaped(to: [g, s, m]) * gating.secondGate  // [G, S, M]
-        yg = first + second
+        return first + second
     }
-    var y = yg.reshaped(to: [b, t, m])  // [B, T, M]
-    if let paddings {
-        y = y * Variable(constant: paddings.map { 1 - $0 }.reshaped(to: [b, t, 1]))
-    }
-    return MoELayerOutput(output: y, gating: gating)
 }
 
 /// The E expert feed-forward networks on their slots: `act(x · Wi[e]) · Wo[e]`, `[E, A, M] → [E, A, M]`.

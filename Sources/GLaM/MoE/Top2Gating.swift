@@ -24,6 +24,7 @@ public struct Top2GatingResult<Scalar: TensorScalar> {
 
     /// Whether choice `k` (0 or 1) of token `t` is dispatched: kept by capacity with a non-zero
     /// gate (praxis: `dispatch = combine != 0`).
+    @_specialize(where Scalar == Float)
     public func isDispatched(token t: Int, choice k: Int) -> Bool {
         let slot = k == 0 ? routing.firstSlot[t] : routing.secondSlot[t]
         let gate = (k == 0 ? firstGate : secondGate).value.scalars[t]
@@ -55,12 +56,15 @@ public struct Top2GatingResult<Scalar: TensorScalar> {
     }
 
     /// The combine tensor `[G, S, E, C]`: gate values at (expert, slot) of each dispatched choice.
+    @_specialize(where Scalar == Float)
     public func combineTensor() -> Tensor<Scalar> { combine().value }
 
     /// The dispatch tensor `[G, S, E, C]`: 1 where the combine tensor is non-zero.
+    @_specialize(where Scalar == Float)
     public func dispatchTensor() -> Tensor<Scalar> { combineTensor().map { $0 != 0 ? 1 : 0 } }
 
     /// The combine tensor as a differentiable value (the dense, einsum-style reference path).
+    @_specialize(where Scalar == Float)
     public func combine() -> Variable<Scalar> {
         let r = routing
         let (g, s, e, c) = (r.groups, r.groupSize, r.numExperts, r.capacity)
@@ -89,6 +93,7 @@ public struct Top2GatingResult<Scalar: TensorScalar> {
 /// `[G, S]` (1 = padding): praxis `gshard_utils.top2_gating_on_logits`.
 ///
 /// - Throws: `Top2GatingConfiguration.Invalid` when the capacity cannot be determined.
+@_specialize(where Scalar == Float)
 public func top2Gating<Scalar>(
     logits: Variable<Scalar>, paddings: Tensor<Scalar>?, configuration: Top2GatingConfiguration
 ) throws(Top2GatingConfiguration.Invalid) -> Top2GatingResult<Scalar> {

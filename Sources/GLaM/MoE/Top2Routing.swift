@@ -42,6 +42,7 @@ public struct Top2Routing: Sendable, Equatable {
 
     /// Decides the routing from router probabilities `p` `[G, S, E]` (and, for `.sampling`, the
     /// gating logits `[G, S, E]`), with optional paddings `[G, S]` (1 = padding).
+    @_specialize(where Scalar == Float)
     public init<Scalar: TensorScalar>(
         probabilities p: Tensor<Scalar>, logits: Tensor<Scalar>, paddings: Tensor<Scalar>?,
         capacity: Int, configuration: Top2GatingConfiguration

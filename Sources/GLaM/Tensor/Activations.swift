@@ -5,23 +5,31 @@
 
 extension Tensor {
     /// eˣ elementwise.
+    @_specialize(where Scalar == Float)
     public func exp() -> Tensor { map { Scalar.exp($0) } }
     /// The natural logarithm elementwise.
+    @_specialize(where Scalar == Float)
     public func log() -> Tensor { map { Scalar.log($0) } }
     /// The hyperbolic tangent elementwise.
+    @_specialize(where Scalar == Float)
     public func tanh() -> Tensor { map { Scalar.tanh($0) } }
     /// The square root elementwise.
+    @_specialize(where Scalar == Float)
     public func squareRoot() -> Tensor { map { $0.squareRoot() } }
     /// x² elementwise.
+    @_specialize(where Scalar == Float)
     public func squared() -> Tensor { map { $0 * $0 } }
 
     /// ReLU: max(x, 0) elementwise.
+    @_specialize(where Scalar == Float)
     public func relu() -> Tensor { map { $0 > 0 ? $0 : 0 } }
 
     /// GELU, tanh approximation: ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    @_specialize(where Scalar == Float)
     public func gelu() -> Tensor { map(Tensor.gelu) }
 
     /// The scalar GELU (tanh approximation).
+    @_specialize(where Scalar == Float)
     @inlinable
     public static func gelu(_ x: Scalar) -> Scalar {
         let c = Scalar(0.7978845608028654)  // √(2/π)
@@ -32,6 +40,7 @@ extension Tensor {
 
     /// d gelu(x) / dx for the tanh approximation:
     /// ½(1 + t) + ½·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²), with t = tanh(√(2/π)(x + 0.044715x³)).
+    @_specialize(where Scalar == Float)
     @inlinable
     public static func geluDerivative(_ x: Scalar) -> Scalar {
         let c = Scalar(0.7978845608028654)
@@ -59,6 +68,7 @@ extension Tensor {
     }
 
     /// Softmax along the last axis: `exp(xᵢ − max x) / Σⱼ exp(xⱼ − max x)`.
+    @_specialize(where Scalar == Float)
     public func softmax() -> Tensor {
         mapRows { x, y, n in
             var peak = -Scalar.infinity
@@ -73,6 +83,7 @@ extension Tensor {
     }
 
     /// Log-softmax along the last axis: `(xᵢ − max x) − log Σⱼ exp(xⱼ − max x)`.
+    @_specialize(where Scalar == Float)
     public func logSoftmax() -> Tensor {
         mapRows { x, y, n in
             var peak = -Scalar.infinity
@@ -85,6 +96,7 @@ extension Tensor {
     }
 
     /// `log Σⱼ exp(xⱼ)` along the last axis, kept with size 1 (computed stably around the max).
+    @_specialize(where Scalar == Float)
     public func logSumExp() -> Tensor {
         let n = shape.last ?? 1
         var out = [Scalar](repeating: 0, count: n == 0 ? 0 : scalarCount / n)
@@ -107,6 +119,7 @@ extension Tensor {
 ///   - scale: `[M]`, initialised to 1.
 ///   - epsilon: GLaM uses 1e-6.
 /// - Returns: `y` `[..., M]` and the per-row reciprocal RMS `r` `[..., 1]` (kept for backward).
+@_specialize(where Scalar == Float)
 public func rmsNormalized<Scalar>(
     _ x: Tensor<Scalar>, scale: Tensor<Scalar>, epsilon: Scalar
 ) -> (output: Tensor<Scalar>, reciprocalRMS: Tensor<Scalar>) {

@@ -22,6 +22,7 @@ extension Tensor {
 
     /// `op` applied to corresponding elements of `a` and `b` after broadcasting both to a common
     /// shape.
+    @_specialize(where Scalar == Float)
     @inlinable
     public static func zip(
         _ a: Tensor, _ b: Tensor, _ op: (Scalar, Scalar) -> Scalar
@@ -66,7 +67,16 @@ extension Tensor {
             b.scalars.withUnsafeBufferPointer { pb in
                 out.withUnsafeMutableBufferPointer { po in
                     while o < po.count {
-                        for j in 0..<inner { po[o + j] = op(pa[offsetA + j * innerA], pb[offsetB + j * innerB]) }
+                        // The inner axis: both contiguous, or one operand repeated along it.
+                        if innerA == 1 && innerB == 1 {
+                            for j in 0..<inner { po[o + j] = op(pa[offsetA + j], pb[offsetB + j]) }
+                        } else if innerB == 0 {
+                            let bValue = pb[offsetB]
+                            for j in 0..<inner { po[o + j] = op(pa[offsetA + j * innerA], bValue) }
+                        } else {
+                            let aValue = pa[offsetA]
+                            for j in 0..<inner { po[o + j] = op(aValue, pb[offsetB + j * innerB]) }
+                        }
                         o += inner
                         var axis = rank - 2
                         while axis >= 0 {
@@ -94,6 +104,7 @@ extension Tensor {
     }
 
     /// This tensor repeated along size-1 (or missing leading) axes to `newShape`.
+    @_specialize(where Scalar == Float)
     public func broadcasted(to newShape: [Int]) -> Tensor {
         precondition(Tensor.broadcastShape(shape, newShape) == newShape, "broadcasted(to:): \(shape) does not broadcast to \(newShape)")
         return Tensor.zip(Tensor(zeros: newShape), self) { _, x in x }
@@ -101,6 +112,7 @@ extension Tensor {
 
     /// The sum of this tensor over the axes that broadcasting added to reach its shape from
     /// `targetShape`: the adjoint of `broadcasted(to:)`, used by backward passes.
+    @_specialize(where Scalar == Float)
     public func unbroadcasted(to targetShape: [Int]) -> Tensor {
         if shape == targetShape { return self }
         let padded = [Int](repeating: 1, count: rank - targetShape.count) + targetShape
@@ -109,23 +121,32 @@ extension Tensor {
     }
 
     /// Elementwise sum with broadcasting.
+    @_specialize(where Scalar == Float)
     public static func + (a: Tensor, b: Tensor) -> Tensor { zip(a, b, +) }
     /// Elementwise difference with broadcasting.
+    @_specialize(where Scalar == Float)
     public static func - (a: Tensor, b: Tensor) -> Tensor { zip(a, b, -) }
     /// Elementwise (Hadamard) product with broadcasting.
+    @_specialize(where Scalar == Float)
     public static func * (a: Tensor, b: Tensor) -> Tensor { zip(a, b, *) }
     /// Elementwise quotient with broadcasting.
+    @_specialize(where Scalar == Float)
     public static func / (a: Tensor, b: Tensor) -> Tensor { zip(a, b, /) }
     /// Every element times `s`.
+    @_specialize(where Scalar == Float)
     public static func * (a: Tensor, s: Scalar) -> Tensor { a.map { $0 * s } }
     /// Every element times `s`.
+    @_specialize(where Scalar == Float)
     public static func * (s: Scalar, a: Tensor) -> Tensor { a.map { s * $0 } }
     /// Every element plus `s`.
+    @_specialize(where Scalar == Float)
     public static func + (a: Tensor, s: Scalar) -> Tensor { a.map { $0 + s } }
     /// Every element negated.
+    @_specialize(where Scalar == Float)
     public static prefix func - (a: Tensor) -> Tensor { a.map { -$0 } }
 
     /// `transform` applied to every element.
+    @_specialize(where Scalar == Float)
     @inlinable
     public func map(_ transform: (Scalar) -> Scalar) -> Tensor {
         var out = [Scalar](repeating: 0, count: scalarCount)

@@ -3,6 +3,7 @@
 
 extension Tensor {
     /// The tensor with its axes permuted: result axis `i` is input axis `permutation[i]`.
+    @_specialize(where Scalar == Float)
     public func transposed(permutation: [Int]) -> Tensor {
         precondition(
             permutation.sorted() == Array(0..<rank), "transposed(permutation:): \(permutation) is not a permutation of 0..<\(rank)")
@@ -29,6 +30,7 @@ extension Tensor {
     }
 
     /// The tensor with its last two axes swapped: `[..., m, n] → [..., n, m]`.
+    @_specialize(where Scalar == Float)
     public func transposed() -> Tensor {
         precondition(rank >= 2, "transposed(): needs rank ≥ 2, got shape \(shape)")
         var permutation = Array(0..<rank)
@@ -40,6 +42,7 @@ extension Tensor {
     ///
     /// - Returns: `[indices.count, M]`.
     /// - Precondition: every index is in `0..<V`.
+    @_specialize(where Scalar == Float)
     public func gatheringRows(_ indices: [Int]) -> Tensor {
         precondition(rank == 2, "gatheringRows: table must be [V, M], got \(shape)")
         let (v, m) = (shape[0], shape[1])
@@ -53,6 +56,7 @@ extension Tensor {
 
     /// The adjoint of `gatheringRows`: a `[rowCount, M]` tensor where row `r` is the sum of the rows
     /// `i` of this `[indices.count, M]` tensor with `indices[i] == r` (summed in increasing `i`).
+    @_specialize(where Scalar == Float)
     public func scatterAddingRows(_ indices: [Int], rowCount: Int) -> Tensor {
         precondition(rank == 2 && shape[0] == indices.count, "scatterAddingRows: expected [\(indices.count), M], got \(shape)")
         let m = shape[1]

@@ -11,6 +11,7 @@
 /// Shapes: `op(a)` is `[..., m, k]`, `op(b)` is `[..., k, n]`, result `[..., m, n]`. The leading
 /// (batch) axes must be equal, or one operand may be a plain matrix (rank 2) shared by every item
 /// of the other (`[B, T, M] · [M, H]`).
+@_specialize(where Scalar == Float)
 public func matmul<Scalar>(
     _ a: Tensor<Scalar>, _ b: Tensor<Scalar>, transposeA: Bool = false, transposeB: Bool = false
 ) -> Tensor<Scalar> {

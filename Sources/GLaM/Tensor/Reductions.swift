@@ -31,6 +31,7 @@ extension Tensor {
     }
 
     /// The sum over the given axes, which are kept with size 1 (negative axes count from the end).
+    @_specialize(where Scalar == Float)
     public func sum(alongAxes axes: [Int]) -> Tensor {
         var result = self
         for axis in Set(axes.map(normalizedAxis)).sorted() { result = result.reduced(alongAxis: axis, initial: 0, +) }
@@ -38,9 +39,11 @@ extension Tensor {
     }
 
     /// The sum over one axis, kept with size 1.
+    @_specialize(where Scalar == Float)
     public func sum(alongAxis axis: Int) -> Tensor { sum(alongAxes: [axis]) }
 
     /// The sum of all elements, as a rank-0 tensor.
+    @_specialize(where Scalar == Float)
     public func sum() -> Tensor {
         var total: Scalar = 0
         for x in scalars { total += x }
@@ -48,24 +51,29 @@ extension Tensor {
     }
 
     /// The mean over the given axes, which are kept with size 1.
+    @_specialize(where Scalar == Float)
     public func mean(alongAxes axes: [Int]) -> Tensor {
         let count = Set(axes.map(normalizedAxis)).reduce(1) { $0 * shape[$1] }
         return sum(alongAxes: axes) * (1 / Scalar(count))
     }
 
     /// The mean over one axis, kept with size 1.
+    @_specialize(where Scalar == Float)
     public func mean(alongAxis axis: Int) -> Tensor { mean(alongAxes: [axis]) }
 
     /// The mean of all elements, as a rank-0 tensor.
+    @_specialize(where Scalar == Float)
     public func mean() -> Tensor { sum() * (1 / Scalar(Swift.max(scalarCount, 1))) }
 
     /// The maximum over one axis, kept with size 1.
+    @_specialize(where Scalar == Float)
     public func max(alongAxis axis: Int) -> Tensor {
         reduced(alongAxis: axis, initial: -Scalar.infinity) { Swift.max($0, $1) }
     }
 
     /// The index of the first maximum along the last axis: `[..., n] → [...]` (ties go to the
     /// lowest index, like `jnp.argmax`).
+    @_specialize(where Scalar == Float)
     public func argmaxAlongLastAxis() -> [Int] {
         let n = shape.last ?? 1
         precondition(n > 0, "argmax: empty last axis")

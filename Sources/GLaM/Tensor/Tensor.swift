@@ -104,6 +104,7 @@ public struct Tensor<Scalar: TensorScalar>: Sendable, Equatable {
     }
 
     /// The same scalars with a new shape of equal element count (`-1` infers one dimension).
+    @_specialize(where Scalar == Float)
     public func reshaped(to newShape: [Int]) -> Tensor {
         var resolved = newShape
         if let inferred = newShape.firstIndex(of: -1) {
