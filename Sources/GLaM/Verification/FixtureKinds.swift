@@ -7,8 +7,13 @@
 // | top2_gating | aux_loss                         | 1e-5, 0              |
 // | moe_layer   | y, aux_loss                      | 1e-5, 1e-4           |
 // | moe_layer   | grad.x, grad.gate, grad.wi, grad.wo | 1e-4, 1e-4        |
+// | glam_lm     | logits                           | 1e-4, 1e-4           |
+// | glam_lm     | ce_loss, z_loss, aux_loss, loss  | 1e-5, 1e-5           |
+// | glam_lm     | grad.<every parameter>           | 1e-4, 1e-3           |
 //
 // A fixture may override any of them with its `tolerance` metadata.
+
+import Foundation
 
 /// The outcome of running one fixture.
 public struct FixtureResult: Sendable {
@@ -25,7 +30,7 @@ public struct FixtureResult: Sendable {
 
 extension GoldenFixture {
     /// The kinds this version of glam can run.
-    public static let knownKinds = ["top2_gating", "moe_layer"]
+    public static let knownKinds = ["top2_gating", "moe_layer", "glam_lm"]
 
     /// Computes and compares every expected tensor this kind knows.
     ///
@@ -35,6 +40,7 @@ extension GoldenFixture {
         switch kind {
         case "top2_gating": comparisons = try runTop2Gating()
         case "moe_layer": comparisons = try runMoELayer()
+        case "glam_lm": comparisons = try runLanguageModel()
         default:
             throw fail("unknown fixture kind '\(kind)' (this glam knows \(GoldenFixture.knownKinds.joined(separator: ", ")))")
         }
@@ -122,5 +128,59 @@ extension GoldenFixture {
             compare("expected.grad.wi", grads[wiv] ?? Tensor(zeros: wi.shape), default: gradient),
             compare("expected.grad.wo", grads[wov] ?? Tensor(zeros: wo.shape), default: gradient),
         ].compactMap { $0 }
+    }
+
+    func runLanguageModel() throws(FixtureError) -> [TensorComparison] {
+        guard let configText = try? JSONSerialization.data(withJSONObject: config),
+            let configuration = try? ModelConfiguration.fromJSON(String(decoding: configText, as: UTF8.self))
+        else { throw fail("config is not a glam_lm configuration (see contracts.md section 3)") }
+        if let problem = configuration.problem { throw fail("config: \(problem)") }
+        let tokens = try integerTensor("input.tokens")
+        guard tokens.shape.count == 2 else { throw fail("input.tokens has shape \(tokens.shape), expected [B, T]") }
+        let (b, t) = (tokens.shape[0], tokens.shape[1])
+        let targets = try integerTensor("input.targets")
+        guard targets.shape == tokens.shape else { throw fail("input.targets has shape \(targets.shape), expected [\(b), \(t)]") }
+        let paddings = optionalTensor("input.paddings")
+        if let paddings, paddings.shape != [b, t] { throw fail("input.paddings has shape \(paddings.shape), expected [\(b), \(t)]") }
+        var segments: [Int]? = nil
+        if tensors["input.segment_ids"] != nil {
+            let ids = try integerTensor("input.segment_ids")
+            guard ids.shape == [b, t] else { throw fail("input.segment_ids has shape \(ids.shape), expected [\(b), \(t)]") }
+            segments = ids.values
+        }
+        var named: [String: Tensor<Float>] = [:]
+        for (name, _) in ModelParameters.shapes(for: configuration) { named[name] = try tensor("param." + name) }
+        let parameters: ModelParameters
+        do {
+            parameters = try ModelParameters(configuration: configuration, tensors: named)
+        } catch {
+            throw fail(error.description)
+        }
+        let tape = Tape<Float>()
+        let variables = parameters.tensors.mapValues { tape.variable($0) }
+        let batch = TokenBatch(
+            batchSize: b, length: t, tokens: tokens.values, targets: targets.values, paddings: paddings?.scalars, segmentIDs: segments)
+        let output: DecoderOutput<Float>
+        do {
+            output = try decoderForward(parameters: variables, configuration: configuration, batch: batch)
+        } catch {
+            throw fail(error.description)
+        }
+        let gradients = tape.gradients(of: output.loss!)
+        let logitTolerance = Tolerance(absolute: 1e-4, relative: 1e-4)
+        let lossTolerance = Tolerance(absolute: 1e-5, relative: 1e-5)
+        let gradientTolerance = Tolerance(absolute: 1e-4, relative: 1e-3)
+        var comparisons = [
+            compare("expected.logits", output.logits.value, default: logitTolerance),
+            compare("expected.ce_loss", output.crossEntropy!.value, default: lossTolerance),
+            compare("expected.z_loss", output.zLoss!.value, default: lossTolerance),
+            compare("expected.aux_loss", output.auxLoss.value, default: lossTolerance),
+            compare("expected.loss", output.loss!.value, default: lossTolerance),
+        ]
+        for (name, shape) in ModelParameters.shapes(for: configuration) {
+            let gradient = gradients[variables[name]!] ?? Tensor(zeros: shape)
+            comparisons.append(compare("expected.grad." + name, gradient, default: gradientTolerance))
+        }
+        return comparisons.compactMap { $0 }
     }
 }
