@@ -61,4 +61,20 @@ struct CommandLineTests {
         #expect(runGlam(["bench", "moe", "--implementation", "sparse"]).status == 2)
         #expect(runGlam(["bench", "moe", "--capacity-factor", "-1"]).status == 2)
     }
+
+    @Test("params: the paper's headline model, JSON fields, unknown names")
+    func params() throws {
+        let result = runGlam(["params", "--config", "glam-64b-64e", "--json"])
+        #expect(result.status == 0)
+        let objects = try #require(try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [[String: Any]])
+        #expect(objects.count == 1)
+        let object = objects[0]
+        for key in ["name", "total", "activated", "layers", "model_dim", "ff_dim", "num_heads", "head_dim", "num_experts", "vocab_size"] {
+            #expect(object[key] != nil, "missing \(key)")
+        }
+        #expect(abs(Double(object["activated"] as! Int) / 1e9 - 96.6) < 0.05)
+        #expect(runGlam(["params"]).out.contains("| glam-137b |"))
+        let unknown = runGlam(["params", "--config", "glam-2t"])
+        #expect(unknown.status == 2 && unknown.err.contains("unknown configuration 'glam-2t'"))
+    }
 }

@@ -18,8 +18,12 @@ final class ScratchDirectory {
 struct VerifyTests {
     static let moeFixtures = fixturesDirectory.appendingPathComponent("moe")
 
+    /// Every golden fixture, as a path relative to Fixtures/.
     static var fixtureNames: [String] {
-        (try? FileManager.default.contentsOfDirectory(atPath: moeFixtures.path).filter { $0.hasSuffix(".safetensors") }.sorted()) ?? []
+        ["moe", "model"].flatMap { folder in
+            ((try? FileManager.default.contentsOfDirectory(atPath: fixturesDirectory.appendingPathComponent(folder).path)) ?? [])
+                .filter { $0.hasSuffix(".safetensors") }.sorted().map { "\(folder)/\($0)" }
+        }
     }
 
     @Test("glam verify Fixtures/ passes every committed fixture")
@@ -30,13 +34,13 @@ struct VerifyTests {
         #expect(!result.out.contains("FAIL"))
         // Both kinds are present and every fixture contributed lines.
         for name in Self.fixtureNames { #expect(result.out.contains(name), "\(name) not reported") }
-        #expect(Self.fixtureNames.contains { $0.hasPrefix("top2_gating") } && Self.fixtureNames.contains { $0.hasPrefix("moe_layer") })
+        for kind in GoldenFixture.knownKinds { #expect(Self.fixtureNames.contains { $0.contains("/\(kind)_") }, "no \(kind) fixture") }
     }
 
     @Test("a mutated copy of every fixture fails, naming the tensor", arguments: fixtureNames)
     func mutatedFixtureFails(name: String) throws {
         let scratch = ScratchDirectory()
-        var file = try SafeTensorsFile(contentsOf: Self.moeFixtures.appendingPathComponent(name))
+        var file = try SafeTensorsFile(contentsOf: fixturesDirectory.appendingPathComponent(name))
         for tensorName in file.tensors.keys.sorted() where tensorName.hasPrefix("expected.") {
             var mutated = file
             var values = mutated.tensors[tensorName]!.floatTensor()
@@ -50,7 +54,7 @@ struct VerifyTests {
             #expect(result.out.contains("FAIL  \(url.path)  \(tensorName)"), "\(name) \(tensorName)")
         }
         // Changing an input instead of an expected value also fails.
-        let inputName = file.tensors.keys.sorted().first { $0.hasPrefix("input.x") || $0.hasPrefix("input.logits") }!
+        let inputName = file.tensors.keys.sorted().first { $0 == "input.x" || $0 == "input.logits" || $0 == "param.embedding" }!
         var input = file.tensors[inputName]!.floatTensor()
         input.scalars = input.scalars.map { $0 * 1.5 }
         file.tensors[inputName] = SafeTensor(input)

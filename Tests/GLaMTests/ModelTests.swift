@@ -1,0 +1,219 @@
+// The GLaM decoder: relative buckets and the extra-logit softmax on the spec's values, finite
+// differences through a whole tiny model in Double, parameter counts against the paper,
+// initialisation, checkpoints, and cached decoding against the full forward pass.
+
+import Foundation
+import Testing
+
+@testable import GLaM
+
+/// A tiny configuration for exhaustive checks.
+func tinyConfiguration(experts: Int = 3, capacityFactor: Double = 8, extraLogit: Bool = true) -> ModelConfiguration {
+    ModelConfiguration(
+        vocabSize: 11, modelDim: 6, numLayers: 2, numHeads: 2, headDim: 3, ffDim: 5, moeHiddenDim: 4, numExperts: experts,
+        capacityFactor: capacityFactor, numGroups: 1, attentionExtraLogit: extraLogit)
+}
+
+struct ModelTests {
+    @Test("relative buckets: the first distance of buckets 16…31 (glam-spec.md 8.3, float32)")
+    func relativeBuckets() {
+        let firsts = [16, 19, 21, 24, 27, 31, 35, 40, 46, 52, 59, 67, 77, 87, 99, 113]
+        for (offset, first) in firsts.enumerated() {
+            #expect(relativePositionBucket(distance: first) == 16 + offset, "distance \(first)")
+            #expect(relativePositionBucket(distance: first - 1) == 15 + offset, "distance \(first - 1)")
+        }
+        #expect((0..<16).allSatisfy { relativePositionBucket(distance: $0) == $0 })
+        #expect(relativePositionBucket(distance: -5) == 0 && relativePositionBucket(distance: 100_000) == 31)
+    }
+
+    @Test("softmax with the extra zero logit: [1, 2, masked] → [0.244728, 0.665241, 0]")
+    func extraZeroLogit() {
+        let logits = Variable(constant: Tensor<Float>(shape: [1, 1, 1, 3], scalars: [1, 2, 7]))
+        let p = logits.maskedSoftmax(visible: [true, true, false], extraZeroLogit: true).value.scalars
+        #expect(abs(p[0] - 0.244728) < 1e-6 && abs(p[1] - 0.665241) < 1e-6 && p[2] == 0)
+        let plain = logits.maskedSoftmax(visible: [true, true, false], extraZeroLogit: false).value.scalars
+        #expect(abs(plain[0] - 0.268941) < 1e-6 && abs(plain[1] - 0.731059) < 1e-6)
+        // A row with nothing visible attends to nothing.
+        let none = logits.maskedSoftmax(visible: [false, false, false], extraZeroLogit: true).value.scalars
+        #expect(none == [0, 0, 0])
+    }
+
+    @Test("finite differences in Double through a whole tiny model (MoE and dense, with padding)", arguments: [3, 0])
+    func wholeModelGradients(experts: Int) throws {
+        let configuration = tinyConfiguration(experts: experts)
+        let shapes = ModelParameters.shapes(for: configuration)
+        let initial = ModelParameters(configuration: configuration, seed: 5)
+        let names = shapes.map(\.name)
+        // Norm scales away from 1 so their gradients are exercised.
+        let inputs = names.map { name -> Tensor<Double> in
+            let t = Tensor<Double>(initial.tensors[name]!)
+            return name.hasSuffix(".scale") ? t + randomDoubleTensor(t.shape, seed: 3, in: -0.2..<0.2) : t
+        }
+        let batch = TokenBatch(
+            batchSize: 2, length: 5, tokens: [1, 4, 2, 9, 3, 7, 0, 5, 10, 6], targets: [4, 2, 9, 3, 8, 0, 5, 10, 6, 1],
+            paddings: [0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+        let worst = checkGradients(inputs, step: 1e-6, tolerance: 1e-6) { v in
+            let parameters = Dictionary(uniqueKeysWithValues: zip(names, v))
+            return try! decoderForward(parameters: parameters, configuration: configuration, batch: batch).loss!
+        }
+        #expect(worst < 1e-6)
+    }
+
+    @Test("the committed token-drop fixture really drops tokens")
+    func dropFixtureDrops() throws {
+        let file = try SafeTensorsFile(contentsOf: fixturesDirectory.appendingPathComponent("model/glam_lm_moe_drops.safetensors"))
+        let configuration = try ModelConfiguration.fromJSON(file.metadata["config"]!)
+        var tensors: [String: Tensor<Float>] = [:]
+        for (name, _) in ModelParameters.shapes(for: configuration) { tensors[name] = file.tensors["param." + name]!.floatTensor() }
+        let batch = TokenBatch(
+            batchSize: 2, length: 8, tokens: file.tensors["input.tokens"]!.integers()!,
+            paddings: file.tensors["input.paddings"]!.floatTensor().scalars)
+        let output = try decoderForward(
+            parameters: tensors.mapValues { Variable(constant: $0) }, configuration: configuration, batch: batch)
+        #expect(output.gatings.contains { $0.routing.overCapacity[0] > 0 || $0.routing.overCapacity[1] > 0 })
+    }
+
+    @Test("parameter counts: glam-64b-64e 1.2T total / 96.6B activated, glam-137b ≈ 137B")
+    func parameterCounts() {
+        let big = ParameterCount(ModelConfiguration.named("glam-64b-64e")!)
+        #expect(abs(Double(big.total) / 1e12 - 1.1618) < 0.0005)  // the paper prints 1.2T
+        #expect(abs(Double(big.activated) / 1e9 - 96.6) < 0.05)
+        let dense = ParameterCount(ModelConfiguration.named("glam-137b")!)
+        #expect(abs(Double(dense.total - dense.embedding) / 1e9 - 137.44) < 0.01)  // the paper's 137B excludes the embedding
+        #expect(dense.total == dense.activated)
+        let moe = ParameterCount(ModelConfiguration.named("glam-1.7b-64e")!)
+        #expect(abs(Double(moe.total) / 1e9 - 27.3) < 0.05)  // paper 27B
+        // Activated counts grow with E through the router only.
+        let e32 = ParameterCount(ModelConfiguration.named("glam-1.7b-32e")!),
+            e256 = ParameterCount(ModelConfiguration.named("glam-1.7b-256e")!)
+        #expect(e256.activated - e32.activated == 12 * 2048 * (256 - 32))
+        // Every model's count equals the sum of its parameter shapes.
+        for named in ModelConfiguration.named where named.configuration.vocabSize < 10_000 {
+            let shapes = ModelParameters.shapes(for: named.configuration)
+            #expect(ParameterCount(named.configuration).total == shapes.reduce(0) { $0 + $1.shape.reduce(1, *) }, "\(named.name)")
+        }
+    }
+
+    @Test("initialisation follows the spec's table and depends only on the seed")
+    func initialisation() {
+        let configuration = ModelConfiguration.named("small")!
+        let a = ModelParameters(configuration: configuration, seed: 1), b = ModelParameters(configuration: configuration, seed: 1)
+        #expect(a == b)
+        #expect(a != ModelParameters(configuration: configuration, seed: 2))
+        func std(_ t: Tensor<Float>) -> Double {
+            let values = t.scalars.map(Double.init)
+            let mean = values.reduce(0, +) / Double(values.count)
+            return (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)).squareRoot()
+        }
+        let (m, d) = (Double(configuration.modelDim), Double(configuration.headDim))
+        #expect(abs(std(a.tensors["embedding"]!) - 1) < 0.02)
+        #expect(abs(std(a.tensors["layers.1.attention.wq"]!) * (m * d).squareRoot() - 1) < 0.05)
+        #expect(abs(std(a.tensors["layers.1.attention.wk"]!) * m.squareRoot() - 1) < 0.05)
+        let bound = (3 / m).squareRoot()
+        #expect(a.tensors["layers.0.moe.wi"]!.scalars.allSatisfy { abs(Double($0)) <= bound })
+        #expect(abs(std(a.tensors["layers.0.moe.wi"]!) - bound / 3.0.squareRoot()) < 0.002)
+        #expect(a.tensors["final_norm.scale"]!.scalars.allSatisfy { $0 == 1 })
+    }
+
+    @Test("checkpoints round-trip, and mismatched ones are refused with the reason")
+    func checkpoints() throws {
+        let scratch = ScratchDirectory()
+        let configuration = tinyConfiguration()
+        let parameters = ModelParameters(configuration: configuration, seed: 9)
+        let url = scratch.path("model.safetensors")
+        try parameters.write(to: url)
+        #expect(try ModelParameters(contentsOf: url) == parameters)
+        #expect(try ModelParameters(contentsOf: url, expecting: configuration) == parameters)
+        func refused(
+            _ file: SafeTensorsFile, expecting: ModelConfiguration? = nil, _ fragment: String,
+            sourceLocation: SourceLocation = #_sourceLocation
+        ) {
+            do {
+                _ = try ModelParameters(file, name: "ckpt", expecting: expecting)
+                Issue.record("accepted a bad checkpoint (\(fragment))", sourceLocation: sourceLocation)
+            } catch {
+                #expect(error.description.contains(fragment), "\(error.description)", sourceLocation: sourceLocation)
+            }
+        }
+        let good = parameters.safeTensorsFile()
+        var other = configuration
+        other.numHeads = 3
+        refused(good, expecting: other, "num_heads (3 vs 2)")
+        var missing = good
+        missing.tensors["layers.1.ffn.wo"] = nil
+        refused(missing, "missing parameter layers.1.ffn.wo")
+        var extra = good
+        extra.tensors["layers.9.ffn.wo"] = SafeTensor(Tensor<Float>(zeros: [2]))
+        refused(extra, "unexpected parameter layers.9.ffn.wo")
+        var shape = good
+        shape.tensors["embedding"] = SafeTensor(Tensor<Float>(zeros: [11, 7]))
+        refused(shape, "embedding has shape [11, 7]")
+        var noConfig = good
+        noConfig.metadata = [:]
+        refused(noConfig, "not a glam checkpoint")
+        var badConfig = good
+        badConfig.metadata["config"] = "{\"vocab_size\": 3}"
+        refused(badConfig, "not a valid model configuration")
+        // Training-state entries are ignored by the parameter loader.
+        var withOptimizer = good
+        withOptimizer.tensors["optimizer.embedding.vr"] = SafeTensor(Tensor<Float>(zeros: [11]))
+        #expect(try ModelParameters(withOptimizer, name: "ckpt") == parameters)
+    }
+
+    @Test("cached decoding reproduces the full forward pass when nothing is dropped", arguments: [true, false])
+    func cachedDecoding(extraLogit: Bool) throws {
+        let configuration = ModelConfiguration(
+            vocabSize: 50, modelDim: 16, numLayers: 3, numHeads: 2, headDim: 8, ffDim: 24, numExperts: 4, capacityFactor: 16,
+            attentionExtraLogit: extraLogit)
+        let parameters = ModelParameters(configuration: configuration, seed: 4)
+        let tokens = [3, 17, 42, 8, 8, 0, 49, 23, 11, 5, 30, 2]
+        let full = try decoderForward(
+            parameters: parameters.tensors.mapValues { Variable(constant: $0) }, configuration: configuration,
+            batch: TokenBatch(batchSize: 1, length: tokens.count, tokens: tokens))
+        #expect(full.gatings.allSatisfy { $0.routing.overCapacity == [0, 0] })
+        var decoder = IncrementalDecoder(parameters: parameters)
+        for (position, token) in tokens.enumerated() {
+            let step = try decoder.step([token]).scalars
+            let expected = Array(full.logits.value.scalars[(position * 50)..<((position + 1) * 50)])
+            #expect(zip(step, expected).allSatisfy { abs($0 - $1) < 1e-4 }, "position \(position)")
+        }
+    }
+
+    @Test("sampling: greedy, temperature and top-k are seeded and respect k")
+    func sampling() throws {
+        let parameters = ModelParameters(configuration: tinyConfiguration(), seed: 2)
+        let a = try IncrementalDecoder.generate(
+            parameters: parameters, prompt: [1, 2], count: 8, strategy: .temperature(1, topK: 3), seed: 7)
+        let b = try IncrementalDecoder.generate(
+            parameters: parameters, prompt: [1, 2], count: 8, strategy: .temperature(1, topK: 3), seed: 7)
+        #expect(a == b && a.count == 8)
+        let greedy = try IncrementalDecoder.generate(parameters: parameters, prompt: [1, 2], count: 5, strategy: .greedy, seed: 0)
+        #expect(greedy == (try IncrementalDecoder.generate(parameters: parameters, prompt: [1, 2], count: 5, strategy: .greedy, seed: 99)))
+        var generator = SeededGenerator(seed: 1)
+        let logits: [Float] = [0, 5, 1, 4, 3]
+        for _ in 0..<200 {
+            let pick = IncrementalDecoder.choose(from: logits, strategy: .temperature(2, topK: 2), generator: &generator)
+            #expect(pick == 1 || pick == 3)
+        }
+        #expect(IncrementalDecoder.choose(from: logits, strategy: .greedy, generator: &generator) == 1)
+        #expect(throws: ModelError.self) {
+            try IncrementalDecoder.generate(parameters: parameters, prompt: [11], count: 1, strategy: .greedy, seed: 0)
+        }
+    }
+
+    @Test("bad batches are refused with a message")
+    func badBatches() {
+        let configuration = tinyConfiguration()
+        let p = ModelParameters(configuration: configuration, seed: 1).tensors.mapValues { Variable(constant: $0) }
+        for (batch, fragment) in [
+            (TokenBatch(batchSize: 1, length: 2, tokens: [1, 11]), "outside the vocabulary"),
+            (TokenBatch(batchSize: 1, length: 3, tokens: [1, 2]), "expected B·T = 3"),
+            (TokenBatch(batchSize: 1, length: 2, tokens: [1, 2], targets: [1]), "targets has 1 entries"),
+        ] {
+            #expect(throws: ModelError.self) { try decoderForward(parameters: p, configuration: configuration, batch: batch) }
+            do { _ = try decoderForward(parameters: p, configuration: configuration, batch: batch) } catch {
+                #expect(error.description.contains(fragment))
+            }
+        }
+    }
+}
