@@ -12,6 +12,11 @@ enum BenchCommand: Subcommand {
                glam bench moe [--groups G] [--group-size S] [--experts E] [--model-dim M]
                               [--capacity-factor F] [--implementation indexed|dense] [--threads T]
                               [--repeats R] [--json]
+               glam bench model [--config NAME] [--batch B] [--length T] [--threads T] [--repeats R] [--json]
+
+        bench model times the whole decoder on random tokens: forward only (inference, nothing
+        recorded) and forward + backward (loss and every parameter's gradient). Defaults: the
+        'small' configuration, B = 8, T = 128. Reported: best and median tokens/s (B·T per run).
 
         bench moe times the routing half of an MoE layer, forward only: router logits x·W_g,
         GShard top-2 gating, dispatch to [E, G·C, M], and combine back to [G, S, M] (experts are the
@@ -40,8 +45,11 @@ enum BenchCommand: Subcommand {
         switch parsed.positionals {
         case ["gemm"]: return try gemm(parsed, output: &output)
         case ["moe"]: return try moe(parsed, output: &output)
+        case ["model"]: return try model(parsed, output: &output)
         default:
-            throw UsageError("bench: expected 'glam bench gemm' or 'glam bench moe', got '\(parsed.positionals.joined(separator: " "))'")
+            throw UsageError(
+                "bench: expected 'glam bench gemm', 'glam bench moe' or 'glam bench model', got '\(parsed.positionals.joined(separator: " "))'"
+            )
         }
     }
 
@@ -164,6 +172,63 @@ enum BenchCommand: Subcommand {
             output.line(
                 "MoE routing (x·W_g, top-2 gating, dispatch, combine), G=\(g) S=\(s) E=\(e) M=\(m) cf=\(factor), \(implementationName)")
             output.line("best \(Int(best.rounded())) tokens/s, median \(Int(median.rounded())) tokens/s over \(seconds.count) runs")
+        }
+        return 0
+    }
+
+    static func model(_ parsed: Arguments, output: inout Output) throws -> Int32 {
+        let name = parsed.value("config") ?? "small"
+        guard let configuration = ModelConfiguration.named(name) else {
+            throw UsageError("bench: unknown configuration '\(name)' (see 'glam params')")
+        }
+        let b = try parsed.integer("batch", in: 1...4096) ?? 8
+        let t = try parsed.integer("length", in: 1...65536) ?? 128
+        guard (b * t) % configuration.numGroups == 0 else { throw UsageError("bench: B·T must be divisible by num_groups") }
+        if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
+        let repeats = try parsed.integer("repeats", in: 1...1000)
+        let parameters = ModelParameters(configuration: configuration, seed: 1)
+        var generator = SeededGenerator(seed: 2)
+        let tokens = (0..<(b * t)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
+        let targets = (0..<(b * t)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
+        let batch = TokenBatch(batchSize: b, length: t, tokens: tokens, targets: targets)
+        let constants = parameters.tensors.mapValues { Variable(constant: $0) }
+        var results: [(mode: String, best: Double, median: Double, runs: Int)] = []
+        for mode in ["forward", "forward+backward"] {
+            func once() throws -> Double {
+                let start = DispatchTime.now().uptimeNanoseconds
+                if mode == "forward" {
+                    _ = try decoderForward(parameters: constants, configuration: configuration, batch: batch)
+                } else {
+                    let tape = Tape<Float>()
+                    let variables = parameters.tensors.mapValues { tape.variable($0) }
+                    let out = try decoderForward(parameters: variables, configuration: configuration, batch: batch)
+                    _ = tape.gradients(of: out.loss!)
+                }
+                return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            }
+            _ = try once()
+            var seconds: [Double] = []
+            while true {
+                seconds.append(try once())
+                if let repeats {
+                    if seconds.count >= repeats { break }
+                } else if (seconds.reduce(0, +) >= 2 && seconds.count >= 3) || seconds.count >= 30 {
+                    break
+                }
+            }
+            let sorted = seconds.sorted()
+            results.append((mode, Double(b * t) / sorted[0], Double(b * t) / sorted[sorted.count / 2], seconds.count))
+        }
+        for result in results {
+            if parsed.has("json") {
+                output.line(
+                    #"{"config": "\#(name)", "batch": \#(b), "length": \#(t), "mode": "\#(result.mode)", "threads": \#(Parallelism.threadCount), "tokens_per_second": \#(result.best.rounded()), "median_tokens_per_second": \#(result.median.rounded()), "repeats": \#(result.runs)}"#
+                )
+            } else {
+                output.line(
+                    "\(name) B=\(b) T=\(t) \(result.mode): best \(Int(result.best.rounded())) tokens/s, median \(Int(result.median.rounded())) over \(result.runs) runs"
+                )
+            }
         }
         return 0
     }

@@ -105,12 +105,23 @@ extension Variable {
         return Variable.record(x.relu(), inputs: [self]) { g in [Tensor.zip(g, x) { g, x in x > 0 ? g : 0 }] }
     }
 
-    /// GELU (tanh approximation); derivative `Tensor.geluDerivative`.
+    /// GELU (tanh approximation). With `u = √(2/π)(x + 0.044715x³)` and `t = tanh u`, the forward
+    /// keeps t so the backward needs no second tanh:
+    /// `d gelu/dx = ½(1 + t) + ½·x·(1 − t²)·√(2/π)(1 + 3·0.044715·x²)`.
     @_specialize(where Scalar == Float)
     public func gelu() -> Variable {
         let x = value
-        return Variable.record(x.gelu(), inputs: [self]) { g in
-            [Tensor.zip(g, x) { g, x in g * Tensor<Scalar>.geluDerivative(x) }]
+        let c = Scalar(0.7978845608028654), a = Scalar(0.044715), half = Scalar(0.5)
+        let t = x.map { x in c * (x + a * x * x * x) }.fastTanh()  // tanh u
+        let y = Tensor.zip(x, t) { x, t in half * x * (1 + t) }
+        return Variable.record(y, inputs: [self]) { g in
+            var d = [Scalar](repeating: 0, count: x.scalarCount)
+            for i in d.indices {
+                let (xi, ti) = (x.scalars[i], t.scalars[i])
+                let inner: Scalar = c * (1 + 3 * a * xi * xi)
+                d[i] = g.scalars[i] * (half * (1 + ti) + half * xi * (1 - ti * ti) * inner)
+            }
+            return [Tensor(shape: x.shape, scalars: d)]
         }
     }
 }
