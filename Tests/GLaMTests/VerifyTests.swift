@@ -20,7 +20,7 @@ struct VerifyTests {
 
     /// Every golden fixture, as a path relative to Fixtures/.
     static var fixtureNames: [String] {
-        ["moe", "model"].flatMap { folder in
+        ["moe", "model", "optimizer"].flatMap { folder in
             ((try? FileManager.default.contentsOfDirectory(atPath: fixturesDirectory.appendingPathComponent(folder).path)) ?? [])
                 .filter { $0.hasSuffix(".safetensors") }.sorted().map { "\(folder)/\($0)" }
         }
@@ -54,7 +54,9 @@ struct VerifyTests {
             #expect(result.out.contains("FAIL  \(url.path)  \(tensorName)"), "\(name) \(tensorName)")
         }
         // Changing an input instead of an expected value also fails.
-        let inputName = file.tensors.keys.sorted().first { $0 == "input.x" || $0 == "input.logits" || $0 == "param.embedding" }!
+        let inputName = file.tensors.keys.sorted().first {
+            $0 == "input.x" || $0 == "input.logits" || $0 == "param.embedding" || $0 == "input.grad.matrix"
+        }!
         var input = file.tensors[inputName]!.floatTensor()
         input.scalars = input.scalars.map { $0 * 1.5 }
         file.tensors[inputName] = SafeTensor(input)

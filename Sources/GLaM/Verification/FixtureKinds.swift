@@ -10,6 +10,8 @@
 // | glam_lm     | logits                           | 1e-4, 1e-4           |
 // | glam_lm     | ce_loss, z_loss, aux_loss, loss  | 1e-5, 1e-5           |
 // | glam_lm     | grad.<every parameter>           | 1e-4, 1e-3           |
+// | adafactor_step | param.<name>                  | 1e-6, 1e-5           |
+// | adafactor_step | state.<name>.{vr, vc, v}      | 1e-12, 1e-5          |
 //
 // A fixture may override any of them with its `tolerance` metadata.
 
@@ -30,7 +32,7 @@ public struct FixtureResult: Sendable {
 
 extension GoldenFixture {
     /// The kinds this version of glam can run.
-    public static let knownKinds = ["top2_gating", "moe_layer", "glam_lm"]
+    public static let knownKinds = ["top2_gating", "moe_layer", "glam_lm", "adafactor_step"]
 
     /// Computes and compares every expected tensor this kind knows.
     ///
@@ -41,6 +43,7 @@ extension GoldenFixture {
         case "top2_gating": comparisons = try runTop2Gating()
         case "moe_layer": comparisons = try runMoELayer()
         case "glam_lm": comparisons = try runLanguageModel()
+        case "adafactor_step": comparisons = try runAdafactorStep()
         default:
             throw fail("unknown fixture kind '\(kind)' (this glam knows \(GoldenFixture.knownKinds.joined(separator: ", ")))")
         }
@@ -180,6 +183,68 @@ extension GoldenFixture {
         for (name, shape) in ModelParameters.shapes(for: configuration) {
             let gradient = gradients[variables[name]!] ?? Tensor(zeros: shape)
             comparisons.append(compare("expected.grad." + name, gradient, default: gradientTolerance))
+        }
+        return comparisons.compactMap { $0 }
+    }
+
+    func runAdafactorStep() throws(FixtureError) -> [TensorComparison] {
+        var configuration = AdafactorConfiguration()
+        let step = try int("step")
+        guard step >= 0 else { throw fail("config \"step\" must be ≥ 0") }
+        let learningRate = Float(try double("learning_rate"))
+        configuration.decayExponent = try double("decay_pow")
+        configuration.clippingThreshold = Float(try double("clipping_threshold"))
+        configuration.multiplyByParameterScale = try bool("multiply_by_parameter_scale")
+        configuration.epsilon1 = Float(try double("epsilon1"))
+        configuration.epsilon2 = Float(try double("epsilon2"))
+        configuration.factored = try bool("factored")
+        configuration.minDimSizeToFactor = try int("min_dim_size_to_factor")
+        var optimizer = Adafactor(configuration: configuration)
+        let names = tensors.keys.filter { $0.hasPrefix("param.") }.map { String($0.dropFirst("param.".count)) }.sorted()
+        guard !names.isEmpty else { throw fail("no param.<name> tensors") }
+        var comparisons: [TensorComparison?] = []
+        for name in names {
+            var weight = try tensor("param." + name)
+            let gradient = try tensor("input.grad." + name)
+            guard gradient.shape == weight.shape else {
+                throw fail("input.grad.\(name) has shape \(gradient.shape), param has \(weight.shape)")
+            }
+            let factored = configuration.isFactored(weight.shape)
+            if factored, let vr = optionalTensor("input.state.\(name).vr"), let vc = optionalTensor("input.state.\(name).vc") {
+                let leading = Array(weight.shape.dropLast(2))
+                guard vr.shape == leading + [weight.shape[weight.rank - 2]], vc.shape == leading + [weight.shape[weight.rank - 1]] else {
+                    throw fail("input.state.\(name).vr/vc have shapes \(vr.shape)/\(vc.shape), which do not fit \(weight.shape)")
+                }
+                optimizer.slots[name] = .factored(vr: vr, vc: vc)
+            } else if !factored, let v = optionalTensor("input.state.\(name).v") {
+                guard v.shape == weight.shape else { throw fail("input.state.\(name).v has shape \(v.shape), param has \(weight.shape)") }
+                optimizer.slots[name] = .full(v: v)
+            } else if step > 0 && tensors.keys.contains(where: { $0.hasPrefix("input.state.\(name).") }) {
+                throw fail("input.state.\(name) does not match whether \(weight.shape) is factored under this config")
+            }
+            optimizer.update(name, weight: &weight, gradient: gradient, step: step, learningRate: learningRate)
+            comparisons.append(compare("expected.param." + name, weight, default: Tolerance(absolute: 1e-6, relative: 1e-5)))
+            let stateTolerance = Tolerance(absolute: 1e-12, relative: 1e-5)
+            switch optimizer.slots[name]! {
+            case .factored(let vr, let vc):
+                comparisons.append(compare("expected.state.\(name).vr", vr, default: stateTolerance))
+                comparisons.append(compare("expected.state.\(name).vc", vc, default: stateTolerance))
+                if optionalTensor("expected.state.\(name).v") != nil {
+                    comparisons.append(
+                        TensorComparison(
+                            name: "expected.state.\(name).v",
+                            failure: "the fixture expects a full statistic; glam factored \(weight.shape)",
+                            tolerance: stateTolerance))
+                }
+            case .full(let v):
+                comparisons.append(compare("expected.state.\(name).v", v, default: stateTolerance))
+                if optionalTensor("expected.state.\(name).vr") != nil {
+                    comparisons.append(
+                        TensorComparison(
+                            name: "expected.state.\(name).vr", failure: "the fixture expects factored statistics; glam kept a full one",
+                            tolerance: stateTolerance))
+                }
+            }
         }
         return comparisons.compactMap { $0 }
     }

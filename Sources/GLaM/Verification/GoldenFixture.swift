@@ -54,6 +54,15 @@ public struct TensorComparison: Sendable {
     /// Why it failed beyond the numbers (e.g. a shape mismatch), if anything.
     public let detail: String?
 
+    /// A comparison that failed for a structural reason (the expected tensor has no counterpart).
+    public init(name: String, failure: String, tolerance: Tolerance) {
+        self.name = name
+        self.tolerance = tolerance
+        maxAbsoluteDifference = .infinity
+        passed = false
+        detail = failure
+    }
+
     /// Compares `actual` with `expected` elementwise.
     public init(name: String, actual: Tensor<Float>, expected: Tensor<Float>, tolerance: Tolerance) {
         self.name = name

@@ -1,0 +1,159 @@
+// Adafactor as GLaM trained with it (glam-spec.md section 3.2; lingvo `XLAShardingAdafactor` with
+// `decay_exponent_pow=0.8`, praxis `sharded_adafactor`): no momentum (β1 = 0), factored second
+// moments, update clipping, and steps scaled by the parameter's RMS. For weight W, gradient g and
+// 0-based step t:
+//
+//   g2 = g² + ε1                               ε1 = 1e-30
+//   ρ  = 1 − (t + 1)^−0.8                      ("β2 = 0.99" in the paper has no effect in the code)
+//   factored (rank ≥ 2, last two dims ≥ minDimSizeToFactor; per leading index, so per expert):
+//     vr = ρ·vr + (1 − ρ)·mean(g2, over columns)        [..., R]
+//     vc = ρ·vc + (1 − ρ)·mean(g2, over rows)           [..., C]
+//     u  = g / √(vr ⊗ vc / mean(vr))
+//   otherwise:  v = ρ·v + (1 − ρ)·g2;  u = g / √v
+//   u  = u / max(1, RMS(u) / d)                d = 1 (update clipping)
+//   W  = W − lr_t · max(RMS(W), ε2) · u        ε2 = 1e-3 (multiply_by_parameter_scale)
+//
+// No weight decay and no global-norm clipping. The learning-rate schedule is in LearningRate.swift.
+
+import Foundation
+
+/// Adafactor's settings (the `adafactor_step` fixture config keys in parentheses).
+public struct AdafactorConfiguration: Sendable, Equatable {
+    /// The exponent of the decay schedule ρ_t = 1 − (t+1)^−p (`decay_pow`, 0.8).
+    public var decayExponent: Double = 0.8
+    /// d, the update-clipping threshold on RMS(u) (`clipping_threshold`, 1.0).
+    public var clippingThreshold: Float = 1.0
+    /// Scale steps by max(RMS(W), ε2) (`multiply_by_parameter_scale`, true).
+    public var multiplyByParameterScale: Bool = true
+    /// ε1, added to g² (`epsilon1`, 1e-30).
+    public var epsilon1: Float = 1e-30
+    /// ε2, the floor of the parameter scale (`epsilon2`, 1e-3).
+    public var epsilon2: Float = 1e-3
+    /// Factor second moments of matrices (`factored`, true).
+    public var factored: Bool = true
+    /// Factor only when both of the last two dimensions are at least this (`min_dim_size_to_factor`,
+    /// 128 as lingvo).
+    public var minDimSizeToFactor: Int = 128
+
+    /// GLaM's settings.
+    public init() {}
+
+    /// Whether a weight of `shape` gets factored statistics.
+    public func isFactored(_ shape: [Int]) -> Bool {
+        factored && shape.count >= 2 && shape[shape.count - 1] >= minDimSizeToFactor && shape[shape.count - 2] >= minDimSizeToFactor
+    }
+}
+
+/// The second-moment statistics of one weight.
+public enum AdafactorSlot: Sendable, Equatable {
+    /// Row statistics `vr` `[..., R]` and column statistics `vc` `[..., C]`.
+    case factored(vr: Tensor<Float>, vc: Tensor<Float>)
+    /// The full statistic `v`, shaped like the weight.
+    case full(v: Tensor<Float>)
+}
+
+/// Adafactor: per-weight statistics and the update rule.
+public struct Adafactor: Sendable, Equatable {
+    /// The settings.
+    public let configuration: AdafactorConfiguration
+    /// Statistics by parameter name (absent until the first update: zeros).
+    public var slots: [String: AdafactorSlot] = [:]
+
+    /// An optimizer with no statistics yet.
+    public init(configuration: AdafactorConfiguration = AdafactorConfiguration()) {
+        self.configuration = configuration
+    }
+
+    /// ρ_t = 1 − (t + 1)^−p, the decay of the statistics at 0-based step t (ρ_0 = 0).
+    public func decay(step t: Int) -> Float {
+        Float(1 - Foundation.pow(Double(t) + 1, -configuration.decayExponent))
+    }
+
+    /// Updates `weight` in place with `gradient` at 0-based `step` and learning rate `learningRate`.
+    public mutating func update(_ name: String, weight: inout Tensor<Float>, gradient g: Tensor<Float>, step: Int, learningRate: Float) {
+        precondition(weight.shape == g.shape, "Adafactor: gradient \(g.shape) for \(name) \(weight.shape)")
+        let c = configuration
+        let rho = decay(step: step)
+        let n = g.scalarCount
+        var u = [Float](repeating: 0, count: n)
+        if c.isFactored(weight.shape) {
+            let (rows, columns) = (weight.shape[weight.rank - 2], weight.shape[weight.rank - 1])
+            let blocks = n / (rows * columns)
+            var vr: [Float], vc: [Float]
+            if case .factored(let r, let col)? = slots[name] {
+                (vr, vc) = (r.scalars, col.scalars)
+            } else {
+                (vr, vc) = ([Float](repeating: 0, count: blocks * rows), [Float](repeating: 0, count: blocks * columns))
+            }
+            for block in 0..<blocks {
+                let base = block * rows * columns
+                var columnSums = [Float](repeating: 0, count: columns)
+                for i in 0..<rows {
+                    var rowSum: Float = 0
+                    for j in 0..<columns {
+                        let g2 = g.scalars[base + i * columns + j] * g.scalars[base + i * columns + j] + c.epsilon1
+                        rowSum += g2
+                        columnSums[j] += g2
+                    }
+                    vr[block * rows + i] = rho * vr[block * rows + i] + (1 - rho) * (rowSum / Float(columns))
+                }
+                for j in 0..<columns {
+                    vc[block * columns + j] = rho * vc[block * columns + j] + (1 - rho) * (columnSums[j] / Float(rows))
+                }
+                var rowMean: Float = 0
+                for i in 0..<rows { rowMean += vr[block * rows + i] }
+                rowMean /= Float(rows)
+                for i in 0..<rows {
+                    let rowFactor = 1 / (vr[block * rows + i] / rowMean).squareRoot()
+                    for j in 0..<columns {
+                        let columnFactor = 1 / vc[block * columns + j].squareRoot()
+                        u[base + i * columns + j] = g.scalars[base + i * columns + j] * rowFactor * columnFactor
+                    }
+                }
+            }
+            let leading = Array(weight.shape.dropLast(2))
+            slots[name] = .factored(
+                vr: Tensor(shape: leading + [rows], scalars: vr), vc: Tensor(shape: leading + [columns], scalars: vc))
+        } else {
+            var v: [Float]
+            if case .full(let old)? = slots[name] { v = old.scalars } else { v = [Float](repeating: 0, count: n) }
+            for i in 0..<n {
+                v[i] = rho * v[i] + (1 - rho) * (g.scalars[i] * g.scalars[i] + c.epsilon1)
+                u[i] = g.scalars[i] / v[i].squareRoot()
+            }
+            slots[name] = .full(v: Tensor(shape: weight.shape, scalars: v))
+        }
+        // Update clipping: u / max(1, RMS(u)/d).
+        let clip = max(1, Self.rms(u) / c.clippingThreshold)
+        let scale = learningRate * (c.multiplyByParameterScale ? max(Self.rms(weight.scalars), c.epsilon2) : 1) / clip
+        for i in 0..<n { weight.scalars[i] -= scale * u[i] }
+    }
+
+    /// √(mean(x²)), accumulated in Double.
+    static func rms(_ x: [Float]) -> Float {
+        guard !x.isEmpty else { return 0 }
+        var total = 0.0
+        for value in x { total += Double(value) * Double(value) }
+        return Float((total / Double(x.count)).squareRoot())
+    }
+}
+
+/// GLaM's learning-rate schedule (lingvo `SqrtDecay`): `lr_t = peak · √(constantSteps / max(t, constantSteps))`;
+/// with peak 0.01 and 10,000 constant steps this is `1/√max(t, 10⁴)`: 0.01, then ∝ 1/√t.
+public struct LearningRateSchedule: Sendable, Equatable, Codable {
+    /// The learning rate of the constant phase (0.01).
+    public var peak: Float
+    /// Steps at the peak before the 1/√t decay (10,000 in GLaM; fewer for small runs).
+    public var constantSteps: Int
+
+    /// A schedule; GLaM's by default.
+    public init(peak: Float = 0.01, constantSteps: Int = 10_000) {
+        self.peak = peak
+        self.constantSteps = constantSteps
+    }
+
+    /// The learning rate at 0-based step `t`.
+    public func learningRate(step t: Int) -> Float {
+        peak * Float((Double(constantSteps) / Double(max(t, constantSteps))).squareRoot())
+    }
+}
