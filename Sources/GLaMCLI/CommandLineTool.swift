@@ -34,7 +34,9 @@ public struct Output {
 
 /// The `glam` tool.
 public enum CommandLineTool {
-    static var subcommands: [any Subcommand.Type] { [VerifyCommand.self, ParamsCommand.self, BenchCommand.self] }
+    static var subcommands: [any Subcommand.Type] {
+        [TrainCommand.self, GenerateCommand.self, VerifyCommand.self, ParamsCommand.self, BenchCommand.self]
+    }
 
     static var overview: String {
         let list = subcommands.map { "  \($0.name.padding(toLength: 10, withPad: " ", startingAt: 0))\($0.summary)" }.joined(

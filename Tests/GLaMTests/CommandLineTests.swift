@@ -77,4 +77,34 @@ struct CommandLineTests {
         let unknown = runGlam(["params", "--config", "glam-2t"])
         #expect(unknown.status == 2 && unknown.err.contains("unknown configuration 'glam-2t'"))
     }
+
+    @Test("train, resume and generate end to end on the tiny model; bad input exits 2")
+    func trainAndGenerate() throws {
+        let scratch = ScratchDirectory()
+        let corpus = scratch.path("corpus.txt")
+        try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
+        let output = scratch.path("run").path
+        let common = ["--config", "tiny", "--corpus", corpus.path, "--output", output, "--batch", "2", "--length", "32"]
+        let train = runGlam(["train", "--steps", "3", "--evaluate-every", "2"] + common)
+        #expect(train.status == 0, "\(train.err)")
+        #expect(train.out.contains("step     3/3") && train.out.contains("validation: cross-entropy"))
+        for file in ["checkpoint.safetensors", "metrics.jsonl", "loss.svg"] {
+            #expect(FileManager.default.fileExists(atPath: scratch.path("run/\(file)").path), "\(file)")
+        }
+        let resumed = runGlam(["train", "--resume", "--steps", "5"] + common)
+        #expect(resumed.status == 0 && resumed.out.contains("resuming") && resumed.out.contains("step     5/5"), "\(resumed.err)")
+        let checkpoint = scratch.path("run/checkpoint.safetensors").path
+        let generated = runGlam(["generate", "--checkpoint", checkpoint, "--prompt", "The hacker", "--tokens", "8", "--seed", "1"])
+        #expect(generated.status == 0 && generated.out.hasPrefix("The hacker"), "\(generated.err)")
+        #expect(
+            generated.out
+                == runGlam(["generate", "--checkpoint", checkpoint, "--prompt", "The hacker", "--tokens", "8", "--seed", "1"]).out)
+        // Bad input.
+        #expect(runGlam(["train", "--corpus", "/nonexistent.txt", "--output", output]).err.contains("cannot read the corpus"))
+        #expect(runGlam(["train", "--config", "huge"]).status == 2)
+        #expect(runGlam(["generate", "--checkpoint", "/nonexistent", "--prompt", "x"]).status == 2)
+        #expect(runGlam(["generate", "--checkpoint", checkpoint]).err.contains("--prompt TEXT is required"))
+        try Data("garbage".utf8).write(to: scratch.path("bad.safetensors"))
+        #expect(runGlam(["generate", "--checkpoint", scratch.path("bad.safetensors").path, "--prompt", "x"]).status == 2)
+    }
 }

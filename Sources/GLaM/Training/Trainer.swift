@@ -1,0 +1,189 @@
+// The training loop (glam-spec.md sections 3.2–3.4): loss = CE + 1e-4·z + 0.01·Σ aux, gradients by
+// the tape, an Adafactor update, and — as the paper did — an update whose gradients (or loss) hold
+// NaN or Inf is skipped and counted instead of applied.
+
+import Foundation
+
+/// The settings of a training run (stored in checkpoints as JSON).
+public struct TrainingOptions: Codable, Sendable, Equatable {
+    /// Rows per batch (B).
+    public var batchSize: Int = 8
+    /// Positions per row (T).
+    public var sequenceLength: Int = 128
+    /// Total updates to run.
+    public var steps: Int = 300
+    /// Seed of the parameters, the data order and any routing randomness.
+    public var seed: UInt64 = 0
+    /// The learning-rate schedule.
+    public var schedule = LearningRateSchedule()
+    /// Validate every this many steps (0: only at the end).
+    public var evaluateEvery: Int = 50
+    /// Validation batches per evaluation (0: all).
+    public var evaluationBatches: Int = 8
+    /// Save a checkpoint every this many steps (0: only at the end).
+    public var checkpointEvery: Int = 100
+
+    /// Adafactor's settings (GLaM's).
+    public var adafactor: AdafactorConfiguration { AdafactorConfiguration() }
+
+    /// Default options.
+    public init() {}
+
+    /// The options as JSON.
+    public func jsonString() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try! encoder.encode(self), as: UTF8.self)
+    }
+
+    /// Options from `jsonString()`.
+    public static func fromJSON(_ text: String) throws -> TrainingOptions {
+        try JSONDecoder().decode(TrainingOptions.self, from: Data(text.utf8))
+    }
+}
+
+/// What one training step did.
+public struct StepReport: Sendable {
+    /// The 0-based step.
+    public let step: Int
+    /// The total loss, cross-entropy, z-loss and summed aux loss of the batch.
+    public let loss, crossEntropy, zLoss, auxLoss: Float
+    /// Whether the update was applied (false: skipped for a non-finite gradient).
+    public let applied: Bool
+    /// The learning rate used.
+    public let learningRate: Float
+    /// Real (non-padding) tokens in the batch.
+    public let tokens: Int
+    /// Kept expert assignments per expert, summed over MoE layers (empty for a dense model).
+    public let expertLoad: [Int]
+}
+
+/// Trains a GLaM model on a text dataset.
+public final class Trainer {
+    /// The model's parameters (settable within the module for tests that inject faults).
+    public internal(set) var parameters: ModelParameters
+    /// The optimizer and its statistics.
+    public private(set) var optimizer: Adafactor
+    /// The next step's 0-based index.
+    public private(set) var step: Int
+    /// Steps skipped for non-finite gradients.
+    public private(set) var skippedSteps: Int
+    /// The run's settings.
+    public let options: TrainingOptions
+    /// The tokenizer.
+    public let tokenizer: BytePairTokenizer
+    /// The data.
+    public let dataset: TextDataset
+
+    /// A fresh run: parameters initialised from `options.seed`.
+    public init(configuration: ModelConfiguration, options: TrainingOptions, tokenizer: BytePairTokenizer, dataset: TextDataset)
+        throws(ModelError)
+    {
+        if let problem = configuration.problem { throw ModelError("invalid configuration: \(problem)") }
+        guard configuration.vocabSize == tokenizer.vocabularySize else {
+            throw ModelError(
+                "the model's vocabulary (\(configuration.vocabSize)) differs from the tokenizer's (\(tokenizer.vocabularySize))")
+        }
+        try Self.validate(options: options, configuration: configuration, dataset: dataset)
+        parameters = ModelParameters(configuration: configuration, seed: options.seed)
+        optimizer = Adafactor(configuration: options.adafactor)
+        step = 0
+        skippedSteps = 0
+        self.options = options
+        self.tokenizer = tokenizer
+        self.dataset = dataset
+    }
+
+    /// Continues a run from a checkpoint (with the dataset rebuilt from the same corpus).
+    public init(resuming checkpoint: TrainingCheckpoint, dataset: TextDataset) throws(ModelError) {
+        try Self.validate(options: checkpoint.options, configuration: checkpoint.parameters.configuration, dataset: dataset)
+        parameters = checkpoint.parameters
+        optimizer = checkpoint.optimizer
+        step = checkpoint.step
+        skippedSteps = checkpoint.skippedSteps
+        options = checkpoint.options
+        tokenizer = checkpoint.tokenizer
+        self.dataset = dataset
+    }
+
+    static func validate(options: TrainingOptions, configuration: ModelConfiguration, dataset: TextDataset) throws(ModelError) {
+        guard options.batchSize >= 1, options.sequenceLength >= 1, options.steps >= 0 else {
+            throw ModelError("batch size and sequence length must be at least 1, steps at least 0")
+        }
+        guard dataset.training.length == options.sequenceLength else {
+            throw ModelError("the dataset is packed in rows of \(dataset.training.length), the run uses \(options.sequenceLength)")
+        }
+        guard dataset.training.count >= options.batchSize else {
+            throw ModelError("the corpus gives \(dataset.training.count) training rows, fewer than one batch of \(options.batchSize)")
+        }
+        guard (options.batchSize * options.sequenceLength) % configuration.numGroups == 0 else {
+            throw ModelError("num_groups \(configuration.numGroups) does not divide B·T = \(options.batchSize * options.sequenceLength)")
+        }
+    }
+
+    /// The checkpoint of the current state.
+    public var checkpoint: TrainingCheckpoint {
+        TrainingCheckpoint(
+            parameters: parameters, optimizer: optimizer, step: step, skippedSteps: skippedSteps, options: options, tokenizer: tokenizer)
+    }
+
+    /// Runs step `step` on its batch and advances.
+    public func trainStep() throws(ModelError) -> StepReport {
+        let rows = TextDataset.rows(step: step, batchSize: options.batchSize, rowCount: dataset.training.count, seed: options.seed)
+        let batch = dataset.training.batch(rows: rows)
+        let tape = Tape<Float>()
+        let variables = parameters.tensors.mapValues { tape.variable($0) }
+        let output = try decoderForward(parameters: variables, configuration: parameters.configuration, batch: batch)
+        let loss = output.loss!
+        let gradients = tape.gradients(of: loss)
+        var named: [String: Tensor<Float>] = [:]
+        for (name, variable) in variables { named[name] = gradients[variable] ?? Tensor(zeros: variable.shape) }
+        let learningRate = options.schedule.learningRate(step: step)
+        let applied = apply(gradients: named, loss: loss.value.scalar, learningRate: learningRate)
+        var load = [Int](repeating: 0, count: parameters.configuration.numExperts)
+        for gating in output.gatings {
+            for (expert, count) in gating.routing.expertLoad.enumerated() { load[expert] += count }
+        }
+        let report = StepReport(
+            step: step, loss: loss.value.scalar, crossEntropy: output.crossEntropy!.value.scalar, zLoss: output.zLoss!.value.scalar,
+            auxLoss: output.auxLoss.value.scalar, applied: applied, learningRate: learningRate,
+            tokens: batch.paddings!.filter { $0 == 0 }.count, expertLoad: load)
+        step += 1
+        return report
+    }
+
+    /// Applies an Adafactor update with `gradients`, unless the loss or any gradient element is NaN
+    /// or infinite; then the update is skipped and counted. Returns whether it was applied.
+    @discardableResult
+    func apply(gradients: [String: Tensor<Float>], loss: Float, learningRate: Float) -> Bool {
+        guard loss.isFinite, gradients.values.allSatisfy({ $0.scalars.allSatisfy(\.isFinite) }) else {
+            skippedSteps += 1
+            return false
+        }
+        for name in gradients.keys.sorted() {
+            var weight = parameters.tensors[name]!
+            optimizer.update(name, weight: &weight, gradient: gradients[name]!, step: step, learningRate: learningRate)
+            parameters.update(name, to: weight)
+        }
+        return true
+    }
+
+    /// Cross-entropy per real token on (up to `options.evaluationBatches` batches of) the validation
+    /// rows, in nats; perplexity is its exponential.
+    public func validationLoss() throws(ModelError) -> Double {
+        let rows = dataset.validation.count
+        guard rows > 0 else { throw ModelError("the corpus has no validation rows") }
+        let b = min(options.batchSize, rows)
+        var batches = rows / b
+        if options.evaluationBatches > 0 { batches = min(batches, options.evaluationBatches) }
+        let constants = parameters.tensors.mapValues { Variable(constant: $0) }
+        var total = 0.0, tokens = 0
+        for k in 0..<batches {
+            let batch = dataset.validation.batch(rows: Array((k * b)..<((k + 1) * b)))
+            let output = try decoderForward(parameters: constants, configuration: parameters.configuration, batch: batch)
+            total += Double(output.crossEntropy!.value.scalar) * Double(b * options.sequenceLength)
+            tokens += batch.paddings!.filter { $0 == 0 }.count
+        }
+        return total / Double(max(tokens, 1))
+    }
+}

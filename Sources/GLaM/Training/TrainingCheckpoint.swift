@@ -1,0 +1,176 @@
+// Training checkpoints: everything needed to continue a run bit for bit, in one safetensors file
+// written atomically and guarded by a checksum (contracts.md section 2 names).
+//
+//   tensors:   <parameter names>, optimizer.<name>.vr / .vc / .v
+//   metadata:  format "glam-checkpoint", config (model JSON), step, skipped_steps, training
+//              (TrainingOptions JSON: seed, batch, length, schedule …), tokenizer (BPE JSON),
+//              checksum (CRC-32 of every tensor's name, shape and bytes and every other metadata
+//              entry, in sorted order)
+//
+// The data position and all randomness follow from (seed, step), so they need no more state.
+
+import Foundation
+
+/// A run's complete state.
+public struct TrainingCheckpoint: Sendable, Equatable {
+    /// The model's parameters.
+    public var parameters: ModelParameters
+    /// Adafactor's statistics.
+    public var optimizer: Adafactor
+    /// Updates attempted so far (the next step's 0-based index).
+    public var step: Int
+    /// Updates skipped because a gradient was not finite.
+    public var skippedSteps: Int
+    /// The run's settings.
+    public var options: TrainingOptions
+    /// The tokenizer the run trains with.
+    public var tokenizer: BytePairTokenizer
+
+    /// A checkpoint from parts.
+    public init(
+        parameters: ModelParameters, optimizer: Adafactor, step: Int, skippedSteps: Int, options: TrainingOptions,
+        tokenizer: BytePairTokenizer
+    ) {
+        self.parameters = parameters
+        self.optimizer = optimizer
+        self.step = step
+        self.skippedSteps = skippedSteps
+        self.options = options
+        self.tokenizer = tokenizer
+    }
+
+    /// The checkpoint as a safetensors file, checksum included.
+    public func safeTensorsFile() -> SafeTensorsFile {
+        var file = parameters.safeTensorsFile(extraMetadata: [
+            "format": "glam-checkpoint", "step": "\(step)", "skipped_steps": "\(skippedSteps)",
+            "training": options.jsonString(), "tokenizer": tokenizer.jsonString(),
+        ])
+        for (name, slot) in optimizer.slots {
+            switch slot {
+            case .factored(let vr, let vc):
+                file.tensors["optimizer.\(name).vr"] = SafeTensor(vr)
+                file.tensors["optimizer.\(name).vc"] = SafeTensor(vc)
+            case .full(let v):
+                file.tensors["optimizer.\(name).v"] = SafeTensor(v)
+            }
+        }
+        file.metadata["checksum"] = Self.checksum(of: file)
+        return file
+    }
+
+    /// Writes the checkpoint atomically: a temporary file beside `url`, flushed to disk, then renamed
+    /// over `url`. A crash at any point leaves either the old file or the new one, never a mixture.
+    ///
+    /// - Parameter beforeRename: called after the temporary file is complete, before the rename
+    ///   (tests use it to simulate a crash).
+    public func write(to url: URL, beforeRename: (() throws -> Void)? = nil) throws {
+        try AtomicFile.write(safeTensorsFile().serialized(), to: url, beforeRename: beforeRename)
+    }
+
+    /// Reads a checkpoint, verifying its checksum and that every part fits.
+    ///
+    /// - Throws: `ModelError` naming the file and the problem (corrupt, truncated, not a training
+    ///   checkpoint, mismatched names or shapes).
+    public init(contentsOf url: URL) throws(ModelError) {
+        let file: SafeTensorsFile
+        do {
+            file = try SafeTensorsFile(contentsOf: url)
+        } catch {
+            throw ModelError(error.description)
+        }
+        let name = url.path
+        guard file.metadata["format"] == "glam-checkpoint" else {
+            throw ModelError("\(name): not a glam training checkpoint (__metadata__ format is not glam-checkpoint)")
+        }
+        guard let stored = file.metadata["checksum"] else { throw ModelError("\(name): the checkpoint has no checksum") }
+        guard stored == Self.checksum(of: file) else {
+            throw ModelError("\(name): checksum mismatch (stored \(stored), computed \(Self.checksum(of: file))): the file is corrupt")
+        }
+        let parameters = try ModelParameters(file, name: name)
+        guard let step = file.metadata["step"].flatMap({ Int($0) }), step >= 0,
+            let skipped = file.metadata["skipped_steps"].flatMap({ Int($0) }), skipped >= 0
+        else { throw ModelError("\(name): step or skipped_steps missing or invalid") }
+        guard let optionsText = file.metadata["training"], let options = try? TrainingOptions.fromJSON(optionsText) else {
+            throw ModelError("\(name): training options missing or invalid")
+        }
+        guard let tokenizerText = file.metadata["tokenizer"] else { throw ModelError("\(name): no tokenizer in the checkpoint") }
+        let tokenizer = try BytePairTokenizer(json: tokenizerText)
+        guard tokenizer.vocabularySize == parameters.configuration.vocabSize else {
+            throw ModelError(
+                "\(name): the tokenizer has \(tokenizer.vocabularySize) ids but the model's vocabulary is \(parameters.configuration.vocabSize)"
+            )
+        }
+        var optimizer = Adafactor(configuration: options.adafactor)
+        for (parameter, shape) in ModelParameters.shapes(for: parameters.configuration) {
+            if let vr = file.tensors["optimizer.\(parameter).vr"], let vc = file.tensors["optimizer.\(parameter).vc"] {
+                let leading = Array(shape.dropLast(2))
+                guard options.adafactor.isFactored(shape), vr.shape == leading + [shape[shape.count - 2]],
+                    vc.shape == leading + [shape[shape.count - 1]]
+                else { throw ModelError("\(name): optimizer statistics of \(parameter) do not fit its shape \(shape)") }
+                optimizer.slots[parameter] = .factored(vr: vr.floatTensor(), vc: vc.floatTensor())
+            } else if let v = file.tensors["optimizer.\(parameter).v"] {
+                guard v.shape == shape else {
+                    throw ModelError("\(name): optimizer statistic of \(parameter) has shape \(v.shape), not \(shape)")
+                }
+                optimizer.slots[parameter] = .full(v: v.floatTensor())
+            } else if step > 0 {
+                throw ModelError("\(name): no optimizer statistics for \(parameter)")
+            }
+        }
+        self.init(parameters: parameters, optimizer: optimizer, step: step, skippedSteps: skipped, options: options, tokenizer: tokenizer)
+    }
+
+    /// CRC-32 (IEEE) of every tensor (name, dtype, shape, bytes) and every metadata entry except the
+    /// checksum itself, in sorted order, as 8 hex digits.
+    static func checksum(of file: SafeTensorsFile) -> String {
+        var crc = CRC32()
+        for name in file.tensors.keys.sorted() {
+            let tensor = file.tensors[name]!
+            crc.update(Array("\(name)|\(tensor.dtype.rawValue)|\(tensor.shape)|".utf8))
+            crc.update(tensor.bytes)
+        }
+        for key in file.metadata.keys.sorted() where key != "checksum" {
+            crc.update(Array("\(key)=\(file.metadata[key]!)\n".utf8))
+        }
+        return String(format: "%08x", crc.value)
+    }
+}
+
+/// CRC-32 with the IEEE polynomial (as zlib), table-driven.
+struct CRC32 {
+    private static let table: [UInt32] = (0..<256).map { n in
+        var c = UInt32(n)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+    private var state: UInt32 = 0xFFFF_FFFF
+
+    mutating func update(_ bytes: [UInt8]) {
+        for byte in bytes { state = Self.table[Int((state ^ UInt32(byte)) & 0xFF)] ^ (state >> 8) }
+    }
+
+    var value: UInt32 { state ^ 0xFFFF_FFFF }
+}
+
+/// Atomic file replacement: write a temporary file in the same directory, flush it, rename it.
+enum AtomicFile {
+    static func write(_ data: Data, to url: URL, beforeRename: (() throws -> Void)? = nil) throws {
+        let directory = url.deletingLastPathComponent()
+        let temporary = directory.appendingPathComponent(
+            ".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))")
+        guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
+            throw ModelError("cannot create \(temporary.path)")
+        }
+        do {
+            let handle = try FileHandle(forWritingTo: temporary)
+            try handle.write(contentsOf: data)
+            try handle.synchronize()
+            try handle.close()
+            try beforeRename?()
+            guard rename(temporary.path, url.path) == 0 else { throw ModelError("cannot rename \(temporary.path) to \(url.path)") }
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            throw error
+        }
+    }
+}

@@ -1,0 +1,79 @@
+// The BPE tokenizer, documents, packing with segment ids, and the deterministic batch stream.
+
+import Foundation
+import Testing
+
+@testable import GLaM
+
+/// The first `bytes` of the bundled corpus, cut at a paragraph boundary.
+func corpusSample(bytes: Int = 40_000) throws -> String {
+    let text = try String(contentsOf: fixturesDirectory.appendingPathComponent("corpus/jargon-4.4.7.txt"), encoding: .utf8)
+    let prefix = String(decoding: text.utf8.prefix(bytes), as: UTF8.self)
+    return String(prefix[..<(prefix.range(of: "\n\n", options: .backwards)?.lowerBound ?? prefix.endIndex)])
+}
+
+struct DataTests {
+    @Test("the bundled corpus is the recorded file")
+    func corpusChecksum() throws {
+        let text = try String(contentsOf: fixturesDirectory.appendingPathComponent("corpus/jargon-4.4.7.txt"), encoding: .utf8)
+        #expect(text.utf8.count == 1_681_817)
+        #expect(TextDataset.documents(of: text).count > 5000)
+    }
+
+    @Test("BPE: deterministic training, exact round trips of any text, save and load")
+    func tokenizer() throws {
+        let sample = try corpusSample()
+        let a = try BytePairTokenizer.train(on: sample, vocabularySize: 400)
+        let b = try BytePairTokenizer.train(on: sample, vocabularySize: 400)
+        #expect(a == b && a.vocabularySize == 400 && a.endOfText == 399)
+        for text in [sample, "Hello, wörld! 你好 🚀\n\t  tabs  and  spaces\r\n", "", " ", "a", "\u{0301}e\u{0301}"] {
+            #expect(a.decode(a.encode(text)) == text)
+        }
+        let ids = a.encode(sample)
+        #expect(ids.count < sample.utf8.count / 2, "merges should compress English: \(ids.count) ids for \(sample.utf8.count) bytes")
+        #expect(ids.allSatisfy { $0 >= 0 && $0 < a.endOfText })
+        #expect(try BytePairTokenizer(json: a.jsonString()) == a)
+        #expect(throws: ModelError.self) { try BytePairTokenizer(json: #"{"format":"glam-bpe","version":1,"merges":[[0,999]]}"#) }
+        #expect(throws: ModelError.self) { try BytePairTokenizer(json: "[]") }
+        #expect(throws: ModelError.self) { try BytePairTokenizer.train(on: sample, vocabularySize: 100) }
+        // The first merge of English text with a space-prefixed chunker is a frequent pair such as "e " or " t".
+        #expect(a.merges.count == 400 - 257)
+    }
+
+    @Test("packing: inputs and next-token targets per document, segments restart per row, padding at the end")
+    func packing() {
+        // Two documents (ids end with end-of-text 9): [1 2 3 9] and [4 5 9]; rows of 4.
+        let rows = PackedRows(documents: [[1, 2, 3, 9], [4, 5, 9]], length: 4)
+        #expect(rows.count == 2)
+        #expect(rows.tokens == [1, 2, 3, 4, 5, 0, 0, 0])
+        #expect(rows.targets == [2, 3, 9, 5, 9, 0, 0, 0])
+        #expect(rows.segments == [1, 1, 1, 2, 1, 0, 0, 0])  // document 2 continues in row 2 as a new segment
+        let batch = rows.batch(rows: [1, 0])
+        #expect(batch.tokens == [5, 0, 0, 0, 1, 2, 3, 4] && batch.paddings! == [0, 1, 1, 1, 0, 0, 0, 0])
+        #expect(batch.segmentIDs! == [1, 0, 0, 0, 1, 1, 1, 2])
+    }
+
+    @Test("documents are paragraphs; every 20th is held out")
+    func documentsAndSplit() {
+        let text = (0..<40).map { "paragraph \($0)\nline two" }.joined(separator: "\n\n  \n")
+        let documents = TextDataset.documents(of: text)
+        #expect(documents.count == 40 && documents[3] == "paragraph 3\nline two")
+        #expect((0..<40).filter(TextDataset.isValidation) == [19, 39])
+        #expect(!TextDataset.trainingText(of: text).contains("paragraph 19\n"))
+    }
+
+    @Test("the batch stream depends only on (seed, step): every row once per epoch, reshuffled each epoch")
+    func stream() {
+        let (rows, batch) = (10, 3)  // 3 batches per epoch, row 9 left out in each
+        let epoch0 = (0..<3).flatMap { TextDataset.rows(step: $0, batchSize: batch, rowCount: rows, seed: 5) }
+        let epoch1 = (3..<6).flatMap { TextDataset.rows(step: $0, batchSize: batch, rowCount: rows, seed: 5) }
+        #expect(Set(epoch0).count == 9 && Set(epoch1).count == 9)
+        #expect(epoch0 != epoch1)
+        #expect(
+            TextDataset.rows(step: 4, batchSize: batch, rowCount: rows, seed: 5)
+                == TextDataset.rows(step: 4, batchSize: batch, rowCount: rows, seed: 5))
+        #expect(
+            TextDataset.rows(step: 0, batchSize: batch, rowCount: rows, seed: 6)
+                != TextDataset.rows(step: 0, batchSize: batch, rowCount: rows, seed: 5))
+    }
+}

@@ -1,0 +1,128 @@
+// Training: bitwise-identical resume, NaN/Inf skipping, corrupt and interrupted checkpoints, and
+// the train/generate commands end to end on a tiny model.
+
+import Foundation
+import Testing
+
+@testable import GLaM
+
+/// A tiny run on a corpus sample: 512-id tokenizer, rows of 32.
+func tinyTrainer(steps: Int = 6, seed: UInt64 = 3) throws -> Trainer {
+    let sample = try corpusSample(bytes: 30_000)
+    let configuration = ModelConfiguration.named("tiny")!
+    let tokenizer = try BytePairTokenizer.train(on: TextDataset.trainingText(of: sample), vocabularySize: configuration.vocabSize)
+    var options = TrainingOptions()
+    options.batchSize = 4
+    options.sequenceLength = 32
+    options.steps = steps
+    options.seed = seed
+    options.evaluationBatches = 2
+    return try Trainer(
+        configuration: configuration, options: options, tokenizer: tokenizer,
+        dataset: TextDataset(text: sample, tokenizer: tokenizer, length: 32))
+}
+
+struct TrainingTests {
+    @Test("an interrupted and resumed run gives bitwise the same losses and parameters as an uninterrupted one")
+    func resumeIsBitwiseIdentical() throws {
+        let straight = try tinyTrainer()
+        var expected: [UInt32] = []
+        for _ in 0..<6 { expected.append(try straight.trainStep().loss.bitPattern) }
+
+        let first = try tinyTrainer()
+        var losses: [UInt32] = []
+        for _ in 0..<3 { losses.append(try first.trainStep().loss.bitPattern) }
+        let scratch = ScratchDirectory()
+        let url = scratch.path("checkpoint.safetensors")
+        try first.checkpoint.write(to: url)
+        let loaded = try TrainingCheckpoint(contentsOf: url)
+        #expect(loaded == first.checkpoint)
+        let resumed = try Trainer(resuming: loaded, dataset: first.dataset)
+        for _ in 0..<3 { losses.append(try resumed.trainStep().loss.bitPattern) }
+        #expect(losses == expected)
+        #expect(resumed.parameters == straight.parameters)
+        // And training did something: the loss falls.
+        #expect(Float(bitPattern: expected[5]) < Float(bitPattern: expected[0]))
+    }
+
+    @Test("results do not depend on the thread count")
+    func threadCountIndependence() throws {
+        let saved = Parallelism.threadCount
+        defer { Parallelism.threadCount = saved }
+        Parallelism.threadCount = 1
+        let one = try tinyTrainer(steps: 2)
+        let a = [try one.trainStep().loss, try one.trainStep().loss].map(\.bitPattern)
+        Parallelism.threadCount = 3
+        let three = try tinyTrainer(steps: 2)
+        let b = [try three.trainStep().loss, try three.trainStep().loss].map(\.bitPattern)
+        #expect(a == b && one.parameters == three.parameters)
+    }
+
+    @Test("an update whose gradient holds NaN or Inf is skipped and counted")
+    func nonFiniteGradientsAreSkipped() throws {
+        let trainer = try tinyTrainer()
+        let before = trainer.parameters
+        var gradients = before.tensors.mapValues { Tensor<Float>(repeating: 0.1, shape: $0.shape) }
+        gradients["layers.1.ffn.wo"]!.scalars[3] = .nan
+        #expect(!trainer.apply(gradients: gradients, loss: 1, learningRate: 0.01))
+        gradients["layers.1.ffn.wo"]!.scalars[3] = .infinity
+        #expect(!trainer.apply(gradients: gradients, loss: 1, learningRate: 0.01))
+        #expect(trainer.skippedSteps == 2 && trainer.parameters == before)
+        // A whole step with a poisoned weight: the loss is NaN, nothing is applied, training goes on.
+        var poisoned = trainer.parameters
+        var embedding = poisoned.tensors["embedding"]!
+        embedding.scalars[0] = .nan
+        poisoned.update("embedding", to: embedding)
+        trainer.parameters = poisoned
+        let report = try trainer.trainStep()
+        #expect(!report.applied && trainer.skippedSteps == 3 && trainer.step == 1)
+        #expect(trainer.parameters == poisoned)
+        // Finite gradients are applied.
+        gradients["layers.1.ffn.wo"]!.scalars[3] = 0
+        #expect(trainer.apply(gradients: gradients, loss: 1, learningRate: 0.01))
+    }
+
+    @Test("a corrupt or truncated checkpoint is refused with the reason")
+    func corruptCheckpoints() throws {
+        let trainer = try tinyTrainer()
+        _ = try trainer.trainStep()
+        let scratch = ScratchDirectory()
+        let url = scratch.path("checkpoint.safetensors")
+        try trainer.checkpoint.write(to: url)
+        var bytes = try Data(contentsOf: url)
+        bytes[bytes.count - 100] ^= 0x40  // a bit flip in the tensor data
+        try bytes.write(to: scratch.path("flipped.safetensors"))
+        do {
+            _ = try TrainingCheckpoint(contentsOf: scratch.path("flipped.safetensors"))
+            Issue.record("accepted a corrupt checkpoint")
+        } catch {
+            #expect(error.description.contains("checksum mismatch"))
+        }
+        try bytes.prefix(bytes.count / 2).write(to: scratch.path("truncated.safetensors"))
+        #expect(throws: ModelError.self) { try TrainingCheckpoint(contentsOf: scratch.path("truncated.safetensors")) }
+        let parametersOnly = scratch.path("parameters.safetensors")
+        try trainer.parameters.write(to: parametersOnly)
+        do {
+            _ = try TrainingCheckpoint(contentsOf: parametersOnly)
+            Issue.record("accepted a parameters-only file as a training checkpoint")
+        } catch {
+            #expect(error.description.contains("not a glam training checkpoint"))
+        }
+    }
+
+    @Test("a crash during a checkpoint write leaves the previous checkpoint intact")
+    func crashDuringWrite() throws {
+        struct Crash: Error {}
+        let trainer = try tinyTrainer()
+        let scratch = ScratchDirectory()
+        let url = scratch.path("checkpoint.safetensors")
+        try trainer.checkpoint.write(to: url)
+        let previous = trainer.checkpoint
+        _ = try trainer.trainStep()
+        #expect(throws: Crash.self) { try trainer.checkpoint.write(to: url, beforeRename: { throw Crash() }) }
+        #expect(try TrainingCheckpoint(contentsOf: url) == previous)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.url.path) == ["checkpoint.safetensors"])
+        try trainer.checkpoint.write(to: url)
+        #expect(try TrainingCheckpoint(contentsOf: url).step == 1)
+    }
+}
