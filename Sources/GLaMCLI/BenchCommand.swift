@@ -15,7 +15,8 @@ enum BenchCommand: Subcommand {
                glam bench model [--config NAME] [--batch B] [--length T] [--threads T] [--repeats R] [--json]
 
         bench model times the whole decoder on random tokens: forward only (inference, nothing
-        recorded) and forward + backward (loss and every parameter's gradient). Defaults: the
+        recorded), forward + backward (loss and every parameter's gradient), and a training step
+        (forward + backward + Adafactor update). Defaults: the
         'small' configuration, B = 8, T = 128. Reported: best and median tokens/s (B·T per run).
 
         bench moe times the routing half of an MoE layer, forward only: router logits x·W_g,
@@ -193,16 +194,24 @@ enum BenchCommand: Subcommand {
         let batch = TokenBatch(batchSize: b, length: t, tokens: tokens, targets: targets)
         let constants = parameters.tensors.mapValues { Variable(constant: $0) }
         var results: [(mode: String, best: Double, median: Double, runs: Int)] = []
-        for mode in ["forward", "forward+backward"] {
+        var optimizer = Adafactor()
+        var trained = parameters.tensors
+        for mode in ["forward", "forward+backward", "train step"] {
             func once() throws -> Double {
                 let start = DispatchTime.now().uptimeNanoseconds
                 if mode == "forward" {
                     _ = try decoderForward(parameters: constants, configuration: configuration, batch: batch)
                 } else {
                     let tape = Tape<Float>()
-                    let variables = parameters.tensors.mapValues { tape.variable($0) }
+                    let variables = trained.mapValues { tape.variable($0) }
                     let out = try decoderForward(parameters: variables, configuration: configuration, batch: batch)
-                    _ = tape.gradients(of: out.loss!)
+                    let gradients = tape.gradients(of: out.loss!)
+                    if mode == "train step" {
+                        for name in trained.keys.sorted() {
+                            optimizer.update(
+                                name, weight: &trained[name]!, gradient: gradients[variables[name]!]!, step: 0, learningRate: 0.01)
+                        }
+                    }
                 }
                 return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             }

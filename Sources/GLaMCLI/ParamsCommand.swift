@@ -41,6 +41,7 @@ enum ParamsCommand: Subcommand {
                     "name": named.name, "total": count.total, "activated": count.activated, "layers": c.numLayers,
                     "model_dim": c.modelDim, "ff_dim": c.ffDim, "num_heads": c.numHeads, "head_dim": c.headDim,
                     "num_experts": c.numExperts, "vocab_size": c.vocabSize, "embedding": count.embedding,
+                    "moe_hidden_dim": c.moeHiddenDim,
                     "paper_total": named.paperTotal ?? NSNull(), "paper_activated": named.paperActivated ?? NSNull(),
                 ]
             }

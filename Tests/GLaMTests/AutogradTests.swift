@@ -118,4 +118,22 @@ struct AutogradTests {
         let y = (x * x.detached()).sum()  // d/dx = x (not 2x)
         #expect(tape.gradients(of: y)[x] == Tensor([3]))
     }
+
+    @Test("a tape and everything it recorded are released once its variables are gone (no cycles)")
+    func tapeIsReleased() throws {
+        weak var released: Tape<Float>?
+        do {
+            let tape = Tape<Float>()
+            released = tape
+            let configuration = ModelConfiguration.named("tiny")!
+            let variables = ModelParameters(configuration: configuration, seed: 1).tensors.mapValues { tape.variable($0) }
+            let batch = TokenBatch(
+                batchSize: 2, length: 8, tokens: Array(0..<16), targets: Array(1..<17), paddings: [Float](repeating: 0, count: 15) + [1])
+            let output = try decoderForward(parameters: variables, configuration: configuration, batch: batch)
+            _ = tape.gradients(of: output.loss!)
+            let dense = try decoderForward(parameters: variables, configuration: configuration, batch: batch, moeImplementation: .dense)
+            _ = tape.gradients(of: dense.loss!)
+        }
+        #expect(released == nil, "the tape leaked: a backward closure captures a Variable")
+    }
 }

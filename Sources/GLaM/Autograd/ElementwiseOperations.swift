@@ -6,26 +6,29 @@ extension Variable {
     /// `a + b` with broadcasting; ∂/∂a = ∂/∂b = 1.
     @_specialize(where Scalar == Float)
     public static func + (a: Variable, b: Variable) -> Variable {
-        record(a.value + b.value, inputs: [a, b]) { g in
-            [a.isRecorded ? g.unbroadcasted(to: a.shape) : nil, b.isRecorded ? g.unbroadcasted(to: b.shape) : nil]
+        let (needA, needB, shapeA, shapeB) = (a.isRecorded, b.isRecorded, a.shape, b.shape)
+        return record(a.value + b.value, inputs: [a, b]) { g in
+            [needA ? g.unbroadcasted(to: shapeA) : nil, needB ? g.unbroadcasted(to: shapeB) : nil]
         }
     }
 
     /// `a − b` with broadcasting; ∂/∂a = 1, ∂/∂b = −1.
     @_specialize(where Scalar == Float)
     public static func - (a: Variable, b: Variable) -> Variable {
-        record(a.value - b.value, inputs: [a, b]) { g in
-            [a.isRecorded ? g.unbroadcasted(to: a.shape) : nil, b.isRecorded ? (-g).unbroadcasted(to: b.shape) : nil]
+        let (needA, needB, shapeA, shapeB) = (a.isRecorded, b.isRecorded, a.shape, b.shape)
+        return record(a.value - b.value, inputs: [a, b]) { g in
+            [needA ? g.unbroadcasted(to: shapeA) : nil, needB ? (-g).unbroadcasted(to: shapeB) : nil]
         }
     }
 
     /// `a ⊙ b` with broadcasting; ∂/∂a = b, ∂/∂b = a.
     @_specialize(where Scalar == Float)
     public static func * (a: Variable, b: Variable) -> Variable {
-        record(a.value * b.value, inputs: [a, b]) { g in
+        let (needA, needB, valueA, valueB) = (a.isRecorded, b.isRecorded, a.value, b.value)
+        return record(valueA * valueB, inputs: [a, b]) { g in
             [
-                a.isRecorded ? (g * b.value).unbroadcasted(to: a.shape) : nil,
-                b.isRecorded ? (g * a.value).unbroadcasted(to: b.shape) : nil,
+                needA ? (g * valueB).unbroadcasted(to: valueA.shape) : nil,
+                needB ? (g * valueA).unbroadcasted(to: valueB.shape) : nil,
             ]
         }
     }
@@ -33,10 +36,11 @@ extension Variable {
     /// `a / b` with broadcasting; ∂/∂a = 1/b, ∂/∂b = −a/b².
     @_specialize(where Scalar == Float)
     public static func / (a: Variable, b: Variable) -> Variable {
-        record(a.value / b.value, inputs: [a, b]) { g in
+        let (needA, needB, valueA, valueB) = (a.isRecorded, b.isRecorded, a.value, b.value)
+        return record(valueA / valueB, inputs: [a, b]) { g in
             [
-                a.isRecorded ? (g / b.value).unbroadcasted(to: a.shape) : nil,
-                b.isRecorded ? (-(g * a.value) / (b.value * b.value)).unbroadcasted(to: b.shape) : nil,
+                needA ? (g / valueB).unbroadcasted(to: valueA.shape) : nil,
+                needB ? (-(g * valueA) / (valueB * valueB)).unbroadcasted(to: valueB.shape) : nil,
             ]
         }
     }

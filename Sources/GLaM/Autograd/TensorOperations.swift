@@ -100,10 +100,11 @@ public func rmsNormalized<Scalar>(
     let (y, r) = rmsNormalized(x.value, scale: scale.value, epsilon: epsilon)
     let xv = x.value, sv = scale.value
     let m = Scalar(xv.shape.last ?? 1)
+    let (needX, needScale) = (x.isRecorded, scale.isRecorded)  // never capture Variables: they hold the tape
     return Variable.record(y, inputs: [x, scale]) { g in
         let normalized = xv * r  // [..., M]
-        let dScale = x.isRecorded || scale.isRecorded ? (g * normalized).unbroadcasted(to: sv.shape) : nil
-        guard x.isRecorded else { return [nil, dScale] }
+        let dScale = needScale ? (g * normalized).unbroadcasted(to: sv.shape) : nil
+        guard needX else { return [nil, dScale] }
         let gs = g * sv
         let dot = (gs * xv).sum(alongAxis: -1)  // [..., 1]
         let r3 = r * r * r
@@ -123,17 +124,18 @@ public func matmul<Scalar>(
 ) -> Variable<Scalar> {
     let av = a.value, bv = b.value
     let c = matmul(av, bv, transposeA: transposeA, transposeB: transposeB)
+    let (needA, needB) = (a.isRecorded, b.isRecorded)  // never capture Variables: they hold the tape
     return Variable.record(c, inputs: [a, b]) { g in
         var da: Tensor<Scalar>? = nil
         var db: Tensor<Scalar>? = nil
-        if a.isRecorded {
+        if needA {
             let full =
                 transposeA
                 ? matmul(bv, g, transposeA: transposeB, transposeB: true)
                 : matmul(g, bv, transposeB: !transposeB)
             da = reduceBatch(full, to: av.shape)
         }
-        if b.isRecorded {
+        if needB {
             if bv.rank == 2 && av.rank > 2 && !transposeA {
                 // Shared weight: one product over all batch rows, [B·m, k]ᵀ·[B·m, n].
                 let k = av.shape[av.rank - 1], n = g.shape[g.rank - 1]
