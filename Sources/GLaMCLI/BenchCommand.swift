@@ -41,6 +41,7 @@ enum BenchCommand: Subcommand {
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let options: Set = [
             "size", "threads", "repeats", "groups", "group-size", "experts", "model-dim", "capacity-factor", "implementation",
+            "config", "batch", "length",
         ]
         let parsed = try Arguments(arguments, command: "bench", options: options, flags: ["json"])
         switch parsed.positionals {
@@ -152,16 +153,7 @@ enum BenchCommand: Subcommand {
             precondition(y.shape == [g, s, m])
             return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         }
-        _ = try once()
-        var seconds: [Double] = []
-        while true {
-            seconds.append(try once())
-            if let repeats {
-                if seconds.count >= repeats { break }
-            } else if (seconds.reduce(0, +) >= 1 && seconds.count >= 3) || seconds.count >= 50 {
-                break
-            }
-        }
+        let seconds = try timings(repeats: repeats, minimumSeconds: 1, maximumRuns: 50, once)
         let sorted = seconds.sorted()
         let tokens = Double(g * s)
         let (best, median) = (tokens / sorted[0], tokens / sorted[sorted.count / 2])
@@ -215,16 +207,7 @@ enum BenchCommand: Subcommand {
                 }
                 return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             }
-            _ = try once()
-            var seconds: [Double] = []
-            while true {
-                seconds.append(try once())
-                if let repeats {
-                    if seconds.count >= repeats { break }
-                } else if (seconds.reduce(0, +) >= 2 && seconds.count >= 3) || seconds.count >= 30 {
-                    break
-                }
-            }
+            let seconds = try timings(repeats: repeats, minimumSeconds: 2, maximumRuns: 30, once)
             let sorted = seconds.sorted()
             results.append((mode, Double(b * t) / sorted[0], Double(b * t) / sorted[sorted.count / 2], seconds.count))
         }
@@ -240,6 +223,22 @@ enum BenchCommand: Subcommand {
             }
         }
         return 0
+    }
+
+    /// Runs `once` once to warm up, then `repeats` times, or (without `repeats`) until at least
+    /// `minimumSeconds` and 3 runs, at most `maximumRuns`; returns each timed run's seconds.
+    static func timings(repeats: Int?, minimumSeconds: Double, maximumRuns: Int, _ once: () throws -> Double) rethrows -> [Double] {
+        _ = try once()
+        var seconds: [Double] = []
+        while true {
+            seconds.append(try once())
+            if let repeats {
+                if seconds.count >= repeats { break }
+            } else if (seconds.reduce(0, +) >= minimumSeconds && seconds.count >= 3) || seconds.count >= maximumRuns {
+                break
+            }
+        }
+        return seconds
     }
 
     static func rounded(_ x: Double) -> Double { (x * 10).rounded() / 10 }

@@ -59,6 +59,10 @@ struct CommandLineTests {
         let object = try #require(try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any])
         #expect((object["tokens_per_second"] as? Double ?? 0) > 0 && object["experts"] as? Int == 8)
         #expect(runGlam(["bench", "moe", "--implementation", "sparse"]).status == 2)
+        let model = runGlam(["bench", "model", "--config", "tiny", "--batch", "1", "--length", "8", "--repeats", "1", "--json"])
+        #expect(model.status == 0, "\(model.err)")
+        #expect(model.out.split(separator: "\n").count == 3 && model.out.contains("\"mode\": \"train step\""))
+        #expect(runGlam(["bench", "model", "--config", "nonexistent"]).status == 2)
         #expect(runGlam(["bench", "moe", "--capacity-factor", "-1"]).status == 2)
     }
 

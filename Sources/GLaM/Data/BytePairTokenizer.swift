@@ -219,5 +219,6 @@ public struct BytePairTokenizer: Sendable, Equatable {
         try self.init(merges: merges)
     }
 
+    /// Two tokenizers are equal when their merges are (everything else derives from them).
     public static func == (a: BytePairTokenizer, b: BytePairTokenizer) -> Bool { a.merges == b.merges }
 }

@@ -123,6 +123,7 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
         try JSONDecoder().decode(ModelConfiguration.self, from: Data(text.utf8))
     }
 
+    /// Decodes a configuration; absent optional keys take GLaM's values (see `fromJSON(_:)`).
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let ffDim = try c.decode(Int.self, forKey: .ffDim)
