@@ -124,6 +124,16 @@ struct GatingTests {
         }
     }
 
+    @Test("metrics: router entropy is log E for a uniform router, expert load counts kept assignments")
+    func metrics() throws {
+        let uniform = try gate([Double](repeating: 0.5, count: 16), g: 1, s: 4, e: 4, capacityFactor: 4)
+        #expect(abs(uniform.routerEntropy - Foundation.log(4.0)) < 1e-12)
+        // Ties send every top-1 to expert 0 and every top-2 to expert 1; C = 4 keeps all of them.
+        #expect(uniform.routing.expertLoad == [4, 4, 0, 0])
+        let spec = try gate(Self.specLogits, g: 1, s: 8, e: 4, paddings: Self.specPaddings, capacityFactor: 1.0)
+        #expect(spec.routing.expertLoad.reduce(0, +) == 12)  // 0/2/5 tokens routed to 0/1/2 experts
+    }
+
     @Test("the logit cap squashes logits with cap·tanh(logits/cap) before the softmax")
     func logitCap() throws {
         let logits: [Double] = [40, 0, -3, 10]

@@ -1,0 +1,101 @@
+// A virtual mesh of TPU cores (glam-spec.md section 5): a shape with named axes, as praxis names
+// them (`replica`, `data`, `mdl`). Core ids are row-major over the shape. Each core's data lives in
+// its own shard; collectives along an axis (Collectives.swift) are the only way data moves between
+// cores, and every byte they move is counted (CommunicationLedger).
+
+/// A mesh that cannot be built or used as asked.
+public struct MeshError: Error, CustomStringConvertible, Equatable {
+    /// The message.
+    public let description: String
+    /// An error with `message`.
+    public init(_ message: String) { description = message }
+}
+
+/// A virtual mesh of cores with named axes.
+public struct DeviceMesh: Sendable, Equatable {
+    /// Cores along each axis.
+    public let shape: [Int]
+    /// The axes' names, e.g. `["data", "mdl"]`.
+    public let axisNames: [String]
+
+    /// A mesh of `shape` with one name per axis.
+    public init(shape: [Int], axisNames: [String]) throws(MeshError) {
+        guard !shape.isEmpty, shape.count == axisNames.count else {
+            throw MeshError("a mesh needs one name per axis: shape \(shape), names \(axisNames)")
+        }
+        guard shape.allSatisfy({ $0 >= 1 }) else { throw MeshError("mesh axes must have at least one core: \(shape)") }
+        guard Set(axisNames).count == axisNames.count else { throw MeshError("mesh axis names must differ: \(axisNames)") }
+        self.shape = shape
+        self.axisNames = axisNames
+    }
+
+    /// The number of cores.
+    public var coreCount: Int { shape.reduce(1, *) }
+
+    /// The position of axis `name`.
+    public func axis(_ name: String) throws(MeshError) -> Int {
+        guard let index = axisNames.firstIndex(of: name) else { throw MeshError("the mesh has no axis '\(name)' (axes: \(axisNames))") }
+        return index
+    }
+
+    /// The coordinates of `core` (row-major).
+    public func coordinates(of core: Int) -> [Int] {
+        var rest = core
+        var out = [Int](repeating: 0, count: shape.count)
+        for axis in shape.indices.reversed() {
+            out[axis] = rest % shape[axis]
+            rest /= shape[axis]
+        }
+        return out
+    }
+
+    /// The core at `coordinates`.
+    public func core(at coordinates: [Int]) -> Int {
+        coordinates.enumerated().reduce(0) { $0 * shape[$1.offset] + $1.element }
+    }
+
+    /// The cores that differ from `core` only along `axis`, in increasing coordinate: the group a
+    /// collective along `axis` runs in. `core` itself is at its own coordinate's position.
+    public func group(of core: Int, along axis: Int) -> [Int] {
+        var c = coordinates(of: core)
+        return (0..<shape[axis]).map { k in
+            c[axis] = k
+            return self.core(at: c)
+        }
+    }
+
+    /// All groups along `axis`, each in increasing coordinate, ordered by their first core.
+    public func groups(along axis: Int) -> [[Int]] {
+        (0..<coreCount).filter { coordinates(of: $0)[axis] == 0 }.map { group(of: $0, along: axis) }
+    }
+
+    /// Runs `body(core)` for every core, in parallel on Dispatch workers, and returns the results in
+    /// core order. Cores share nothing but what `body` is given.
+    public func run<T: Sendable>(_ body: @Sendable (_ core: Int) -> T) -> [T] {
+        let results = ResultSlots<T>(count: coreCount)
+        Parallelism.forEachTask(coreCount) { core in results.set(core, body(core)) }
+        return results.values
+    }
+}
+
+/// One slot per task, written once each by the parallel loop (disjoint indices, raw memory so no
+/// two tasks touch shared state), read after it has returned.
+final class ResultSlots<T: Sendable>: @unchecked Sendable {
+    private let slots: UnsafeMutablePointer<T?>
+    private let count: Int
+
+    init(count: Int) {
+        self.count = count
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: nil, count: count)
+    }
+
+    deinit {
+        slots.deinitialize(count: count)
+        slots.deallocate()
+    }
+
+    func set(_ index: Int, _ value: T) { slots[index] = value }
+
+    var values: [T] { (0..<count).map { slots[$0]! } }
+}

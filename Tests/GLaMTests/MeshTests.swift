@@ -1,0 +1,76 @@
+// The virtual mesh: coordinates and groups, and each collective against its definition, with the
+// bytes it counts.
+
+import Testing
+
+@testable import GLaM
+
+struct MeshTests {
+    @Test("coordinates are row-major; groups differ along one axis only")
+    func coordinatesAndGroups() throws {
+        let mesh = try DeviceMesh(shape: [2, 3], axisNames: ["data", "mdl"])
+        #expect(mesh.coreCount == 6 && mesh.coordinates(of: 4) == [1, 1] && mesh.core(at: [1, 2]) == 5)
+        #expect(mesh.group(of: 4, along: try mesh.axis("data")) == [1, 4])
+        #expect(mesh.group(of: 4, along: try mesh.axis("mdl")) == [3, 4, 5])
+        #expect(mesh.groups(along: 1) == [[0, 1, 2], [3, 4, 5]])
+        #expect(throws: MeshError.self) { try mesh.axis("replica") }
+        #expect(throws: MeshError.self) { try DeviceMesh(shape: [2, 0], axisNames: ["data", "mdl"]) }
+        #expect(throws: MeshError.self) { try DeviceMesh(shape: [2], axisNames: ["data", "mdl"]) }
+        #expect(throws: MeshError.self) { try DeviceMesh(shape: [2, 2], axisNames: ["data", "data"]) }
+        #expect(mesh.run { $0 * 10 } == [0, 10, 20, 30, 40, 50])
+    }
+
+    static func shards(_ mesh: DeviceMesh, shape: [Int]) -> [Tensor<Float>] {
+        (0..<mesh.coreCount).map { core in
+            Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { Float(core * 100 + $0) })
+        }
+    }
+
+    @Test("all-reduce: every member gets the group's sum; bytes as a ring")
+    func allReduce() throws {
+        let mesh = try DeviceMesh(shape: [2, 2], axisNames: ["data", "mdl"])
+        let ledger = CommunicationLedger()
+        let x = Self.shards(mesh, shape: [3])
+        let out = try mesh.allReduce(x, along: "data", ledger: ledger)
+        #expect(out[0] == x[0] + x[2] && out[2] == out[0] && out[1] == x[1] + x[3] && out[3] == out[1])
+        #expect(ledger.bytesSent(along: "data", coreCount: 4) == [12, 12, 12, 12])  // 2·(2−1)/2·12 bytes
+        #expect(ledger.bytesSent(along: "mdl", coreCount: 4) == [0, 0, 0, 0])
+        #expect(throws: MeshError.self) { try mesh.allReduce(Array(x.prefix(3)), along: "data") }
+    }
+
+    @Test("all-gather and reduce-scatter: gather joins in coordinate order; scatter sums then splits")
+    func gatherAndScatter() throws {
+        let mesh = try DeviceMesh(shape: [4], axisNames: ["data"])
+        let ledger = CommunicationLedger()
+        let x = Self.shards(mesh, shape: [2, 2])
+        let gathered = try mesh.allGather(x, along: "data", concatenatingAlong: 0, ledger: ledger)
+        #expect(gathered.allSatisfy { $0 == Tensor.concatenated(x, alongAxis: 0) } && gathered[0].shape == [8, 2])
+        #expect(ledger.bytesSent(along: "data", coreCount: 4) == [48, 48, 48, 48])  // (4−1)·16 bytes
+        let scattered = try mesh.reduceScatter(gathered, along: "data", splittingAlong: 0)
+        for k in 0..<4 { #expect(scattered[k] == x[k] * 4) }  // the sum of four equal copies, part k
+    }
+
+    @Test("all-to-all moves chunk j of every core to core j; the reverse all-to-all undoes it")
+    func allToAll() throws {
+        let mesh = try DeviceMesh(shape: [2, 2], axisNames: ["data", "mdl"])
+        let ledger = CommunicationLedger()
+        // G-sharded [G_local = 1, E = 2, C = 1, M = 3]: after the all-to-all, E-sharded [G = 2, E_local = 1, …].
+        let x = Self.shards(mesh, shape: [1, 2, 1, 3])
+        let y = try mesh.allToAll(x, along: "data", splitDimension: 1, concatDimension: 0, ledger: ledger)
+        #expect(y[0].shape == [2, 1, 1, 3])
+        // Core 0 (data 0) holds expert 0 of groups from cores 0 and 2.
+        #expect(y[0] == Tensor.concatenated([x[0].split(alongAxis: 1, into: 2)[0], x[2].split(alongAxis: 1, into: 2)[0]], alongAxis: 0))
+        #expect(try mesh.allToAll(y, along: "data", splitDimension: 0, concatDimension: 1) == x)
+        #expect(ledger.bytesSent(along: "data", coreCount: 4) == [12, 12, 12, 12])  // half of 24 bytes
+        #expect(throws: MeshError.self) { try mesh.allToAll(x, along: "data", splitDimension: 3, concatDimension: 0) }
+    }
+
+    @Test("split and concatenate are inverse along any axis")
+    func splitConcatenate() {
+        let t = Tensor<Float>(shape: [2, 6, 3], scalars: (0..<36).map(Float.init))
+        for axis in 0..<3 where t.shape[axis] % 2 == 0 {
+            #expect(Tensor.concatenated(t.split(alongAxis: axis, into: 2), alongAxis: axis) == t)
+        }
+        #expect(t.split(alongAxis: 1, into: 3)[1] == Tensor(shape: [2, 2, 3], scalars: [6, 7, 8, 9, 10, 11, 24, 25, 26, 27, 28, 29]))
+    }
+}
