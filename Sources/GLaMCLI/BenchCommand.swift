@@ -6,7 +6,7 @@ import GLaM
 
 enum BenchCommand: Subcommand {
     static let name = "bench"
-    static let summary = "Time kernels: 'glam bench gemm' (SGEMM GFLOP/s), 'glam bench moe' (routing tokens/s)."
+    static let summary = "Time kernels: 'glam bench gemm' (GFLOP/s), 'bench moe' (routing), 'bench model' (tokens/s)."
     static let help = """
         USAGE: glam bench gemm [--size N] [--threads T] [--repeats R] [--json]
                glam bench moe [--groups G] [--group-size S] [--experts E] [--model-dim M]

@@ -74,3 +74,59 @@ struct MeshTests {
         #expect(t.split(alongAxis: 1, into: 3)[1] == Tensor(shape: [2, 2, 3], scalars: [6, 7, 8, 9, 10, 11, 24, 25, 26, 27, 28, 29]))
     }
 }
+
+struct ExpertParallelTests {
+    @Test(
+        "expert-parallel MoE forward equals one device bitwise (meshes 1, 2, 4 and 2×2), and counts its all-to-all bytes",
+        arguments: [([1], ["data"]), ([2], ["data"]), ([4], ["data"]), ([2, 2], ["data", "mdl"])])
+    func equalsSingleDevice(shape: [Int], names: [String]) throws {
+        let (b, t, m, h, e, g) = (4, 8, 16, 24, 4, 4)
+        var generator = SeededGenerator(seed: 77)
+        let x = Tensor<Float>.randomNormal(shape: [b, t, m], generator: &generator)
+        let gate = Tensor<Float>.randomUniform(shape: [m, e], bound: 1.5, generator: &generator)
+        let wi = Tensor<Float>.randomUniform(shape: [e, m, h], bound: 0.4, generator: &generator)
+        let wo = Tensor<Float>.randomUniform(shape: [e, h, m], bound: 0.3, generator: &generator)
+        var paddings = Tensor<Float>(zeros: [b, t])
+        paddings[1, 7] = 1
+        paddings[3, 0] = 1
+        let configuration = MoELayerConfiguration(
+            gating: Top2GatingConfiguration(numExperts: e, capacityFactor: 1.0), numGroups: g, activation: .geluTanh)
+        let single = try moeLayer(
+            Variable(constant: x), paddings: paddings,
+            weights: MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo)),
+            configuration: configuration)
+        #expect(single.gating.routing.overCapacity[0] > 0 || single.gating.routing.overCapacity[1] > 0)  // drops happen
+
+        let mesh = try DeviceMesh(shape: shape, axisNames: names)
+        let n = shape[0]
+        let groupsOfX = x.reshaped(to: [g, b * t / g, m]).split(alongAxis: 0, into: n)
+        let groupsOfPaddings = paddings.reshaped(to: [g, b * t / g]).split(alongAxis: 0, into: n)
+        let coordinate = { (core: Int) in mesh.coordinates(of: core)[0] }
+        let ledger = CommunicationLedger()
+        let result = try mesh.expertParallelMoEForward(
+            inputs: (0..<mesh.coreCount).map { groupsOfX[coordinate($0)] },
+            paddings: (0..<mesh.coreCount).map { groupsOfPaddings[coordinate($0)] }, gate: gate, wi: wi, wo: wo,
+            configuration: configuration, ledger: ledger)
+        let expected = single.output.value.reshaped(to: [g, b * t / g, m]).split(alongAxis: 0, into: n)
+        for core in 0..<mesh.coreCount {
+            #expect(result.outputs[core].scalars.map(\.bitPattern) == expected[coordinate(core)].scalars.map(\.bitPattern), "core \(core)")
+        }
+        #expect(abs(result.auxLoss - single.gating.auxLoss.value.scalar) <= 1e-6)
+        // Two all-to-alls of [E, G/n, C, M] floats, (n−1)/n of each leaving the core.
+        let c = single.gating.routing.capacity
+        let perCore = n == 1 ? 0 : 2 * (n - 1) * (e * (g / n) * c * m * 4) / n
+        #expect(ledger.bytesSent(along: "data", coreCount: mesh.coreCount) == [Int](repeating: perCore, count: mesh.coreCount))
+    }
+
+    @Test("a mesh that does not divide the experts or the groups is refused")
+    func indivisible() throws {
+        let mesh = try DeviceMesh(shape: [3], axisNames: ["data"])
+        let configuration = MoELayerConfiguration(gating: Top2GatingConfiguration(numExperts: 4), numGroups: 3, activation: .relu)
+        let x = [Tensor<Float>](repeating: Tensor(zeros: [1, 2, 2]), count: 3)
+        #expect(throws: MeshError.self) {
+            try mesh.expertParallelMoEForward(
+                inputs: x, paddings: nil, gate: Tensor(zeros: [2, 4]), wi: Tensor(zeros: [4, 2, 2]), wo: Tensor(zeros: [4, 2, 2]),
+                configuration: configuration)
+        }
+    }
+}

@@ -142,23 +142,42 @@ public func dispatchThroughExperts<Scalar>(
         let outByGroup = out.reshaped(to: [e, g, c, m]).transposed(permutation: [1, 0, 2, 3]).reshaped(to: [g, e * c, m])
         return matmul(combine, outByGroup)  // 'gsec,gecm->gsm' [G, S, M]
     case .indexed:
-        // Slot (e, g, c) of expert_in holds token g·S + s, or nothing (-1).
-        var source = [Int](repeating: -1, count: e * g * c)
-        var slotOf = [[Int](repeating: -1, count: g * s), [Int](repeating: -1, count: g * s)]
-        for token in 0..<(g * s) {
-            for k in 0..<2 where gating.isDispatched(token: token, choice: k) {
-                let expert = k == 0 ? r.firstExpert[token] : r.secondExpert[token]
-                let slot = (expert * g + token / s) * c + (k == 0 ? r.firstSlot[token] : r.secondSlot[token])
-                source[slot] = token
-                slotOf[k][token] = slot
-            }
-        }
-        let expertIn = xg.reshaped(to: [g * s, m]).gatheringRowsOrZero(source).reshaped(to: [e, g * c, m])  // [E, G·C, M]
+        let (expertIn, slots) = dispatchedSlots(xg, gating: gating)  // [E, G·C, M]
         let out = expertFunction(expertIn).reshaped(to: [e * g * c, m])  // [E·G·C, M]
-        let first = out.gatheringRowsOrZero(slotOf[0]).reshaped(to: [g, s, m]) * gating.firstGate  // [G, S, M]
-        let second = out.gatheringRowsOrZero(slotOf[1]).reshaped(to: [g, s, m]) * gating.secondGate  // [G, S, M]
-        return first + second
+        return combinedSlots(out, firstGate: gating.firstGate, secondGate: gating.secondGate, slots: slots)  // [G, S, M]
     }
+}
+
+/// The index-based dispatch: `expert_in[e, g·C + c] = x[g, s]` for the token s in slot c of expert
+/// e, zero rows for empty slots. Returns `[E, G·C, M]` and, per choice k, each token's row in it
+/// (-1 when not dispatched).
+func dispatchedSlots<Scalar>(_ xg: Variable<Scalar>, gating: Top2GatingResult<Scalar>) -> (Variable<Scalar>, [[Int]]) {
+    let r = gating.routing
+    let (g, s, e, c) = (r.groups, r.groupSize, r.numExperts, r.capacity)
+    let m = xg.shape[2]
+    var source = [Int](repeating: -1, count: e * g * c)
+    var slotOf = [[Int](repeating: -1, count: g * s), [Int](repeating: -1, count: g * s)]
+    for token in 0..<(g * s) {
+        for k in 0..<2 where gating.isDispatched(token: token, choice: k) {
+            let expert = k == 0 ? r.firstExpert[token] : r.secondExpert[token]
+            let slot = (expert * g + token / s) * c + (k == 0 ? r.firstSlot[token] : r.secondSlot[token])
+            source[slot] = token
+            slotOf[k][token] = slot
+        }
+    }
+    return (xg.reshaped(to: [g * s, m]).gatheringRowsOrZero(source).reshaped(to: [e, g * c, m]), slotOf)
+}
+
+/// The index-based combine: `y[g, s] = Σ_k gate_k · out[slot_k(g, s)]` from expert outputs
+/// `[E·G·C, M]`; returns `[G, S, M]`.
+/// The gates are `[G, S, 1]`.
+func combinedSlots<Scalar>(
+    _ out: Variable<Scalar>, firstGate: Variable<Scalar>, secondGate: Variable<Scalar>, slots: [[Int]]
+) -> Variable<Scalar> {
+    let (g, s, m) = (firstGate.shape[0], firstGate.shape[1], out.shape[1])
+    let first = out.gatheringRowsOrZero(slots[0]).reshaped(to: [g, s, m]) * firstGate  // [G, S, M]
+    let second = out.gatheringRowsOrZero(slots[1]).reshaped(to: [g, s, m]) * secondGate  // [G, S, M]
+    return first + second
 }
 
 /// The E expert feed-forward networks on their slots: `act(x · Wi[e]) · Wo[e]`, `[E, A, M] → [E, A, M]`.

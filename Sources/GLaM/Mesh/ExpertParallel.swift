@@ -1,0 +1,113 @@
+// GShard expert parallelism on the virtual mesh (glam-spec.md section 5), forward pass:
+//
+//   per core:   its G/n groups [G/n, S, M] → router logits → top-2 gating (group-local)
+//               → dispatch into its slots of every expert         [E, G/n, C, M]
+//   all-to-all along `data`: split E, join G                       [E/n, G, C, M]
+//   per core:   its E/n experts on every group's slots             [E/n, G, C, M]
+//   all-to-all back: split G, join E                               [E, G/n, C, M]
+//   per core:   combine with the gates                             [G/n, S, M]
+//
+// Each expert sees the same rows in the same order as on one device, and each GEMM's result does
+// not depend on how many rows it has, so the output is bitwise the single-device output with the
+// same groups (tested). Other mesh axes replicate the computation. The training (backward) side
+// of the mesh is not here yet.
+
+extension DeviceMesh {
+    /// The MoE layer's forward pass with experts spread over the cores of `axis`.
+    ///
+    /// - Parameters:
+    ///   - inputs: per core, that core's groups `[G/n, S, M]` (cores along other axes hold copies).
+    ///   - paddings: per core `[G/n, S]`, or nil.
+    ///   - gate, wi, wo: the router `[M, E]` and all experts' weights `[E, M, H]`, `[E, H, M]` (each
+    ///     core uses its slice of E/n experts).
+    ///   - configuration: the layer; `numGroups` is the total G.
+    /// - Returns: per core `[G/n, S, M]`, and the aux loss averaged over all groups.
+    public func expertParallelMoEForward(
+        inputs: [Tensor<Float>], paddings: [Tensor<Float>]?, gate: Tensor<Float>, wi: Tensor<Float>, wo: Tensor<Float>,
+        configuration: MoELayerConfiguration,
+        along axisName: String = "data", ledger: CommunicationLedger? = nil
+    ) throws -> (outputs: [Tensor<Float>], auxLoss: Float) {
+        let axis = try self.axis(axisName)
+        let n = shape[axis]
+        let e = configuration.gating.numExperts
+        guard e % n == 0 else { throw MeshError("the \(n) cores of axis '\(axisName)' do not divide the \(e) experts") }
+        guard configuration.numGroups % n == 0 else {
+            throw MeshError("the \(n) cores of axis '\(axisName)' do not divide the \(configuration.numGroups) groups")
+        }
+        guard inputs.count == coreCount, inputs.allSatisfy({ $0.rank == 3 && $0.shape[0] == configuration.numGroups / n }) else {
+            throw MeshError("expected one [G/n, S, M] input per core with G/n = \(configuration.numGroups / n)")
+        }
+        let (localGroups, m) = (inputs[0].shape[0], inputs[0].shape[2])
+        let localExperts = e / n
+
+        // 1. Gating and dispatch, per core.
+        let routed: [CoreRouting] = try run { core in
+            let x = Variable(constant: inputs[core])  // [G/n, S, M]
+            let logits = matmul(x, Variable(constant: gate))  // [G/n, S, E]
+            let gating = try top2Gating(logits: logits, paddings: paddings?[core], configuration: configuration.gating)
+            let (expertIn, slots) = dispatchedSlots(x, gating: gating)  // [E, G/n·C, M]
+            let c = gating.routing.capacity
+            return CoreRouting(
+                expertIn: expertIn.value.reshaped(to: [e, localGroups, c, m]), routing: gating.routing, firstGate: gating.firstGate.value,
+                secondGate: gating.secondGate.value, auxLoss: gating.auxLoss.value.scalar, slots: slots)
+        }.map { try $0.get() }
+        let c = routed[0].routing.capacity
+
+        // 2. All-to-all: G-sharded → E-sharded.
+        let byExpert = try allToAll(routed.map(\.expertIn), along: axisName, splitDimension: 0, concatDimension: 1, ledger: ledger)
+
+        // 3. Local experts.
+        let expertOut: [Tensor<Float>] = run { core in
+            let j = self.coordinates(of: core)[axis]
+            let slice = { (t: Tensor<Float>) in Variable(constant: t.split(alongAxis: 0, into: n)[j]) }
+            let local = MoEWeights(gate: Variable(constant: gate), wi: slice(wi), wo: slice(wo))
+            let input = Variable(constant: byExpert[core].reshaped(to: [localExperts, configuration.numGroups * c, m]))
+            return experts(input, weights: local, activation: configuration.activation).value.reshaped(to: [
+                localExperts, configuration.numGroups, c, m,
+            ])
+        }
+
+        // 4. All-to-all back: E-sharded → G-sharded.
+        let byGroup = try allToAll(expertOut, along: axisName, splitDimension: 1, concatDimension: 0, ledger: ledger)
+
+        // 5. Combine, per core.
+        let outputs: [Tensor<Float>] = run { core in
+            let out = Variable(constant: byGroup[core].reshaped(to: [e * localGroups * c, m]))
+            let r = routed[core]
+            var y = combinedSlots(
+                out, firstGate: Variable(constant: r.firstGate), secondGate: Variable(constant: r.secondGate), slots: r.slots
+            )
+            .value  // [G/n, S, M]
+            if let padding = paddings?[core] {
+                y = y * padding.map { 1 - $0 }.reshaped(to: [localGroups, r.routing.groupSize, 1])
+            }
+            return y
+        }
+        // The aux loss is a mean over groups: average the cores' means along the axis (one group of cores).
+        let group = self.group(of: 0, along: axis)
+        let aux = group.reduce(Float(0)) { $0 + routed[$1].auxLoss } / Float(n)
+        return (outputs, aux)
+    }
+}
+
+/// What one core's gating and dispatch produce (tensors only: they cross cores).
+struct CoreRouting: Sendable {
+    var expertIn: Tensor<Float>  // [E, G/n, C, M]
+    var routing: Top2Routing
+    var firstGate, secondGate: Tensor<Float>  // [G/n, S, 1]
+    var auxLoss: Float
+    var slots: [[Int]]
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () throws -> Success) {
+        do { self = .success(try body()) } catch { self = .failure(error) }
+    }
+}
+
+extension DeviceMesh {
+    /// `run` for bodies that throw: each core's result or error, in core order.
+    func run<T: Sendable>(_ body: @Sendable (_ core: Int) throws -> T) -> [Result<T, any Error>] {
+        run { core in Result { try body(core) } }
+    }
+}
