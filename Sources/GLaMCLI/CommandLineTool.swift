@@ -35,7 +35,10 @@ public struct Output {
 /// The `glam` tool.
 public enum CommandLineTool {
     static var subcommands: [any Subcommand.Type] {
-        [TrainCommand.self, GenerateCommand.self, CompareCommand.self, VerifyCommand.self, ParamsCommand.self, BenchCommand.self]
+        [
+            TrainCommand.self, GenerateCommand.self, CompareCommand.self, VerifyCommand.self, ParamsCommand.self, PlanCommand.self,
+            BenchCommand.self,
+        ]
     }
 
     static var overview: String {

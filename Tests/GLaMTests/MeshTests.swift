@@ -4,6 +4,7 @@
 import Testing
 
 @testable import GLaM
+@testable import GLaMCLI
 
 struct MeshTests {
     @Test("coordinates are row-major; groups differ along one axis only")
@@ -128,5 +129,31 @@ struct ExpertParallelTests {
                 inputs: x, paddings: nil, gate: Tensor(zeros: [2, 4]), wi: Tensor(zeros: [4, 2, 2]), wo: Tensor(zeros: [4, 2, 2]),
                 configuration: configuration)
         }
+    }
+}
+
+struct PlannerTests {
+    @Test("glam-64b-64e on 1,024 chips: about 180 GFLOPs per token for inference (paper Table 1), fits in HBM")
+    func paperScale() throws {
+        let plan = try planTrainingStep(ModelConfiguration.named("glam-64b-64e")!, dataCores: 64, modelCores: 16)
+        // 2 × 94.5B activated weights = 189 GFLOP, + output projection and attention: 197.5; the paper rounds to ~180.
+        #expect(plan.inferenceFLOPsPerToken / 1e9 > 170 && plan.inferenceFLOPsPerToken / 1e9 < 200)
+        #expect(plan.trainingFLOPsPerToken == 3 * plan.inferenceFLOPsPerToken)
+        #expect(plan.parameterBytesPerCore + plan.optimizerBytesPerCore < TPUv4.hbmBytes)
+        // Experts are split over all 1,024 chips: 1.1T × 4 B / 1024 ≈ 4.3 GB of the 19.9 GB per chip.
+        #expect(abs(plan.parameterBytesPerCore / 1e9 - 19.86) < 0.01)
+        // One chip has no peers: no communication.
+        let alone = try planTrainingStep(ModelConfiguration.named("glam-0.1b-64e")!, dataCores: 1, modelCores: 1)
+        #expect(alone.allToAllBytesPerCore == 0 && alone.allReduceBytesPerCore == 0)
+    }
+
+    @Test("a mesh that does not divide the experts or the expert hidden size is refused; the command shows its arithmetic")
+    func refusals() {
+        #expect(throws: MeshError.self) { try planTrainingStep(ModelConfiguration.named("glam-64b-64e")!, dataCores: 48, modelCores: 16) }
+        #expect(throws: MeshError.self) { try planTrainingStep(ModelConfiguration.named("glam-64b-64e")!, dataCores: 64, modelCores: 7) }
+        let ok = runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "64x16"])
+        #expect(ok.status == 0 && ok.out.contains("inference FLOPs/token") && ok.out.contains("1024 chips"))
+        #expect(runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "48x16"]).status == 2)
+        #expect(runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "64by16"]).err.contains("--mesh must be DATAxMDL"))
     }
 }

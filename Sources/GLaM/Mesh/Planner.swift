@@ -1,0 +1,116 @@
+// A planner: what one training step of a configuration costs on a data × mdl mesh of TPU-v4 chips,
+// under a stated cost model, with its arithmetic shown. Checked against the paper: glam-64b-64e
+// needs about 180 GFLOPs per token for inference (Table 1) and trained on 1,024 chips.
+//
+// The model (all assumptions named here):
+// - Sharding: expert weights [E, M, H] split E over `data` and H over `mdl` (GLaM's 2D sharding);
+//   every other weight split over `mdl` and replicated over `data`. Weights and Adafactor
+//   statistics in float32; activations in bfloat16 (2 bytes).
+// - FLOPs per token, forward: 2 × (activated matrix parameters outside the embedding lookup, plus
+//   the V·M output projection) + 4·T·N·D per layer (attention scores and values over T keys).
+//   Training: 3 × forward.
+// - Communication per step and core: each MoE layer's dispatch and combine are all-to-alls over
+//   `data` of tokens × cf × M bf16 values (forward 2, backward 2), (d−1)/d of them leaving a core,
+//   split over d·m cores; the gradients of data-replicated weights are all-reduced over `data` as
+//   a ring (2·(d−1)/d × their fp32 bytes, split over m).
+// - Time: compute at peak bf16 FLOP/s, the weights and statistics read once from HBM, and the
+//   communication over ICI, added without overlap (an upper bound of the three).
+
+/// TPU v4 figures the planner assumes (public specifications).
+public enum TPUv4 {
+    /// Peak bfloat16 FLOP/s per chip.
+    public static let peakFLOPs = 275e12
+    /// HBM bandwidth per chip, bytes/s.
+    public static let hbmBandwidth = 1.2e12
+    /// HBM capacity per chip, bytes (32 GiB).
+    public static let hbmBytes = 32.0 * 1_073_741_824
+    /// Inter-chip interconnect bandwidth per chip, bytes/s (6 links × 50 GB/s).
+    public static let iciBandwidth = 300e9
+}
+
+/// The cost of one training step on a mesh, with the arithmetic behind each figure.
+public struct StepPlan: Sendable {
+    /// Inference FLOPs per token (forward).
+    public let inferenceFLOPsPerToken: Double
+    /// Training FLOPs per token (3 × forward).
+    public let trainingFLOPsPerToken: Double
+    /// Parameter bytes per core (float32).
+    public let parameterBytesPerCore: Double
+    /// Adafactor statistics bytes per core (float32).
+    public let optimizerBytesPerCore: Double
+    /// All-to-all bytes each core sends per training step.
+    public let allToAllBytesPerCore: Double
+    /// Gradient all-reduce bytes each core sends per training step.
+    public let allReduceBytesPerCore: Double
+    /// Estimated step time, seconds (compute + HBM + ICI, no overlap).
+    public let stepSeconds: Double
+    /// Each figure's derivation, one line each.
+    public let explanation: [String]
+}
+
+/// Plans a training step of `configuration` on a `data × mdl` mesh with `tokensPerStep` tokens of
+/// sequences of `length`.
+public func planTrainingStep(
+    _ c: ModelConfiguration, dataCores d: Int, modelCores m: Int, tokensPerStep: Int = 1 << 20, length: Int = 1024
+) throws(MeshError) -> StepPlan {
+    guard d >= 1, m >= 1 else { throw MeshError("mesh axes must have at least one core") }
+    if c.isMoE {
+        guard c.numExperts % d == 0 else { throw MeshError("the data axis (\(d) cores) does not divide the \(c.numExperts) experts") }
+        guard c.moeHiddenDim % m == 0 else {
+            throw MeshError("the mdl axis (\(m) cores) does not divide the expert hidden size \(c.moeHiddenDim)")
+        }
+    }
+    guard tokensPerStep % (d * length) == 0 || tokensPerStep % d == 0 else {
+        throw MeshError("the data axis (\(d) cores) does not divide the \(tokensPerStep) tokens of a step")
+    }
+    let count = ParameterCount(c)
+    var expertParameters = 0, expertStatistics = 0, otherStatistics = 0
+    let adafactor = AdafactorConfiguration()
+    for (name, shape) in ModelParameters.shapes(for: c) {
+        let statistics =
+            adafactor.isFactored(shape)
+            ? shape.dropLast(2).reduce(1, *) * (shape[shape.count - 2] + shape[shape.count - 1]) : shape.reduce(1, *)
+        if name.hasSuffix("moe.wi") || name.hasSuffix("moe.wo") {
+            expertParameters += shape.reduce(1, *)
+            expertStatistics += statistics
+        } else {
+            otherStatistics += statistics
+        }
+    }
+    let otherParameters = count.total - expertParameters
+    let cores = Double(d * m)
+    let parameterBytes = 4 * (Double(expertParameters) / cores + Double(otherParameters) / Double(m))
+    let optimizerBytes = 4 * (Double(expertStatistics) / cores + Double(otherStatistics) / Double(m))
+
+    let matrix = Double(count.activated - count.embedding) + Double(c.vocabSize * c.modelDim)
+    let attention = Double(c.numLayers * 4 * length * c.numHeads * c.headDim)
+    let forward = 2 * matrix + attention
+    let training = 3 * forward
+
+    let moeLayers = (0..<c.numLayers).filter(c.isMoELayer).count
+    let cf = c.capacityFactor ?? 2
+    let dispatchedValues = Double(tokensPerStep) * cf * Double(c.modelDim)
+    let allToAll = d > 1 ? Double(moeLayers) * 4 * dispatchedValues * 2 * Double(d - 1) / Double(d) / cores : 0
+    let allReduce = d > 1 ? 2 * Double(d - 1) / Double(d) * 4 * Double(otherParameters) / Double(m) : 0
+
+    let computeSeconds = training * Double(tokensPerStep) / (cores * TPUv4.peakFLOPs)
+    let memorySeconds = (parameterBytes + optimizerBytes) / TPUv4.hbmBandwidth
+    let networkSeconds = (allToAll + allReduce) / TPUv4.iciBandwidth
+    func g(_ x: Double) -> String { String(format: "%.4g", x) }
+    let explanation = [
+        "mesh: \(d) data × \(m) mdl = \(d * m) chips; \(tokensPerStep) tokens per step, T = \(length)",
+        "activated matrix parameters outside the embedding lookup: \(count.activated - count.embedding) + output projection V·M \(c.vocabSize * c.modelDim) = \(g(matrix))",
+        "inference FLOPs/token = 2 × \(g(matrix)) + attention 4·T·N·D·L \(g(attention)) = \(g(forward / 1e9)) GFLOP",
+        "training FLOPs/token = 3 × forward = \(g(training / 1e9)) GFLOP",
+        "parameters per chip: experts \(expertParameters)/\(d * m) + others \(otherParameters)/\(m) → \(g(parameterBytes / 1e9)) GB (fp32)",
+        "Adafactor statistics per chip: experts \(expertStatistics)/\(d * m) + others \(otherStatistics)/\(m) → \(g(optimizerBytes / 1e9)) GB",
+        "all-to-all per chip: \(moeLayers) MoE layers × 4 × tokens·cf·M \(g(dispatchedValues)) × 2 B × (d−1)/d / chips = \(g(allToAll / 1e9)) GB",
+        "gradient all-reduce per chip: 2(d−1)/d × 4 B × \(otherParameters)/\(m) = \(g(allReduce / 1e9)) GB",
+        "step time ≤ compute \(g(computeSeconds)) s (peak \(g(TPUv4.peakFLOPs / 1e12)) TFLOP/s) + HBM \(g(memorySeconds)) s + ICI \(g(networkSeconds)) s = \(g(computeSeconds + memorySeconds + networkSeconds)) s",
+        "memory per chip: \(g((parameterBytes + optimizerBytes) / 1e9)) GB of \(g(TPUv4.hbmBytes / 1e9)) GB HBM before activations",
+    ]
+    return StepPlan(
+        inferenceFLOPsPerToken: forward, trainingFLOPsPerToken: training, parameterBytesPerCore: parameterBytes,
+        optimizerBytesPerCore: optimizerBytes, allToAllBytesPerCore: allToAll, allReduceBytesPerCore: allReduce,
+        stepSeconds: computeSeconds + memorySeconds + networkSeconds, explanation: explanation)
+}
