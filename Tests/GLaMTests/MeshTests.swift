@@ -157,3 +157,58 @@ struct PlannerTests {
         #expect(runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "64by16"]).err.contains("--mesh must be DATAxMDL"))
     }
 }
+
+struct DataParallelTests {
+    /// The tiny MoE model with 2 groups, on rows of 32, batch 4.
+    static func setup() throws -> (ModelConfiguration, TrainingOptions, TextDataset, BytePairTokenizer) {
+        let sample = try corpusSample(bytes: 30_000)
+        var configuration = ModelConfiguration.named("tiny")!
+        configuration.numGroups = 2
+        let tokenizer = try BytePairTokenizer.train(on: TextDataset.trainingText(of: sample), vocabularySize: configuration.vocabSize)
+        var options = TrainingOptions()
+        options.batchSize = 4
+        options.sequenceLength = 32
+        options.steps = 3
+        options.seed = 11
+        return (configuration, options, TextDataset(text: sample, tokenizer: tokenizer, length: 32), tokenizer)
+    }
+
+    @Test("data-parallel training on 1, 2 and 2×2 cores gives one device's losses (bitwise on one core)")
+    func equalsSingleDevice() throws {
+        let (configuration, options, dataset, tokenizer) = try Self.setup()
+        let single = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
+        let expected = try (0..<3).map { _ in try single.trainStep().loss }
+        for (shape, names) in [([1], ["data"]), ([2], ["data"]), ([2, 2], ["data", "mdl"])] {
+            let trainer = try DataParallelTrainer(
+                configuration: configuration, options: options, dataset: dataset, mesh: try DeviceMesh(shape: shape, axisNames: names))
+            let losses = try (0..<3).map { _ in try trainer.trainStep() }
+            if shape == [1] {
+                #expect(losses.map(\.bitPattern) == expected.map(\.bitPattern))
+                #expect(trainer.parameters == single.parameters)
+            } else {
+                #expect(zip(losses, expected).allSatisfy { abs($0 - $1) <= 1e-5 * abs($1) }, "\(shape): \(losses) vs \(expected)")
+                for (name, tensor) in trainer.parameters.tensors {
+                    let reference = single.parameters.tensors[name]!
+                    #expect(zip(tensor.scalars, reference.scalars).allSatisfy { abs($0 - $1) <= 1e-4 }, "\(shape) \(name)")
+                }
+                // Every core sent 2·(n−1)/n of each gradient's bytes per step along data, nothing along mdl.
+                let n = shape[0]
+                let perStep = ParameterCount(configuration).total * 4 * 2 * (n - 1) / n
+                #expect(trainer.ledger.bytesSent(along: "data", coreCount: trainer.mesh.coreCount).allSatisfy { $0 == 3 * perStep })
+            }
+        }
+    }
+
+    @Test("a mesh that does not divide the batch or the groups is refused")
+    func refusals() throws {
+        let (configuration, options, dataset, _) = try Self.setup()
+        #expect(throws: MeshError.self) {
+            try DataParallelTrainer(
+                configuration: configuration, options: options, dataset: dataset, mesh: try DeviceMesh(shape: [3], axisNames: ["data"]))
+        }
+        #expect(throws: MeshError.self) {
+            try DataParallelTrainer(
+                configuration: configuration, options: options, dataset: dataset, mesh: try DeviceMesh(shape: [4], axisNames: ["data"]))
+        }
+    }
+}
