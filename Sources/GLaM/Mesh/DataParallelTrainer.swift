@@ -21,6 +21,8 @@ public final class DataParallelTrainer {
     public private(set) var optimizer: Adafactor
     /// The next step's 0-based index.
     public private(set) var step = 0
+    /// Steps skipped because the loss or a gradient was not finite.
+    public private(set) var skippedSteps = 0
     /// The run's settings.
     public let options: TrainingOptions
     /// The data.
@@ -76,12 +78,8 @@ public final class DataParallelTrainer {
         let group = mesh.group(of: 0, along: axisIndex)
         let loss = group.reduce(Float(0)) { $0 + results[$1].loss } / Float(n)
         let learningRate = options.schedule.learningRate(step: step)
-        if loss.isFinite && averaged.values.allSatisfy({ $0.scalars.allSatisfy(\.isFinite) }) {
-            for name in averaged.keys.sorted() {
-                var weight = self.parameters.tensors[name]!
-                optimizer.update(name, weight: &weight, gradient: averaged[name]!, step: step, learningRate: learningRate)
-                self.parameters.update(name, to: weight)
-            }
+        if !optimizer.updateIfFinite(&self.parameters, gradients: averaged, loss: loss, step: step, learningRate: learningRate) {
+            skippedSteps += 1
         }
         step += 1
         return loss

@@ -99,12 +99,6 @@ struct CoreRouting: Sendable {
     var slots: [[Int]]
 }
 
-extension Result where Failure == any Error {
-    init(catching body: () throws -> Success) {
-        do { self = .success(try body()) } catch { self = .failure(error) }
-    }
-}
-
 extension DeviceMesh {
     /// `run` for bodies that throw: each core's result or error, in core order.
     func run<T: Sendable>(_ body: @Sendable (_ core: Int) throws -> T) -> [Result<T, any Error>] {

@@ -156,16 +156,9 @@ public final class Trainer {
     /// or infinite; then the update is skipped and counted. Returns whether it was applied.
     @discardableResult
     func apply(gradients: [String: Tensor<Float>], loss: Float, learningRate: Float) -> Bool {
-        guard loss.isFinite, gradients.values.allSatisfy({ $0.scalars.allSatisfy(\.isFinite) }) else {
-            skippedSteps += 1
-            return false
-        }
-        for name in gradients.keys.sorted() {
-            var weight = parameters.tensors[name]!
-            optimizer.update(name, weight: &weight, gradient: gradients[name]!, step: step, learningRate: learningRate)
-            parameters.update(name, to: weight)
-        }
-        return true
+        let applied = optimizer.updateIfFinite(&parameters, gradients: gradients, loss: loss, step: step, learningRate: learningRate)
+        if !applied { skippedSteps += 1 }
+        return applied
     }
 
     /// Cross-entropy per real token on (up to `options.evaluationBatches` batches of) the validation
@@ -185,5 +178,22 @@ public final class Trainer {
             tokens += batch.paddings!.filter { $0 == 0 }.count
         }
         return total / Double(max(tokens, 1))
+    }
+}
+
+extension Adafactor {
+    /// Updates every parameter named in `gradients` (in name order), unless the loss or any gradient
+    /// element is NaN or infinite: then nothing changes (GLaM's skipped step). Returns whether the
+    /// update was applied. Shared by `Trainer` and `DataParallelTrainer`.
+    mutating func updateIfFinite(
+        _ parameters: inout ModelParameters, gradients: [String: Tensor<Float>], loss: Float, step: Int, learningRate: Float
+    ) -> Bool {
+        guard loss.isFinite, gradients.values.allSatisfy({ $0.scalars.allSatisfy(\.isFinite) }) else { return false }
+        for name in gradients.keys.sorted() {
+            var weight = parameters.tensors[name]!
+            update(name, weight: &weight, gradient: gradients[name]!, step: step, learningRate: learningRate)
+            parameters.update(name, to: weight)
+        }
+        return true
     }
 }
