@@ -61,12 +61,25 @@ public final class Tape<Scalar: TensorScalar> {
     /// - Precondition: `output` was recorded on this tape.
     @_specialize(where Scalar == Float)
     public func gradients(of output: Variable<Scalar>, seed: Tensor<Scalar>? = nil) -> Gradients<Scalar> {
-        precondition(output.tape === self && output.id >= 0, "gradients(of:): the output was not recorded on this tape")
-        var grads = [Tensor<Scalar>?](repeating: nil, count: output.id + 1)
-        let seed = seed ?? Tensor(repeating: 1, shape: output.shape)
-        precondition(seed.shape == output.shape, "gradients(of:): seed shape \(seed.shape) differs from output shape \(output.shape)")
-        grads[output.id] = seed
-        for id in stride(from: output.id, through: 0, by: -1) {
+        gradients(seeds: [(output, seed ?? Tensor(repeating: 1, shape: output.shape))])
+    }
+
+    /// The vector-Jacobian product of several outputs: the gradient of `Σ_k ⟨seed_k, output_k⟩` with
+    /// respect to every variable on the tape. This is how a computation split across cores is
+    /// differentiated piece by piece: each piece's outputs are seeded with the gradients that flowed
+    /// back into them from the pieces that used them.
+    ///
+    /// - Precondition: every output was recorded on this tape; each seed has its output's shape.
+    @_specialize(where Scalar == Float)
+    public func gradients(seeds: [(output: Variable<Scalar>, seed: Tensor<Scalar>)]) -> Gradients<Scalar> {
+        let last = seeds.map(\.output.id).max() ?? -1
+        var grads = [Tensor<Scalar>?](repeating: nil, count: last + 1)
+        for (output, seed) in seeds {
+            precondition(output.tape === self && output.id >= 0, "gradients: an output was not recorded on this tape")
+            precondition(seed.shape == output.shape, "gradients: seed shape \(seed.shape) differs from output shape \(output.shape)")
+            grads[output.id] = grads[output.id].map { $0 + seed } ?? seed
+        }
+        for id in stride(from: last, through: 0, by: -1) {
             guard let record = records[id], let upstream = grads[id] else { continue }
             let contributions = record.backward(upstream)
             for (input, contribution) in Swift.zip(record.inputs, contributions) {

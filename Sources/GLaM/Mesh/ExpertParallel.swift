@@ -60,9 +60,8 @@ extension DeviceMesh {
         let expertOut: [Tensor<Float>] = run { core in
             let j = self.coordinates(of: core)[axis]
             let slice = { (t: Tensor<Float>) in Variable(constant: t.split(alongAxis: 0, into: n)[j]) }
-            let local = MoEWeights(gate: Variable(constant: gate), wi: slice(wi), wo: slice(wo))
             let input = Variable(constant: byExpert[core].reshaped(to: [localExperts, configuration.numGroups * c, m]))
-            return experts(input, weights: local, activation: configuration.activation).value.reshaped(to: [
+            return experts(input, wi: slice(wi), wo: slice(wo), activation: configuration.activation).value.reshaped(to: [
                 localExperts, configuration.numGroups, c, m,
             ])
         }

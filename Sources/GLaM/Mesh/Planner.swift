@@ -9,10 +9,11 @@
 // - FLOPs per token, forward: 2 × (activated matrix parameters outside the embedding lookup, plus
 //   the V·M output projection) + 4·T·N·D per layer (attention scores and values over T keys).
 //   Training: 3 × forward.
-// - Communication per step and core: each MoE layer's dispatch and combine are all-to-alls over
-//   `data` of tokens × cf × M bf16 values (forward 2, backward 2), (d−1)/d of them leaving a core,
-//   split over d·m cores; the gradients of data-replicated weights are all-reduced over `data` as
-//   a ring (2·(d−1)/d × their fp32 bytes, split over m).
+// - Communication per step and core: `stepCommunication` (CommunicationModel.swift) with praxis'
+//   layout: one group per data core; each MoE layer's dispatch and return all-to-alls over `data`
+//   (forward and backward) of bf16 activations split over `mdl` along M; the H-split experts'
+//   partial sums over `mdl` (reduce-scatter + all-gather, the bytes of an all-reduce); the fp32
+//   gradients of data-replicated weights (split over m) all-reduced over `data` as a ring.
 // - Time: compute at peak bf16 FLOP/s, the weights and statistics read once from HBM, and the
 //   communication over ICI, added without overlap (an upper bound of the three).
 
@@ -40,7 +41,7 @@ public struct StepPlan: Sendable {
     public let optimizerBytesPerCore: Double
     /// All-to-all bytes each core sends per training step.
     public let allToAllBytesPerCore: Double
-    /// Gradient all-reduce bytes each core sends per training step.
+    /// All-reduce bytes each core sends per training step (gradients, expert partial sums, optimizer sums).
     public let allReduceBytesPerCore: Double
     /// Estimated step time, seconds (compute + HBM + ICI, no overlap).
     public let stepSeconds: Double
@@ -60,8 +61,8 @@ public func planTrainingStep(
             throw MeshError("the mdl axis (\(m) cores) does not divide the expert hidden size \(c.moeHiddenDim)")
         }
     }
-    guard tokensPerStep % (d * length) == 0 || tokensPerStep % d == 0 else {
-        throw MeshError("the data axis (\(d) cores) does not divide the \(tokensPerStep) tokens of a step")
+    guard tokensPerStep % length == 0, (tokensPerStep / length) % d == 0 else {
+        throw MeshError("the data axis (\(d) cores) does not divide the \(tokensPerStep / length) sequences of a step")
     }
     let count = ParameterCount(c)
     var expertParameters = 0, expertStatistics = 0, otherStatistics = 0
@@ -88,11 +89,12 @@ public func planTrainingStep(
     let training = 3 * forward
 
     let moeLayers = (0..<c.numLayers).filter(c.isMoELayer).count
-    let cf = c.capacityFactor ?? 2
-    let dispatchedValues = Double(tokensPerStep) * cf * Double(c.modelDim)
-    let allToAll = d > 1 ? Double(moeLayers) * 4 * dispatchedValues * 2 * Double(d - 1) / Double(d) / cores : 0
-    let allReduce = d > 1 ? 2 * Double(d - 1) / Double(d) * 4 * Double(otherParameters) / Double(m) : 0
-
+    let communication = try stepCommunication(
+        c, batchSize: tokensPerStep / length, length: length, groups: d, dataCores: d, modelCores: m, assumptions: .tpu)
+    let capacity = c.isMoE ? (try? c.gating.capacity(groupSize: tokensPerStep / d)) ?? 0 : 0
+    let allToAll = Double(communication.allToAll)
+    let allReduce = Double(
+        communication.gradientAllReduce + communication.expertAllReduce + communication.optimizerData + communication.optimizerModel)
     let computeSeconds = training * Double(tokensPerStep) / (cores * TPUv4.peakFLOPs)
     let memorySeconds = (parameterBytes + optimizerBytes) / TPUv4.hbmBandwidth
     let networkSeconds = (allToAll + allReduce) / TPUv4.iciBandwidth
@@ -104,8 +106,8 @@ public func planTrainingStep(
         "training FLOPs/token = 3 × forward = \(g(training / 1e9)) GFLOP",
         "parameters per chip: experts \(expertParameters)/\(d * m) + others \(otherParameters)/\(m) → \(g(parameterBytes / 1e9)) GB (fp32)",
         "Adafactor statistics per chip: experts \(expertStatistics)/\(d * m) + others \(otherStatistics)/\(m) → \(g(optimizerBytes / 1e9)) GB",
-        "all-to-all per chip: \(moeLayers) MoE layers × 4 × tokens·cf·M \(g(dispatchedValues)) × 2 B × (d−1)/d / chips = \(g(allToAll / 1e9)) GB",
-        "gradient all-reduce per chip: 2(d−1)/d × 4 B × \(otherParameters)/\(m) = \(g(allReduce / 1e9)) GB",
+        "all-to-all per chip: \(moeLayers) MoE layers × 4 × [E, G/d, C, M/m] = [\(c.numExperts), 1, \(capacity), \(c.modelDim / m)] × 2 B × (d−1)/d = \(g(allToAll / 1e9)) GB",
+        "all-reduce per chip: gradients 2(d−1)/d × 4 B × \(otherParameters)/\(m) = \(g(Double(communication.gradientAllReduce) / 1e9)) GB; expert partial sums over mdl \(moeLayers) × 2 × 2(m−1)/m × [E/d, G·C, M] × 2 B = \(g(Double(communication.expertAllReduce) / 1e9)) GB; optimizer sums \(communication.optimizerData + communication.optimizerModel) B",
         "step time ≤ compute \(g(computeSeconds)) s (peak \(g(TPUv4.peakFLOPs / 1e12)) TFLOP/s) + HBM \(g(memorySeconds)) s + ICI \(g(networkSeconds)) s = \(g(computeSeconds + memorySeconds + networkSeconds)) s",
         "memory per chip: \(g((parameterBytes + optimizerBytes) / 1e9)) GB of \(g(TPUv4.hbmBytes / 1e9)) GB HBM before activations",
     ]

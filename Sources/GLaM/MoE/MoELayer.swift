@@ -85,6 +85,27 @@ public func moeLayer<Scalar>(
     _ x: Variable<Scalar>, paddings: Tensor<Scalar>?, weights: MoEWeights<Scalar>,
     configuration: MoELayerConfiguration, implementation: DispatchImplementation = .indexed
 ) throws(Top2GatingConfiguration.Invalid) -> MoELayerOutput<Scalar> {
+    let e = configuration.gating.numExperts
+    if x.value.rank == 3 {
+        let m = x.shape[2]
+        guard weights.wi.value.rank == 3, weights.wi.shape[0] == e, weights.wi.shape[1] == m,
+            weights.wo.shape == [e, weights.wi.shape[2], m]
+        else {
+            throw .init(description: "MoE weights wi \(weights.wi.shape), wo \(weights.wo.shape) do not fit M = \(m), E = \(e)")
+        }
+    }
+    let (xg, gating) = try moeGating(x, paddings: paddings, gate: weights.gate, configuration: configuration)  // [G, S, M]
+    let yg = dispatchThroughExperts(xg, gating: gating, implementation: implementation) { expertIn in
+        experts(expertIn, wi: weights.wi, wo: weights.wo, activation: configuration.activation)
+    }  // [G, S, M]
+    return MoELayerOutput(output: ungrouped(yg, like: x, paddings: paddings), gating: gating)
+}
+
+/// The MoE layer up to the dispatch: `x` `[B, T, M]` in groups `[G, S, M]`, the router logits
+/// `x · gate` and their top-2 gating. Checks the shapes of the input, router and paddings.
+func moeGating<Scalar>(
+    _ x: Variable<Scalar>, paddings: Tensor<Scalar>?, gate: Variable<Scalar>, configuration: MoELayerConfiguration
+) throws(Top2GatingConfiguration.Invalid) -> (groups: Variable<Scalar>, gating: Top2GatingResult<Scalar>) {
     guard x.value.rank == 3 else { throw .init(description: "MoE input must be [B, T, M], got \(x.shape)") }
     let (b, t, m) = (x.shape[0], x.shape[1], x.shape[2])
     let g = configuration.numGroups
@@ -93,30 +114,23 @@ public func moeLayer<Scalar>(
     }
     let s = b * t / g
     let e = configuration.gating.numExperts
-    guard weights.gate.shape == [m, e], weights.wi.value.rank == 3, weights.wi.shape[0] == e, weights.wi.shape[1] == m,
-        weights.wo.shape == [e, weights.wi.shape[2], m]
-    else {
-        throw .init(
-            description:
-                "MoE weights gate \(weights.gate.shape), wi \(weights.wi.shape), wo \(weights.wo.shape) do not fit M = \(m), E = \(e)")
-    }
+    guard gate.shape == [m, e] else { throw .init(description: "the router weights \(gate.shape) do not fit M = \(m), E = \(e)") }
     if let paddings, paddings.shape != [b, t] {
         throw .init(description: "paddings must be [B, T] = [\(b), \(t)], got \(paddings.shape)")
     }
-    let groupPaddings = paddings?.reshaped(to: [g, s])  // [G, S]
-
     let xg = x.reshaped(to: [g, s, m])  // [G, S, M]
-    let logits = matmul(xg, weights.gate)  // [G, S, E]
-    let gating = try top2Gating(logits: logits, paddings: groupPaddings, configuration: configuration.gating)
+    let logits = matmul(xg, gate)  // [G, S, E]
+    let gating = try top2Gating(logits: logits, paddings: paddings?.reshaped(to: [g, s]), configuration: configuration.gating)
+    return (xg, gating)
+}
 
-    let yg = dispatchThroughExperts(xg, gating: gating, implementation: implementation) { expertIn in
-        experts(expertIn, weights: weights, activation: configuration.activation)
-    }  // [G, S, M]
-    var y = yg.reshaped(to: [b, t, m])  // [B, T, M]
-    if let paddings {
-        y = y * Variable(constant: paddings.map { 1 - $0 }.reshaped(to: [b, t, 1]))
-    }
-    return MoELayerOutput(output: y, gating: gating)
+/// The combined expert outputs `[G, S, M]` back in the shape of the layer input `x` `[B, T, M]`,
+/// with padded rows zeroed.
+func ungrouped<Scalar>(_ yg: Variable<Scalar>, like x: Variable<Scalar>, paddings: Tensor<Scalar>?) -> Variable<Scalar> {
+    let (b, t, m) = (x.shape[0], x.shape[1], x.shape[2])
+    let y = yg.reshaped(to: [b, t, m])  // [B, T, M]
+    guard let paddings else { return y }
+    return y * Variable(constant: paddings.map { 1 - $0 }.reshaped(to: [b, t, 1]))
 }
 
 /// Dispatches the tokens of `xg` `[G, S, M]` to their experts' slots `[E, G·C, M]`, applies
@@ -181,8 +195,10 @@ func combinedSlots<Scalar>(
 }
 
 /// The E expert feed-forward networks on their slots: `act(x · Wi[e]) · Wo[e]`, `[E, A, M] → [E, A, M]`.
-func experts<Scalar>(_ x: Variable<Scalar>, weights: MoEWeights<Scalar>, activation: ExpertActivation) -> Variable<Scalar> {
-    let hidden = matmul(x, weights.wi)  // [E, A, H]
+/// On the mesh, `wi` and `wo` may be a core's slice of the experts (and of H: then the result is a
+/// partial sum over H).
+func experts<Scalar>(_ x: Variable<Scalar>, wi: Variable<Scalar>, wo: Variable<Scalar>, activation: ExpertActivation) -> Variable<Scalar> {
+    let hidden = matmul(x, wi)  // [E, A, H]
     let activated = activation == .relu ? hidden.relu() : hidden.gelu()
-    return matmul(activated, weights.wo)  // [E, A, M]
+    return matmul(activated, wo)  // [E, A, M]
 }

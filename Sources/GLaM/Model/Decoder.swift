@@ -80,42 +80,18 @@ public func decoderForward<Scalar>(
         guard let v = p[name] else { throw ModelError("missing parameter \(name)") }
         guard v.shape == shape else { throw ModelError("parameter \(name) has shape \(v.shape), expected \(shape)") }
     }
-    let (b, t, m) = (batch.batchSize, batch.length, c.modelDim)
-    let paddingValues = batch.paddings.map { $0.map { Scalar($0) } }
-    let paddings = paddingValues.map { Tensor(shape: [b, t], scalars: $0) }  // [B, T]
-    let nonPadding = paddingValues.map { Tensor(shape: [b, t, 1], scalars: $0.map { 1 - $0 }) }  // [B, T, 1]
-    let segments = batch.segmentIDs ?? (batch.paddings ?? [Float](repeating: 0, count: b * t)).map { $0 >= 1 ? 0 : 1 }
-    let visible = attentionVisibility(segmentIDs: segments, batch: b, length: t)  // [B, T, T]
-    var buckets = [Int](repeating: 0, count: t * t)  // bucket(query − key), positions 0..<T in every row
-    for query in 0..<t {
-        for key in 0..<t {
-            buckets[query * t + key] = relativePositionBucket(
-                distance: query - key, buckets: c.relativeBuckets, maxDistance: c.relativeMaxDistance)
-        }
-    }
-    let epsilon = Scalar(c.rmsNormEpsilon)
-
-    var x = p["embedding"]!.gatheringRows(batch.tokens).reshaped(to: [b, t, m])  // [B, T, M]
+    let context = DecoderContext<Scalar>(configuration: c, batch: batch)
+    var x = context.embedded(p)  // [B, T, M]
     var gatings: [Top2GatingResult<Scalar>] = []
     var auxLoss = Variable<Scalar>(constant: Tensor(0))
     for i in 0..<c.numLayers {
-        let prefix = "layers.\(i)."
-        let attentionWeights = AttentionWeights(
-            wq: p[prefix + "attention.wq"]!, wk: p[prefix + "attention.wk"]!, wv: p[prefix + "attention.wv"]!,
-            wo: p[prefix + "attention.wo"]!, relativeBias: p[prefix + "attention.relative_bias"]!)
-        let normalized = rmsNormalized(x, scale: p[prefix + "attention_norm.scale"]!, epsilon: epsilon)  // [B, T, M]
-        let h =
-            x
-            + selfAttention(
-                normalized, weights: attentionWeights, heads: c.numHeads, headDim: c.headDim, visible: visible, buckets: buckets,
-                extraZeroLogit: c.attentionExtraLogit)  // [B, T, M]
-        let y = rmsNormalized(h, scale: p[prefix + "ffn_norm.scale"]!, epsilon: epsilon)  // [B, T, M]
+        let (h, y) = context.attentionBlock(i, x, p)  // [B, T, M] each
         if c.isMoELayer(i) {
-            let weights = MoEWeights(gate: p[prefix + "moe.gate"]!, wi: p[prefix + "moe.wi"]!, wo: p[prefix + "moe.wo"]!)
-            let configuration = MoELayerConfiguration(gating: c.gating, numGroups: c.numGroups, activation: c.moeActivation)
             let out: MoELayerOutput<Scalar>
             do {
-                out = try moeLayer(y, paddings: paddings, weights: weights, configuration: configuration, implementation: moeImplementation)
+                out = try moeLayer(
+                    y, paddings: context.paddings, weights: context.moeWeights(i, p), configuration: context.moeConfiguration,
+                    implementation: moeImplementation)
             } catch {
                 throw ModelError("layer \(i): \(error.description)")
             }
@@ -123,23 +99,13 @@ public func decoderForward<Scalar>(
             auxLoss = auxLoss + out.gating.auxLoss
             x = h + out.output
         } else {
-            let weights = FeedForwardWeights(
-                wiGate: p[prefix + "ffn.wi_gate"]!, wiLinear: p[prefix + "ffn.wi_linear"]!, wo: p[prefix + "ffn.wo"]!)
-            x = h + gatedFeedForward(y, weights: weights, nonPadding: nonPadding)
+            x = h + context.denseFeedForward(i, y, p)
         }
     }
-    let final = rmsNormalized(x, scale: p["final_norm.scale"]!, epsilon: epsilon) * (1 / Scalar(m).squareRoot())  // [B, T, M]
-    let logits = matmul(final, p["embedding"]!, transposeB: true)  // [B, T, V]
-
-    guard let targets = batch.targets else {
+    let logits = context.logits(x, p)  // [B, T, V]
+    guard let (crossEntropy, zLoss) = context.losses(logits) else {
         return DecoderOutput(logits: logits, crossEntropy: nil, zLoss: nil, auxLoss: auxLoss, loss: nil, gatings: gatings)
     }
-    let weight = Variable(constant: nonPadding ?? Tensor(repeating: 1, shape: [b, t, 1]))  // [B, T, 1]
-    let logZ = logits.logSumExp()  // [B, T, 1]
-    let targetLogit = logits.gatheringAlongLastAxis(targets)  // [B, T, 1]
-    let positions = Scalar(b * t)
-    let crossEntropy = ((logZ - targetLogit) * weight).sum() * (1 / positions)
-    let zLoss = (logZ.squared() * weight).sum() * (1 / positions)
     let loss = crossEntropy + zLoss * Scalar(c.zLossWeight) + auxLoss * Scalar(c.auxLossWeight)
     return DecoderOutput(logits: logits, crossEntropy: crossEntropy, zLoss: zLoss, auxLoss: auxLoss, loss: loss, gatings: gatings)
 }

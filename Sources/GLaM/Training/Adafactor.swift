@@ -72,61 +72,11 @@ public struct Adafactor: Sendable, Equatable {
     /// Updates `weight` in place with `gradient` at 0-based `step` and learning rate `learningRate`.
     public mutating func update(_ name: String, weight: inout Tensor<Float>, gradient g: Tensor<Float>, step: Int, learningRate: Float) {
         precondition(weight.shape == g.shape, "Adafactor: gradient \(g.shape) for \(name) \(weight.shape)")
-        let c = configuration
-        let rho = decay(step: step)
-        let n = g.scalarCount
-        var u = [Float](repeating: 0, count: n)
-        if c.isFactored(weight.shape) {
-            let (rows, columns) = (weight.shape[weight.rank - 2], weight.shape[weight.rank - 1])
-            let blocks = n / (rows * columns)
-            var vr: [Float], vc: [Float]
-            if case .factored(let r, let col)? = slots[name] {
-                (vr, vc) = (r.scalars, col.scalars)
-            } else {
-                (vr, vc) = ([Float](repeating: 0, count: blocks * rows), [Float](repeating: 0, count: blocks * columns))
-            }
-            for block in 0..<blocks {
-                let base = block * rows * columns
-                var columnSums = [Float](repeating: 0, count: columns)
-                for i in 0..<rows {
-                    var rowSum: Float = 0
-                    for j in 0..<columns {
-                        let g2 = g.scalars[base + i * columns + j] * g.scalars[base + i * columns + j] + c.epsilon1
-                        rowSum += g2
-                        columnSums[j] += g2
-                    }
-                    vr[block * rows + i] = rho * vr[block * rows + i] + (1 - rho) * (rowSum / Float(columns))
-                }
-                for j in 0..<columns {
-                    vc[block * columns + j] = rho * vc[block * columns + j] + (1 - rho) * (columnSums[j] / Float(rows))
-                }
-                var rowMean: Float = 0
-                for i in 0..<rows { rowMean += vr[block * rows + i] }
-                rowMean /= Float(rows)
-                for i in 0..<rows {
-                    let rowFactor = 1 / (vr[block * rows + i] / rowMean).squareRoot()
-                    for j in 0..<columns {
-                        let columnFactor = 1 / vc[block * columns + j].squareRoot()
-                        u[base + i * columns + j] = g.scalars[base + i * columns + j] * rowFactor * columnFactor
-                    }
-                }
-            }
-            let leading = Array(weight.shape.dropLast(2))
-            slots[name] = .factored(
-                vr: Tensor(shape: leading + [rows], scalars: vr), vc: Tensor(shape: leading + [columns], scalars: vc))
-        } else {
-            var v: [Float]
-            if case .full(let old)? = slots[name] { v = old.scalars } else { v = [Float](repeating: 0, count: n) }
-            for i in 0..<n {
-                v[i] = rho * v[i] + (1 - rho) * (g.scalars[i] * g.scalars[i] + c.epsilon1)
-                u[i] = g.scalars[i] / v[i].squareRoot()
-            }
-            slots[name] = .full(v: Tensor(shape: weight.shape, scalars: v))
-        }
-        // Update clipping: u / max(1, RMS(u)/d).
-        let clip = max(1, Self.rms(u) / c.clippingThreshold)
-        let scale = learningRate * (c.multiplyByParameterScale ? max(Self.rms(weight.scalars), c.epsilon2) : 1) / clip
-        for i in 0..<n { weight.scalars[i] -= scale * u[i] }
+        var shards = [[AdafactorShard(weight: weight, gradient: g, slot: slots[name])]]
+        _ = Self.updateShards(
+            &shards, split: .none, shape: weight.shape, configuration: configuration, step: step, learningRate: learningRate)
+        weight = shards[0][0].weight
+        slots[name] = shards[0][0].slot
     }
 
     /// √(mean(x²)), accumulated in Double.

@@ -164,6 +164,11 @@ public final class Trainer {
     /// Cross-entropy per real token on (up to `options.evaluationBatches` batches of) the validation
     /// rows, in nats; perplexity is its exponential.
     public func validationLoss() throws(ModelError) -> Double {
+        try Self.validationLoss(parameters: parameters, options: options, dataset: dataset)
+    }
+
+    /// Cross-entropy per real token of `parameters` on the validation rows of `dataset`.
+    static func validationLoss(parameters: ModelParameters, options: TrainingOptions, dataset: TextDataset) throws(ModelError) -> Double {
         let rows = dataset.validation.count
         guard rows > 0 else { throw ModelError("the corpus has no validation rows") }
         let b = min(options.batchSize, rows)
@@ -184,7 +189,7 @@ public final class Trainer {
 extension Adafactor {
     /// Updates every parameter named in `gradients` (in name order), unless the loss or any gradient
     /// element is NaN or infinite: then nothing changes (GLaM's skipped step). Returns whether the
-    /// update was applied. Shared by `Trainer` and `DataParallelTrainer`.
+    /// update was applied.
     mutating func updateIfFinite(
         _ parameters: inout ModelParameters, gradients: [String: Tensor<Float>], loss: Float, step: Int, learningRate: Float
     ) -> Bool {

@@ -1,0 +1,89 @@
+// What one training step sends between cores on a `data × mdl` mesh, collective by collective, as
+// `MeshTrainer` moves it — so `glam train --mesh` can print the ledger beside this prediction, and
+// the TPU planner uses the same arithmetic with bfloat16 activations. For a group of n cores and a
+// tensor of b bytes, every core sends (n−1)/n·b in an all-to-all and 2(n−1)/n·b in an all-reduce
+// (a ring: reduce-scatter then all-gather), as the ledger counts them (Collectives.swift).
+//
+//   all-to-all over data   per MoE layer: dispatch and return forward, their reverses backward:
+//                          4 × [E, G/d, C, M]
+//   all-reduce over mdl    per MoE layer: the expert output (forward) and the expert input's gradient
+//                          (backward) are partial sums over H/m: 2 × [E/d, G·C, M]
+//   all-reduce over data   the gradients of every weight replicated over data (all but the experts)
+//   optimizer sums         per expert weight: Σu² and ΣW² (two Doubles) over data and mdl, and, when
+//                          H is split and the statistics are factored, vr's row sums of `wi`
+//                          [E/d, M] or vc's column sums and Σvr of `wo` [E/d, M] + [E/d] over mdl
+
+/// The bytes each core sends in one training step, by collective.
+public struct StepCommunication: Sendable, Equatable {
+    /// MoE dispatch and return all-to-alls over `data`, forward and backward.
+    public var allToAll = 0
+    /// Expert partial sums over H all-reduced over `mdl`, forward and backward.
+    public var expertAllReduce = 0
+    /// Gradients of the weights replicated over `data`, all-reduced over `data`.
+    public var gradientAllReduce = 0
+    /// Adafactor's sums across expert-weight shards, over `data`.
+    public var optimizerData = 0
+    /// Adafactor's sums across expert-weight shards, over `mdl`.
+    public var optimizerModel = 0
+
+    /// Everything sent along `data`.
+    public var data: Int { allToAll + gradientAllReduce + optimizerData }
+    /// Everything sent along `mdl`.
+    public var model: Int { expertAllReduce + optimizerModel }
+}
+
+/// How tensors travel: element sizes and what is split over `mdl`.
+public struct CommunicationAssumptions: Sendable, Equatable {
+    /// Bytes per activation element (4: float32, 2: bfloat16).
+    public var activationBytes: Int
+    /// Whether activations are split over `mdl` along M (praxis' training layout) instead of replicated.
+    public var activationsSplitOverModel: Bool
+    /// Whether the weights replicated over `data` are split over `mdl` (their gradients then too).
+    public var replicatedWeightsSplitOverModel: Bool
+
+    /// The virtual mesh of `MeshTrainer`: float32, activations and non-expert weights replicated over `mdl`.
+    public static let virtualMesh = CommunicationAssumptions(
+        activationBytes: 4, activationsSplitOverModel: false, replicatedWeightsSplitOverModel: false)
+    /// praxis' layout on TPU: bfloat16 activations split over `mdl` along M, non-expert weights split over `mdl`.
+    public static let tpu = CommunicationAssumptions(
+        activationBytes: 2, activationsSplitOverModel: true, replicatedWeightsSplitOverModel: true)
+}
+
+/// The bytes each core sends in one training step of `c` on batches of `batchSize` rows of
+/// `length` tokens in `groups` groups (the configuration's `numGroups` by default), on a mesh of
+/// `dataCores × modelCores`.
+public func stepCommunication(
+    _ c: ModelConfiguration, batchSize: Int, length: Int, groups: Int? = nil, dataCores d: Int, modelCores m: Int,
+    assumptions: CommunicationAssumptions = .virtualMesh
+) throws(MeshError) -> StepCommunication {
+    let g = groups ?? c.numGroups
+    guard d >= 1, m >= 1, g >= 1, g % d == 0, (batchSize * length) % g == 0 else {
+        throw MeshError("\(g) groups must split \(batchSize)·\(length) tokens and divide over \(d) data cores")
+    }
+    func allToAll(_ n: Int, _ bytes: Int) -> Int { n > 1 ? (n - 1) * bytes / n : 0 }
+    func allReduce(_ n: Int, _ bytes: Int) -> Int { n > 1 ? 2 * (n - 1) * bytes / n : 0 }
+    var out = StepCommunication()
+    let moeLayers = (0..<c.numLayers).filter(c.isMoELayer).count
+    if moeLayers > 0 {
+        let (e, mDim) = (c.numExperts, c.modelDim)
+        let capacity: Int
+        do { capacity = try c.gating.capacity(groupSize: batchSize * length / g) } catch { throw MeshError(error.description) }
+        let slice = assumptions.activationsSplitOverModel ? m : 1
+        let dispatched = e * (g / d) * capacity * mDim / slice * assumptions.activationBytes
+        out.allToAll = moeLayers * 4 * allToAll(d, dispatched)
+        out.expertAllReduce = moeLayers * 2 * allReduce(m, e / d * g * capacity * mDim * assumptions.activationBytes)
+    }
+    let adafactor = AdafactorConfiguration()
+    for (name, shape) in ModelParameters.shapes(for: c) {
+        let count = shape.reduce(1, *)
+        if MeshLayout.isExpertWeight(name) {
+            let local = c.numExperts / d
+            let exchanged = m > 1 && adafactor.isFactored(shape) ? local * c.modelDim + (name.hasSuffix("moe.wo") ? local : 0) : 0
+            if m > 1 { out.optimizerModel += allReduce(m, exchanged * 4 + 16) }
+            out.optimizerData += allReduce(d, 16)
+        } else {
+            out.gradientAllReduce += allReduce(d, count * 4 / (assumptions.replicatedWeightsSplitOverModel ? m : 1))
+        }
+    }
+    return out
+}

@@ -1,0 +1,133 @@
+// Where GLaM's weights live on a `data × mdl` mesh (glam-spec.md section 5; praxis
+// `set_sharding_params_v1`): the experts' `wi` `[E, M, H]` and `wo` `[E, H, M]` are split, E over
+// `data` and H over `mdl` (GLaM's 2D sharding), so core (i, j) holds `[E/d, M, H/m]` and
+// `[E/d, H/m, M]`; every other weight is replicated. Adafactor statistics are split exactly as
+// their weights are. Activations are split over batch rows (and so groups) on `data` and
+// replicated on `mdl`.
+
+/// The layout of parameters and optimizer statistics on a mesh with a `data` axis and, optionally,
+/// an `mdl` axis.
+public struct MeshLayout: Sendable, Equatable {
+    /// The mesh.
+    public let mesh: DeviceMesh
+    /// d, the cores along `data` (1 if the mesh has no such axis).
+    public let dataCores: Int
+    /// m, the cores along `mdl` (1 if the mesh has no such axis).
+    public let modelCores: Int
+    let dataAxis: Int?
+    let modelAxis: Int?
+
+    /// The layout on `mesh`, whose axes must be named `data` and/or `mdl`.
+    public init(mesh: DeviceMesh) throws(MeshError) {
+        for name in mesh.axisNames where name != "data" && name != "mdl" {
+            throw MeshError("mesh axis '\(name)' is not supported: training meshes have a 'data' axis and optionally an 'mdl' axis")
+        }
+        self.mesh = mesh
+        dataAxis = mesh.axisNames.firstIndex(of: "data")
+        modelAxis = mesh.axisNames.firstIndex(of: "mdl")
+        dataCores = dataAxis.map { mesh.shape[$0] } ?? 1
+        modelCores = modelAxis.map { mesh.shape[$0] } ?? 1
+    }
+
+    /// The checks a model and batch must pass to be laid out: d divides E, the groups and the
+    /// batch rows; m divides the expert hidden size H.
+    public func check(_ c: ModelConfiguration, batchSize: Int) throws(MeshError) {
+        let (d, m) = (dataCores, modelCores)
+        guard batchSize % d == 0 else { throw MeshError("the \(d) cores of axis 'data' do not divide the batch of \(batchSize) rows") }
+        guard c.numGroups % d == 0 else { throw MeshError("the \(d) cores of axis 'data' do not divide the \(c.numGroups) groups") }
+        guard c.isMoE || m == 1 else { throw MeshError("a dense model has no expert weights to split over the \(m) cores of axis 'mdl'") }
+        guard !c.isMoE || c.numExperts % d == 0 else {
+            throw MeshError("the \(d) cores of axis 'data' do not divide the \(c.numExperts) experts")
+        }
+        guard !c.isMoE || c.moeHiddenDim % m == 0 else {
+            throw MeshError("the \(m) cores of axis 'mdl' do not divide the expert hidden size \(c.moeHiddenDim)")
+        }
+    }
+
+    /// The coordinate of `core` along `data` (0 without that axis).
+    public func dataCoordinate(of core: Int) -> Int { dataAxis.map { mesh.coordinates(of: core)[$0] } ?? 0 }
+
+    /// The coordinate of `core` along `mdl` (0 without that axis).
+    public func modelCoordinate(of core: Int) -> Int { modelAxis.map { mesh.coordinates(of: core)[$0] } ?? 0 }
+
+    /// Whether parameter `name` is an expert weight (split), not a replicated one.
+    public static func isExpertWeight(_ name: String) -> Bool { name.hasSuffix("moe.wi") || name.hasSuffix("moe.wo") }
+
+    /// The tensor axis of H in expert weight `name`: 2 in `wi` `[E, M, H]`, 1 in `wo` `[E, H, M]`.
+    static func hiddenAxis(_ name: String) -> Int { name.hasSuffix("moe.wi") ? 2 : 1 }
+
+    /// Core `core`'s part of parameter `name`: E/d experts and H/m hidden units of an expert weight,
+    /// the whole tensor otherwise.
+    public func shard(_ tensor: Tensor<Float>, name: String, core: Int) -> Tensor<Float> {
+        guard Self.isExpertWeight(name) else { return tensor }
+        return tensor.split(alongAxis: 0, into: dataCores)[dataCoordinate(of: core)]
+            .split(alongAxis: Self.hiddenAxis(name), into: modelCores)[modelCoordinate(of: core)]
+    }
+
+    /// Parameter `name` whole again from every core's part (in core order).
+    public func gather(_ parts: [Tensor<Float>], name: String) -> Tensor<Float> {
+        guard Self.isExpertWeight(name) else { return parts[0] }
+        return joined(parts, hiddenAxis: Self.hiddenAxis(name))
+    }
+
+    /// Joins per-core parts split E-wise over `data` (tensor axis 0) and, when `hiddenAxis` is
+    /// given, H-wise over `mdl` (parts equal along `mdl` otherwise: the first is taken).
+    func joined(_ parts: [Tensor<Float>], hiddenAxis: Int?) -> Tensor<Float> {
+        let byData = (0..<dataCores).map { i in
+            let row = (0..<modelCores).map { j in parts[core(data: i, model: j)] }
+            return hiddenAxis.map { Tensor.concatenated(row, alongAxis: $0) } ?? row[0]
+        }
+        return Tensor.concatenated(byData, alongAxis: 0)
+    }
+
+    /// The core at `data` coordinate i and `mdl` coordinate j.
+    func core(data i: Int, model j: Int) -> Int {
+        var coordinates = [Int](repeating: 0, count: mesh.shape.count)
+        if let dataAxis { coordinates[dataAxis] = i }
+        if let modelAxis { coordinates[modelAxis] = j }
+        return mesh.core(at: coordinates)
+    }
+
+    /// Core `core`'s part of the Adafactor statistics of parameter `name`: split like the weight.
+    /// For a factored expert weight the statistic along H is split and the other is shared.
+    func shard(_ slot: AdafactorSlot, name: String, core: Int) -> AdafactorSlot {
+        guard Self.isExpertWeight(name) else { return slot }
+        let (i, j) = (dataCoordinate(of: core), modelCoordinate(of: core))
+        let experts = { (t: Tensor<Float>) in t.split(alongAxis: 0, into: self.dataCores)[i] }
+        let hidden = { (t: Tensor<Float>) in experts(t).split(alongAxis: -1, into: self.modelCores)[j] }
+        switch slot {
+        case .full(let v):
+            return .full(v: shard(v, name: name, core: core))
+        case .factored(let vr, let vc):
+            // wi [E, M, H]: vr [E, M] shared along mdl, vc [E, H] split; wo [E, H, M]: the reverse.
+            return name.hasSuffix("moe.wi") ? .factored(vr: experts(vr), vc: hidden(vc)) : .factored(vr: hidden(vr), vc: experts(vc))
+        }
+    }
+
+    /// The whole statistics of parameter `name` from every core's part (in core order).
+    func gather(_ parts: [AdafactorSlot], name: String) -> AdafactorSlot {
+        guard Self.isExpertWeight(name) else { return parts[0] }
+        if case .full = parts[0] { return .full(v: gather(parts.map(\.fullStatistic), name: name)) }
+        let rows = parts.map(\.rowStatistic), columns = parts.map(\.columnStatistic)
+        let isInput = name.hasSuffix("moe.wi")
+        return .factored(vr: joined(rows, hiddenAxis: isInput ? nil : 1), vc: joined(columns, hiddenAxis: isInput ? 1 : nil))
+    }
+}
+
+extension AdafactorSlot {
+    /// `v` of a full slot (empty for a factored one).
+    var fullStatistic: Tensor<Float> {
+        if case .full(let v) = self { return v }
+        return Tensor(0)
+    }
+    /// `vr` of a factored slot (empty for a full one).
+    var rowStatistic: Tensor<Float> {
+        if case .factored(let vr, _) = self { return vr }
+        return Tensor(0)
+    }
+    /// `vc` of a factored slot (empty for a full one).
+    var columnStatistic: Tensor<Float> {
+        if case .factored(_, let vc) = self { return vc }
+        return Tensor(0)
+    }
+}

@@ -1,0 +1,281 @@
+// Training on a virtual `data × mdl` mesh, as GLaM trained (glam-spec.md section 5): the batch rows
+// (and so the MoE groups) are split over `data`; each MoE layer's experts are split E over `data`
+// and H over `mdl`; every other weight is replicated. One step:
+//
+//   forward, per MoE layer:  gating and dispatch per core                    [E, G/d, C, M]
+//                            all-to-all over data (split E, join G)           [E/d, G, C, M]
+//                            local experts on H/m hidden units, all-reduce over mdl
+//                            all-to-all back (split G, join E), combine       [G/d, S, M]
+//   backward, per MoE layer: the same all-to-alls in reverse order carry the gradients (the
+//                            adjoint of an all-to-all is the reverse all-to-all), and the expert
+//                            input gradient is all-reduced over mdl (the adjoint of the replication)
+//   gradients:               replicated weights all-reduced over data (summed in coordinate
+//                            order) and divided by d; expert weights are whole on their core
+//   update:                  Adafactor on each core's shards (ShardedAdafactor.swift), the few
+//                            sums it needs across shards counted as all-reduces
+//
+// The single-device loss is the mean of the d cores' losses (CE, z and aux are means over equal
+// shares), so its gradient is the mean of theirs. On one core every step is bitwise the
+// single-device `Trainer`'s; on more, only the order of sums across cores (and over H) differs.
+
+import Foundation
+
+/// Trains a GLaM model on a virtual mesh with expert parallelism, data parallelism and sharded
+/// optimizer state.
+public final class MeshTrainer {
+    /// How parameters and statistics are laid out.
+    public let layout: MeshLayout
+    /// The model.
+    public let configuration: ModelConfiguration
+    /// The run's settings.
+    public let options: TrainingOptions
+    /// The tokenizer (for checkpoints).
+    public let tokenizer: BytePairTokenizer
+    /// The data.
+    public let dataset: TextDataset
+    /// The next step's 0-based index.
+    public private(set) var step: Int
+    /// Steps skipped because the loss or a gradient was not finite.
+    public private(set) var skippedSteps: Int
+    /// The bytes every core has sent, per axis, since the start (or the last `ledger.reset()`).
+    public let ledger = CommunicationLedger()
+    /// Per core, its parameters (expert weights: its shards).
+    public private(set) var coreParameters: [[String: Tensor<Float>]]
+    /// Per core, the Adafactor statistics of its parameters.
+    public private(set) var coreOptimizers: [Adafactor]
+
+    /// A fresh run, initialised exactly as `Trainer` is, then laid out on `mesh`.
+    /// - Throws: `MeshError` for a mesh that does not divide the experts, groups, batch or H;
+    ///   `ModelError` for options that do not fit the model or data.
+    public convenience init(
+        configuration: ModelConfiguration, options: TrainingOptions, tokenizer: BytePairTokenizer, dataset: TextDataset, mesh: DeviceMesh
+    ) throws {
+        let trainer = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
+        try self.init(resuming: trainer.checkpoint, dataset: dataset, mesh: mesh)
+    }
+
+    /// Continues a run from a checkpoint (from any mesh or one device) on `mesh`.
+    public init(resuming checkpoint: TrainingCheckpoint, dataset: TextDataset, mesh: DeviceMesh) throws {
+        let layout = try MeshLayout(mesh: mesh)
+        let c = checkpoint.parameters.configuration
+        try layout.check(c, batchSize: checkpoint.options.batchSize)
+        try Trainer.validate(options: checkpoint.options, configuration: c, dataset: dataset)
+        self.layout = layout
+        configuration = c
+        options = checkpoint.options
+        tokenizer = checkpoint.tokenizer
+        self.dataset = dataset
+        step = checkpoint.step
+        skippedSteps = checkpoint.skippedSteps
+        let tensors = checkpoint.parameters.tensors
+        coreParameters = (0..<mesh.coreCount).map { core in
+            Dictionary(uniqueKeysWithValues: tensors.map { ($0.key, layout.shard($0.value, name: $0.key, core: core)) })
+        }
+        coreOptimizers = (0..<mesh.coreCount).map { core in
+            var optimizer = Adafactor(configuration: checkpoint.optimizer.configuration)
+            for (name, slot) in checkpoint.optimizer.slots { optimizer.slots[name] = layout.shard(slot, name: name, core: core) }
+            return optimizer
+        }
+    }
+
+    /// The mesh.
+    public var mesh: DeviceMesh { layout.mesh }
+
+    /// The whole parameters, gathered from the cores.
+    public var parameters: ModelParameters {
+        var tensors: [String: Tensor<Float>] = [:]
+        for name in coreParameters[0].keys { tensors[name] = layout.gather(coreParameters.map { $0[name]! }, name: name) }
+        return try! ModelParameters(configuration: configuration, tensors: tensors)
+    }
+
+    /// The whole optimizer state, gathered from the cores.
+    public var optimizer: Adafactor {
+        var gathered = Adafactor(configuration: coreOptimizers[0].configuration)
+        for name in coreOptimizers[0].slots.keys {
+            gathered.slots[name] = layout.gather(coreOptimizers.map { $0.slots[name]! }, name: name)
+        }
+        return gathered
+    }
+
+    /// The checkpoint of the current state, gathered (resumable on one device or any mesh).
+    public var checkpoint: TrainingCheckpoint {
+        TrainingCheckpoint(
+            parameters: parameters, optimizer: optimizer, step: step, skippedSteps: skippedSteps, options: options, tokenizer: tokenizer)
+    }
+
+    /// Runs step `step` on every core and advances. The report's losses are those of the whole
+    /// batch (means over the `data` cores); its expert load sums all cores.
+    public func trainStep() throws -> StepReport {
+        let (gradients, report) = try lossAndGradients()
+        if report.applied { try update(gradients: gradients, learningRate: report.learningRate) } else { skippedSteps += 1 }
+        step += 1
+        return report
+    }
+
+    /// The gradients of step `step`'s batch loss, gathered into whole tensors, without updating
+    /// anything (the communication is counted), and the step's report as if it were applied.
+    public func gradients() throws -> (report: StepReport, gradients: [String: Tensor<Float>]) {
+        let (perCore, report) = try lossAndGradients()
+        var gathered: [String: Tensor<Float>] = [:]
+        for name in perCore[0].keys { gathered[name] = layout.gather(perCore.map { $0[name]! }, name: name) }
+        return (report, gathered)
+    }
+
+    /// Forward and backward on every core: per core the gradients of the batch loss (replicated
+    /// weights all-reduced over `data`), and the report (`applied`: whether they are all finite).
+    private func lossAndGradients() throws -> (gradients: [[String: Tensor<Float>]], report: StepReport) {
+        let (d, m) = (layout.dataCores, layout.modelCores)
+        let mesh = self.mesh
+        let rows = TextDataset.rows(step: step, batchSize: options.batchSize, rowCount: dataset.training.count, seed: options.seed)
+        var local = configuration
+        local.numGroups /= d
+        let share = options.batchSize / d
+        let cores = (0..<mesh.coreCount).map { core in
+            let i = layout.dataCoordinate(of: core)
+            return CoreStep(
+                configuration: local, batch: dataset.training.batch(rows: Array(rows[(i * share)..<((i + 1) * share)])),
+                parameters: coreParameters[core])
+        }
+        let moeCount = cores[0].moeLayers.count
+        let e = configuration.numExperts
+        let data = layout.dataAxis.map { mesh.axisNames[$0] }, model = layout.modelAxis.map { mesh.axisNames[$0] }
+
+        // Forward.
+        var returned: [Tensor<Float>]? = nil  // per core [E, G/d·C, M]
+        for s in 0...moeCount {
+            let incoming = returned
+            try Self.check(mesh.run { core in try cores[core].forwardSegment(s, expertOutput: incoming?[core]) })
+            guard s < moeCount else { break }
+            let capacity = cores[0].segments[s].routing!.capacity
+            let (g, mDim) = (local.numGroups, configuration.modelDim)
+            let dispatched = cores.map { $0.segments[s].expertInput!.value.reshaped(to: [e, g, capacity, mDim]) }
+            let byExpert = try exchange(dispatched, along: data, split: 0, join: 1)  // [E/d, G, C, M]
+            var out = mesh.run { core in
+                cores[core].forwardExperts(s, input: byExpert[core].reshaped(to: [e / d, d * g * capacity, mDim]))
+            }  // [E/d, G·C, M], partial over H
+            if let model, m > 1 { out = try mesh.allReduce(out, along: model, ledger: ledger) }
+            returned = try exchange(out.map { $0.reshaped(to: [e / d, d * g, capacity, mDim]) }, along: data, split: 1, join: 0)
+                .map { $0.reshaped(to: [e * g * capacity, mDim]) }
+        }
+
+        // Backward.
+        _ = mesh.run { core in cores[core].backwardSegment(moeCount, expertInputGradient: nil) }
+        for s in stride(from: moeCount - 1, through: 0, by: -1) {
+            let capacity = cores[0].segments[s].routing!.capacity
+            let (g, mDim) = (local.numGroups, configuration.modelDim)
+            let dOut = try exchange(
+                cores.map { $0.expertOutputGradient(s + 1).reshaped(to: [e, g, capacity, mDim]) }, along: data, split: 0, join: 1)
+            var dIn = mesh.run { core in
+                cores[core].backwardExperts(s, gradient: dOut[core].reshaped(to: [e / d, d * g * capacity, mDim]))
+            }
+            if let model, m > 1 { dIn = try mesh.allReduce(dIn, along: model, ledger: ledger) }
+            let dDispatched = try exchange(dIn.map { $0.reshaped(to: [e / d, d * g, capacity, mDim]) }, along: data, split: 1, join: 0)
+            _ = mesh.run { core in
+                cores[core].backwardSegment(s, expertInputGradient: dDispatched[core].reshaped(to: [e, g * capacity, mDim]))
+            }
+        }
+
+        // Gradients: replicated weights all-reduced over data, then every gradient divided by d.
+        var gradients = cores.map(\.gradients)
+        for name in coreParameters[0].keys.sorted() {
+            let parts = cores.map { $0.gradients[name] ?? Tensor(zeros: coreParameters[0][name]!.shape) }
+            var reduced = parts
+            if !MeshLayout.isExpertWeight(name), let data { reduced = try mesh.allReduce(parts, along: data, ledger: ledger) }
+            for core in cores.indices { gradients[core][name] = d > 1 ? reduced[core] * (1 / Float(d)) : reduced[core] }
+        }
+
+        // Losses of the whole batch: means over the data cores (mdl replicas hold copies).
+        let firstRow = (0..<d).map { layout.core(data: $0, model: 0) }
+        let perCore = firstRow.map { cores[$0].losses }
+        let mean = { (value: ((loss: Float, crossEntropy: Float, zLoss: Float, auxLoss: Float)) -> Float) in
+            d == 1 ? value(perCore[0]) : perCore.reduce(Float(0)) { $0 + value($1) } / Float(d)
+        }
+        let loss = mean { $0.loss }
+        let learningRate = options.schedule.learningRate(step: step)
+        let finite = loss.isFinite && gradients.allSatisfy { $0.values.allSatisfy { $0.scalars.allSatisfy(\.isFinite) } }
+
+        var load = [Int](repeating: 0, count: e)
+        var tokens = 0
+        for core in firstRow {
+            for segment in cores[core].segments.dropLast() {
+                for (expert, count) in segment.routing!.expertLoad.enumerated() { load[expert] += count }
+            }
+            tokens += cores[core].context.batch.paddings!.filter { $0 == 0 }.count
+        }
+        let report = StepReport(
+            step: step, loss: loss, crossEntropy: mean { $0.crossEntropy }, zLoss: mean { $0.zLoss }, auxLoss: mean { $0.auxLoss },
+            applied: finite, learningRate: learningRate, tokens: tokens, expertLoad: configuration.isMoE ? load : [])
+        return (gradients, report)
+    }
+
+    /// An all-to-all over `axis`, or nothing to do on a mesh without it.
+    private func exchange(_ shards: [Tensor<Float>], along axis: String?, split: Int, join: Int) throws -> [Tensor<Float>] {
+        guard let axis else { return shards }
+        return try mesh.allToAll(shards, along: axis, splitDimension: split, concatDimension: join, ledger: ledger)
+    }
+
+    private static func check(_ results: [Result<Void, any Error>]) throws {
+        for result in results { try result.get() }
+    }
+
+    /// Adafactor on every core: replicated weights each core updates alike; expert weights as
+    /// shards, with the sums across shards (ShardedAdafactor.swift) counted as all-reduces.
+    private func update(gradients: [[String: Tensor<Float>]], learningRate: Float) throws {
+        let (d, m) = (layout.dataCores, layout.modelCores)
+        let mesh = self.mesh
+        let (parameters, optimizers, step) = (coreParameters, coreOptimizers, self.step)
+        let replicated = parameters[0].keys.filter { !MeshLayout.isExpertWeight($0) }.sorted()
+        let updated = mesh.run { core in
+            var (weights, optimizer) = (parameters[core], optimizers[core])
+            for name in replicated {
+                optimizer.update(name, weight: &weights[name]!, gradient: gradients[core][name]!, step: step, learningRate: learningRate)
+            }
+            return (weights, optimizer)
+        }
+        coreParameters = updated.map(\.0)
+        coreOptimizers = updated.map(\.1)
+        for name in parameters[0].keys.filter(MeshLayout.isExpertWeight).sorted() {
+            // shards[i][j]: the shard on data coordinate i, mdl coordinate j.
+            var shards = (0..<d).map { i in
+                (0..<m).map { j in
+                    let core = layout.core(data: i, model: j)
+                    return AdafactorShard(
+                        weight: coreParameters[core][name]!, gradient: gradients[core][name]!, slot: coreOptimizers[core].slots[name])
+                }
+            }
+            let split: AdafactorShardSplit = m == 1 ? .none : (MeshLayout.hiddenAxis(name) == 2 ? .columns : .rows)
+            let exchanged = Adafactor.updateShards(
+                &shards, split: split,
+                shape: parameters[0][name]!.shape.enumerated().map {
+                    $0.offset == 0 ? $0.element * d : $0.offset == MeshLayout.hiddenAxis(name) ? $0.element * m : $0.element
+                },
+                configuration: coreOptimizers[0].configuration, step: step, learningRate: learningRate)
+            for i in 0..<d {
+                for j in 0..<m {
+                    let core = layout.core(data: i, model: j)
+                    coreParameters[core][name] = shards[i][j].weight
+                    coreOptimizers[core].slots[name] = shards[i][j].slot
+                }
+            }
+            recordOptimizerSums(exchanged: exchanged)
+        }
+    }
+
+    /// Counts the optimizer's sums across shards as ring all-reduces: `exchanged` Float32 values over
+    /// `mdl`, and the two Double sums of squares over `mdl` and then `data`.
+    private func recordOptimizerSums(exchanged: Int) {
+        for core in 0..<mesh.coreCount {
+            for (axis, n) in [(layout.modelAxis, layout.modelCores), (layout.dataAxis, layout.dataCores)] {
+                guard let axis, n > 1 else { continue }
+                let values = axis == layout.modelAxis ? exchanged * 4 + 16 : 16
+                ledger.record(axis: mesh.axisNames[axis], core: core, bytes: 2 * (n - 1) * values / n, coreCount: mesh.coreCount)
+            }
+        }
+    }
+
+    /// Cross-entropy per real token on the validation rows (as `Trainer.validationLoss`), with the
+    /// gathered parameters.
+    public func validationLoss() throws(ModelError) -> Double {
+        try Trainer.validationLoss(parameters: parameters, options: options, dataset: dataset)
+    }
+}

@@ -1,0 +1,208 @@
+// Expert-parallel training on the virtual mesh against the single-device run with the same groups:
+// losses, aux loss, gradients and training steps on meshes of 1, 2, 4, 8 and 2×2 cores; the
+// layout of weights and optimizer statistics; sharded Adafactor; refusals.
+
+import Testing
+
+@testable import GLaM
+
+struct MeshTrainingTests {
+    /// A model whose expert weights [8, 128, 256] get factored Adafactor statistics, two MoE layers,
+    /// 8 groups; batch 8 rows of 32.
+    static func setup() throws -> (ModelConfiguration, TrainingOptions, TextDataset, BytePairTokenizer) {
+        let sample = try corpusSample(bytes: 30_000)
+        let configuration = ModelConfiguration(
+            vocabSize: 512, modelDim: 128, numLayers: 4, numHeads: 4, headDim: 32, ffDim: 256, numExperts: 8, numGroups: 8)
+        let tokenizer = try BytePairTokenizer.train(on: TextDataset.trainingText(of: sample), vocabularySize: configuration.vocabSize)
+        var options = TrainingOptions()
+        options.batchSize = 8
+        options.sequenceLength = 32
+        options.steps = 3
+        options.seed = 5
+        return (configuration, options, TextDataset(text: sample, tokenizer: tokenizer, length: 32), tokenizer)
+    }
+
+    static let meshes: [([Int], [String])] = [
+        ([1], ["data"]), ([2], ["data"]), ([4], ["data"]), ([8], ["data"]), ([2, 2], ["data", "mdl"]),
+    ]
+
+    /// |a − b| ≤ tolerance · max(1, max|b|) elementwise.
+    static func close(_ a: Tensor<Float>, _ b: Tensor<Float>, _ tolerance: Float) -> Bool {
+        let scale = max(1, b.scalars.map(abs).max() ?? 0)
+        return a.shape == b.shape && zip(a.scalars, b.scalars).allSatisfy { abs($0 - $1) <= tolerance * scale }
+    }
+
+    @Test("loss, aux loss and gradients on meshes of 1, 2, 4, 8 and 2×2 cores equal one device's (bitwise on one core)")
+    func gradientsEqualSingleDevice() throws {
+        let (configuration, options, dataset, tokenizer) = try Self.setup()
+        let parameters = ModelParameters(configuration: configuration, seed: options.seed)
+        let rows = TextDataset.rows(step: 0, batchSize: options.batchSize, rowCount: dataset.training.count, seed: options.seed)
+        let tape = Tape<Float>()
+        let variables = parameters.tensors.mapValues { tape.variable($0) }
+        let output = try decoderForward(parameters: variables, configuration: configuration, batch: dataset.training.batch(rows: rows))
+        let reference = tape.gradients(of: output.loss!)
+        for (shape, names) in Self.meshes {
+            let trainer = try MeshTrainer(
+                configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset,
+                mesh: try DeviceMesh(shape: shape, axisNames: names))
+            let (report, gradients) = try trainer.gradients()
+            #expect(gradients.keys.sorted() == parameters.tensors.keys.sorted())
+            if shape == [1] {
+                #expect(report.loss.bitPattern == output.loss!.value.scalar.bitPattern)
+                #expect(report.auxLoss.bitPattern == output.auxLoss.value.scalar.bitPattern)
+                for (name, variable) in variables { #expect(gradients[name]! == reference[variable]!, "\(name)") }
+            } else {
+                // Only sums across cores (and over H on mdl) are reordered: measured, at most 5e-8
+                // of the largest gradient element. With experts split over data alone, every expert's
+                // gradient is summed over the same rows in the same order as on one device (each
+                // core's loss is scaled by d, a power of 2, exactly undone), so it is bitwise equal.
+                #expect(abs(report.loss - output.loss!.value.scalar) <= 1e-6 * output.loss!.value.scalar, "\(shape)")
+                #expect(abs(report.auxLoss - output.auxLoss.value.scalar) <= 1e-6 * output.auxLoss.value.scalar, "\(shape)")
+                for (name, variable) in variables {
+                    #expect(Self.close(gradients[name]!, reference[variable]!, 1e-6), "\(shape) \(name)")
+                    if names == ["data"] && MeshLayout.isExpertWeight(name) {
+                        #expect(gradients[name]! == reference[variable]!, "\(shape) \(name)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("three training steps on meshes of 1, 2, 4, 8 and 2×2 cores: one device's losses, parameters and statistics")
+    func stepsEqualSingleDevice() throws {
+        let (configuration, options, dataset, tokenizer) = try Self.setup()
+        let single = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
+        let expected = try (0..<3).map { _ in try single.trainStep() }
+        for (shape, names) in Self.meshes {
+            let trainer = try MeshTrainer(
+                configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset,
+                mesh: try DeviceMesh(shape: shape, axisNames: names))
+            let reports = try (0..<3).map { _ in try trainer.trainStep() }
+            #expect(reports.map(\.expertLoad) == expected.map(\.expertLoad), "\(shape)")
+            // The ledger holds exactly what the communication model predicts, per core and axis.
+            let layout = trainer.layout
+            let predicted = try stepCommunication(
+                configuration, batchSize: options.batchSize, length: options.sequenceLength, dataCores: layout.dataCores,
+                modelCores: layout.modelCores)
+            let cores = trainer.mesh.coreCount
+            #expect(trainer.ledger.bytesSent(along: "data", coreCount: cores) == [Int](repeating: 3 * predicted.data, count: cores))
+            #expect(trainer.ledger.bytesSent(along: "mdl", coreCount: cores) == [Int](repeating: 3 * predicted.model, count: cores))
+            #expect((layout.dataCores > 1) == (predicted.allToAll > 0 && predicted.gradientAllReduce > 0))
+            #expect((layout.modelCores > 1) == (predicted.expertAllReduce > 0 && predicted.optimizerModel > 0))
+            if shape == [1] {
+                #expect(reports.map(\.loss.bitPattern) == expected.map(\.loss.bitPattern))
+                #expect(trainer.checkpoint == single.checkpoint)
+            } else {
+                #expect(zip(reports, expected).allSatisfy { abs($0.loss - $1.loss) <= 1e-5 * $1.loss }, "\(shape)")
+                for (name, tensor) in trainer.parameters.tensors {
+                    #expect(Self.close(tensor, single.parameters.tensors[name]!, 1e-4), "\(shape) \(name)")
+                }
+                for (name, slot) in trainer.optimizer.slots {
+                    let reference = single.optimizer.slots[name]!
+                    switch (slot, reference) {
+                    case (.full(let a), .full(let b)): #expect(Self.close(a, b, 1e-4), "\(shape) \(name)")
+                    case (.factored(let a, let b), .factored(let c, let d)):
+                        #expect(Self.close(a, c, 1e-4) && Self.close(b, d, 1e-4), "\(shape) \(name)")
+                    default: Issue.record("\(shape) \(name): statistics of different kinds")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("a dense model trains data-parallel on 2 cores with one device's losses")
+    func denseModel() throws {
+        var (configuration, options, dataset, tokenizer) = try Self.setup()
+        configuration.numExperts = 0
+        options.steps = 2
+        let single = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
+        let mesh = try MeshTrainer(
+            configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset,
+            mesh: try DeviceMesh(shape: [2], axisNames: ["data"]))
+        for _ in 0..<2 {
+            let (a, b) = (try single.trainStep(), try mesh.trainStep())
+            #expect(abs(a.loss - b.loss) <= 1e-6 * a.loss && b.expertLoad.isEmpty)
+        }
+    }
+
+    @Test("expert weights and their statistics live split on the cores; gathering restores them")
+    func layout() throws {
+        let (configuration, options, dataset, tokenizer) = try Self.setup()
+        let trainer = try MeshTrainer(
+            configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset,
+            mesh: try DeviceMesh(shape: [2, 2], axisNames: ["data", "mdl"]))
+        _ = try trainer.trainStep()
+        // Core (1, 0) holds experts 4..<8 and hidden units 0..<128 of wi [8, 128, 256].
+        let wi = trainer.parameters.tensors["layers.0.moe.wi"]!
+        let part = trainer.coreParameters[2]["layers.0.moe.wi"]!
+        #expect(part.shape == [4, 128, 128])
+        #expect(part.scalars[0] == wi.scalars[4 * 128 * 256] && part.scalars[127] == wi.scalars[4 * 128 * 256 + 127])
+        #expect(trainer.coreParameters[3]["layers.0.moe.wo"]!.shape == [4, 128, 128])
+        #expect(trainer.coreParameters[3]["layers.1.ffn.wo"]!.shape == [256, 128])
+        guard case .factored(let vr, let vc)? = trainer.coreOptimizers[1].slots["layers.0.moe.wi"] else {
+            Issue.record("wi should have factored statistics")
+            return
+        }
+        #expect(vr.shape == [4, 128] && vc.shape == [4, 128])
+        // Resharding the gathered state gives every core its own part back.
+        let again = try MeshTrainer(resuming: trainer.checkpoint, dataset: dataset, mesh: trainer.mesh)
+        #expect(again.coreParameters == trainer.coreParameters && again.coreOptimizers == trainer.coreOptimizers)
+    }
+
+    @Test("Adafactor on a weight in shards (rows, columns or leading split) equals the whole-weight update")
+    func shardedAdafactor() {
+        var generator = SeededGenerator(seed: 3)
+        let shape = [2, 128, 256]
+        let weight = Tensor<Float>(shape: shape, scalars: (0..<(2 * 128 * 256)).map { _ in Float.random(in: -1...1, using: &generator) })
+        var whole = Adafactor()
+        var reference = weight
+        let grads = (0..<3).map { _ in
+            Tensor<Float>(shape: shape, scalars: (0..<(2 * 128 * 256)).map { _ in Float.random(in: -0.1...0.1, using: &generator) })
+        }
+        for (step, g) in grads.enumerated() { whole.update("w", weight: &reference, gradient: g, step: step, learningRate: 0.01) }
+        for (split, axis) in [(AdafactorShardSplit.rows, 1), (.columns, 2), (.none, 0)] {
+            let n = 2
+            func parts(_ t: Tensor<Float>) -> [[Tensor<Float>]] {
+                axis == 0
+                    ? t.split(alongAxis: 0, into: n).map { [$0] }
+                    : t.split(alongAxis: 0, into: 2).map { $0.split(alongAxis: axis, into: n) }
+            }
+            var shards = parts(weight).map { $0.map { AdafactorShard(weight: $0, gradient: $0, slot: nil) } }
+            for (step, g) in grads.enumerated() {
+                let gradientParts = parts(g)
+                shards = shards.enumerated().map { b, row in
+                    row.enumerated().map { k, shard in AdafactorShard(weight: shard.weight, gradient: gradientParts[b][k], slot: shard.slot)
+                    }
+                }
+                _ = Adafactor.updateShards(
+                    &shards, split: split, shape: shape, configuration: whole.configuration, step: step, learningRate: 0.01)
+            }
+            let joined = Tensor.concatenated(shards.map { Tensor.concatenated($0.map(\.weight), alongAxis: max(axis, 1)) }, alongAxis: 0)
+            #expect(Self.close(joined, reference, 1e-6), "\(split)")
+            #expect(joined != weight)
+        }
+    }
+
+    @Test("a mesh that does not divide the experts, batch, groups or H, or has an unknown axis, is refused")
+    func refusals() throws {
+        let (configuration, options, dataset, tokenizer) = try Self.setup()
+        func attempt(_ c: ModelConfiguration, _ o: TrainingOptions, _ shape: [Int], _ names: [String]) -> String? {
+            do {
+                _ = try MeshTrainer(
+                    configuration: c, options: o, tokenizer: tokenizer, dataset: dataset,
+                    mesh: try DeviceMesh(shape: shape, axisNames: names))
+                return nil
+            } catch let error as MeshError { return error.description } catch { return "\(error)" }
+        }
+        var sixExperts = configuration
+        sixExperts.numExperts = 6
+        sixExperts.numGroups = 4
+        #expect(attempt(sixExperts, options, [4], ["data"])?.contains("do not divide the 6 experts") == true)
+        var sixRows = options
+        sixRows.batchSize = 6
+        #expect(attempt(configuration, sixRows, [4], ["data"])?.contains("do not divide the batch of 6 rows") == true)
+        #expect(attempt(configuration, options, [16], ["data"])?.contains("do not divide") == true)
+        #expect(attempt(configuration, options, [2, 3], ["data", "mdl"])?.contains("expert hidden size 256") == true)
+        #expect(attempt(configuration, options, [2, 2], ["replica", "data"])?.contains("'replica' is not supported") == true)
+    }
+}
