@@ -11,6 +11,7 @@ enum TrainCommand: Subcommand {
         USAGE: glam train [--config NAME] [--steps N] [--batch B] [--length T] [--seed S]
                           [--corpus FILE] [--output DIR] [--resume] [--checkpoint-every N]
                           [--evaluate-every N] [--constant-steps N] [--peak-lr X] [--threads T]
+                          [--groups G] [--mesh DxM]
 
         Trains a GLaM model with Adafactor (glam-spec.md section 3) on a text corpus: a byte-level BPE
         tokenizer with the model's vocabulary size is trained on the training split, paragraphs are
@@ -24,12 +25,21 @@ enum TrainCommand: Subcommand {
         per validation), loss.svg. --resume continues from DIR/checkpoint.safetensors to --steps,
         giving the same losses as an uninterrupted run.
 
+        --mesh DxM trains on a virtual mesh of D `data` × M `mdl` cores (Sources/GLaM/Mesh): batch rows
+        and experts split over data, each expert's hidden units over mdl, Adafactor statistics split
+        like their weights; each step's MoE layers exchange tokens by all-to-all. Steps print the bytes
+        each core sent beside the communication model's prediction. The losses equal one core's to
+        rounding. D must divide the experts, the batch and the groups (--groups G sets num_groups, the
+        number of groups the B·T tokens of a batch are routed in, for one device or a mesh alike), M
+        the expert hidden size.
+
         OPTIONS (defaults):
           --config NAME          small (see 'glam params')      --steps N           300
           --batch B              8                              --length T          128
           --seed S               0                              --corpus FILE       Fixtures/corpus/jargon-4.4.7.txt
           --checkpoint-every N   100                            --evaluate-every N  50
           --constant-steps N     10000 (lr = peak·√(N/max(t,N)))  --peak-lr X        0.01
+          --groups G             the configuration's (1)        --mesh DxM          none (one device)
         """
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
@@ -37,14 +47,16 @@ enum TrainCommand: Subcommand {
             arguments, command: "train",
             options: [
                 "config", "steps", "batch", "length", "seed", "corpus", "output", "checkpoint-every", "evaluate-every", "constant-steps",
-                "peak-lr", "threads",
+                "peak-lr", "threads", "mesh", "groups",
             ], flags: ["resume"])
         guard parsed.positionals.isEmpty else { throw UsageError("train: unexpected argument '\(parsed.positionals[0])'") }
         if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
         let configName = parsed.value("config") ?? "small"
-        guard let configuration = ModelConfiguration.named(configName) else {
+        guard var configuration = ModelConfiguration.named(configName) else {
             throw UsageError("train: unknown configuration '\(configName)' (see 'glam params')")
         }
+        configuration.numGroups = try parsed.integer("groups", in: 1...1 << 20) ?? configuration.numGroups
+        let mesh = try parsed.value("mesh").map(Self.mesh)
         let corpusPath = parsed.value("corpus") ?? "Fixtures/corpus/jargon-4.4.7.txt"
         guard let corpus = try? String(contentsOfFile: corpusPath, encoding: .utf8) else {
             throw UsageError("train: cannot read the corpus at \(corpusPath) (run from the repository root or pass --corpus FILE)")
@@ -54,7 +66,7 @@ enum TrainCommand: Subcommand {
         let checkpointURL = directory.appendingPathComponent("checkpoint.safetensors")
         let steps = try parsed.integer("steps", in: 0...10_000_000)
 
-        let trainer: Trainer
+        let trainer: any TrainingSession
         let started = Date()
         if parsed.has("resume") {
             let checkpoint: TrainingCheckpoint
@@ -68,7 +80,13 @@ enum TrainCommand: Subcommand {
             let dataset = TextDataset(text: corpus, tokenizer: checkpoint.tokenizer, length: options.sequenceLength)
             var resumed = checkpoint
             resumed.options = options
-            trainer = try Trainer(resuming: resumed, dataset: dataset)
+            trainer = try session(mesh: mesh) {
+                if let mesh {
+                    try MeshTrainer(resuming: resumed, dataset: dataset, mesh: mesh)
+                } else {
+                    try Trainer(resuming: resumed, dataset: dataset)
+                }
+            }
             output.line("resuming \(checkpointURL.path) at step \(checkpoint.step) of \(options.steps)")
         } else {
             var options = TrainingOptions()
@@ -85,14 +103,23 @@ enum TrainCommand: Subcommand {
                 }
                 options.schedule.peak = value
             }
+            if let mesh {  // refuse before the tokenizer is trained
+                do { try MeshLayout(mesh: mesh).check(configuration, batchSize: options.batchSize) } catch { throw unfitting(mesh, error) }
+            }
             output.line("training a \(configuration.vocabSize)-token BPE tokenizer on the training split of \(corpusPath)…")
             let tokenizer = try BytePairTokenizer.train(on: TextDataset.trainingText(of: corpus), vocabularySize: configuration.vocabSize)
             let dataset = TextDataset(text: corpus, tokenizer: tokenizer, length: options.sequenceLength)
-            trainer = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
+            trainer = try session(mesh: mesh) {
+                if let mesh {
+                    try MeshTrainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset, mesh: mesh)
+                } else {
+                    try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
+                }
+            }
             try? FileManager.default.removeItem(at: directory.appendingPathComponent("metrics.jsonl"))
         }
         let options = trainer.options
-        let count = ParameterCount(configuration)
+        let count = ParameterCount(trainer.configuration)
         output.line(
             "\(configName): \(count.total) parameters (\(count.activated) activated per token); \(trainer.dataset.training.count) training rows, "
                 + "\(trainer.dataset.validation.count) validation rows of \(options.sequenceLength) tokens; batch \(options.batchSize); "
@@ -110,22 +137,31 @@ enum TrainCommand: Subcommand {
             try metrics.write(contentsOf: data + Data("\n".utf8))
         }
 
+        let meshTrainer = trainer as? MeshTrainer
+        let predicted = try meshTrainer.map { try predictedCommunication($0, output: &output) }
         let loopStart = Date()
         let firstStep = trainer.step
         var tokensSeen = 0
         while trainer.step < options.steps {
+            let sentBefore = meshTrainer.map(\.bytesSentPerCore) ?? (data: 0, model: 0)
             let report = try trainer.trainStep()
+            let sent = meshTrainer.map { ($0.bytesSentPerCore.data - sentBefore.data, $0.bytesSentPerCore.model - sentBefore.model) }
             tokensSeen += report.tokens
             let elapsed = Date().timeIntervalSince(loopStart)
             let rate = Double(tokensSeen) / max(elapsed, 1e-9)
             let remaining = Double(options.steps - trainer.step) * elapsed / Double(trainer.step - firstStep)
             let meanLoad = report.expertLoad.isEmpty ? 0 : Double(report.expertLoad.reduce(0, +)) / Double(report.expertLoad.count)
             let balance = meanLoad > 0 ? Double(report.expertLoad.max()!) / meanLoad : 1
-            try log([
+            var record: [String: Any] = [
                 "step": report.step, "loss": report.loss, "ce": report.crossEntropy, "z_loss": report.zLoss, "aux_loss": report.auxLoss,
                 "applied": report.applied, "lr": report.learningRate, "tokens_per_second": rate, "expert_load": report.expertLoad,
                 "skipped_total": trainer.skippedSteps,
-            ])
+            ]
+            if let sent, let predicted {
+                record["sent_bytes_per_core"] = ["data": sent.0, "mdl": sent.1]
+                record["predicted_bytes_per_core"] = ["data": predicted.data, "mdl": predicted.model]
+            }
+            try log(record)
             if report.step % 10 == 0 || trainer.step == options.steps || !report.applied {
                 output.line(
                     String(
@@ -133,6 +169,11 @@ enum TrainCommand: Subcommand {
                         report.step + 1, options.steps, report.loss, report.crossEntropy, report.auxLoss, rate, duration(remaining),
                         balance,
                         trainer.skippedSteps, report.applied ? "" : "  (update skipped: non-finite gradient)"))
+                if let sent, let predicted {
+                    output.line(
+                        "  sent per core: data \(bytes(sent.0)) (predicted \(bytes(predicted.data))), mdl \(bytes(sent.1)) (predicted \(bytes(predicted.model)))"
+                    )
+                }
             }
             let evaluate = options.evaluateEvery > 0 && trainer.step % options.evaluateEvery == 0
             if evaluate || trainer.step == options.steps {
@@ -151,6 +192,49 @@ enum TrainCommand: Subcommand {
         output.line("saved \(checkpointURL.path), \(metricsURL.path), \(directory.appendingPathComponent("loss.svg").path)")
         output.line("continue a prompt: glam generate --checkpoint \(checkpointURL.path) --prompt \"The hacker\"")
         return 0
+    }
+
+    /// The mesh of `--mesh DxM`: D `data` × M `mdl` cores.
+    static func mesh(_ text: String) throws -> DeviceMesh {
+        let parts = text.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 2, let d = parts[0], let m = parts[1], (1...256).contains(d), (1...256).contains(m) else {
+            throw UsageError("train: --mesh must be DATAxMDL with integers 1…256, e.g. 2x2; got '\(text)'")
+        }
+        return try DeviceMesh(shape: [d, m], axisNames: ["data", "mdl"])
+    }
+
+    /// Builds a trainer, turning a mesh that does not fit into a usage error.
+    static func session(mesh: DeviceMesh?, _ make: () throws -> any TrainingSession) throws -> any TrainingSession {
+        do {
+            return try make()
+        } catch let error as MeshError {
+            throw unfitting(mesh!, error)
+        }
+    }
+
+    static func unfitting(_ mesh: DeviceMesh, _ error: MeshError) -> UsageError {
+        UsageError("train: the \(mesh.shape[0])x\(mesh.shape[1]) mesh does not fit: \(error.description)")
+    }
+
+    /// Prints the mesh layout and the communication model's bytes per core per step.
+    static func predictedCommunication(_ trainer: MeshTrainer, output: inout Output) throws -> StepCommunication {
+        let (d, m) = (trainer.layout.dataCores, trainer.layout.modelCores)
+        let c = trainer.configuration
+        let predicted = try stepCommunication(
+            c, batchSize: trainer.options.batchSize, length: trainer.options.sequenceLength, dataCores: d, modelCores: m)
+        output.line(
+            "mesh \(d)x\(m) (data × mdl): each core holds \(trainer.options.batchSize / d) rows in \(c.numGroups / d) groups"
+                + (c.isMoE ? ", experts [\(c.numExperts / d), M, \(c.moeHiddenDim / m)] of each MoE layer" : ""))
+        output.line(
+            "  predicted per core per step: data \(bytes(predicted.data)) (all-to-all \(bytes(predicted.allToAll)), gradient all-reduce "
+                + "\(bytes(predicted.gradientAllReduce)), optimizer \(bytes(predicted.optimizerData))), mdl \(bytes(predicted.model)) "
+                + "(expert partial sums \(bytes(predicted.expertAllReduce)), optimizer \(bytes(predicted.optimizerModel)))")
+        return predicted
+    }
+
+    static func bytes(_ count: Int) -> String {
+        count >= 1_000_000
+            ? String(format: "%.3f MB", Double(count) / 1e6) : count >= 1000 ? String(format: "%.1f kB", Double(count) / 1e3) : "\(count) B"
     }
 
     /// The training and validation loss curves of a metrics file as an SVG chart.
@@ -177,5 +261,29 @@ enum TrainCommand: Subcommand {
         guard seconds.isFinite else { return "?" }
         let s = Int(seconds.rounded())
         return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
+    }
+}
+
+/// What `glam train` needs of a trainer, on one device or a mesh.
+protocol TrainingSession: AnyObject {
+    var step: Int { get }
+    var skippedSteps: Int { get }
+    var options: TrainingOptions { get }
+    var dataset: TextDataset { get }
+    var checkpoint: TrainingCheckpoint { get }
+    var configuration: ModelConfiguration { get }
+    func trainStep() throws -> StepReport
+    func validationLoss() throws -> Double
+}
+
+extension Trainer: TrainingSession {
+    var configuration: ModelConfiguration { parameters.configuration }
+}
+
+extension MeshTrainer: TrainingSession {
+    /// Bytes core 0 has sent along `data` and `mdl` so far (every core sends the same).
+    var bytesSentPerCore: (data: Int, model: Int) {
+        let cores = mesh.coreCount
+        return (ledger.bytesSent(along: "data", coreCount: cores)[0], ledger.bytesSent(along: "mdl", coreCount: cores)[0])
     }
 }

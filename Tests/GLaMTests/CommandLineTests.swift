@@ -111,4 +111,44 @@ struct CommandLineTests {
         try Data("garbage".utf8).write(to: scratch.path("bad.safetensors"))
         #expect(runGlam(["generate", "--checkpoint", scratch.path("bad.safetensors").path, "--prompt", "x"]).status == 2)
     }
+
+    @Test("train --mesh 2x2: one core's losses, the bytes sent equal the prediction, a resumable checkpoint; unfitting meshes exit 2")
+    func trainOnMesh() throws {
+        let scratch = ScratchDirectory()
+        let corpus = scratch.path("corpus.txt")
+        try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
+        let common = ["--config", "tiny", "--corpus", corpus.path, "--batch", "4", "--length", "32", "--groups", "2", "--steps", "3"]
+        let one = runGlam(["train", "--output", scratch.path("one").path] + common)
+        let mesh = runGlam(["train", "--output", scratch.path("mesh").path, "--mesh", "2x2"] + common)
+        #expect(one.status == 0 && mesh.status == 0, "\(one.err) \(mesh.err)")
+        func losses(_ text: String) -> [Substring] {
+            text.split(separator: "\n").filter { $0.hasPrefix("step ") }.map { $0.split(separator: "(")[0].split(separator: "loss ")[1] }
+        }
+        #expect(losses(mesh.out).count == 2 && losses(mesh.out) == losses(one.out), "\(mesh.out)")
+        // Every printed step sent exactly the predicted bytes.
+        let sent = mesh.out.split(separator: "\n").filter { $0.contains("sent per core") }
+        #expect(sent.count == 2)
+        for line in sent {
+            let numbers = line.split(separator: " ").filter { $0.first?.isNumber == true }
+            #expect(numbers.count == 4 && numbers[0] == numbers[1] && numbers[2] == numbers[3], "\(line)")
+        }
+        let resumed = runGlam(
+            ["train", "--output", scratch.path("mesh").path, "--resume", "--steps", "4"] + Array(common.prefix(2)) + [
+                "--corpus", corpus.path,
+            ])
+        #expect(resumed.status == 0 && resumed.out.contains("step     4/4"), "\(resumed.err)")
+        let metrics = try String(contentsOf: scratch.path("mesh/metrics.jsonl"), encoding: .utf8)
+        #expect(metrics.contains("\"predicted_bytes_per_core\"") && metrics.contains("\"sent_bytes_per_core\""))
+        // Meshes that do not fit.
+        let experts = runGlam(
+            ["train", "--output", scratch.path("bad").path, "--mesh", "3x1", "--batch", "6", "--groups", "6", "--length", "32"] + [
+                "--config", "tiny", "--corpus", corpus.path,
+            ])
+        #expect(experts.status == 2 && experts.err.contains("do not divide the 4 experts"), "\(experts.err)")
+        let hidden = runGlam(["train", "--output", scratch.path("bad").path, "--mesh", "2x3"] + common)
+        #expect(hidden.status == 2 && hidden.err.contains("expert hidden size 128"), "\(hidden.err)")
+        let groups = runGlam(["train", "--output", scratch.path("bad").path, "--mesh", "4x1", "--groups", "2"] + Array(common.prefix(8)))
+        #expect(groups.status == 2 && groups.err.contains("do not divide the 2 groups"), "\(groups.err)")
+        #expect(runGlam(["train", "--mesh", "2by2"] + common).err.contains("--mesh must be DATAxMDL"))
+    }
 }
