@@ -147,6 +147,47 @@ struct PlannerTests {
         #expect(alone.allToAllBytesPerCore == 0 && alone.allReduceBytesPerCore == 0)
     }
 
+    @Test("the README's planner table follows from the stated cost model, recomputed here by hand")
+    func readmeTable() throws {
+        // (model, d, m, GFLOP/token, GB per chip, all-to-all GB, all-reduce GB, step seconds), as printed in the README.
+        let rows: [(String, Int, Int, Double, Double, Double, Double, Double)] = [
+            ("glam-0.1b-64e", 64, 1, 0.69, 1.19, 1.19, 2.11, 0.135), ("glam-1.7b-64e", 64, 4, 4.88, 1.94, 1.59, 7.85, 0.251),
+            ("glam-8b-64e", 64, 8, 22.0, 4.29, 2.11, 21.4, 0.573), ("glam-64b-64e", 64, 16, 197.5, 19.9, 4.23, 95.1, 2.55),
+        ]
+        let (tokens, t) = (Double(1 << 20), 1024.0)
+        for (name, d, m, flops, memory, allToAll, allReduce, seconds) in rows {
+            let c = ModelConfiguration.named(name)!
+            let count = ParameterCount(c)
+            let (dd, mm, e, mDim, l) = (Double(d), Double(m), Double(c.numExperts), Double(c.modelDim), Double(c.numLayers))
+            // 2 FLOPs per activated weight outside the lookup, the V·M output projection, 4·T·N·D per layer.
+            let forward =
+                2 * (Double(count.activated - count.embedding) + Double(c.vocabSize * c.modelDim))
+                + 4 * t * Double(c.numHeads * c.headDim) * l
+            let expertWeights = l / 2 * e * 2 * mDim * Double(c.moeHiddenDim)
+            let others = Double(count.total) - expertWeights
+            // Adafactor: factored [M, H] per expert → M + H; others counted from their shapes.
+            var statistics = l / 2 * e * 2 * (mDim + Double(c.moeHiddenDim)) / (dd * mm)
+            for (parameter, shape) in ModelParameters.shapes(for: c) where !MeshLayout.isExpertWeight(parameter) {
+                let factored = shape.count == 2 && shape.allSatisfy { $0 >= 128 }
+                statistics += Double(factored ? shape[0] + shape[1] : shape.reduce(1, *)) / mm
+            }
+            let bytes = 4 * (expertWeights / (dd * mm) + others / mm + statistics)
+            let capacity = tokens / dd * 2 / e  // one group per data core, capacity factor 2
+            let dispatch = l / 2 * 4 * (e * capacity * mDim / mm * 2) * (dd - 1) / dd
+            let reduce = 2 * (dd - 1) / dd * 4 * others / mm + l / 2 * 2 * 2 * (mm - 1) / mm * (e / dd * dd * capacity * mDim * 2)
+            let step = 3 * forward * tokens / (dd * mm * 275e12) + bytes / 1.2e12 + (dispatch + reduce) / 300e9
+            func near(_ value: Double, _ printed: Double) -> Bool { abs(value - printed) <= 0.006 * printed }
+            #expect(near(forward / 1e9, flops) && near(bytes / 1e9, memory), "\(name)")
+            #expect(near(dispatch / 1e9, allToAll) && near(reduce / 1e9, allReduce) && near(step, seconds), "\(name)")
+            // And the planner agrees with both.
+            let plan = try planTrainingStep(c, dataCores: d, modelCores: m)
+            #expect(near(plan.inferenceFLOPsPerToken / 1e9, flops), "\(name)")
+            #expect(near((plan.parameterBytesPerCore + plan.optimizerBytesPerCore) / 1e9, memory), "\(name)")
+            #expect(near(plan.allToAllBytesPerCore / 1e9, allToAll) && near(plan.allReduceBytesPerCore / 1e9, allReduce), "\(name)")
+            #expect(near(plan.stepSeconds, seconds), "\(name)")
+        }
+    }
+
     @Test("a mesh that does not divide the experts or the expert hidden size is refused; the command shows its arithmetic")
     func refusals() {
         #expect(throws: MeshError.self) { try planTrainingStep(ModelConfiguration.named("glam-64b-64e")!, dataCores: 48, modelCores: 16) }

@@ -9,8 +9,8 @@
 //
 // Each expert sees the same rows in the same order as on one device, and each GEMM's result does
 // not depend on how many rows it has, so the output is bitwise the single-device output with the
-// same groups (tested). Other mesh axes replicate the computation. The training (backward) side
-// of the mesh is not here yet.
+// same groups (tested). Other mesh axes replicate the computation. This is one layer's forward
+// pass, for study; `MeshTrainer` runs the whole model this way, backward included.
 
 extension DeviceMesh {
     /// The MoE layer's forward pass with experts spread over the cores of `axis`.
