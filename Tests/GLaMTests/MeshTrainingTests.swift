@@ -110,6 +110,37 @@ struct MeshTrainingTests {
         }
     }
 
+    @Test("on a 2×2 mesh the results do not depend on the thread count")
+    func threadCountIndependence() throws {
+        let (configuration, options, dataset, tokenizer) = try Self.setup()
+        let saved = Parallelism.threadCount
+        defer { Parallelism.threadCount = saved }
+        var runs: [(losses: [UInt32], parameters: ModelParameters)] = []
+        for threads in [1, 3] {
+            Parallelism.threadCount = threads
+            let trainer = try MeshTrainer(
+                configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset,
+                mesh: try DeviceMesh(shape: [2, 2], axisNames: ["data", "mdl"]))
+            runs.append(([try trainer.trainStep().loss.bitPattern, try trainer.trainStep().loss.bitPattern], trainer.parameters))
+        }
+        #expect(runs[0].losses == runs[1].losses && runs[0].parameters == runs[1].parameters)
+    }
+
+    @Test("a step whose loss is not finite is skipped on every core and counted")
+    func nonFiniteStepIsSkipped() throws {
+        let (configuration, options, dataset, tokenizer) = try Self.setup()
+        let trainer = try MeshTrainer(
+            configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset,
+            mesh: try DeviceMesh(shape: [2, 2], axisNames: ["data", "mdl"]))
+        for core in 0..<4 { trainer.coreParameters[core]["final_norm.scale"]!.scalars[0] = .nan }
+        let before = trainer.coreParameters
+        let report = try trainer.trainStep()
+        #expect(!report.applied && trainer.skippedSteps == 1 && trainer.step == 1)
+        #expect(
+            trainer.coreParameters.map { $0.mapValues { $0.scalars.map(\.bitPattern) } }
+                == before.map { $0.mapValues { $0.scalars.map(\.bitPattern) } })
+    }
+
     @Test("a dense model trains data-parallel on 2 cores with one device's losses")
     func denseModel() throws {
         var (configuration, options, dataset, tokenizer) = try Self.setup()

@@ -40,7 +40,7 @@ public final class MeshTrainer {
     /// The bytes every core has sent, per axis, since the start (or the last `ledger.reset()`).
     public let ledger = CommunicationLedger()
     /// Per core, its parameters (expert weights: its shards).
-    public private(set) var coreParameters: [[String: Tensor<Float>]]
+    public internal(set) var coreParameters: [[String: Tensor<Float>]]
     /// Per core, the Adafactor statistics of its parameters.
     public private(set) var coreOptimizers: [Adafactor]
 
@@ -234,6 +234,7 @@ public final class MeshTrainer {
         }
         coreParameters = updated.map(\.0)
         coreOptimizers = updated.map(\.1)
+        let fullShapes = Dictionary(uniqueKeysWithValues: ModelParameters.shapes(for: configuration).map { ($0.name, $0.shape) })
         for name in parameters[0].keys.filter(MeshLayout.isExpertWeight).sorted() {
             // shards[i][j]: the shard on data coordinate i, mdl coordinate j.
             var shards = (0..<d).map { i in
@@ -246,9 +247,7 @@ public final class MeshTrainer {
             let split: AdafactorShardSplit = m == 1 ? .none : (MeshLayout.hiddenAxis(name) == 2 ? .columns : .rows)
             let exchanged = Adafactor.updateShards(
                 &shards, split: split,
-                shape: parameters[0][name]!.shape.enumerated().map {
-                    $0.offset == 0 ? $0.element * d : $0.offset == MeshLayout.hiddenAxis(name) ? $0.element * m : $0.element
-                },
+                shape: fullShapes[name]!,
                 configuration: coreOptimizers[0].configuration, step: step, learningRate: learningRate)
             for i in 0..<d {
                 for j in 0..<m {
