@@ -55,7 +55,12 @@ enum TrainCommand: Subcommand {
         guard var configuration = ModelConfiguration.named(configName) else {
             throw UsageError("train: unknown configuration '\(configName)' (see 'glam params')")
         }
-        configuration.numGroups = try parsed.integer("groups", in: 1...1 << 20) ?? configuration.numGroups
+        if let groups = try parsed.integer("groups", in: 1...1 << 20) {
+            guard !parsed.has("resume") else {
+                throw UsageError("train: --groups cannot change a resumed run (its checkpoint fixes num_groups, which decides the routing)")
+            }
+            configuration.numGroups = groups
+        }
         let mesh = try parsed.value("mesh").map(Self.mesh)
         let corpusPath = parsed.value("corpus") ?? "Fixtures/corpus/jargon-4.4.7.txt"
         guard let corpus = try? String(contentsOfFile: corpusPath, encoding: .utf8) else {
@@ -103,7 +108,12 @@ enum TrainCommand: Subcommand {
                 }
                 options.schedule.peak = value
             }
-            if let mesh {  // refuse before the tokenizer is trained
+            // Refuse what cannot work before the tokenizer is trained.
+            guard (options.batchSize * options.sequenceLength) % configuration.numGroups == 0 else {
+                throw UsageError(
+                    "train: num_groups \(configuration.numGroups) does not divide B·T = \(options.batchSize)·\(options.sequenceLength)")
+            }
+            if let mesh {
                 do { try MeshLayout(mesh: mesh).check(configuration, batchSize: options.batchSize) } catch { throw unfitting(mesh, error) }
             }
             output.line("training a \(configuration.vocabSize)-token BPE tokenizer on the training split of \(corpusPath)…")
@@ -146,6 +156,7 @@ enum TrainCommand: Subcommand {
             let sentBefore = meshTrainer.map(\.bytesSentPerCore) ?? (data: 0, model: 0)
             let report = try trainer.trainStep()
             let sent = meshTrainer.map { ($0.bytesSentPerCore.data - sentBefore.data, $0.bytesSentPerCore.model - sentBefore.model) }
+            let expected = report.applied ? predicted : predicted?.withoutOptimizer  // a skipped step has no optimizer sums
             tokensSeen += report.tokens
             let elapsed = Date().timeIntervalSince(loopStart)
             let rate = Double(tokensSeen) / max(elapsed, 1e-9)
@@ -157,7 +168,7 @@ enum TrainCommand: Subcommand {
                 "applied": report.applied, "lr": report.learningRate, "tokens_per_second": rate, "expert_load": report.expertLoad,
                 "skipped_total": trainer.skippedSteps,
             ]
-            if let sent, let predicted {
+            if let sent, let predicted = expected {
                 record["sent_bytes_per_core"] = ["data": sent.0, "mdl": sent.1]
                 record["predicted_bytes_per_core"] = ["data": predicted.data, "mdl": predicted.model]
             }
@@ -169,7 +180,7 @@ enum TrainCommand: Subcommand {
                         report.step + 1, options.steps, report.loss, report.crossEntropy, report.auxLoss, rate, duration(remaining),
                         balance,
                         trainer.skippedSteps, report.applied ? "" : "  (update skipped: non-finite gradient)"))
-                if let sent, let predicted {
+                if let sent, let predicted = expected {
                     output.line(
                         "  sent per core: data \(bytes(sent.0)) (predicted \(bytes(predicted.data))), mdl \(bytes(sent.1)) (predicted \(bytes(predicted.model)))"
                     )
@@ -197,8 +208,8 @@ enum TrainCommand: Subcommand {
     /// The mesh of `--mesh DxM`: D `data` × M `mdl` cores.
     static func mesh(_ text: String) throws -> DeviceMesh {
         let parts = text.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
-        guard parts.count == 2, let d = parts[0], let m = parts[1], (1...256).contains(d), (1...256).contains(m) else {
-            throw UsageError("train: --mesh must be DATAxMDL with integers 1…256, e.g. 2x2; got '\(text)'")
+        guard parts.count == 2, let d = parts[0], let m = parts[1], d >= 1, m >= 1, d * m <= 64 else {
+            throw UsageError("train: --mesh must be DATAxMDL with positive integers and at most 64 cores in all, e.g. 2x2; got '\(text)'")
         }
         return try DeviceMesh(shape: [d, m], axisNames: ["data", "mdl"])
     }
@@ -208,7 +219,8 @@ enum TrainCommand: Subcommand {
         do {
             return try make()
         } catch let error as MeshError {
-            throw unfitting(mesh!, error)
+            guard let mesh else { throw error }
+            throw unfitting(mesh, error)
         }
     }
 

@@ -149,6 +149,12 @@ struct CommandLineTests {
         #expect(hidden.status == 2 && hidden.err.contains("expert hidden size 128"), "\(hidden.err)")
         let groups = runGlam(["train", "--output", scratch.path("bad").path, "--mesh", "4x1", "--groups", "2"] + Array(common.prefix(8)))
         #expect(groups.status == 2 && groups.err.contains("do not divide the 2 groups"), "\(groups.err)")
-        #expect(runGlam(["train", "--mesh", "2by2"] + common).err.contains("--mesh must be DATAxMDL"))
+        let malformed = runGlam(["train", "--mesh", "2by2"] + common)
+        #expect(malformed.status == 2 && malformed.err.contains("--mesh must be DATAxMDL"))
+        #expect(runGlam(["train", "--mesh", "16x8"] + common).err.contains("at most 64 cores"))
+        // A dense model trains data-parallel.
+        let dense = runGlam(
+            ["train", "--output", scratch.path("dense").path, "--mesh", "2x1", "--config", "tiny-dense"] + common.dropFirst(2))
+        #expect(dense.status == 0 && dense.out.contains("sent per core"), "\(dense.err)")
     }
 }

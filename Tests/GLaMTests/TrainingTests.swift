@@ -2,6 +2,7 @@
 // the train/generate commands end to end on a tiny model.
 
 import Foundation
+import Synchronization
 import Testing
 
 @testable import GLaM
@@ -47,14 +48,10 @@ struct TrainingTests {
 
     @Test("results do not depend on the thread count")
     func threadCountIndependence() throws {
-        let saved = Parallelism.threadCount
-        defer { Parallelism.threadCount = saved }
-        Parallelism.threadCount = 1
         let one = try tinyTrainer(steps: 2)
-        let a = [try one.trainStep().loss, try one.trainStep().loss].map(\.bitPattern)
-        Parallelism.threadCount = 3
+        let a = try withThreadCount(1) { [try one.trainStep().loss, try one.trainStep().loss].map(\.bitPattern) }
         let three = try tinyTrainer(steps: 2)
-        let b = [try three.trainStep().loss, try three.trainStep().loss].map(\.bitPattern)
+        let b = try withThreadCount(3) { [try three.trainStep().loss, try three.trainStep().loss].map(\.bitPattern) }
         #expect(a == b && one.parameters == three.parameters)
     }
 
@@ -124,5 +121,19 @@ struct TrainingTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.url.path) == ["checkpoint.safetensors"])
         try trainer.checkpoint.write(to: url)
         #expect(try TrainingCheckpoint(contentsOf: url).step == 1)
+    }
+}
+
+/// Serialises the tests that change the process-wide thread count, so that two of them running
+/// in parallel cannot undo each other's setting.
+private let threadCountLock = Mutex(())
+
+/// Runs `body` with `Parallelism.threadCount` set to `threads`, restoring it afterwards.
+func withThreadCount<R>(_ threads: Int, _ body: () throws -> R) throws -> R {
+    try threadCountLock.withLock { _ in
+        let saved = Parallelism.threadCount
+        defer { Parallelism.threadCount = saved }
+        Parallelism.threadCount = threads
+        return try body()
     }
 }

@@ -98,7 +98,7 @@ public final class Tape<Scalar: TensorScalar> {
     }
 }
 
-/// The gradients computed by `Tape.gradients(of:)`.
+/// The gradients computed by `Tape.gradients(of:)` or `Tape.gradients(seeds:)`.
 public struct Gradients<Scalar: TensorScalar> {
     let storage: [Tensor<Scalar>?]
 

@@ -30,6 +30,13 @@ public struct StepCommunication: Sendable, Equatable {
     public var data: Int { allToAll + gradientAllReduce + optimizerData }
     /// Everything sent along `mdl`.
     public var model: Int { expertAllReduce + optimizerModel }
+
+    /// The bytes of a step whose update was skipped (non-finite gradients): no optimizer sums.
+    public var withoutOptimizer: StepCommunication {
+        var out = self
+        (out.optimizerData, out.optimizerModel) = (0, 0)
+        return out
+    }
 }
 
 /// How tensors travel: element sizes and what is split over `mdl`.
@@ -41,10 +48,19 @@ public struct CommunicationAssumptions: Sendable, Equatable {
     /// Whether the weights replicated over `data` are split over `mdl` (their gradients then too).
     public var replicatedWeightsSplitOverModel: Bool
 
+    /// Assumptions as named.
+    public init(activationBytes: Int, activationsSplitOverModel: Bool, replicatedWeightsSplitOverModel: Bool) {
+        self.activationBytes = activationBytes
+        self.activationsSplitOverModel = activationsSplitOverModel
+        self.replicatedWeightsSplitOverModel = replicatedWeightsSplitOverModel
+    }
+
     /// The virtual mesh of `MeshTrainer`: float32, activations and non-expert weights replicated over `mdl`.
     public static let virtualMesh = CommunicationAssumptions(
         activationBytes: 4, activationsSplitOverModel: false, replicatedWeightsSplitOverModel: false)
-    /// praxis' layout on TPU: bfloat16 activations split over `mdl` along M, non-expert weights split over `mdl`.
+    /// The planner's TPU layout, a simplification of praxis': bfloat16 activations split over `mdl`
+    /// along M, non-expert weights split over `mdl` (praxis also splits some over `data`; not
+    /// modelled), optimizer sums of the weights split over `mdl` not counted (a few MB).
     public static let tpu = CommunicationAssumptions(
         activationBytes: 2, activationsSplitOverModel: true, replicatedWeightsSplitOverModel: true)
 }
@@ -57,8 +73,20 @@ public func stepCommunication(
     assumptions: CommunicationAssumptions = .virtualMesh
 ) throws(MeshError) -> StepCommunication {
     let g = groups ?? c.numGroups
-    guard d >= 1, m >= 1, g >= 1, g % d == 0, (batchSize * length) % g == 0 else {
-        throw MeshError("\(g) groups must split \(batchSize)·\(length) tokens and divide over \(d) data cores")
+    // Bounds that keep every byte count within Int (up to 4,096 cores per axis, 2^32 tokens, M ≤ 65,536).
+    guard (1...4096).contains(d), (1...4096).contains(m) else { throw MeshError("mesh axes must have 1…4096 cores, got \(d) × \(m)") }
+    guard batchSize >= 1, length >= 1, batchSize * length <= 1 << 32, c.modelDim <= 1 << 16 else {
+        throw MeshError("a step must have 1…2^32 tokens, got \(batchSize) × \(length)")
+    }
+    guard g >= 1, (batchSize * length) % g == 0, !c.isMoE || g % d == 0 else {
+        throw MeshError("\(g) groups must split the \(batchSize)·\(length) tokens and divide over the \(d) data cores")
+    }
+    if c.isMoE {
+        guard c.numExperts % d == 0 else { throw MeshError("the \(d) data cores do not divide the \(c.numExperts) experts") }
+        guard c.moeHiddenDim % m == 0 else { throw MeshError("the \(m) mdl cores do not divide the expert hidden size \(c.moeHiddenDim)") }
+    }
+    guard !assumptions.activationsSplitOverModel || c.modelDim % m == 0 else {
+        throw MeshError("the \(m) mdl cores do not divide the model dimension \(c.modelDim)")
     }
     func allToAll(_ n: Int, _ bytes: Int) -> Int { n > 1 ? (n - 1) * bytes / n : 0 }
     func allReduce(_ n: Int, _ bytes: Int) -> Int { n > 1 ? 2 * (n - 1) * bytes / n : 0 }

@@ -52,7 +52,7 @@ final class CoreStep: @unchecked Sendable {
 
     var configuration: ModelConfiguration { context.configuration }
 
-    /// Runs segment `s`; `expertOutput` `[E, G·C, M]` is what came back from the experts of MoE
+    /// Runs segment `s`; `expertOutput` `[E·G·C, M]` (this core's G groups) is what came back from the experts of MoE
     /// layer s − 1 (nil for s = 0).
     func forwardSegment(_ s: Int, expertOutput: Tensor<Float>?) throws {
         let tape = Tape<Float>()
@@ -141,7 +141,7 @@ final class CoreStep: @unchecked Sendable {
         }
     }
 
-    /// The gradient that reached the expert outputs fed into segment `s` `[E, G·C, M]`.
+    /// The gradient that reached the expert outputs fed into segment `s` `[E·G·C, M]`.
     func expertOutputGradient(_ s: Int) -> Tensor<Float> {
         let segment = segments[s]
         return segment.leafGradients?[segment.expertOutput!] ?? Tensor(zeros: segment.expertOutput!.shape)

@@ -34,7 +34,9 @@ public struct MeshLayout: Sendable, Equatable {
     public func check(_ c: ModelConfiguration, batchSize: Int) throws(MeshError) {
         let (d, m) = (dataCores, modelCores)
         guard batchSize % d == 0 else { throw MeshError("the \(d) cores of axis 'data' do not divide the batch of \(batchSize) rows") }
-        guard c.numGroups % d == 0 else { throw MeshError("the \(d) cores of axis 'data' do not divide the \(c.numGroups) groups") }
+        guard !c.isMoE || c.numGroups % d == 0 else {
+            throw MeshError("the \(d) cores of axis 'data' do not divide the \(c.numGroups) groups")
+        }
         guard c.isMoE || m == 1 else { throw MeshError("a dense model has no expert weights to split over the \(m) cores of axis 'mdl'") }
         guard !c.isMoE || c.numExperts % d == 0 else {
             throw MeshError("the \(d) cores of axis 'data' do not divide the \(c.numExperts) experts")
@@ -115,17 +117,17 @@ public struct MeshLayout: Sendable, Equatable {
 }
 
 extension AdafactorSlot {
-    /// `v` of a full slot (empty for a factored one).
+    /// `v` of a full slot (a scalar zero for a factored one).
     var fullStatistic: Tensor<Float> {
         if case .full(let v) = self { return v }
         return Tensor(0)
     }
-    /// `vr` of a factored slot (empty for a full one).
+    /// `vr` of a factored slot (a scalar zero for a full one).
     var rowStatistic: Tensor<Float> {
         if case .factored(let vr, _) = self { return vr }
         return Tensor(0)
     }
-    /// `vc` of a factored slot (empty for a full one).
+    /// `vc` of a factored slot (a scalar zero for a full one).
     var columnStatistic: Tensor<Float> {
         if case .factored(_, let vc) = self { return vc }
         return Tensor(0)

@@ -10,7 +10,9 @@
 //                            adjoint of an all-to-all is the reverse all-to-all), and the expert
 //                            input gradient is all-reduced over mdl (the adjoint of the replication)
 //   gradients:               replicated weights all-reduced over data (summed in coordinate
-//                            order) and divided by d; expert weights are whole on their core
+//                            order) and divided by d; an expert weight's gradient is already
+//                            complete on its core (the all-to-alls brought every group's share),
+//                            and is divided by d too
 //   update:                  Adafactor on each core's shards (ShardedAdafactor.swift), the few
 //                            sums it needs across shards counted as all-reduces
 //
@@ -141,7 +143,7 @@ public final class MeshTrainer {
         let data = layout.dataAxis.map { mesh.axisNames[$0] }, model = layout.modelAxis.map { mesh.axisNames[$0] }
 
         // Forward.
-        var returned: [Tensor<Float>]? = nil  // per core [E, G/d·C, M]
+        var returned: [Tensor<Float>]? = nil  // per core [E·(G/d)·C, M]
         for s in 0...moeCount {
             let incoming = returned
             try Self.check(mesh.run { core in try cores[core].forwardSegment(s, expertOutput: incoming?[core]) })

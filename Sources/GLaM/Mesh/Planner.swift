@@ -9,8 +9,8 @@
 // - FLOPs per token, forward: 2 × (activated matrix parameters outside the embedding lookup, plus
 //   the V·M output projection) + 4·T·N·D per layer (attention scores and values over T keys).
 //   Training: 3 × forward.
-// - Communication per step and core: `stepCommunication` (CommunicationModel.swift) with praxis'
-//   layout: one group per data core; each MoE layer's dispatch and return all-to-alls over `data`
+// - Communication per step and core: `stepCommunication` (CommunicationModel.swift) with a
+//   simplification of praxis' layout (`CommunicationAssumptions.tpu`): one group per data core; each MoE layer's dispatch and return all-to-alls over `data`
 //   (forward and backward) of bf16 activations split over `mdl` along M; the H-split experts'
 //   partial sums over `mdl` (reduce-scatter + all-gather, the bytes of an all-reduce); the fp32
 //   gradients of data-replicated weights (split over m) all-reduced over `data` as a ring.
@@ -55,6 +55,7 @@ public func planTrainingStep(
     _ c: ModelConfiguration, dataCores d: Int, modelCores m: Int, tokensPerStep: Int = 1 << 20, length: Int = 1024
 ) throws(MeshError) -> StepPlan {
     guard d >= 1, m >= 1 else { throw MeshError("mesh axes must have at least one core") }
+    guard tokensPerStep >= 1, length >= 1 else { throw MeshError("a step needs at least one token and a length of at least 1") }
     if c.isMoE {
         guard c.numExperts % d == 0 else { throw MeshError("the data axis (\(d) cores) does not divide the \(c.numExperts) experts") }
         guard c.moeHiddenDim % m == 0 else {

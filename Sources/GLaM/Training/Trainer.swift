@@ -119,6 +119,12 @@ public final class Trainer {
         guard (options.batchSize * options.sequenceLength) % configuration.numGroups == 0 else {
             throw ModelError("num_groups \(configuration.numGroups) does not divide B·T = \(options.batchSize * options.sequenceLength)")
         }
+        let validationRows = min(options.batchSize, dataset.validation.count)  // the validation batch size
+        guard (validationRows * options.sequenceLength) % configuration.numGroups == 0 else {
+            throw ModelError(
+                "num_groups \(configuration.numGroups) does not divide the validation batch of \(validationRows)·\(options.sequenceLength) tokens (the corpus has \(dataset.validation.count) validation rows)"
+            )
+        }
     }
 
     /// The checkpoint of the current state.

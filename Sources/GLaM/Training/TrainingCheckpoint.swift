@@ -113,7 +113,7 @@ public struct TrainingCheckpoint: Sendable, Equatable {
                     throw ModelError("\(name): optimizer statistic of \(parameter) has shape \(v.shape), not \(shape)")
                 }
                 optimizer.slots[parameter] = .full(v: v.floatTensor())
-            } else if step > 0 {
+            } else if step > skipped {  // at least one update was applied
                 throw ModelError("\(name): no optimizer statistics for \(parameter)")
             }
         }
