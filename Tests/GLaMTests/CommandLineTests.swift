@@ -137,8 +137,20 @@ struct CommandLineTests {
                 "--corpus", corpus.path,
             ])
         #expect(resumed.status == 0 && resumed.out.contains("step     4/4"), "\(resumed.err)")
+        let onMesh = runGlam(
+            ["train", "--output", scratch.path("mesh").path, "--resume", "--steps", "5", "--mesh", "2x1", "--corpus", corpus.path])
+        #expect(onMesh.status == 0 && onMesh.out.contains("step     5/5") && onMesh.out.contains("sent per core"), "\(onMesh.err)")
+        let regroup = runGlam(["train", "--output", scratch.path("mesh").path, "--resume", "--groups", "4", "--corpus", corpus.path])
+        #expect(regroup.status == 2 && regroup.err.contains("--groups cannot change a resumed run"))
         let metrics = try String(contentsOf: scratch.path("mesh/metrics.jsonl"), encoding: .utf8)
-        #expect(metrics.contains("\"predicted_bytes_per_core\"") && metrics.contains("\"sent_bytes_per_core\""))
+        // Every step of the mesh runs logged exactly the predicted bytes.
+        let steps = metrics.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }.filter { $0["sent_bytes_per_core"] != nil }
+        #expect(steps.count == 4)  // steps 1–3 on 2×2, step 5 on 2×1 (step 4 ran on one device)
+        for step in steps {
+            #expect(step["sent_bytes_per_core"] as? [String: Int] == step["predicted_bytes_per_core"] as? [String: Int], "\(step)")
+        }
         // Meshes that do not fit.
         let experts = runGlam(
             ["train", "--output", scratch.path("bad").path, "--mesh", "3x1", "--batch", "6", "--groups", "6", "--length", "32"] + [
