@@ -22,5 +22,23 @@ struct ReadmeExampleTests {
         defer { try? FileManager.default.removeItem(at: url) }
         try file.write(to: url)
         #expect(try SafeTensorsFile(contentsOf: url) == file)
+
+        let corpus = try String(
+            contentsOf: fixturesDirectory.appendingPathComponent("corpus/jargon-4.4.7.txt"), encoding: .utf8)
+        let text = String(corpus.prefix(30_000))
+        var configuration = ModelConfiguration.named("tiny")!
+        configuration.numGroups = 2
+        var options = TrainingOptions()
+        (options.batchSize, options.sequenceLength) = (4, 32)
+        let tokenizer = try BytePairTokenizer.train(
+            on: TextDataset.trainingText(of: text), vocabularySize: configuration.vocabSize)
+        let dataset = TextDataset(text: text, tokenizer: tokenizer, length: options.sequenceLength)
+        let mesh = try DeviceMesh(shape: [2, 2], axisNames: ["data", "mdl"])
+        let trainer = try MeshTrainer(
+            configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset, mesh: mesh)
+        let report = try trainer.trainStep()
+        let single = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
+        #expect(abs(report.loss - (try single.trainStep().loss)) <= 1e-5 * report.loss)
+        #expect(trainer.ledger.bytesSent(along: "data", coreCount: mesh.coreCount).allSatisfy { $0 > 0 })
     }
 }
