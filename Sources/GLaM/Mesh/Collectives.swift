@@ -37,15 +37,15 @@ public final class CommunicationLedger: Sendable {
 }
 
 extension DeviceMesh {
-    func checkShards(_ shards: [Tensor<Float>], _ what: String) throws(MeshError) {
+    func checkShards<Scalar>(_ shards: [Tensor<Scalar>], _ what: String) throws(MeshError) {
         guard shards.count == coreCount else { throw MeshError("\(what): \(shards.count) shards for \(coreCount) cores") }
     }
 
     /// All-reduce (sum) along `axis`: each core receives the sum of its group's shards, summed in
     /// increasing coordinate order. Shards of a group must have equal shapes.
-    public func allReduce(_ shards: [Tensor<Float>], along axisName: String, ledger: CommunicationLedger? = nil) throws(MeshError)
-        -> [Tensor<Float>]
-    {
+    public func allReduce<Scalar: TensorScalar>(
+        _ shards: [Tensor<Scalar>], along axisName: String, ledger: CommunicationLedger? = nil
+    ) throws(MeshError) -> [Tensor<Scalar>] {
         try checkShards(shards, "all-reduce")
         let axis = try self.axis(axisName)
         var out = shards
@@ -60,7 +60,8 @@ extension DeviceMesh {
             for core in group {
                 out[core] = total
                 if n > 1 {
-                    ledger?.record(axis: axisName, core: core, bytes: 2 * (n - 1) * total.scalarCount * 4 / n, coreCount: coreCount)
+                    let bytes = total.scalarCount * MemoryLayout<Scalar>.size
+                    ledger?.record(axis: axisName, core: core, bytes: 2 * (n - 1) * bytes / n, coreCount: coreCount)
                 }
             }
         }

@@ -9,9 +9,9 @@
 //   all-reduce over mdl    per MoE layer: the expert output (forward) and the expert input's gradient
 //                          (backward) are partial sums over H/m: 2 × [E/d, G·C, M]
 //   all-reduce over data   the gradients of every weight replicated over data (all but the experts)
-//   optimizer sums         per expert weight: Σu² and ΣW² (two Doubles) over data and mdl, and, when
-//                          H is split and the statistics are factored, vr's row sums of `wi`
-//                          [E/d, M] or vc's column sums and Σvr of `wo` [E/d, M] + [E/d] over mdl
+//   optimizer sums         per expert weight: Σu² and ΣW² (two Doubles) over mdl then data, and, when
+//                          H is split and the statistics are factored, over mdl: the row sums of
+//                          g² of `wi` [E/d, M], or the column sums of `wo` [E/d, M] and its Σvr [E/d]
 
 /// The bytes each core sends in one training step, by collective.
 public struct StepCommunication: Sendable, Equatable {
@@ -105,9 +105,13 @@ public func stepCommunication(
     for (name, shape) in ModelParameters.shapes(for: c) {
         let count = shape.reduce(1, *)
         if MeshLayout.isExpertWeight(name) {
-            let local = c.numExperts / d
-            let exchanged = m > 1 && adafactor.isFactored(shape) ? local * c.modelDim + (name.hasSuffix("moe.wo") ? local : 0) : 0
-            if m > 1 { out.optimizerModel += allReduce(m, exchanged * 4 + 16) }
+            // Split over mdl and factored: wi's row sums [E/d, M]; wo's column sums [E/d, M] and Σvr [E/d].
+            if m > 1 && adafactor.isFactored(shape) {
+                let local = c.numExperts / d
+                out.optimizerModel += allReduce(m, local * c.modelDim * 4) + (name.hasSuffix("moe.wo") ? allReduce(m, local * 4) : 0)
+            }
+            // Σu² and ΣW² as two Doubles, over mdl and then data.
+            out.optimizerModel += allReduce(m, 16)
             out.optimizerData += allReduce(d, 16)
         } else {
             out.gradientAllReduce += allReduce(d, count * 4 / (assumptions.replicatedWeightsSplitOverModel ? m : 1))

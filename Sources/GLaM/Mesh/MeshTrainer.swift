@@ -13,8 +13,8 @@
 //                            order) and divided by d; an expert weight's gradient is already
 //                            complete on its core (the all-to-alls brought every group's share),
 //                            and is divided by d too
-//   update:                  Adafactor on each core's shards (ShardedAdafactor.swift), the few
-//                            sums it needs across shards counted as all-reduces
+//   update:                  Adafactor on each core's shards (ShardedAdafactor.swift); the few
+//                            sums it needs across shards are all-reduces
 //
 // The single-device loss is the mean of the d cores' losses (CE, z and aux are means over equal
 // shares), so its gradient is the mean of theirs. On one core every step is bitwise the
@@ -221,7 +221,7 @@ public final class MeshTrainer {
     }
 
     /// Adafactor on every core: replicated weights each core updates alike; expert weights as
-    /// shards, with the sums across shards (ShardedAdafactor.swift) counted as all-reduces.
+    /// shards, with the sums across shards (ShardedAdafactor.swift) made by all-reduces.
     private func update(gradients: [[String: Tensor<Float>]], learningRate: Float) throws {
         let (d, m) = (layout.dataCores, layout.modelCores)
         let mesh = self.mesh
@@ -247,10 +247,9 @@ public final class MeshTrainer {
                 }
             }
             let split: AdafactorShardSplit = m == 1 ? .none : (MeshLayout.hiddenAxis(name) == 2 ? .columns : .rows)
-            let exchanged = Adafactor.updateShards(
-                &shards, split: split,
-                shape: fullShapes[name]!,
-                configuration: coreOptimizers[0].configuration, step: step, learningRate: learningRate)
+            Adafactor.updateShards(
+                &shards, split: split, shape: fullShapes[name]!, configuration: coreOptimizers[0].configuration, step: step,
+                learningRate: learningRate, sums: shardSums())
             for i in 0..<d {
                 for j in 0..<m {
                     let core = layout.core(data: i, model: j)
@@ -258,20 +257,30 @@ public final class MeshTrainer {
                     coreOptimizers[core].slots[name] = shards[i][j].slot
                 }
             }
-            recordOptimizerSums(exchanged: exchanged)
         }
     }
 
-    /// Counts the optimizer's sums across shards as ring all-reduces: `exchanged` Float32 values over
-    /// `mdl`, and the two Double sums of squares over `mdl` and then `data`.
-    private func recordOptimizerSums(exchanged: Int) {
-        for core in 0..<mesh.coreCount {
-            for (axis, n) in [(layout.modelAxis, layout.modelCores), (layout.dataAxis, layout.dataCores)] {
-                guard let axis, n > 1 else { continue }
-                let values = axis == layout.modelAxis ? exchanged * 4 + 16 : 16
-                ledger.record(axis: mesh.axisNames[axis], core: core, bytes: 2 * (n - 1) * values / n, coreCount: mesh.coreCount)
+    /// Adafactor's sums across expert-weight shards as all-reduces on the mesh: along a split of H,
+    /// over `mdl`; over every shard, over `mdl` and then `data`. The grid `[i][j]` of partials is
+    /// the cores at `data` coordinate i and `mdl` coordinate j.
+    private func shardSums() -> AdafactorShardSums {
+        let (layout, mesh, ledger) = (self.layout, self.mesh, self.ledger)
+        func reduced<Scalar: TensorScalar>(_ grid: [[[Scalar]]], along axes: [Int?]) -> [Tensor<Scalar>] {
+            var shards = (0..<mesh.coreCount).map { core in
+                let values = grid[layout.dataCoordinate(of: core)][layout.modelCoordinate(of: core)]
+                return Tensor(shape: [values.count], scalars: values)
             }
+            for axis in axes.compactMap({ $0 }) {
+                shards = try! mesh.allReduce(shards, along: mesh.axisNames[axis], ledger: ledger)  // equal shapes on every core
+            }
+            return shards
         }
+        return AdafactorShardSums(
+            alongSplit: { grid in
+                let totals = reduced(grid, along: [layout.modelAxis])
+                return (0..<grid.count).map { i in totals[layout.core(data: i, model: 0)].scalars }
+            },
+            overAll: { grid in reduced(grid, along: [layout.modelAxis, layout.dataAxis])[0].scalars })
     }
 
     /// Cross-entropy per real token on the validation rows (as `Trainer.validationLoss`), with the

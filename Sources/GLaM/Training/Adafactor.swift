@@ -73,7 +73,7 @@ public struct Adafactor: Sendable, Equatable {
     public mutating func update(_ name: String, weight: inout Tensor<Float>, gradient g: Tensor<Float>, step: Int, learningRate: Float) {
         precondition(weight.shape == g.shape, "Adafactor: gradient \(g.shape) for \(name) \(weight.shape)")
         var shards = [[AdafactorShard(weight: weight, gradient: g, slot: slots[name])]]
-        _ = Self.updateShards(
+        Self.updateShards(
             &shards, split: .none, shape: weight.shape, configuration: configuration, step: step, learningRate: learningRate)
         weight = shards[0][0].weight
         slots[name] = shards[0][0].slot
