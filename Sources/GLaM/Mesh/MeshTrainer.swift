@@ -126,8 +126,7 @@ public final class MeshTrainer {
     /// Forward and backward on every core: per core the gradients of the batch loss (replicated
     /// weights all-reduced over `data`), and the report (`applied`: whether they are all finite).
     private func lossAndGradients() throws -> (gradients: [[String: Tensor<Float>]], report: StepReport) {
-        let (d, m) = (layout.dataCores, layout.modelCores)
-        let mesh = self.mesh
+        let d = layout.dataCores
         let rows = TextDataset.rows(step: step, batchSize: options.batchSize, rowCount: dataset.training.count, seed: options.seed)
         var local = configuration
         local.numGroups /= d
@@ -138,65 +137,91 @@ public final class MeshTrainer {
                 configuration: local, batch: dataset.training.batch(rows: Array(rows[(i * share)..<((i + 1) * share)])),
                 parameters: coreParameters[core])
         }
-        let moeCount = cores[0].moeLayers.count
-        let e = configuration.numExperts
-        let data = layout.dataAxis.map { mesh.axisNames[$0] }, model = layout.modelAxis.map { mesh.axisNames[$0] }
+        try forward(cores)
+        try backward(cores)
+        let gradients = try averagedGradients(cores)
+        return (gradients, report(cores, gradients: gradients))
+    }
 
-        // Forward.
+    /// The shapes of one MoE layer's exchange: experts E, this core's groups G/d, capacity C, M.
+    private func exchangeShape(_ cores: [CoreStep], layer s: Int) -> (e: Int, g: Int, c: Int, m: Int) {
+        (configuration.numExperts, cores[0].configuration.numGroups, cores[0].segments[s].routing!.capacity, configuration.modelDim)
+    }
+
+    private var dataAxisName: String? { layout.dataAxis.map { mesh.axisNames[$0] } }
+    private var modelAxisName: String? { layout.modelAxis.map { mesh.axisNames[$0] } }
+
+    /// The forward pass: segments on every core, and per MoE layer the dispatch all-to-all, the
+    /// local experts, the all-reduce of their partial sums over `mdl` and the all-to-all back.
+    private func forward(_ cores: [CoreStep]) throws {
+        let (mesh, d) = (self.mesh, layout.dataCores)
+        let moeCount = cores[0].moeLayers.count
         var returned: [Tensor<Float>]? = nil  // per core [E·(G/d)·C, M]
         for s in 0...moeCount {
             let incoming = returned
             try Self.check(mesh.run { core in try cores[core].forwardSegment(s, expertOutput: incoming?[core]) })
             guard s < moeCount else { break }
-            let capacity = cores[0].segments[s].routing!.capacity
-            let (g, mDim) = (local.numGroups, configuration.modelDim)
-            let dispatched = cores.map { $0.segments[s].expertInput!.value.reshaped(to: [e, g, capacity, mDim]) }
-            let byExpert = try exchange(dispatched, along: data, split: 0, join: 1)  // [E/d, G, C, M]
+            let (e, g, c, m) = exchangeShape(cores, layer: s)
+            let dispatched = cores.map { $0.segments[s].expertInput!.value.reshaped(to: [e, g, c, m]) }
+            let byExpert = try exchange(dispatched, along: dataAxisName, split: 0, join: 1)  // [E/d, G, C, M]
             var out = mesh.run { core in
-                cores[core].forwardExperts(s, input: byExpert[core].reshaped(to: [e / d, d * g * capacity, mDim]))
+                cores[core].forwardExperts(s, input: byExpert[core].reshaped(to: [e / d, d * g * c, m]))
             }  // [E/d, G·C, M], partial over H
-            if let model, m > 1 { out = try mesh.allReduce(out, along: model, ledger: ledger) }
-            returned = try exchange(out.map { $0.reshaped(to: [e / d, d * g, capacity, mDim]) }, along: data, split: 1, join: 0)
-                .map { $0.reshaped(to: [e * g * capacity, mDim]) }
+            if let model = modelAxisName, layout.modelCores > 1 { out = try mesh.allReduce(out, along: model, ledger: ledger) }
+            returned = try exchange(out.map { $0.reshaped(to: [e / d, d * g, c, m]) }, along: dataAxisName, split: 1, join: 0)
+                .map { $0.reshaped(to: [e * g * c, m]) }  // [E, G/d, C, M] flattened
         }
+    }
 
-        // Backward.
+    /// The backward pass: segments in reverse, and per MoE layer the two all-to-alls in reverse
+    /// order around the experts' backward, the input gradient all-reduced over `mdl`.
+    private func backward(_ cores: [CoreStep]) throws {
+        let (mesh, d) = (self.mesh, layout.dataCores)
+        let moeCount = cores[0].moeLayers.count
         _ = mesh.run { core in cores[core].backwardSegment(moeCount, expertInputGradient: nil) }
         for s in stride(from: moeCount - 1, through: 0, by: -1) {
-            let capacity = cores[0].segments[s].routing!.capacity
-            let (g, mDim) = (local.numGroups, configuration.modelDim)
+            let (e, g, c, m) = exchangeShape(cores, layer: s)
             let dOut = try exchange(
-                cores.map { $0.expertOutputGradient(s + 1).reshaped(to: [e, g, capacity, mDim]) }, along: data, split: 0, join: 1)
+                cores.map { $0.expertOutputGradient(s + 1).reshaped(to: [e, g, c, m]) }, along: dataAxisName, split: 0, join: 1)
             var dIn = mesh.run { core in
-                cores[core].backwardExperts(s, gradient: dOut[core].reshaped(to: [e / d, d * g * capacity, mDim]))
-            }
-            if let model, m > 1 { dIn = try mesh.allReduce(dIn, along: model, ledger: ledger) }
-            let dDispatched = try exchange(dIn.map { $0.reshaped(to: [e / d, d * g, capacity, mDim]) }, along: data, split: 1, join: 0)
+                cores[core].backwardExperts(s, gradient: dOut[core].reshaped(to: [e / d, d * g * c, m]))
+            }  // [E/d, G·C, M], partial over H
+            if let model = modelAxisName, layout.modelCores > 1 { dIn = try mesh.allReduce(dIn, along: model, ledger: ledger) }
+            let dDispatched = try exchange(dIn.map { $0.reshaped(to: [e / d, d * g, c, m]) }, along: dataAxisName, split: 1, join: 0)
             _ = mesh.run { core in
-                cores[core].backwardSegment(s, expertInputGradient: dDispatched[core].reshaped(to: [e, g * capacity, mDim]))
+                cores[core].backwardSegment(s, expertInputGradient: dDispatched[core].reshaped(to: [e, g * c, m]))
             }
         }
+    }
 
-        // Gradients: replicated weights all-reduced over data, then every gradient divided by d.
+    /// Per core, the gradients of the batch loss: replicated weights' all-reduced over `data`, then
+    /// every gradient divided by d (each core's loss is the mean over its share of the batch).
+    private func averagedGradients(_ cores: [CoreStep]) throws -> [[String: Tensor<Float>]] {
+        let d = layout.dataCores
         var gradients = cores.map(\.gradients)
         for name in coreParameters[0].keys.sorted() {
             let parts = cores.map { $0.gradients[name] ?? Tensor(zeros: coreParameters[0][name]!.shape) }
             var reduced = parts
-            if !MeshLayout.isExpertWeight(name), let data { reduced = try mesh.allReduce(parts, along: data, ledger: ledger) }
+            if !MeshLayout.isExpertWeight(name), let data = dataAxisName {
+                reduced = try mesh.allReduce(parts, along: data, ledger: ledger)
+            }
             for core in cores.indices { gradients[core][name] = d > 1 ? reduced[core] * (1 / Float(d)) : reduced[core] }
         }
+        return gradients
+    }
 
-        // Losses of the whole batch: means over the data cores (mdl replicas hold copies).
+    /// The step's report: losses of the whole batch as means over the `data` cores (`mdl` replicas
+    /// hold copies), expert loads and real tokens summed over them.
+    private func report(_ cores: [CoreStep], gradients: [[String: Tensor<Float>]]) -> StepReport {
+        let d = layout.dataCores
         let firstRow = (0..<d).map { layout.core(data: $0, model: 0) }
         let perCore = firstRow.map { cores[$0].losses }
         let mean = { (value: ((loss: Float, crossEntropy: Float, zLoss: Float, auxLoss: Float)) -> Float) in
             d == 1 ? value(perCore[0]) : perCore.reduce(Float(0)) { $0 + value($1) } / Float(d)
         }
         let loss = mean { $0.loss }
-        let learningRate = options.schedule.learningRate(step: step)
         let finite = loss.isFinite && gradients.allSatisfy { $0.values.allSatisfy { $0.scalars.allSatisfy(\.isFinite) } }
-
-        var load = [Int](repeating: 0, count: e)
+        var load = [Int](repeating: 0, count: configuration.numExperts)
         var tokens = 0
         for core in firstRow {
             for segment in cores[core].segments.dropLast() {
@@ -204,10 +229,10 @@ public final class MeshTrainer {
             }
             tokens += cores[core].context.batch.paddings!.filter { $0 == 0 }.count
         }
-        let report = StepReport(
+        return StepReport(
             step: step, loss: loss, crossEntropy: mean { $0.crossEntropy }, zLoss: mean { $0.zLoss }, auxLoss: mean { $0.auxLoss },
-            applied: finite, learningRate: learningRate, tokens: tokens, expertLoad: configuration.isMoE ? load : [])
-        return (gradients, report)
+            applied: finite, learningRate: options.schedule.learningRate(step: step), tokens: tokens,
+            expertLoad: configuration.isMoE ? load : [])
     }
 
     /// An all-to-all over `axis`, or nothing to do on a mesh without it.
