@@ -23,7 +23,7 @@ struct MeshTrainingTests {
     }
 
     static let meshes: [([Int], [String])] = [
-        ([1], ["data"]), ([2], ["data"]), ([4], ["data"]), ([8], ["data"]), ([2, 2], ["data", "mdl"]),
+        ([1], ["data"]), ([2], ["data"]), ([4], ["data"]), ([8], ["data"]), ([2, 2], ["data", "mdl"]), ([2], ["mdl"]),
     ]
 
     /// |a − b| ≤ tolerance · max|b| elementwise (relative to the largest element of b).
@@ -32,7 +32,7 @@ struct MeshTrainingTests {
         return a.shape == b.shape && zip(a.scalars, b.scalars).allSatisfy { abs($0 - $1) <= tolerance * scale }
     }
 
-    @Test("loss, aux loss and gradients on meshes of 1, 2, 4, 8 and 2×2 cores equal one device's (bitwise on one core)")
+    @Test("loss, aux loss and gradients on meshes of 1, 2, 4, 8, 2×2 and mdl-only 2 cores equal one device's (bitwise on one core)")
     func gradientsEqualSingleDevice() throws {
         let (configuration, options, dataset, tokenizer) = try Self.setup()
         let parameters = ModelParameters(configuration: configuration, seed: options.seed)
@@ -69,7 +69,7 @@ struct MeshTrainingTests {
         }
     }
 
-    @Test("three training steps on meshes of 1, 2, 4, 8 and 2×2 cores: one device's losses, parameters and statistics")
+    @Test("three training steps on meshes of 1, 2, 4, 8, 2×2 and mdl-only 2 cores: one device's losses, parameters and statistics")
     func stepsEqualSingleDevice() throws {
         let (configuration, options, dataset, tokenizer) = try Self.setup()
         let single = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
