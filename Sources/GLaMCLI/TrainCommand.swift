@@ -109,9 +109,8 @@ enum TrainCommand: Subcommand {
                 options.schedule.peak = value
             }
             // Refuse what cannot work before the tokenizer is trained.
-            guard (options.batchSize * options.sequenceLength) % configuration.numGroups == 0 else {
-                throw UsageError(
-                    "train: num_groups \(configuration.numGroups) does not divide B·T = \(options.batchSize)·\(options.sequenceLength)")
+            do { try Trainer.checkGroups(options: options, configuration: configuration) } catch {
+                throw UsageError("train: \(error.description)")
             }
             if let mesh {
                 do { try MeshLayout(mesh: mesh).check(configuration, batchSize: options.batchSize) } catch { throw unfitting(mesh, error) }

@@ -81,10 +81,7 @@ public func stepCommunication(
     guard g >= 1, (batchSize * length) % g == 0, !c.isMoE || g % d == 0 else {
         throw MeshError("\(g) groups must split the \(batchSize)·\(length) tokens and divide over the \(d) data cores")
     }
-    if c.isMoE {
-        guard c.numExperts % d == 0 else { throw MeshError("the \(d) data cores do not divide the \(c.numExperts) experts") }
-        guard c.moeHiddenDim % m == 0 else { throw MeshError("the \(m) mdl cores do not divide the expert hidden size \(c.moeHiddenDim)") }
-    }
+    try MeshLayout.checkExperts(c, dataCores: d, modelCores: m)
     guard !assumptions.activationsSplitOverModel || c.modelDim % m == 0 else {
         throw MeshError("the \(m) mdl cores do not divide the model dimension \(c.modelDim)")
     }

@@ -38,10 +38,15 @@ public struct MeshLayout: Sendable, Equatable {
             throw MeshError("the \(d) cores of axis 'data' do not divide the \(c.numGroups) groups")
         }
         guard c.isMoE || m == 1 else { throw MeshError("a dense model has no expert weights to split over the \(m) cores of axis 'mdl'") }
-        guard !c.isMoE || c.numExperts % d == 0 else {
-            throw MeshError("the \(d) cores of axis 'data' do not divide the \(c.numExperts) experts")
-        }
-        guard !c.isMoE || c.moeHiddenDim % m == 0 else {
+        try Self.checkExperts(c, dataCores: d, modelCores: m)
+    }
+
+    /// The check every expert layout shares (the trainer, the communication model, the planner):
+    /// d divides E and m divides the expert hidden size H (nothing to check for a dense model).
+    static func checkExperts(_ c: ModelConfiguration, dataCores d: Int, modelCores m: Int) throws(MeshError) {
+        guard c.isMoE else { return }
+        guard c.numExperts % d == 0 else { throw MeshError("the \(d) cores of axis 'data' do not divide the \(c.numExperts) experts") }
+        guard c.moeHiddenDim % m == 0 else {
             throw MeshError("the \(m) cores of axis 'mdl' do not divide the expert hidden size \(c.moeHiddenDim)")
         }
     }

@@ -56,12 +56,7 @@ public func planTrainingStep(
 ) throws(MeshError) -> StepPlan {
     guard d >= 1, m >= 1 else { throw MeshError("mesh axes must have at least one core") }
     guard tokensPerStep >= 1, length >= 1 else { throw MeshError("a step needs at least one token and a length of at least 1") }
-    if c.isMoE {
-        guard c.numExperts % d == 0 else { throw MeshError("the data axis (\(d) cores) does not divide the \(c.numExperts) experts") }
-        guard c.moeHiddenDim % m == 0 else {
-            throw MeshError("the mdl axis (\(m) cores) does not divide the expert hidden size \(c.moeHiddenDim)")
-        }
-    }
+    try MeshLayout.checkExperts(c, dataCores: d, modelCores: m)
     guard tokensPerStep % length == 0, (tokensPerStep / length) % d == 0 else {
         throw MeshError("the data axis (\(d) cores) does not divide the \(tokensPerStep / length) sequences of a step")
     }

@@ -12,8 +12,6 @@
 // leading index. Who makes the sums is the caller's choice (`AdafactorShardSums`): in order on one
 // machine, or as all-reduces on a mesh. With one shard this is exactly `Adafactor.update`.
 
-import Foundation
-
 /// One shard of a weight being updated: its values, its gradient and its statistics.
 struct AdafactorShard {
     var weight: Tensor<Float>
@@ -57,7 +55,7 @@ extension Adafactor {
         _ shards: inout [[AdafactorShard]], split: AdafactorShardSplit, shape: [Int], configuration c: AdafactorConfiguration,
         step: Int, learningRate: Float, sums: AdafactorShardSums = .inOrder
     ) {
-        let rho = Float(1 - Foundation.pow(Double(step) + 1, -c.decayExponent))
+        let rho = Adafactor(configuration: c).decay(step: step)
         var updates: [[[Float]]]
         if c.isFactored(shape) {
             updates = factoredUpdates(

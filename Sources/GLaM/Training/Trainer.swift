@@ -106,6 +106,14 @@ public final class Trainer {
         self.dataset = dataset
     }
 
+    /// Checks that `configuration`'s num_groups G divides a batch's B·T tokens (the MoE routing
+    /// groups), before any data is prepared.
+    public static func checkGroups(options: TrainingOptions, configuration: ModelConfiguration) throws(ModelError) {
+        guard (options.batchSize * options.sequenceLength) % configuration.numGroups == 0 else {
+            throw ModelError("num_groups \(configuration.numGroups) does not divide B·T = \(options.batchSize * options.sequenceLength)")
+        }
+    }
+
     static func validate(options: TrainingOptions, configuration: ModelConfiguration, dataset: TextDataset) throws(ModelError) {
         guard options.batchSize >= 1, options.sequenceLength >= 1, options.steps >= 0 else {
             throw ModelError("batch size and sequence length must be at least 1, steps at least 0")
@@ -116,9 +124,7 @@ public final class Trainer {
         guard dataset.training.count >= options.batchSize else {
             throw ModelError("the corpus gives \(dataset.training.count) training rows, fewer than one batch of \(options.batchSize)")
         }
-        guard (options.batchSize * options.sequenceLength) % configuration.numGroups == 0 else {
-            throw ModelError("num_groups \(configuration.numGroups) does not divide B·T = \(options.batchSize * options.sequenceLength)")
-        }
+        try checkGroups(options: options, configuration: configuration)
         let validationRows = min(options.batchSize, dataset.validation.count)  // the validation batch size
         guard (validationRows * options.sequenceLength) % configuration.numGroups == 0 else {
             throw ModelError(
