@@ -184,24 +184,23 @@ enum BenchCommand: Subcommand {
         let tokens = (0..<(b * t)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
         let targets = (0..<(b * t)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
         let batch = TokenBatch(batchSize: b, length: t, tokens: tokens, targets: targets)
-        let constants = parameters.tensors.mapValues { Variable(constant: $0) }
+        let constants = parameters.constants
         var results: [(mode: String, best: Double, median: Double, runs: Int)] = []
         var optimizer = Adafactor()
-        var trained = parameters.tensors
+        var trained = parameters
         for mode in ["forward", "forward+backward", "train step"] {
             func once() throws -> Double {
                 let start = DispatchTime.now().uptimeNanoseconds
                 if mode == "forward" {
-                    _ = try decoderForward(parameters: constants, configuration: configuration, batch: batch)
+                    let _: DecoderOutput<Float> = try constants(batch)
                 } else {
                     let tape = Tape<Float>()
-                    let variables = trained.mapValues { tape.variable($0) }
-                    let out = try decoderForward(parameters: variables, configuration: configuration, batch: batch)
-                    let gradients = tape.gradients(of: out.loss!)
+                    let variables = trained.variables(on: tape)
+                    let out: DecoderOutput<Float> = try variables(batch)
+                    let gradients = variables.gradients(from: tape.gradients(of: out.loss!))
                     if mode == "train step" {
-                        for name in trained.keys.sorted() {
-                            optimizer.update(
-                                name, weight: &trained[name]!, gradient: gradients[variables[name]!]!, step: 0, learningRate: 0.01)
+                        for (path, gradient) in gradients.weights {
+                            optimizer.update(path, weight: &trained[path], gradient: gradient, step: 0, learningRate: 0.01)
                         }
                     }
                 }

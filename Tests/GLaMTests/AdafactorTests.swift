@@ -25,10 +25,11 @@ struct AdafactorTests {
 
     @Test("the first step moves every element by lr·max(RMS(W), 1e-3)·sign(g) (unfactored: u = g/|g|)")
     func firstStep() {
-        var optimizer = Adafactor()
+        let optimizer = Adafactor()
         var weight = Tensor<Float>([0.5, -0.5, 0.5, -0.5])  // RMS 0.5
         let gradient = Tensor<Float>([2, -3, 0.001, 4])
-        optimizer.update("w", weight: &weight, gradient: gradient, step: 0, learningRate: 0.1)
+        var slot: AdafactorSlot? = nil
+        optimizer.update(weight: &weight, gradient: gradient, slot: &slot, step: 0, learningRate: 0.1)
         // u = g/√(g² + 1e-30) = ±1, RMS(u) = 1: no clipping; step = 0.1·0.5 = 0.05.
         #expect(weight.scalars.map { ($0 * 1e5).rounded() / 1e5 } == [0.45, -0.45, 0.45, -0.55])
     }
@@ -37,12 +38,13 @@ struct AdafactorTests {
     func factoredPerExpert() {
         var configuration = AdafactorConfiguration()
         configuration.minDimSizeToFactor = 2
-        var optimizer = Adafactor(configuration: configuration)
+        let optimizer = Adafactor(configuration: configuration)
         var weight = Tensor<Float>(repeating: 1, shape: [2, 2, 3])
+        var slot: AdafactorSlot? = nil
         // Expert 0's g² is rank one (outer product of row and column scales): the factored estimate is exact.
         let g: [Float] = [1, 2, 3, 2, 4, 6, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
-        optimizer.update("w", weight: &weight, gradient: Tensor(shape: [2, 2, 3], scalars: g), step: 0, learningRate: 0.01)
-        guard case .factored(let vr, let vc)? = optimizer.slots["w"] else {
+        optimizer.update(weight: &weight, gradient: Tensor(shape: [2, 2, 3], scalars: g), slot: &slot, step: 0, learningRate: 0.01)
+        guard case .factored(let vr, let vc)? = slot else {
             Issue.record("expected factored statistics")
             return
         }
@@ -57,12 +59,108 @@ struct AdafactorTests {
     func clipping() {
         var configuration = AdafactorConfiguration()
         configuration.multiplyByParameterScale = false
-        var optimizer = Adafactor(configuration: configuration)
+        let optimizer = Adafactor(configuration: configuration)
         var weight = Tensor<Float>(zeros: [4])
+        var slot: AdafactorSlot? = nil
         // Step 1 after a tiny step 0: v is dominated by the old small g², so u is huge and clipped.
-        optimizer.update("w", weight: &weight, gradient: Tensor([1e-3, 1e-3, 1e-3, 1e-3]), step: 0, learningRate: 0)
-        optimizer.update("w", weight: &weight, gradient: Tensor([1, 1, 1, 1]), step: 1, learningRate: 1)
+        optimizer.update(weight: &weight, gradient: Tensor([1e-3, 1e-3, 1e-3, 1e-3]), slot: &slot, step: 0, learningRate: 0)
+        optimizer.update(weight: &weight, gradient: Tensor([1, 1, 1, 1]), slot: &slot, step: 1, learningRate: 1)
         let rms = (weight.scalars.map { $0 * $0 }.reduce(0, +) / 4).squareRoot()
         #expect(abs(rms - 1) < 1e-6)
+    }
+
+    /// A weight for the reference comparison: its shape, settings, and the gradient's standard
+    /// deviation at each consecutive step (from step 0).
+    struct ReferenceCase: Sendable, CustomTestStringConvertible {
+        var name: String
+        var shape: [Int]
+        var multiplyByParameterScale = true
+        var weightDeviation: Float = 0.05
+        var gradientDeviations: [Float] = [1, 0.5, 2]
+        /// Whether update clipping must trigger at the last step (gradients growing 100× a step).
+        var clips = false
+        var testDescription: String { name }
+    }
+
+    static let referenceCases = [
+        ReferenceCase(name: "factored 130×140", shape: [130, 140]),
+        ReferenceCase(name: "factored 130×140 without parameter scale", shape: [130, 140], multiplyByParameterScale: false),
+        ReferenceCase(name: "factored experts [3, 128, 130]", shape: [3, 128, 130]),
+        ReferenceCase(
+            name: "factored experts [3, 128, 130], clipped", shape: [3, 128, 130], gradientDeviations: [0.01, 1, 100], clips: true),
+        ReferenceCase(name: "unfactored 127×140 (one dimension below 128)", shape: [127, 140], multiplyByParameterScale: false),
+        ReferenceCase(
+            name: "unfactored 5×7 without parameter scale, clipped", shape: [5, 7], multiplyByParameterScale: false,
+            gradientDeviations: [0.001, 0.1, 10], clips: true),
+        ReferenceCase(name: "vector of 10 with tiny weights (ε2 floor)", shape: [10], weightDeviation: 1e-5),
+    ]
+
+    @Test("the reference update agrees bitwise with the fast sharded update on one shard", arguments: referenceCases)
+    func referenceAgreesWithFastPath(_ example: ReferenceCase) throws {
+        var configuration = AdafactorConfiguration()
+        configuration.multiplyByParameterScale = example.multiplyByParameterScale
+        let optimizer = Adafactor(configuration: configuration)
+        let schedule = LearningRateSchedule(peak: 0.01, constantSteps: 1)  // 0.01, 0.01, 0.01/√2
+        var generator = SeededGenerator(seed: 11)
+        let initial = Tensor<Float>.randomNormal(shape: example.shape, standardDeviation: example.weightDeviation, generator: &generator)
+        var fastWeight = initial, referenceWeight = initial
+        var referenceSlot: AdafactorSlot?
+        var fastSlot: AdafactorSlot?
+        for (step, deviation) in example.gradientDeviations.enumerated() {
+            let gradient = Tensor<Float>.randomNormal(shape: example.shape, standardDeviation: deviation, generator: &generator)
+            let learningRate = schedule.learningRate(step: step)
+            optimizer.update(weight: &fastWeight, gradient: gradient, slot: &fastSlot, step: step, learningRate: learningRate)
+            let reference = referenceAdafactorUpdate(
+                weight: referenceWeight, gradient: gradient, slot: referenceSlot, step: step, learningRate: learningRate,
+                configuration: configuration)
+            referenceWeight = reference.weight
+            referenceSlot = reference.slot
+            #expect(referenceWeight == fastWeight, "step \(step)")
+            #expect(reference.slot == fastSlot, "step \(step)")
+            // Bit patterns too: == would accept −0 for 0 and reject NaN.
+            #expect(referenceWeight.scalars.map(\.bitPattern) == fastWeight.scalars.map(\.bitPattern), "step \(step)")
+            #expect(Self.bitPatterns(reference.slot) == Self.bitPatterns(try #require(fastSlot)), "step \(step)")
+            if example.clips && step == example.gradientDeviations.count - 1 {
+                #expect(Self.unclippedRMS(gradient: gradient, slot: reference.slot) > 1.2 * Double(configuration.clippingThreshold))
+            }
+        }
+        let slot = try #require(referenceSlot)
+        if case .factored = slot {
+            #expect(configuration.isFactored(example.shape))
+        } else {
+            #expect(!configuration.isFactored(example.shape))
+        }
+        #expect(referenceWeight.scalars.allSatisfy(\.isFinite) && referenceWeight != initial)
+    }
+
+    /// The bit patterns of a slot's statistics.
+    static func bitPatterns(_ slot: AdafactorSlot) -> [[UInt32]] {
+        switch slot {
+        case .factored(let vr, let vc): [vr.scalars.map(\.bitPattern), vc.scalars.map(\.bitPattern)]
+        case .full(let v): [v.scalars.map(\.bitPattern)]
+        }
+    }
+
+    /// RMS(u) of the unclipped update u = g/√v (or g/√(vr ⊗ vc / mean(vr))) that `slot` gives, in Double.
+    static func unclippedRMS(gradient: Tensor<Float>, slot: AdafactorSlot) -> Double {
+        let g = gradient.scalars.map(Double.init)
+        var total = 0.0
+        switch slot {
+        case .full(let v):
+            for i in g.indices { total += g[i] * g[i] / Double(v.scalars[i]) }
+        case .factored(let vr, let vc):
+            let (rows, columns) = (gradient.shape[gradient.rank - 2], gradient.shape[gradient.rank - 1])
+            for b in 0..<g.count / (rows * columns) {
+                let r = vr.scalars[(b * rows)..<((b + 1) * rows)].map(Double.init)
+                let mean = r.reduce(0, +) / Double(rows)
+                for i in 0..<rows {
+                    for j in 0..<columns {
+                        let x = g[(b * rows + i) * columns + j]
+                        total += x * x * mean / (r[i] * Double(vc.scalars[b * columns + j]))
+                    }
+                }
+            }
+        }
+        return (total / Double(g.count)).squareRoot()
     }
 }

@@ -126,13 +126,11 @@ struct AutogradTests {
             let tape = Tape<Float>()
             released = tape
             let configuration = ModelConfiguration.named("tiny")!
-            let variables = ModelParameters(configuration: configuration, seed: 1).tensors.mapValues { tape.variable($0) }
+            let variables = ModelParameters(configuration: configuration, seed: 1).variables(on: tape)
             let batch = TokenBatch(
                 batchSize: 2, length: 8, tokens: Array(0..<16), targets: Array(1..<17), paddings: [Float](repeating: 0, count: 15) + [1])
-            let output = try decoderForward(parameters: variables, configuration: configuration, batch: batch)
+            let output: DecoderOutput<Float> = try variables(batch)
             _ = tape.gradients(of: output.loss!)
-            let dense = try decoderForward(parameters: variables, configuration: configuration, batch: batch, moeImplementation: .dense)
-            _ = tape.gradients(of: dense.loss!)
         }
         #expect(released == nil, "the tape leaked: a backward closure captures a Variable")
     }

@@ -167,7 +167,8 @@ struct PlannerTests {
             let others = Double(count.total) - expertWeights
             // Adafactor: factored [M, H] per expert → M + H; others counted from their shapes.
             var statistics = l / 2 * e * 2 * (mDim + Double(c.moeHiddenDim)) / (dd * mm)
-            for (parameter, shape) in ModelParameters.shapes(for: c) where !MeshLayout.isExpertWeight(parameter) {
+            for path in ParameterPath.all(in: c) where !path.isExpertWeight {
+                let shape = path.shape(in: c)
                 let factored = shape.count == 2 && shape.allSatisfy { $0 >= 128 }
                 statistics += Double(factored ? shape[0] + shape[1] : shape.reduce(1, *)) / mm
             }

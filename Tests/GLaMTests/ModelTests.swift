@@ -41,20 +41,26 @@ struct ModelTests {
     @Test("finite differences in Double through a whole tiny model (MoE and dense, with padding)", arguments: [3, 0])
     func wholeModelGradients(experts: Int) throws {
         let configuration = tinyConfiguration(experts: experts)
-        let shapes = ModelParameters.shapes(for: configuration)
         let initial = ModelParameters(configuration: configuration, seed: 5)
-        let names = shapes.map(\.name)
+        let paths = initial.paths
         // Norm scales away from 1 so their gradients are exercised.
-        let inputs = names.map { name -> Tensor<Double> in
-            let t = Tensor<Double>(initial.tensors[name]!)
-            return name.hasSuffix(".scale") ? t + randomDoubleTensor(t.shape, seed: 3, in: -0.2..<0.2) : t
+        let inputs = paths.map { path -> Tensor<Double> in
+            let t = Tensor<Double>(initial[path])
+            let isNorm: Bool
+            switch path {
+            case .finalNorm, .layer(_, .attentionNorm), .layer(_, .ffnNorm): isNorm = true
+            default: isNorm = false
+            }
+            return isNorm ? t + randomDoubleTensor(t.shape, seed: 3, in: -0.2..<0.2) : t
         }
         let batch = TokenBatch(
             batchSize: 2, length: 5, tokens: [1, 4, 2, 9, 3, 7, 0, 5, 10, 6], targets: [4, 2, 9, 3, 8, 0, 5, 10, 6, 1],
             paddings: [0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
         let worst = checkGradients(inputs, step: 1e-6, tolerance: 1e-6) { v in
-            let parameters = Dictionary(uniqueKeysWithValues: zip(names, v))
-            return try! decoderForward(parameters: parameters, configuration: configuration, batch: batch).loss!
+            let parameters = Dictionary(uniqueKeysWithValues: zip(paths, v))
+            let model = GLaMModel(configuration: configuration) { parameters[$0]! }
+            let output: DecoderOutput<Double> = try! model(batch)
+            return output.loss!
         }
         #expect(worst < 1e-6)
     }
@@ -63,13 +69,13 @@ struct ModelTests {
     func dropFixtureDrops() throws {
         let file = try SafeTensorsFile(contentsOf: fixturesDirectory.appendingPathComponent("model/glam_lm_moe_drops.safetensors"))
         let configuration = try ModelConfiguration.fromJSON(file.metadata["config"]!)
-        var tensors: [String: Tensor<Float>] = [:]
-        for (name, _) in ModelParameters.shapes(for: configuration) { tensors[name] = file.tensors["param." + name]!.floatTensor() }
+        let parameters = try ModelParameters(configuration: configuration) { path in
+            try #require(file.tensors["param." + path.name]).floatTensor()
+        }
         let batch = TokenBatch(
             batchSize: 2, length: 8, tokens: file.tensors["input.tokens"]!.integers()!,
             paddings: file.tensors["input.paddings"]!.floatTensor().scalars)
-        let output = try decoderForward(
-            parameters: tensors.mapValues { Variable(constant: $0) }, configuration: configuration, batch: batch)
+        let output: DecoderOutput<Float> = try parameters.constants(batch)
         #expect(output.gatings.contains { $0.routing.overCapacity[0] > 0 || $0.routing.overCapacity[1] > 0 })
     }
 
@@ -89,13 +95,13 @@ struct ModelTests {
         #expect(e256.activated - e32.activated == 12 * 2048 * (256 - 32))
         // Every model's count equals the sum of its parameter shapes.
         for named in ModelConfiguration.named where named.configuration.vocabSize < 10_000 {
-            let shapes = ModelParameters.shapes(for: named.configuration)
-            #expect(ParameterCount(named.configuration).total == shapes.reduce(0) { $0 + $1.shape.reduce(1, *) }, "\(named.name)")
+            let shapes = ParameterPath.all(in: named.configuration).map { $0.shape(in: named.configuration) }
+            #expect(ParameterCount(named.configuration).total == shapes.reduce(0) { $0 + $1.reduce(1, *) }, "\(named.name)")
         }
     }
 
     @Test("initialisation follows the spec's table and depends only on the seed")
-    func initialisation() {
+    func initialisation() throws {
         let configuration = ModelConfiguration.named("small")!
         let a = ModelParameters(configuration: configuration, seed: 1), b = ModelParameters(configuration: configuration, seed: 1)
         #expect(a == b)
@@ -106,13 +112,14 @@ struct ModelTests {
             return (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)).squareRoot()
         }
         let (m, d) = (Double(configuration.modelDim), Double(configuration.headDim))
-        #expect(abs(std(a.tensors["embedding"]!) - 1) < 0.02)
-        #expect(abs(std(a.tensors["layers.1.attention.wq"]!) * (m * d).squareRoot() - 1) < 0.05)
-        #expect(abs(std(a.tensors["layers.1.attention.wk"]!) * m.squareRoot() - 1) < 0.05)
+        #expect(abs(std(a.embedding) - 1) < 0.02)
+        #expect(abs(std(a.layers[1].attention.wq) * (m * d).squareRoot() - 1) < 0.05)
+        #expect(abs(std(a[.layer(1, .key)]) * m.squareRoot() - 1) < 0.05)
         let bound = (3 / m).squareRoot()
-        #expect(a.tensors["layers.0.moe.wi"]!.scalars.allSatisfy { abs(Double($0)) <= bound })
-        #expect(abs(std(a.tensors["layers.0.moe.wi"]!) - bound / 3.0.squareRoot()) < 0.002)
-        #expect(a.tensors["final_norm.scale"]!.scalars.allSatisfy { $0 == 1 })
+        let wi = try #require(a.layers[0].feedForward.mixtureOfExperts).wi
+        #expect(wi.scalars.allSatisfy { abs(Double($0)) <= bound })
+        #expect(abs(std(wi) - bound / 3.0.squareRoot()) < 0.002)
+        #expect(a.finalNorm.scalars.allSatisfy { $0 == 1 })
     }
 
     @Test("checkpoints round-trip, and mismatched ones are refused with the reason")
@@ -167,9 +174,7 @@ struct ModelTests {
             attentionExtraLogit: extraLogit)
         let parameters = ModelParameters(configuration: configuration, seed: 4)
         let tokens = [3, 17, 42, 8, 8, 0, 49, 23, 11, 5, 30, 2]
-        let full = try decoderForward(
-            parameters: parameters.tensors.mapValues { Variable(constant: $0) }, configuration: configuration,
-            batch: TokenBatch(batchSize: 1, length: tokens.count, tokens: tokens))
+        let full: DecoderOutput<Float> = try parameters.constants(TokenBatch(batchSize: 1, length: tokens.count, tokens: tokens))
         #expect(full.gatings.allSatisfy { $0.routing.overCapacity == [0, 0] })
         var decoder = IncrementalDecoder(parameters: parameters)
         for (position, token) in tokens.enumerated() {
@@ -204,14 +209,14 @@ struct ModelTests {
     @Test("bad batches are refused with a message")
     func badBatches() {
         let configuration = tinyConfiguration()
-        let p = ModelParameters(configuration: configuration, seed: 1).tensors.mapValues { Variable(constant: $0) }
+        let p = ModelParameters(configuration: configuration, seed: 1).constants
         for (batch, fragment) in [
             (TokenBatch(batchSize: 1, length: 2, tokens: [1, 11]), "outside the vocabulary"),
             (TokenBatch(batchSize: 1, length: 3, tokens: [1, 2]), "expected B·T = 3"),
             (TokenBatch(batchSize: 1, length: 2, tokens: [1, 2], targets: [1]), "targets has 1 entries"),
         ] {
-            #expect(throws: ModelError.self) { try decoderForward(parameters: p, configuration: configuration, batch: batch) }
-            do { _ = try decoderForward(parameters: p, configuration: configuration, batch: batch) } catch {
+            #expect(throws: ModelError.self) { let _: DecoderOutput<Float> = try p(batch) }
+            do { let _: DecoderOutput<Float> = try p(batch) } catch {
                 #expect(error.description.contains(fragment))
             }
         }

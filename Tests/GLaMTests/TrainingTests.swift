@@ -59,23 +59,21 @@ struct TrainingTests {
     func nonFiniteGradientsAreSkipped() throws {
         let trainer = try tinyTrainer()
         let before = trainer.parameters
-        var gradients = before.tensors.mapValues { Tensor<Float>(repeating: 0.1, shape: $0.shape) }
-        gradients["layers.1.ffn.wo"]!.scalars[3] = .nan
+        var gradients = before.map { Tensor<Float>(repeating: 0.1, shape: $1.shape) }
+        gradients[.layer(1, .ffnOutput)].scalars[3] = .nan
         #expect(!trainer.apply(gradients: gradients, loss: 1, learningRate: 0.01))
-        gradients["layers.1.ffn.wo"]!.scalars[3] = .infinity
+        gradients[.layer(1, .ffnOutput)].scalars[3] = .infinity
         #expect(!trainer.apply(gradients: gradients, loss: 1, learningRate: 0.01))
         #expect(trainer.skippedSteps == 2 && trainer.parameters == before)
         // A whole step with a poisoned weight: the loss is NaN, nothing is applied, training goes on.
         var poisoned = trainer.parameters
-        var embedding = poisoned.tensors["embedding"]!
-        embedding.scalars[0] = .nan
-        poisoned.update("embedding", to: embedding)
+        poisoned.embedding.scalars[0] = .nan
         trainer.parameters = poisoned
         let report = try trainer.trainStep()
         #expect(!report.applied && trainer.skippedSteps == 3 && trainer.step == 1)
         #expect(trainer.parameters == poisoned)
         // Finite gradients are applied.
-        gradients["layers.1.ffn.wo"]!.scalars[3] = 0
+        gradients[.layer(1, .ffnOutput)].scalars[3] = 0
         #expect(trainer.apply(gradients: gradients, loss: 1, learningRate: 0.01))
     }
 

@@ -99,13 +99,14 @@ public func stepCommunication(
         out.expertAllReduce = moeLayers * 2 * allReduce(m, e / d * g * capacity * mDim * assumptions.activationBytes)
     }
     let adafactor = AdafactorConfiguration()
-    for (name, shape) in ModelParameters.shapes(for: c) {
+    for path in ParameterPath.all(in: c) {
+        let shape = path.shape(in: c)
         let count = shape.reduce(1, *)
-        if MeshLayout.isExpertWeight(name) {
+        if path.isExpertWeight {
             // Split over mdl and factored: wi's row sums [E/d, M]; wo's column sums [E/d, M] and Σvr [E/d].
             if m > 1 && adafactor.isFactored(shape) {
                 let local = c.numExperts / d
-                out.optimizerModel += allReduce(m, local * c.modelDim * 4) + (name.hasSuffix("moe.wo") ? allReduce(m, local * 4) : 0)
+                out.optimizerModel += allReduce(m, local * c.modelDim * 4) + (path.expertHiddenAxis == 1 ? allReduce(m, local * 4) : 0)
             }
             // Σu² and ΣW² as two Doubles, over mdl and then data.
             out.optimizerModel += allReduce(m, 16)

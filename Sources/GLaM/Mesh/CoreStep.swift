@@ -7,35 +7,37 @@
 //
 // Values cross segments as new leaves; backward runs the segments in reverse, each seeded with the
 // gradients that came back into its outputs (`Tape.gradients(seeds:)`). Every piece computes
-// exactly what `decoderForward` computes for this core's groups, so on one core the step is
+// exactly what the full pass computes for this core's groups, so on one core the step is
 // bitwise the single-device step.
 
 /// One core's tapes and boundary values during a step. Only its own core's task touches it while
 /// the cores run; the trainer reads it between phases.
 final class CoreStep: @unchecked Sendable {
-    let context: DecoderContext<Float>
+    let context: ForwardContext<Float>
+    let batch: TokenBatch
     /// This core's parameters (expert weights: its shards).
-    let parameters: [String: Tensor<Float>]
+    let parameters: ModelParameters
     let moeLayers: [Int]
     var segments: [Segment] = []
     var expertPasses: [ExpertPass] = []
     /// Gradients of this core's loss, accumulated over segments (expert weights: its shards).
-    var gradients: [String: Tensor<Float>] = [:]
+    var gradients: [ParameterPath: Tensor<Float>] = [:]
 
     /// A decoder segment's tape, its leaves and its outputs.
     struct Segment {
         let tape: Tape<Float>
-        let variables: [String: Variable<Float>]
+        let variables: GLaMModel<Variable<Float>>
         /// Leaves fed from the previous segment (h, the two gates) and the experts (their outputs).
         var residual, firstGate, secondGate, expertOutput: Variable<Float>?
-        /// What goes on: the expert input `[E, G·C, M]`, h, gates, aux loss and slots of the MoE layer.
-        var expertInput, h, gateOne, gateTwo, auxLoss: Variable<Float>?
-        var slots: [[Int]] = []
-        var routing: Top2Routing?
+        /// The MoE layer this segment ends with, cut at its experts (nil for the last segment).
+        var open: OpenLayer<Float>?
         /// The last segment's CE and z-loss.
         var crossEntropy, zLoss: Variable<Float>?
         /// The gradients of this segment's tape, once its backward has run.
         var leafGradients: Gradients<Float>?
+
+        /// The routed tokens of the MoE layer this segment ends with.
+        var routed: RoutedTokens<Float>? { open?.routed }
     }
 
     /// One MoE layer's local experts on a tape.
@@ -44,75 +46,77 @@ final class CoreStep: @unchecked Sendable {
         let input, wi, wo, output: Variable<Float>
     }
 
-    init(configuration: ModelConfiguration, batch: TokenBatch, parameters: [String: Tensor<Float>]) {
-        context = DecoderContext(configuration: configuration, batch: batch)
+    init(configuration: ModelConfiguration, batch: TokenBatch, parameters: ModelParameters, observer: (any ForwardObserver)? = nil) {
+        context = ForwardContext(configuration: configuration, batch: batch, observer: observer)
+        self.batch = batch
         self.parameters = parameters
         moeLayers = (0..<configuration.numLayers).filter(configuration.isMoELayer)
     }
 
     var configuration: ModelConfiguration { context.configuration }
 
-    /// Runs segment `s`; `expertOutput` `[E·G·C, M]` (this core's G groups) is what came back from the experts of MoE
-    /// layer s − 1 (nil for s = 0).
+    /// Runs segment `s`: the closing of MoE layer s − 1 (its experts' outputs `expertOutput`
+    /// `[E·G·C, M]` for this core's G groups; nil for s = 0, which embeds instead), the dense layers
+    /// after it, and the opening of MoE layer s (or the logits and losses after the last layer).
+    /// The layers are `DecoderLayer`'s own opening, call and closing.
     func forwardSegment(_ s: Int, expertOutput: Tensor<Float>?) throws {
         let tape = Tape<Float>()
-        let p = parameters.filter { !MeshLayout.isExpertWeight($0.key) }.mapValues { tape.variable($0) }
+        let p = parameters.variables(on: tape)
         var segment = Segment(tape: tape, variables: p)
+        var noCache: KeyValueCache<Float>? = nil
         var x: Variable<Float>  // [B, T, M]
         var first = 0
         if s == 0 {
-            x = context.embedded(p)
+            x = p.embedded(batch.tokens, batchSize: batch.batchSize, context: context)
         } else {
+            let i = moeLayers[s - 1]
             let previous = segments[s - 1]
-            let h = tape.variable(previous.h!.value), g1 = tape.variable(previous.gateOne!.value)
-            let g2 = tape.variable(previous.gateTwo!.value), out = tape.variable(expertOutput!)
-            let yg = combinedSlots(out, firstGate: g1, secondGate: g2, slots: previous.slots)  // [G, S, M]
-            x = h + ungrouped(yg, like: h, paddings: context.paddings)
+            let routed = previous.routed!
+            let h = tape.variable(previous.open!.residual.value), out = tape.variable(expertOutput!)
+            let g1 = tape.variable(routed.gating.firstGate.value), g2 = tape.variable(routed.gating.secondGate.value)
+            // The MoE closing reads only h (and h's shape); y stays on the previous tape.
+            x = p.layers[i].closing(
+                OpenLayer(residual: h, ffnInput: h, routed: nil),
+                experts: ExpertReturn(output: out, firstGate: g1, secondGate: g2, slots: routed.slots), layer: i, context: context)
             (segment.residual, segment.firstGate, segment.secondGate, segment.expertOutput) = (h, g1, g2, out)
-            first = moeLayers[s - 1] + 1
+            first = i + 1
         }
         let end = s < moeLayers.count ? moeLayers[s] : configuration.numLayers
         for i in first..<end {
-            let (h, y) = context.attentionBlock(i, x, p)
-            x = h + context.denseFeedForward(i, y, p)
+            x = try p.layers[i](x, layer: i, context: context, cache: &noCache).output
         }
         if s < moeLayers.count {
             let i = moeLayers[s]
-            let (h, y) = context.attentionBlock(i, x, p)
-            let gating: Top2GatingResult<Float>
-            do {
-                (_, gating) = try moeGating(
-                    y, paddings: context.paddings, gate: p["layers.\(i).moe.gate"]!, configuration: context.moeConfiguration)
-            } catch {
-                throw ModelError("layer \(i): \(error.description)")
-            }
-            let xg = y.reshaped(to: [gating.routing.groups, gating.routing.groupSize, configuration.modelDim])  // [G, S, M]
-            let (expertInput, slots) = dispatchedSlots(xg, gating: gating)  // [E, G·C, M]
-            (segment.expertInput, segment.h, segment.gateOne, segment.gateTwo) = (expertInput, h, gating.firstGate, gating.secondGate)
-            (segment.auxLoss, segment.slots, segment.routing) = (gating.auxLoss, slots, gating.routing)
+            segment.open = try p.layers[i].opening(x, layer: i, context: context, cache: &noCache)
         } else {
-            (segment.crossEntropy, segment.zLoss) = context.losses(context.logits(x, p))!
+            let logits = p.logits(x, context: context)  // [B, T, V]
+            (segment.crossEntropy, segment.zLoss) = GLaMModel<Variable<Float>>.losses(logits, batch: batch, context: context)!
         }
         segments.append(segment)
+    }
+
+    /// The expert weights of MoE layer `s` on this core (its shards).
+    private func expertWeights(_ s: Int) -> MixtureOfExperts<Tensor<Float>> {
+        parameters.layers[moeLayers[s]].feedForward.mixtureOfExperts!
     }
 
     /// Runs this core's experts of MoE layer `s` on `input` `[E/d, G·C, M]`; returns `[E/d, G·C, M]`
     /// (a partial sum over H when H is split over `mdl`).
     func forwardExperts(_ s: Int, input: Tensor<Float>) -> Tensor<Float> {
         let tape = Tape<Float>()
-        let prefix = "layers.\(moeLayers[s]).moe."
-        let x = tape.variable(input), wi = tape.variable(parameters[prefix + "wi"]!), wo = tape.variable(parameters[prefix + "wo"]!)
+        let weights = expertWeights(s)
+        let x = tape.variable(input), wi = tape.variable(weights.wi), wo = tape.variable(weights.wo)
         let out = experts(x, wi: wi, wo: wo, activation: configuration.moeActivation)
         expertPasses.append(ExpertPass(tape: tape, input: x, wi: wi, wo: wo, output: out))
         return out.value
     }
 
     /// The losses of this core's batch share: CE, z-loss, the aux losses summed over layers, and
-    /// the total `CE + w_z·z + w_aux·Σaux` computed as `decoderForward` does.
+    /// the total `CE + w_z·z + w_aux·Σaux` computed as the full pass does.
     var losses: (loss: Float, crossEntropy: Float, zLoss: Float, auxLoss: Float) {
         let last = segments.last!
         var aux = Tensor<Float>(0)
-        for segment in segments.dropLast() { aux = aux + segment.auxLoss!.value }
+        for segment in segments.dropLast() { aux = aux + segment.routed!.gating.auxLoss.value }
         let (ce, z) = (last.crossEntropy!.value, last.zLoss!.value)
         let loss = ce + z * configuration.zLossWeight + aux * configuration.auxLossWeight
         return (loss.scalar, ce.scalar, z.scalar, aux.scalar)
@@ -128,16 +132,18 @@ final class CoreStep: @unchecked Sendable {
             seeds = [(segment.crossEntropy!, Tensor(1)), (segment.zLoss!, Tensor(configuration.zLossWeight))]
         } else {
             let next = segments[s + 1]
-            seeds = [(segment.auxLoss!, Tensor(configuration.auxLossWeight)), (segment.expertInput!, expertInputGradient!)]
-            for (output, leaf) in [(segment.h!, next.residual!), (segment.gateOne!, next.firstGate!), (segment.gateTwo!, next.secondGate!)]
-            {
+            let (open, routed) = (segment.open!, segment.routed!)
+            seeds = [(routed.gating.auxLoss, Tensor(configuration.auxLossWeight)), (routed.expertInput, expertInputGradient!)]
+            for (output, leaf) in [
+                (open.residual, next.residual!), (routed.gating.firstGate, next.firstGate!), (routed.gating.secondGate, next.secondGate!),
+            ] {
                 if let gradient = next.leafGradients?[leaf] { seeds.append((output, gradient)) }
             }
         }
         let gradients = segment.tape.gradients(seeds: seeds.filter { $0.output.isRecorded })
         segments[s].leafGradients = gradients
-        for (name, variable) in segment.variables {
-            if let g = gradients[variable] { accumulate(name, g) }
+        for (path, variable) in segment.variables.weights {
+            if let g = gradients[variable] { accumulate(path, g) }
         }
     }
 
@@ -152,13 +158,12 @@ final class CoreStep: @unchecked Sendable {
     func backwardExperts(_ s: Int, gradient: Tensor<Float>) -> Tensor<Float> {
         let pass = expertPasses[s]
         let gradients = pass.tape.gradients(seeds: [(pass.output, gradient)])
-        let prefix = "layers.\(moeLayers[s]).moe."
-        accumulate(prefix + "wi", gradients[pass.wi] ?? Tensor(zeros: pass.wi.shape))
-        accumulate(prefix + "wo", gradients[pass.wo] ?? Tensor(zeros: pass.wo.shape))
+        accumulate(.layer(moeLayers[s], .expertInput), gradients[pass.wi] ?? Tensor(zeros: pass.wi.shape))
+        accumulate(.layer(moeLayers[s], .expertOutput), gradients[pass.wo] ?? Tensor(zeros: pass.wo.shape))
         return gradients[pass.input] ?? Tensor(zeros: pass.input.shape)
     }
 
-    private func accumulate(_ name: String, _ gradient: Tensor<Float>) {
-        gradients[name] = gradients[name].map { $0 + gradient } ?? gradient
+    private func accumulate(_ path: ParameterPath, _ gradient: Tensor<Float>) {
+        gradients[path] = gradients[path].map { $0 + gradient } ?? gradient
     }
 }

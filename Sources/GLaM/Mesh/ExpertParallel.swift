@@ -1,4 +1,5 @@
-// GShard expert parallelism on the virtual mesh (glam-spec.md section 5), forward pass:
+// GShard expert parallelism on the virtual mesh (see the "Sharding over TPU cores" article),
+// forward pass of one MoE layer, built from the layer's own route, experts and combine:
 //
 //   per core:   its G/n groups [G/n, S, M] → router logits → top-2 gating (group-local)
 //               → dispatch into its slots of every expert         [E, G/n, C, M]
@@ -40,12 +41,15 @@ extension DeviceMesh {
         let (localGroups, m) = (inputs[0].shape[0], inputs[0].shape[2])
         let localExperts = e / n
 
-        // 1. Gating and dispatch, per core.
+        // 1. Gating and dispatch, per core: the MoE layer's own route, on its G/n groups.
+        var perCore = configuration
+        perCore.numGroups /= n
+        let local = perCore
         let routed: [CoreRouting] = try run { core in
-            let x = Variable(constant: inputs[core])  // [G/n, S, M]
-            let logits = matmul(x, Variable(constant: gate))  // [G/n, S, E]
-            let gating = try top2Gating(logits: logits, paddings: paddings?[core], configuration: configuration.gating)
-            let (expertIn, slots) = dispatchedSlots(x, gating: gating)  // [E, G/n·C, M]
+            let router = MixtureOfExperts(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))
+            let x = Variable(constant: inputs[core])  // [G/n, S, M], routed as B = G/n rows of T = S tokens
+            let tokens = try router.route(x, paddings: paddings?[core], configuration: local)
+            let (gating, expertIn, slots) = (tokens.gating, tokens.expertInput, tokens.slots)  // expertIn [E, G/n·C, M]
             let c = gating.routing.capacity
             return CoreRouting(
                 expertIn: expertIn.value.reshaped(to: [e, localGroups, c, m]), routing: gating.routing, firstGate: gating.firstGate.value,
@@ -69,18 +73,14 @@ extension DeviceMesh {
         // 4. All-to-all back: E-sharded → G-sharded.
         let byGroup = try allToAll(expertOut, along: axisName, splitDimension: 1, concatDimension: 0, ledger: ledger)
 
-        // 5. Combine, per core.
+        // 5. Combine, per core: the MoE layer's own combine.
         let outputs: [Tensor<Float>] = run { core in
             let out = Variable(constant: byGroup[core].reshaped(to: [e * localGroups * c, m]))
             let r = routed[core]
-            var y = combinedSlots(
-                out, firstGate: Variable(constant: r.firstGate), secondGate: Variable(constant: r.secondGate), slots: r.slots
-            )
-            .value  // [G/n, S, M]
-            if let padding = paddings?[core] {
-                y = y * padding.map { 1 - $0 }.reshaped(to: [localGroups, r.routing.groupSize, 1])
-            }
-            return y
+            return combinedExpertOutputs(
+                out, firstGate: Variable(constant: r.firstGate), secondGate: Variable(constant: r.secondGate), slots: r.slots,
+                like: Variable(constant: inputs[core]), paddings: paddings?[core]
+            ).value  // [G/n, S, M]
         }
         // The aux loss is a mean over groups: average the cores' means along the axis (one group of cores).
         let group = self.group(of: 0, along: axis)

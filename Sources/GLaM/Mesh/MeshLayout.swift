@@ -1,5 +1,5 @@
-// Where GLaM's weights live on a `data × mdl` mesh (glam-spec.md section 5; praxis
-// `set_sharding_params_v1`): the experts' `wi` `[E, M, H]` and `wo` `[E, H, M]` are split, E over
+// Where GLaM's weights live on a `data × mdl` mesh (praxis `set_sharding_params_v1`;
+// see the "Sharding over TPU cores" article): the experts' `wi` `[E, M, H]` and `wo` `[E, H, M]` are split, E over
 // `data` and H over `mdl` (GLaM's 2D sharding), so core (i, j) holds `[E/d, M, H/m]` and
 // `[E/d, H/m, M]`; every other weight is replicated. Adafactor statistics are split exactly as
 // their weights are. Activations are split over batch rows (and so groups) on `data` and
@@ -57,24 +57,28 @@ public struct MeshLayout: Sendable, Equatable {
     /// The coordinate of `core` along `mdl` (0 without that axis).
     public func modelCoordinate(of core: Int) -> Int { modelAxis.map { mesh.coordinates(of: core)[$0] } ?? 0 }
 
-    /// Whether parameter `name` is an expert weight (split), not a replicated one.
-    public static func isExpertWeight(_ name: String) -> Bool { name.hasSuffix("moe.wi") || name.hasSuffix("moe.wo") }
-
-    /// The tensor axis of H in expert weight `name`: 2 in `wi` `[E, M, H]`, 1 in `wo` `[E, H, M]`.
-    static func hiddenAxis(_ name: String) -> Int { name.hasSuffix("moe.wi") ? 2 : 1 }
-
-    /// Core `core`'s part of parameter `name`: E/d experts and H/m hidden units of an expert weight,
+    /// Core `core`'s part of parameter `path`: E/d experts and H/m hidden units of an expert weight,
     /// the whole tensor otherwise.
-    public func shard(_ tensor: Tensor<Float>, name: String, core: Int) -> Tensor<Float> {
-        guard Self.isExpertWeight(name) else { return tensor }
+    public func shard(_ tensor: Tensor<Float>, path: ParameterPath, core: Int) -> Tensor<Float> {
+        guard path.isExpertWeight else { return tensor }
         return tensor.split(alongAxis: 0, into: dataCores)[dataCoordinate(of: core)]
-            .split(alongAxis: Self.hiddenAxis(name), into: modelCores)[modelCoordinate(of: core)]
+            .split(alongAxis: path.expertHiddenAxis, into: modelCores)[modelCoordinate(of: core)]
     }
 
-    /// Parameter `name` whole again from every core's part (in core order).
-    public func gather(_ parts: [Tensor<Float>], name: String) -> Tensor<Float> {
-        guard Self.isExpertWeight(name) else { return parts[0] }
-        return joined(parts, hiddenAxis: Self.hiddenAxis(name))
+    /// Parameter `path` whole again from every core's part (in core order).
+    public func gather(_ parts: [Tensor<Float>], path: ParameterPath) -> Tensor<Float> {
+        guard path.isExpertWeight else { return parts[0] }
+        return joined(parts, hiddenAxis: path.expertHiddenAxis)
+    }
+
+    /// Core `core`'s part of every parameter of `model`.
+    public func shard(_ model: ModelParameters, core: Int) -> ModelParameters {
+        model.map { shard($1, path: $0, core: core) }
+    }
+
+    /// The whole model again from every core's part (in core order).
+    public func gather(_ parts: [ModelParameters]) -> ModelParameters {
+        parts[0].map { path, _ in gather(parts.map { $0[path] }, path: path) }
     }
 
     /// Joins per-core parts split E-wise over `data` (tensor axis 0) and, when `hiddenAxis` is
@@ -95,28 +99,28 @@ public struct MeshLayout: Sendable, Equatable {
         return mesh.core(at: coordinates)
     }
 
-    /// Core `core`'s part of the Adafactor statistics of parameter `name`: split like the weight.
+    /// Core `core`'s part of the Adafactor statistics of parameter `path`: split like the weight.
     /// For a factored expert weight the statistic along H is split and the other is shared.
-    func shard(_ slot: AdafactorSlot, name: String, core: Int) -> AdafactorSlot {
-        guard Self.isExpertWeight(name) else { return slot }
+    func shard(_ slot: AdafactorSlot, path: ParameterPath, core: Int) -> AdafactorSlot {
+        guard path.isExpertWeight else { return slot }
         let (i, j) = (dataCoordinate(of: core), modelCoordinate(of: core))
         let experts = { (t: Tensor<Float>) in t.split(alongAxis: 0, into: self.dataCores)[i] }
         let hidden = { (t: Tensor<Float>) in experts(t).split(alongAxis: -1, into: self.modelCores)[j] }
         switch slot {
         case .full(let v):
-            return .full(v: shard(v, name: name, core: core))
+            return .full(v: shard(v, path: path, core: core))
         case .factored(let vr, let vc):
             // wi [E, M, H]: vr [E, M] shared along mdl, vc [E, H] split; wo [E, H, M]: the reverse.
-            return name.hasSuffix("moe.wi") ? .factored(vr: experts(vr), vc: hidden(vc)) : .factored(vr: hidden(vr), vc: experts(vc))
+            return path.expertHiddenAxis == 2 ? .factored(vr: experts(vr), vc: hidden(vc)) : .factored(vr: hidden(vr), vc: experts(vc))
         }
     }
 
-    /// The whole statistics of parameter `name` from every core's part (in core order).
-    func gather(_ parts: [AdafactorSlot], name: String) -> AdafactorSlot {
-        guard Self.isExpertWeight(name) else { return parts[0] }
-        if case .full = parts[0] { return .full(v: gather(parts.map(\.fullStatistic), name: name)) }
+    /// The whole statistics of parameter `path` from every core's part (in core order).
+    func gather(_ parts: [AdafactorSlot], path: ParameterPath) -> AdafactorSlot {
+        guard path.isExpertWeight else { return parts[0] }
+        if case .full = parts[0] { return .full(v: gather(parts.map(\.fullStatistic), path: path)) }
         let rows = parts.map(\.rowStatistic), columns = parts.map(\.columnStatistic)
-        let isInput = name.hasSuffix("moe.wi")
+        let isInput = path.expertHiddenAxis == 2
         return .factored(vr: joined(rows, hiddenAxis: isInput ? nil : 1), vc: joined(columns, hiddenAxis: isInput ? 1 : nil))
     }
 }

@@ -1,4 +1,5 @@
-// Training on a virtual `data × mdl` mesh, as GLaM trained (glam-spec.md section 5): the batch rows
+// Training on a virtual `data × mdl` mesh, as GLaM trained (see the "Sharding over TPU cores"
+// article): the batch rows
 // (and so the MoE groups) are split over `data`; each MoE layer's experts are split E over `data`
 // and H over `mdl`; every other weight is replicated. One step:
 //
@@ -42,7 +43,7 @@ public final class MeshTrainer {
     /// The bytes every core has sent, per axis, since the start (or the last `ledger.reset()`).
     public let ledger = CommunicationLedger()
     /// Per core, its parameters (expert weights: its shards).
-    public internal(set) var coreParameters: [[String: Tensor<Float>]]
+    public internal(set) var coreParameters: [ModelParameters]
     /// Per core, the Adafactor statistics of its parameters.
     public private(set) var coreOptimizers: [Adafactor]
 
@@ -69,13 +70,10 @@ public final class MeshTrainer {
         self.dataset = dataset
         step = checkpoint.step
         skippedSteps = checkpoint.skippedSteps
-        let tensors = checkpoint.parameters.tensors
-        coreParameters = (0..<mesh.coreCount).map { core in
-            Dictionary(uniqueKeysWithValues: tensors.map { ($0.key, layout.shard($0.value, name: $0.key, core: core)) })
-        }
+        coreParameters = (0..<mesh.coreCount).map { core in layout.shard(checkpoint.parameters, core: core) }
         coreOptimizers = (0..<mesh.coreCount).map { core in
             var optimizer = Adafactor(configuration: checkpoint.optimizer.configuration)
-            for (name, slot) in checkpoint.optimizer.slots { optimizer.slots[name] = layout.shard(slot, name: name, core: core) }
+            for (path, slot) in checkpoint.optimizer.slots { optimizer.slots[path] = layout.shard(slot, path: path, core: core) }
             return optimizer
         }
     }
@@ -84,17 +82,13 @@ public final class MeshTrainer {
     public var mesh: DeviceMesh { layout.mesh }
 
     /// The whole parameters, gathered from the cores.
-    public var parameters: ModelParameters {
-        var tensors: [String: Tensor<Float>] = [:]
-        for name in coreParameters[0].keys { tensors[name] = layout.gather(coreParameters.map { $0[name]! }, name: name) }
-        return try! ModelParameters(configuration: configuration, tensors: tensors)
-    }
+    public var parameters: ModelParameters { layout.gather(coreParameters) }
 
     /// The whole optimizer state, gathered from the cores.
     public var optimizer: Adafactor {
         var gathered = Adafactor(configuration: coreOptimizers[0].configuration)
-        for name in coreOptimizers[0].slots.keys {
-            gathered.slots[name] = layout.gather(coreOptimizers.map { $0.slots[name]! }, name: name)
+        for path in coreOptimizers[0].slots.keys {
+            gathered.slots[path] = layout.gather(coreOptimizers.map { $0.slots[path]! }, path: path)
         }
         return gathered
     }
@@ -116,16 +110,14 @@ public final class MeshTrainer {
 
     /// The gradients of step `step`'s batch loss, gathered into whole tensors, without updating
     /// anything (the communication is counted), and the step's report as if it were applied.
-    public func gradients() throws -> (report: StepReport, gradients: [String: Tensor<Float>]) {
+    public func gradients() throws -> (report: StepReport, gradients: ModelParameters) {
         let (perCore, report) = try lossAndGradients()
-        var gathered: [String: Tensor<Float>] = [:]
-        for name in perCore[0].keys { gathered[name] = layout.gather(perCore.map { $0[name]! }, name: name) }
-        return (report, gathered)
+        return (report, layout.gather(perCore))
     }
 
     /// Forward and backward on every core: per core the gradients of the batch loss (replicated
     /// weights all-reduced over `data`), and the report (`applied`: whether they are all finite).
-    private func lossAndGradients() throws -> (gradients: [[String: Tensor<Float>]], report: StepReport) {
+    private func lossAndGradients() throws -> (gradients: [ModelParameters], report: StepReport) {
         let d = layout.dataCores
         let rows = TextDataset.rows(step: step, batchSize: options.batchSize, rowCount: dataset.training.count, seed: options.seed)
         var local = configuration
@@ -145,7 +137,7 @@ public final class MeshTrainer {
 
     /// The shapes of one MoE layer's exchange: experts E, this core's groups G/d, capacity C, M.
     private func exchangeShape(_ cores: [CoreStep], layer s: Int) -> (e: Int, g: Int, c: Int, m: Int) {
-        (configuration.numExperts, cores[0].configuration.numGroups, cores[0].segments[s].routing!.capacity, configuration.modelDim)
+        (configuration.numExperts, cores[0].configuration.numGroups, cores[0].segments[s].routed!.gating.routing.capacity, configuration.modelDim)
     }
 
     private var dataAxisName: String? { layout.dataAxis.map { mesh.axisNames[$0] } }
@@ -162,7 +154,7 @@ public final class MeshTrainer {
             try Self.check(mesh.run { core in try cores[core].forwardSegment(s, expertOutput: incoming?[core]) })
             guard s < moeCount else { break }
             let (e, g, c, m) = exchangeShape(cores, layer: s)
-            let dispatched = cores.map { $0.segments[s].expertInput!.value.reshaped(to: [e, g, c, m]) }
+            let dispatched = cores.map { $0.segments[s].routed!.expertInput.value.reshaped(to: [e, g, c, m]) }
             let byExpert = try exchange(dispatched, along: dataAxisName, split: 0, join: 1)  // [E/d, G, C, M]
             var out = mesh.run { core in
                 cores[core].forwardExperts(s, input: byExpert[core].reshaped(to: [e / d, d * g * c, m]))
@@ -196,23 +188,23 @@ public final class MeshTrainer {
 
     /// Per core, the gradients of the batch loss: replicated weights' all-reduced over `data`, then
     /// every gradient divided by d (each core's loss is the mean over its share of the batch).
-    private func averagedGradients(_ cores: [CoreStep]) throws -> [[String: Tensor<Float>]] {
+    private func averagedGradients(_ cores: [CoreStep]) throws -> [ModelParameters] {
         let d = layout.dataCores
-        var gradients = cores.map(\.gradients)
-        for name in coreParameters[0].keys.sorted() {
-            let parts = cores.map { $0.gradients[name] ?? Tensor(zeros: coreParameters[0][name]!.shape) }
+        var gradients = coreParameters
+        for path in coreParameters[0].paths {
+            let parts = cores.map { $0.gradients[path] ?? Tensor(zeros: coreParameters[0][path].shape) }
             var reduced = parts
-            if !MeshLayout.isExpertWeight(name), let data = dataAxisName {
+            if !path.isExpertWeight, let data = dataAxisName {
                 reduced = try mesh.allReduce(parts, along: data, ledger: ledger)
             }
-            for core in cores.indices { gradients[core][name] = d > 1 ? reduced[core] * (1 / Float(d)) : reduced[core] }
+            for core in cores.indices { gradients[core][path] = d > 1 ? reduced[core] * (1 / Float(d)) : reduced[core] }
         }
         return gradients
     }
 
     /// The step's report: losses of the whole batch as means over the `data` cores (`mdl` replicas
     /// hold copies), expert loads and real tokens summed over them.
-    private func report(_ cores: [CoreStep], gradients: [[String: Tensor<Float>]]) -> StepReport {
+    private func report(_ cores: [CoreStep], gradients: [ModelParameters]) -> StepReport {
         let d = layout.dataCores
         let firstRow = (0..<d).map { layout.core(data: $0, model: 0) }
         let perCore = firstRow.map { cores[$0].losses }
@@ -220,14 +212,14 @@ public final class MeshTrainer {
             d == 1 ? value(perCore[0]) : perCore.reduce(Float(0)) { $0 + value($1) } / Float(d)
         }
         let loss = mean { $0.loss }
-        let finite = loss.isFinite && gradients.allSatisfy { $0.values.allSatisfy { $0.scalars.allSatisfy(\.isFinite) } }
+        let finite = loss.isFinite && gradients.allSatisfy { $0.weights.allSatisfy { $0.weight.scalars.allSatisfy(\.isFinite) } }
         var load = [Int](repeating: 0, count: configuration.numExperts)
         var tokens = 0
         for core in firstRow {
             for segment in cores[core].segments.dropLast() {
-                for (expert, count) in segment.routing!.expertLoad.enumerated() { load[expert] += count }
+                for (expert, count) in segment.routed!.gating.routing.expertLoad.enumerated() { load[expert] += count }
             }
-            tokens += cores[core].context.batch.paddings!.filter { $0 == 0 }.count
+            tokens += cores[core].batch.paddings!.filter { $0 == 0 }.count
         }
         return StepReport(
             step: step, loss: loss, crossEntropy: mean { $0.crossEntropy }, zLoss: mean { $0.zLoss }, auxLoss: mean { $0.auxLoss },
@@ -247,39 +239,38 @@ public final class MeshTrainer {
 
     /// Adafactor on every core: replicated weights each core updates alike; expert weights as
     /// shards, with the sums across shards (ShardedAdafactor.swift) made by all-reduces.
-    private func update(gradients: [[String: Tensor<Float>]], learningRate: Float) throws {
+    private func update(gradients: [ModelParameters], learningRate: Float) throws {
         let (d, m) = (layout.dataCores, layout.modelCores)
         let mesh = self.mesh
         let (parameters, optimizers, step) = (coreParameters, coreOptimizers, self.step)
-        let replicated = parameters[0].keys.filter { !MeshLayout.isExpertWeight($0) }.sorted()
+        let replicated = parameters[0].paths.filter { !$0.isExpertWeight }
         let updated = mesh.run { core in
             var (weights, optimizer) = (parameters[core], optimizers[core])
-            for name in replicated {
-                optimizer.update(name, weight: &weights[name]!, gradient: gradients[core][name]!, step: step, learningRate: learningRate)
+            for path in replicated {
+                optimizer.update(path, weight: &weights[path], gradient: gradients[core][path], step: step, learningRate: learningRate)
             }
             return (weights, optimizer)
         }
         coreParameters = updated.map(\.0)
         coreOptimizers = updated.map(\.1)
-        let fullShapes = Dictionary(uniqueKeysWithValues: ModelParameters.shapes(for: configuration).map { ($0.name, $0.shape) })
-        for name in parameters[0].keys.filter(MeshLayout.isExpertWeight).sorted() {
+        for path in parameters[0].paths.filter(\.isExpertWeight) {
             // shards[i][j]: the shard on data coordinate i, mdl coordinate j.
             var shards = (0..<d).map { i in
                 (0..<m).map { j in
                     let core = layout.core(data: i, model: j)
                     return AdafactorShard(
-                        weight: coreParameters[core][name]!, gradient: gradients[core][name]!, slot: coreOptimizers[core].slots[name])
+                        weight: coreParameters[core][path], gradient: gradients[core][path], slot: coreOptimizers[core].slots[path])
                 }
             }
-            let split: AdafactorShardSplit = m == 1 ? .none : (MeshLayout.hiddenAxis(name) == 2 ? .columns : .rows)
+            let split: AdafactorShardSplit = m == 1 ? .none : (path.expertHiddenAxis == 2 ? .columns : .rows)
             Adafactor.updateShards(
-                &shards, split: split, shape: fullShapes[name]!, configuration: coreOptimizers[0].configuration, step: step,
+                &shards, split: split, shape: path.shape(in: configuration), configuration: coreOptimizers[0].configuration, step: step,
                 learningRate: learningRate, sums: shardSums())
             for i in 0..<d {
                 for j in 0..<m {
                     let core = layout.core(data: i, model: j)
-                    coreParameters[core][name] = shards[i][j].weight
-                    coreOptimizers[core].slots[name] = shards[i][j].slot
+                    coreParameters[core][path] = shards[i][j].weight
+                    coreOptimizers[core].slots[path] = shards[i][j].slot
                 }
             }
         }

@@ -63,11 +63,12 @@ public func planTrainingStep(
     let count = ParameterCount(c)
     var expertParameters = 0, expertStatistics = 0, otherStatistics = 0
     let adafactor = AdafactorConfiguration()
-    for (name, shape) in ModelParameters.shapes(for: c) {
+    for path in ParameterPath.all(in: c) {
+        let shape = path.shape(in: c)
         let statistics =
             adafactor.isFactored(shape)
             ? shape.dropLast(2).reduce(1, *) * (shape[shape.count - 2] + shape[shape.count - 1]) : shape.reduce(1, *)
-        if name.hasSuffix("moe.wi") || name.hasSuffix("moe.wo") {
+        if path.isExpertWeight {
             expertParameters += shape.reduce(1, *)
             expertStatistics += statistics
         } else {

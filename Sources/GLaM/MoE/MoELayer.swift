@@ -1,5 +1,5 @@
-// The mixture-of-experts feed-forward layer of GLaM's even layers (glam-spec.md sections 1.2, 4.4;
-// praxis `TransformerFeedForwardMoe` without its norm and residual):
+// The mixture-of-experts feed-forward layer of GLaM's even layers (praxis `TransformerFeedForwardMoe`
+// without its norm and residual; see the "Top-2 gating" article):
 //
 //   x [B, T, M] → [G, S, M]                    groups of S = B·T/G consecutive tokens
 //   logits = x · W_g               [G, S, E]   router, no bias
@@ -15,8 +15,8 @@
 // - `.indexed`: the same through row gathers, never forming the mostly-zero [G, S, E, C] tensors.
 // Groups stay explicit: they are the unit the virtual mesh spreads over cores.
 
-/// The expert feed-forward activation (glam-spec.md section 1.2: GLaM-family papers write GELU;
-/// praxis' default MoE layer uses ReLU).
+/// The expert feed-forward activation (GLaM-family papers write GELU; praxis' default MoE layer
+/// uses ReLU).
 public enum ExpertActivation: String, Sendable, CaseIterable {
     /// GELU, tanh approximation.
     case geluTanh = "gelu_tanh"
@@ -49,21 +49,37 @@ public struct MoELayerConfiguration: Sendable, Equatable {
     }
 }
 
-/// The weights of one MoE layer (contracts.md names `moe.gate`, `moe.wi`, `moe.wo`).
-public struct MoEWeights<Scalar: TensorScalar> {
-    /// Router W_g `[M, E]`.
-    public var gate: Variable<Scalar>
-    /// Expert input matrices `[E, M, H]`.
-    public var wi: Variable<Scalar>
-    /// Expert output matrices `[E, H, M]`.
-    public var wo: Variable<Scalar>
+/// The weights of one mixture-of-experts feed-forward layer (praxis `TransformerFeedForwardMoe`;
+/// file names `layers.{i}.moe.*`).
+public struct MixtureOfExperts<Weight> {
+    /// Router W_g `[M, E]`, no bias (praxis `gate`).
+    public var gate: Weight
+    /// Expert input matrices `[E, M, H]` (praxis `wi`).
+    public var wi: Weight
+    /// Expert output matrices `[E, H, M]` (praxis `wo`).
+    public var wo: Weight
 
-    /// Weights from variables.
-    public init(gate: Variable<Scalar>, wi: Variable<Scalar>, wo: Variable<Scalar>) {
-        self.gate = gate
-        self.wi = wi
-        self.wo = wo
+    /// MoE weights.
+    public init(gate: Weight, wi: Weight, wo: Weight) {
+        (self.gate, self.wi, self.wo) = (gate, wi, wo)
     }
+}
+
+extension MixtureOfExperts: Sendable where Weight: Sendable {}
+extension MixtureOfExperts: Equatable where Weight: Equatable {}
+
+/// The weights of one MoE layer as variables.
+public typealias MoEWeights<Scalar: TensorScalar> = MixtureOfExperts<Variable<Scalar>>
+
+/// One MoE layer's tokens gated and placed in their experts' slots: what the all-to-all carries to
+/// the experts, and what the combine needs when their outputs come back.
+public struct RoutedTokens<Scalar: TensorScalar> {
+    /// The top-2 gating (routing decisions, gates, aux loss).
+    public let gating: Top2GatingResult<Scalar>
+    /// `expert_in[e, g·C + c]`: the token in slot c of expert e in group g, zero for empty slots `[E, G·C, M]`.
+    public let expertInput: Variable<Scalar>
+    /// Per choice k (0, 1), each token's row in the `[E·G·C]` expert buffers, -1 when not dispatched.
+    public let slots: [[Int]]
 }
 
 /// The output of an MoE layer.
@@ -94,7 +110,7 @@ public func moeLayer<Scalar>(
             throw .init(description: "MoE weights wi \(weights.wi.shape), wo \(weights.wo.shape) do not fit M = \(m), E = \(e)")
         }
     }
-    let (xg, gating) = try moeGating(x, paddings: paddings, gate: weights.gate, configuration: configuration)  // [G, S, M]
+    let (xg, _, gating) = try moeGating(x, paddings: paddings, gate: weights.gate, configuration: configuration)  // [G, S, M]
     let yg = dispatchThroughExperts(xg, gating: gating, implementation: implementation) { expertIn in
         experts(expertIn, wi: weights.wi, wo: weights.wo, activation: configuration.activation)
     }  // [G, S, M]
@@ -102,10 +118,10 @@ public func moeLayer<Scalar>(
 }
 
 /// The MoE layer up to the dispatch: `x` `[B, T, M]` in groups `[G, S, M]`, the router logits
-/// `x · gate` and their top-2 gating. Checks the shapes of the input, router and paddings.
+/// `x · gate` `[G, S, E]` and their top-2 gating. Checks the shapes of the input, router and paddings.
 func moeGating<Scalar>(
     _ x: Variable<Scalar>, paddings: Tensor<Scalar>?, gate: Variable<Scalar>, configuration: MoELayerConfiguration
-) throws(Top2GatingConfiguration.Invalid) -> (groups: Variable<Scalar>, gating: Top2GatingResult<Scalar>) {
+) throws(Top2GatingConfiguration.Invalid) -> (groups: Variable<Scalar>, logits: Variable<Scalar>, gating: Top2GatingResult<Scalar>) {
     guard x.value.rank == 3 else { throw .init(description: "MoE input must be [B, T, M], got \(x.shape)") }
     let (b, t, m) = (x.shape[0], x.shape[1], x.shape[2])
     let g = configuration.numGroups
@@ -121,7 +137,7 @@ func moeGating<Scalar>(
     let xg = x.reshaped(to: [g, s, m])  // [G, S, M]
     let logits = matmul(xg, gate)  // [G, S, E]
     let gating = try top2Gating(logits: logits, paddings: paddings?.reshaped(to: [g, s]), configuration: configuration.gating)
-    return (xg, gating)
+    return (xg, logits, gating)
 }
 
 /// The combined expert outputs `[G, S, M]` back in the shape of the layer input `x` `[B, T, M]`,
@@ -201,4 +217,43 @@ func experts<Scalar>(_ x: Variable<Scalar>, wi: Variable<Scalar>, wo: Variable<S
     let hidden = matmul(x, wi)  // [E, A, H]
     let activated = activation == .relu ? hidden.relu() : hidden.gelu()
     return matmul(activated, wo)  // [E, A, M]
+}
+
+extension MixtureOfExperts {
+    /// The first half of the MoE layer, up to the all-to-all: `y` `[B, T, M]` in G groups, the
+    /// router logits `[G, S, E]`, top-2 gating, and the dispatch of every kept choice into its
+    /// expert's slots `[E, G·C, M]`. `configuration.numGroups` sets G. The expert weights are not
+    /// read (on the mesh they are elsewhere). `trace`, when given, receives the router logits and
+    /// probabilities, the dispatch and combine tensors `[G, S, E, C]`, the aux loss and the expert
+    /// inputs `[E, G, C, M]`.
+    ///
+    /// - Throws: `Top2GatingConfiguration.Invalid` for a configuration that does not fit the input.
+    func route<Scalar>(
+        _ y: Variable<Scalar>, paddings: Tensor<Scalar>?, configuration: MoELayerConfiguration,
+        trace: ((_ name: String, _ value: Tensor<Scalar>) -> Void)? = nil
+    ) throws(Top2GatingConfiguration.Invalid) -> RoutedTokens<Scalar> where Weight == Variable<Scalar> {
+        let (xg, logits, gating) = try moeGating(y, paddings: paddings, gate: gate, configuration: configuration)  // [G, S, M]
+        let (expertInput, slots) = dispatchedSlots(xg, gating: gating)  // [E, G·C, M]
+        if let trace {
+            let r = gating.routing
+            trace("router_logits", logits.value)  // [G, S, E]
+            trace("router_probabilities", gating.probabilities.value)  // [G, S, E]
+            trace("dispatch", gating.dispatchTensor())  // [G, S, E, C]
+            trace("combine", gating.combineTensor())  // [G, S, E, C]
+            trace("aux_loss", gating.auxLoss.value)  // []
+            trace("expert_inputs", expertInput.value.reshaped(to: [r.numExperts, r.groups, r.capacity, y.shape[2]]))  // [E, G, C, M]
+        }
+        return RoutedTokens(gating: gating, expertInput: expertInput, slots: slots)
+    }
+}
+
+/// The second half of the MoE layer, after the experts: each token's two expert outputs, weighted
+/// by its gates, `y[g, s] = Σ_k gate_k · out[slot_k(g, s)]`, back in the shape of the layer input
+/// `like` `[B, T, M]` with padded rows zeroed. `expertOutput` is `[E·G·C, M]`; the gates `[G, S, 1]`.
+func combinedExpertOutputs<Scalar>(
+    _ expertOutput: Variable<Scalar>, firstGate: Variable<Scalar>, secondGate: Variable<Scalar>, slots: [[Int]],
+    like y: Variable<Scalar>, paddings: Tensor<Scalar>?
+) -> Variable<Scalar> {
+    let yg = combinedSlots(expertOutput, firstGate: firstGate, secondGate: secondGate, slots: slots)  // [G, S, M]
+    return ungrouped(yg, like: y, paddings: paddings)  // [B, T, M]
 }

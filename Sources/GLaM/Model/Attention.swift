@@ -1,5 +1,5 @@
-// GLaM's causal self-attention (glam-spec.md section 1.2; praxis `DotProductAttention` as glam.py
-// configures it): separate Wq, Wk, Wv [M, N·D] and Wo [N·D, M], no biases, **no 1/√D scaling**
+// GLaM's causal self-attention (praxis `DotProductAttention` as glam.py configures it; see the
+// "The model" article): separate Wq, Wk, Wv [M, N·D] and Wo [N·D, M], no biases, **no 1/√D scaling**
 // (it is in Wq's initialisation), a per-layer relative-position bias, float32 logits, and a
 // softmax with an extra zero logit.
 //
@@ -84,27 +84,76 @@ extension Variable {
     }
 }
 
-/// The weights of one attention layer (contracts.md names `layers.{i}.attention.*`).
-struct AttentionWeights<Scalar: TensorScalar> {
-    var wq, wk, wv, wo, relativeBias: Variable<Scalar>
+/// GLaM's causal self-attention (praxis `DotProductAttention` as glam.py configures it): separate
+/// Wq, Wk, Wv `[M, N·D]` and Wo `[N·D, M]`, no biases, no 1/√D scaling (it is in Wq's
+/// initialisation), a per-layer relative-position bias `[N, buckets]` and a softmax with an extra
+/// zero logit.
+public struct SelfAttention<Weight> {
+    /// Wq `[M, N·D]` (file name `attention.wq`).
+    public var wq: Weight
+    /// Wk `[M, N·D]`.
+    public var wk: Weight
+    /// Wv `[M, N·D]`.
+    public var wv: Weight
+    /// Wo `[N·D, M]`; head n owns rows `n·D ..< (n+1)·D`.
+    public var wo: Weight
+    /// The bias added to head n's logit of a (query, key) pair: `relativeBias[n, bucket(q − k)]` `[N, buckets]`.
+    public var relativeBias: Weight
+
+    /// Attention weights.
+    public init(wq: Weight, wk: Weight, wv: Weight, wo: Weight, relativeBias: Weight) {
+        (self.wq, self.wk, self.wv, self.wo, self.relativeBias) = (wq, wk, wv, wo, relativeBias)
+    }
 }
 
-/// Self-attention of `x` `[B, T, M]` (already normalised) given pair visibility `[B, T, T]` and the
-/// bucket of every (query, key) pair `[T·T]`.
-func selfAttention<Scalar>(
-    _ x: Variable<Scalar>, weights w: AttentionWeights<Scalar>, heads n: Int, headDim d: Int,
-    visible: [Bool], buckets: [Int], extraZeroLogit: Bool
-) -> Variable<Scalar> {
-    let (b, t, m) = (x.shape[0], x.shape[1], x.shape[2])
-    func heads(_ projection: Variable<Scalar>) -> Variable<Scalar> {
-        matmul(x, projection).reshaped(to: [b, t, n, d]).transposed(permutation: [0, 2, 1, 3])  // [B, N, T, D]
+extension SelfAttention: Sendable where Weight: Sendable {}
+extension SelfAttention: Equatable where Weight: Equatable {}
+
+/// The keys and values of the positions decoded so far, for one layer: `[B, N, L, D]` each.
+public struct KeyValueCache<Scalar: TensorScalar> {
+    /// `[B, N, L, D]`.
+    public var keys: Tensor<Scalar>
+    /// `[B, N, L, D]`.
+    public var values: Tensor<Scalar>
+    /// L, the positions cached.
+    public var length: Int { keys.shape[2] }
+}
+
+extension SelfAttention {
+    /// Self-attention of `x` `[B, T, M]` (already normalised) → `[B, T, M]`:
+    ///
+    ///     q, k, v = x·Wq, x·Wk, x·Wv                   [B, N, T, D]   (k, v after the cached ones: [B, N, L, D])
+    ///     logits  = q·kᵀ + bias[n, bucket(t − s)]      [B, N, T, L]
+    ///     p       = masked softmax with the extra zero logit
+    ///     out     = (p·v, heads merged)·Wo             [B, T, M]
+    ///
+    /// Pair visibility `[B, T, L]` and buckets `[T·L]` come from `context`. With `cache` (decoding),
+    /// the new keys and values are appended to it and the queries attend to all of them; cached
+    /// keys and values are constants (decoding is inference only).
+    func callAsFunction<Scalar>(
+        _ x: Variable<Scalar>, layer i: Int, context: ForwardContext<Scalar>, cache: inout KeyValueCache<Scalar>?
+    ) -> Variable<Scalar> where Weight == Variable<Scalar> {
+        let c = context.configuration
+        let (b, t, m, n, d) = (x.shape[0], x.shape[1], x.shape[2], c.numHeads, c.headDim)
+        func heads(_ projection: Variable<Scalar>) -> Variable<Scalar> {
+            matmul(x, projection).reshaped(to: [b, t, n, d]).transposed(permutation: [0, 2, 1, 3])  // [B, N, T, D]
+        }
+        var (q, k, v) = (heads(wq), heads(wk), heads(wv))  // [B, N, T, D]
+        if context.isDecoding {
+            let keys = cache.map { Tensor.concatenated([$0.keys, k.value], alongAxis: 2) } ?? k.value  // [B, N, L, D]
+            let values = cache.map { Tensor.concatenated([$0.values, v.value], alongAxis: 2) } ?? v.value  // [B, N, L, D]
+            cache = KeyValueCache(keys: keys, values: values)
+            (k, v) = (Variable(constant: keys), Variable(constant: values))
+        }
+        let l = k.shape[2]
+        let bias = relativeBias.gatheringColumns(context.buckets, shape: [t, l])  // [N, T, L]
+        let logits = matmul(q, k, transposeB: true) + bias  // [B, N, T, L]
+        let probabilities = logits.maskedSoftmax(visible: context.visible, extraZeroLogit: c.attentionExtraLogit)  // [B, N, T, L]
+        context.trace("layers.\(i).attention.logits", logits)
+        context.trace("layers.\(i).attention.probabilities", probabilities)
+        let merged = matmul(probabilities, v).transposed(permutation: [0, 2, 1, 3]).reshaped(to: [b, t, n * d])  // [B, T, N·D]
+        let out = matmul(merged, wo)  // [B, T, M]
+        precondition(out.shape == [b, t, m])
+        return out
     }
-    let (q, k, v) = (heads(w.wq), heads(w.wk), heads(w.wv))
-    let bias = w.relativeBias.gatheringColumns(buckets, shape: [t, t])  // [N, T, T]
-    let logits = matmul(q, k, transposeB: true) + bias  // [B, N, T, T]
-    let probabilities = logits.maskedSoftmax(visible: visible, extraZeroLogit: extraZeroLogit)  // [B, N, T, T]
-    let merged = matmul(probabilities, v).transposed(permutation: [0, 2, 1, 3]).reshaped(to: [b, t, n * d])  // [B, T, N·D]
-    let out = matmul(merged, w.wo)  // [B, T, M]
-    precondition(out.shape == [b, t, m])
-    return out
 }

@@ -1,17 +1,19 @@
-// Saving and loading model parameters as safetensors (contracts.md sections 1–2): tensors named as
-// section 2, `__metadata__["config"]` holding the configuration's JSON. Writes are atomic.
+// Saving and loading model parameters as safetensors (see the "Checkpoints" article): tensors named
+// by `ParameterPath.name`, `__metadata__["config"]` holding the configuration's JSON. Writes are atomic.
 // Training checkpoints (optimizer slots `optimizer.<param>.<slot>`, step, RNG, data position) add
 // to the same file; loading parameters ignores those entries.
 
 import Foundation
 
-extension ModelParameters {
+extension GLaMModel where Weight == Tensor<Float> {
     /// The metadata key holding the configuration JSON.
     public static let configurationKey = "config"
 
     /// The parameters as a safetensors file (F32), with the configuration and `extraMetadata`.
     public func safeTensorsFile(extraMetadata: [String: String] = [:]) -> SafeTensorsFile {
-        var file = SafeTensorsFile(tensors: tensors.mapValues { SafeTensor($0) }, metadata: extraMetadata)
+        var tensors: [String: SafeTensor] = [:]
+        for (path, weight) in weights { tensors[path.name] = SafeTensor(weight) }
+        var file = SafeTensorsFile(tensors: tensors, metadata: extraMetadata)
         file.metadata[Self.configurationKey] = configuration.jsonString()
         return file
     }
@@ -52,12 +54,15 @@ extension ModelParameters {
             let differing = Self.differingKeys(expected, configuration)
             throw ModelError("\(name): checkpoint configuration differs from the expected one in \(differing.joined(separator: ", "))")
         }
-        var tensors: [String: Tensor<Float>] = [:]
+        var tensors: [ParameterPath: Tensor<Float>] = [:]
         for (tensorName, tensor) in file.tensors where !tensorName.hasPrefix("optimizer.") {
+            guard let path = ParameterPath(name: tensorName) else {
+                throw ModelError("\(name): unexpected parameter \(tensorName) (not a GLaM parameter name)")
+            }
             guard !tensor.dtype.isInteger else {
                 throw ModelError("\(name): parameter \(tensorName) is \(tensor.dtype.rawValue), not a float type")
             }
-            tensors[tensorName] = tensor.floatTensor()
+            tensors[path] = tensor.floatTensor()
         }
         do {
             try self.init(configuration: configuration, tensors: tensors)

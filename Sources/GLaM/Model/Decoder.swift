@@ -1,4 +1,4 @@
-// The GLaM decoder and its losses (glam-spec.md sections 1.1–1.2 and 3.3):
+// The GLaM decoder and its losses (see the "The model" article):
 //
 //   x = Emb[tokens]                                   [B, T, M]  (not scaled)
 //   for layer i:  h = x + Attn(RMS_a(x));  x = h + FFN_i(RMS_f(h))   (FFN_i: MoE if i even, else GLU)
@@ -65,47 +65,88 @@ public struct DecoderOutput<Scalar: TensorScalar> {
     public let gatings: [Top2GatingResult<Scalar>]
 }
 
-/// The GLaM decoder on `batch`, with parameters given as variables by name (contracts.md section 2).
-///
-/// Record the parameters on a `Tape` to get gradients; pass constants for inference.
-/// - Throws: `ModelError` for a batch or parameters that do not fit the configuration.
-@_specialize(where Scalar == Float)
-public func decoderForward<Scalar>(
-    parameters p: [String: Variable<Scalar>], configuration c: ModelConfiguration, batch: TokenBatch,
-    moeImplementation: DispatchImplementation = .indexed
-) throws(ModelError) -> DecoderOutput<Scalar> {
-    if let problem = c.problem { throw ModelError("invalid configuration: \(problem)") }
-    if let problem = batch.problem(vocabularySize: c.vocabSize) { throw ModelError(problem) }
-    for (name, shape) in ModelParameters.shapes(for: c) {
-        guard let v = p[name] else { throw ModelError("missing parameter \(name)") }
-        guard v.shape == shape else { throw ModelError("parameter \(name) has shape \(v.shape), expected \(shape)") }
-    }
-    let context = DecoderContext<Scalar>(configuration: c, batch: batch)
-    var x = context.embedded(p)  // [B, T, M]
-    var gatings: [Top2GatingResult<Scalar>] = []
-    var auxLoss = Variable<Scalar>(constant: Tensor(0))
-    for i in 0..<c.numLayers {
-        let (h, y) = context.attentionBlock(i, x, p)  // [B, T, M] each
-        if c.isMoELayer(i) {
-            let out: MoELayerOutput<Scalar>
-            do {
-                out = try moeLayer(
-                    y, paddings: context.paddings, weights: context.moeWeights(i, p), configuration: context.moeConfiguration,
-                    implementation: moeImplementation)
-            } catch {
-                throw ModelError("layer \(i): \(error.description)")
-            }
-            gatings.append(out.gating)
-            auxLoss = auxLoss + out.gating.auxLoss
-            x = h + out.output
-        } else {
-            x = h + context.denseFeedForward(i, y, p)
+extension GLaMModel {
+    /// The GLaM decoder on `batch` (GLaM's forward pass and losses; see the "The model" article).
+    ///
+    /// Make the weights variables on a `Tape` (`variables(on:)`) to get gradients; use `constants`
+    /// for inference. `observer`, when given, receives every named intermediate (Tracer.swift).
+    /// - Throws: `ModelError` for a batch or weights that do not fit the configuration.
+    @_specialize(where Weight == Variable<Float>, Scalar == Float)
+    public func callAsFunction<Scalar>(_ batch: TokenBatch, observer: (any ForwardObserver)? = nil) throws(ModelError) -> DecoderOutput<Scalar>
+    where Weight == Variable<Scalar> {
+        let c = configuration
+        if let problem = c.problem { throw ModelError("invalid configuration: \(problem)") }
+        if let problem = batch.problem(vocabularySize: c.vocabSize) { throw ModelError(problem) }
+        for (path, weight) in weights where weight.shape != path.shape(in: c) {
+            throw ModelError("parameter \(path) has shape \(weight.shape), expected \(path.shape(in: c))")
         }
+        let context = ForwardContext<Scalar>(configuration: c, batch: batch, observer: observer)
+        var x = embedded(batch.tokens, batchSize: batch.batchSize, context: context)  // [B, T, M]
+        var gatings: [Top2GatingResult<Scalar>] = []
+        var auxLoss = Variable<Scalar>(constant: Tensor(0))
+        var noCache: KeyValueCache<Scalar>? = nil
+        for (i, layer) in layers.enumerated() {
+            let (output, gating) = try layer(x, layer: i, context: context, cache: &noCache)
+            if let gating {
+                gatings.append(gating)
+                auxLoss = auxLoss + gating.auxLoss
+            }
+            x = output
+        }
+        let logits = self.logits(x, context: context)  // [B, T, V]
+        guard let (crossEntropy, zLoss) = Self.losses(logits, batch: batch, context: context) else {
+            return DecoderOutput(logits: logits, crossEntropy: nil, zLoss: nil, auxLoss: auxLoss, loss: nil, gatings: gatings)
+        }
+        let loss = crossEntropy + zLoss * Scalar(c.zLossWeight) + auxLoss * Scalar(c.auxLossWeight)
+        return DecoderOutput(logits: logits, crossEntropy: crossEntropy, zLoss: zLoss, auxLoss: auxLoss, loss: loss, gatings: gatings)
     }
-    let logits = context.logits(x, p)  // [B, T, V]
-    guard let (crossEntropy, zLoss) = context.losses(logits) else {
-        return DecoderOutput(logits: logits, crossEntropy: nil, zLoss: nil, auxLoss: auxLoss, loss: nil, gatings: gatings)
+
+    /// `Emb[tokens]` `[B, T, M]` (not scaled).
+    func embedded<Scalar>(_ tokens: [Int], batchSize b: Int, context: ForwardContext<Scalar>) -> Variable<Scalar>
+    where Weight == Variable<Scalar> {
+        let x = embedding.gatheringRows(tokens).reshaped(to: [b, tokens.count / b, configuration.modelDim])  // [B, T, M]
+        context.trace("embedded", x)
+        return x
     }
-    let loss = crossEntropy + zLoss * Scalar(c.zLossWeight) + auxLoss * Scalar(c.auxLossWeight)
-    return DecoderOutput(logits: logits, crossEntropy: crossEntropy, zLoss: zLoss, auxLoss: auxLoss, loss: loss, gatings: gatings)
+
+    /// The output logits `(RMS(x)·finalNorm · M^-½) · Embᵀ` `[B, T, V]` (tied embedding).
+    func logits<Scalar>(_ x: Variable<Scalar>, context: ForwardContext<Scalar>) -> Variable<Scalar> where Weight == Variable<Scalar> {
+        let final = rmsNormalized(x, scale: finalNorm, epsilon: context.epsilon) * (1 / Scalar(configuration.modelDim).squareRoot())
+        context.trace("final_norm", final)
+        let logits = matmul(final, embedding, transposeB: true)  // [B, T, V]
+        context.trace("logits", logits)
+        return logits
+    }
+
+    /// Cross-entropy and z-loss of `logits` `[B, T, V]` over the real positions, each divided by
+    /// B·T; nil without targets.
+    static func losses<Scalar>(_ logits: Variable<Scalar>, batch: TokenBatch, context: ForwardContext<Scalar>) -> (
+        crossEntropy: Variable<Scalar>, zLoss: Variable<Scalar>
+    )? {
+        guard let targets = batch.targets else { return nil }
+        let (b, t) = (batch.batchSize, batch.length)
+        let weight = Variable(constant: context.nonPadding ?? Tensor(repeating: 1, shape: [b, t, 1]))  // [B, T, 1]
+        let logZ = logits.logSumExp()  // [B, T, 1]
+        let targetLogit = logits.gatheringAlongLastAxis(targets)  // [B, T, 1]
+        let positions = Scalar(b * t)
+        let crossEntropy = ((logZ - targetLogit) * weight).sum() * (1 / positions)
+        let zLoss = (logZ.squared() * weight).sum() * (1 / positions)
+        return (crossEntropy, zLoss)
+    }
+}
+
+extension GLaMModel where Weight == Tensor<Float> {
+    /// The weights as constants (inference: nothing is recorded).
+    public var constants: GLaMModel<Variable<Float>> { map { Variable(constant: $1) } }
+
+    /// The weights as variables recorded on `tape` (for gradients).
+    public func variables(on tape: Tape<Float>) -> GLaMModel<Variable<Float>> { map { tape.variable($1) } }
+}
+
+extension GLaMModel {
+    /// The gradient of every weight after a backward pass: a model of gradient tensors, zero for a
+    /// weight the loss does not depend on.
+    public func gradients<Scalar>(from gradients: Gradients<Scalar>) -> GLaMModel<Tensor<Scalar>> where Weight == Variable<Scalar> {
+        map { gradients[$1] ?? Tensor(zeros: $1.shape) }
+    }
 }

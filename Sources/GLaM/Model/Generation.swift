@@ -21,15 +21,14 @@ public enum SamplingStrategy: Sendable, Equatable {
     case temperature(Float, topK: Int?)
 }
 
-/// A decoder with a key/value cache for generating continuations.
+/// A decoder with a key/value cache for generating continuations. Each step runs the same
+/// decoder layers as the full pass (DecoderLayer.swift), with the layers' keys and values cached.
 public struct IncrementalDecoder {
     /// The parameters.
     public let parameters: ModelParameters
-    private var configuration: ModelConfiguration { parameters.configuration }
-    private let constants: [String: Variable<Float>]
+    private let constants: GLaMModel<Variable<Float>>
     /// Keys and values per layer: `[B, N, L, D]` for the L positions seen so far.
-    private var keys: [Tensor<Float>?]
-    private var values: [Tensor<Float>?]
+    private var caches: [KeyValueCache<Float>?]
     /// The number of positions decoded so far.
     public private(set) var position = 0
     /// Rows decoded in parallel.
@@ -39,73 +38,26 @@ public struct IncrementalDecoder {
     public init(parameters: ModelParameters, batchSize: Int = 1) {
         self.parameters = parameters
         self.batchSize = batchSize
-        constants = parameters.tensors.mapValues { Variable(constant: $0) }
-        keys = Array(repeating: nil, count: parameters.configuration.numLayers)
-        values = keys
+        constants = parameters.constants
+        caches = Array(repeating: nil, count: parameters.configuration.numLayers)
     }
 
     /// Feeds one token per row at the next position and returns the logits `[B, V]` for the
-    /// position after it.
-    public mutating func step(_ tokens: [Int]) throws(ModelError) -> Tensor<Float> {
-        let c = configuration
-        let (b, m, n, d) = (batchSize, c.modelDim, c.numHeads, c.headDim)
+    /// position after it. `observer`, when given, receives the step's intermediates (T = 1).
+    public mutating func step(_ tokens: [Int], observer: (any ForwardObserver)? = nil) throws(ModelError) -> Tensor<Float> {
+        let c = parameters.configuration
+        let b = batchSize
         guard tokens.count == b else { throw ModelError("step: \(tokens.count) tokens for a batch of \(b)") }
         if let bad = tokens.first(where: { $0 < 0 || $0 >= c.vocabSize }) {
             throw ModelError("token id \(bad) is outside the vocabulary 0..<\(c.vocabSize)")
         }
-        let p = constants
-        let epsilon = c.rmsNormEpsilon
-        let length = position + 1
-        let buckets = (0..<length).map {
-            relativePositionBucket(distance: position - $0, buckets: c.relativeBuckets, maxDistance: c.relativeMaxDistance)
+        let context = ForwardContext<Float>(decodingAt: position, batchSize: b, configuration: c, observer: observer)
+        var x = constants.embedded(tokens, batchSize: b, context: context)  // [B, 1, M]
+        for (i, layer) in constants.layers.enumerated() {
+            x = try layer(x, layer: i, context: context, cache: &caches[i]).output  // [B, 1, M]
         }
-        var x = p["embedding"]!.gatheringRows(tokens).reshaped(to: [b, 1, m])  // [B, 1, M]
-        for i in 0..<c.numLayers {
-            let prefix = "layers.\(i)."
-            let y = rmsNormalized(x, scale: p[prefix + "attention_norm.scale"]!, epsilon: epsilon)  // [B, 1, M]
-            func heads(_ w: String) -> Tensor<Float> {
-                matmul(y.value, p[prefix + w]!.value).reshaped(to: [b, n, 1, d])  // [B, N, 1, D] (T = 1)
-            }
-            let q = heads("attention.wq")
-            keys[i] = Self.appending(heads("attention.wk"), to: keys[i])  // [B, N, L, D]
-            values[i] = Self.appending(heads("attention.wv"), to: values[i])  // [B, N, L, D]
-            let bias = p[prefix + "attention.relative_bias"]!.gatheringColumns(buckets, shape: [1, length])  // [N, 1, L]
-            let logits = Variable(constant: matmul(q, keys[i]!, transposeB: true)) + bias  // [B, N, 1, L]
-            let probabilities = logits.maskedSoftmax(
-                visible: [Bool](repeating: true, count: b * length), extraZeroLogit: c.attentionExtraLogit)  // [B, N, 1, L]
-            let merged = matmul(probabilities.value, values[i]!).reshaped(to: [b, 1, n * d])  // [B, 1, N·D]
-            let h = x + matmul(Variable(constant: merged), p[prefix + "attention.wo"]!)  // [B, 1, M]
-            let z = rmsNormalized(h, scale: p[prefix + "ffn_norm.scale"]!, epsilon: epsilon)  // [B, 1, M]
-            if c.isMoELayer(i) {
-                let weights = MoEWeights(gate: p[prefix + "moe.gate"]!, wi: p[prefix + "moe.wi"]!, wo: p[prefix + "moe.wo"]!)
-                let layer = MoELayerConfiguration(gating: c.gating, numGroups: 1, activation: c.moeActivation)
-                do {
-                    x = h + (try moeLayer(z, paddings: nil, weights: weights, configuration: layer)).output
-                } catch {
-                    throw ModelError("layer \(i): \(error.description)")
-                }
-            } else {
-                let weights = FeedForwardWeights(
-                    wiGate: p[prefix + "ffn.wi_gate"]!, wiLinear: p[prefix + "ffn.wi_linear"]!, wo: p[prefix + "ffn.wo"]!)
-                x = h + gatedFeedForward(z, weights: weights, nonPadding: nil)
-            }
-        }
-        let final = rmsNormalized(x, scale: p["final_norm.scale"]!, epsilon: epsilon) * (1 / Float(m).squareRoot())
         position += 1
-        return matmul(final.value.reshaped(to: [b, m]), p["embedding"]!.value, transposeB: true)  // [B, V]
-    }
-
-    /// `cache` `[B, N, L, D]` with `new` `[B, N, 1, D]` appended along L.
-    static func appending(_ new: Tensor<Float>, to cache: Tensor<Float>?) -> Tensor<Float> {
-        guard let cache else { return new }
-        let (bn, l, d) = (cache.shape[0] * cache.shape[1], cache.shape[2], cache.shape[3])
-        var out = [Float]()
-        out.reserveCapacity(bn * (l + 1) * d)
-        for row in 0..<bn {
-            out += cache.scalars[(row * l * d)..<((row + 1) * l * d)]
-            out += new.scalars[(row * d)..<((row + 1) * d)]
-        }
-        return Tensor(shape: [cache.shape[0], cache.shape[1], l + 1, d], scalars: out)
+        return constants.logits(x, context: context).value.reshaped(to: [b, c.vocabSize])  // [B, V]
     }
 
     /// Continues one prompt by `count` tokens.

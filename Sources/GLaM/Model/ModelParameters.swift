@@ -1,39 +1,13 @@
-// GLaM's parameters by name (contracts.md section 2), their shapes, and their initialisation
-// (glam-spec.md section 1.2, identical in lingvo and praxis' glam.py).
+// GLaM's stored parameters and their initialisation (identical in lingvo and praxis' glam.py; see
+// the "The model" article).
 
-/// A model's parameter tensors, keyed by the names of contracts.md section 2.
-public struct ModelParameters: Sendable, Equatable {
-    /// The configuration the tensors belong to.
-    public let configuration: ModelConfiguration
-    /// The tensors by name.
-    public private(set) var tensors: [String: Tensor<Float>]
+/// A model's parameters as tensors: `GLaMModel<Tensor<Float>>`.
+public typealias ModelParameters = GLaMModel<Tensor<Float>>
 
-    /// Every parameter's name and shape, in a fixed order (embedding, layers in order, final norm).
-    public static func shapes(for c: ModelConfiguration) -> [(name: String, shape: [Int])] {
-        let (m, nd) = (c.modelDim, c.numHeads * c.headDim)
-        var out: [(String, [Int])] = [("embedding", [c.vocabSize, m])]
-        for i in 0..<c.numLayers {
-            let p = "layers.\(i)."
-            out += [
-                (p + "attention_norm.scale", [m]), (p + "attention.wq", [m, nd]), (p + "attention.wk", [m, nd]),
-                (p + "attention.wv", [m, nd]), (p + "attention.wo", [nd, m]),
-                (p + "attention.relative_bias", [c.numHeads, c.relativeBuckets]), (p + "ffn_norm.scale", [m]),
-            ]
-            if c.isMoELayer(i) {
-                out += [
-                    (p + "moe.gate", [m, c.numExperts]), (p + "moe.wi", [c.numExperts, m, c.moeHiddenDim]),
-                    (p + "moe.wo", [c.numExperts, c.moeHiddenDim, m]),
-                ]
-            } else {
-                out += [(p + "ffn.wi_gate", [m, c.ffDim]), (p + "ffn.wi_linear", [m, c.ffDim]), (p + "ffn.wo", [c.ffDim, m])]
-            }
-        }
-        out.append(("final_norm.scale", [m]))
-        return out
-    }
-
-    /// Freshly initialised parameters: every tensor drawn from its own stream of `seed`, so the
-    /// same seed always gives the same bits, and one tensor's values never depend on another's.
+extension GLaMModel where Weight == Tensor<Float> {
+    /// Freshly initialised parameters: every tensor drawn from its own stream of `seed` (keyed by
+    /// its file name), so the same seed always gives the same bits, and one tensor's values never
+    /// depend on another's.
     ///
     /// | weight | init |
     /// |---|---|
@@ -47,60 +21,58 @@ public struct ModelParameters: Sendable, Equatable {
     /// | norm scales | 1 |
     public init(configuration c: ModelConfiguration, seed: UInt64) {
         precondition(c.problem == nil, "ModelParameters: \(c.problem ?? "")")
-        var tensors: [String: Tensor<Float>] = [:]
-        for (name, shape) in Self.shapes(for: c) {
-            var generator = SeededGenerator(seed: CounterRandom.bits(seed: seed, stream: Self.stream(of: name), index: 0))
-            let leaf = name.split(separator: ".").suffix(2).joined(separator: ".")
-            let (m, d, nd) = (Float(c.modelDim), Float(c.headDim), Float(c.numHeads * c.headDim))
-            switch leaf {
-            case "embedding": tensors[name] = .randomNormal(shape: shape, generator: &generator)
-            case "attention.wq":
-                tensors[name] = .randomNormal(shape: shape, standardDeviation: 1 / (m * d).squareRoot(), generator: &generator)
-            case "attention.wk", "attention.wv":
-                tensors[name] = .randomNormal(shape: shape, standardDeviation: 1 / m.squareRoot(), generator: &generator)
-            case "attention.wo": tensors[name] = .randomNormal(shape: shape, standardDeviation: 1 / nd.squareRoot(), generator: &generator)
-            case "attention.relative_bias":
-                tensors[name] = .randomNormal(
+        let (m, d, nd) = (Float(c.modelDim), Float(c.headDim), Float(c.numHeads * c.headDim))
+        self.init(configuration: c) { path in
+            let shape = path.shape(in: c)
+            var generator = SeededGenerator(seed: CounterRandom.bits(seed: seed, stream: Self.stream(of: path.name), index: 0))
+            let weight: LayerWeight
+            switch path {
+            case .embedding: return .randomNormal(shape: shape, generator: &generator)
+            case .finalNorm: return Tensor(repeating: 1, shape: shape)
+            case .layer(_, let w): weight = w
+            }
+            switch weight {
+            case .query: return .randomNormal(shape: shape, standardDeviation: 1 / (m * d).squareRoot(), generator: &generator)
+            case .key, .value: return .randomNormal(shape: shape, standardDeviation: 1 / m.squareRoot(), generator: &generator)
+            case .attentionOutput: return .randomNormal(shape: shape, standardDeviation: 1 / nd.squareRoot(), generator: &generator)
+            case .relativeBias:
+                return .randomNormal(
                     shape: shape, standardDeviation: 1 / Float(c.numHeads * c.relativeBuckets).squareRoot(), generator: &generator)
-            case "ffn.wi_gate", "ffn.wi_linear", "moe.gate", "moe.wi":
-                tensors[name] = .randomUniform(shape: shape, bound: (3 / m).squareRoot(), generator: &generator)
-            case "ffn.wo", "moe.wo":
+            case .gateProjection, .linearProjection, .router, .expertInput:
+                return .randomUniform(shape: shape, bound: (3 / m).squareRoot(), generator: &generator)
+            case .ffnOutput, .expertOutput:
                 let h = Float(shape[shape.count - 2])
-                tensors[name] = .randomUniform(shape: shape, bound: (3 / h).squareRoot(), generator: &generator)
-            default:  // norm scales
-                tensors[name] = Tensor(repeating: 1, shape: shape)
+                return .randomUniform(shape: shape, bound: (3 / h).squareRoot(), generator: &generator)
+            case .attentionNorm, .ffnNorm:
+                return Tensor(repeating: 1, shape: shape)
             }
         }
-        self.configuration = c
-        self.tensors = tensors
     }
 
-    /// Parameters from tensors, which must be exactly the configuration's names and shapes.
+    /// Parameters from tensors by path, which must be exactly the configuration's paths and shapes.
     ///
     /// - Throws: `ModelError` naming the first missing, unexpected or ill-shaped tensor.
-    public init(configuration: ModelConfiguration, tensors: [String: Tensor<Float>]) throws(ModelError) {
+    public init(configuration: ModelConfiguration, tensors: [ParameterPath: Tensor<Float>]) throws(ModelError) {
         if let problem = configuration.problem { throw ModelError("invalid configuration: \(problem)") }
-        let expected = Self.shapes(for: configuration)
-        for (name, shape) in expected {
-            guard let tensor = tensors[name] else { throw ModelError("missing parameter \(name) (shape \(shape))") }
+        let expected = ParameterPath.all(in: configuration)
+        for path in expected {
+            let shape = path.shape(in: configuration)
+            guard let tensor = tensors[path] else { throw ModelError("missing parameter \(path) (shape \(shape))") }
             guard tensor.shape == shape else {
-                throw ModelError("parameter \(name) has shape \(tensor.shape), the configuration needs \(shape)")
+                throw ModelError("parameter \(path) has shape \(tensor.shape), the configuration needs \(shape)")
             }
         }
-        let names = Set(expected.map(\.name))
-        if let extra = tensors.keys.sorted().first(where: { !names.contains($0) }) {
+        let paths = Set(expected)
+        if let extra = tensors.keys.sorted().first(where: { !paths.contains($0) }) {
             throw ModelError("unexpected parameter \(extra) for this configuration")
         }
-        self.configuration = configuration
-        self.tensors = tensors
+        self.init(configuration: configuration) { tensors[$0]! }
     }
 
     /// Replaces one tensor (same shape).
-    public mutating func update(_ name: String, to tensor: Tensor<Float>) {
-        precondition(
-            tensors[name]?.shape == tensor.shape,
-            "ModelParameters.update: \(name) has shape \(tensors[name]?.shape ?? []), got \(tensor.shape)")
-        tensors[name] = tensor
+    public mutating func update(_ path: ParameterPath, to tensor: Tensor<Float>) {
+        precondition(self[path].shape == tensor.shape, "ModelParameters.update: \(path) has shape \(self[path].shape), got \(tensor.shape)")
+        self[path] = tensor
     }
 
     /// FNV-1a hash of a parameter name: its random stream.

@@ -56,8 +56,8 @@ public enum AdafactorSlot: Sendable, Equatable {
 public struct Adafactor: Sendable, Equatable {
     /// The settings.
     public let configuration: AdafactorConfiguration
-    /// Statistics by parameter name (absent until the first update: zeros).
-    public var slots: [String: AdafactorSlot] = [:]
+    /// Statistics by parameter (absent until the first update: zeros).
+    public var slots: [ParameterPath: AdafactorSlot] = [:]
 
     /// An optimizer with no statistics yet.
     public init(configuration: AdafactorConfiguration = AdafactorConfiguration()) {
@@ -69,14 +69,22 @@ public struct Adafactor: Sendable, Equatable {
         Float(1 - Foundation.pow(Double(t) + 1, -configuration.decayExponent))
     }
 
-    /// Updates `weight` in place with `gradient` at 0-based `step` and learning rate `learningRate`.
-    public mutating func update(_ name: String, weight: inout Tensor<Float>, gradient g: Tensor<Float>, step: Int, learningRate: Float) {
-        precondition(weight.shape == g.shape, "Adafactor: gradient \(g.shape) for \(name) \(weight.shape)")
-        var shards = [[AdafactorShard(weight: weight, gradient: g, slot: slots[name])]]
+    /// Updates parameter `path`'s `weight` in place with `gradient` at 0-based `step` and learning
+    /// rate `learningRate`, and its statistics in `slots`.
+    public mutating func update(_ path: ParameterPath, weight: inout Tensor<Float>, gradient g: Tensor<Float>, step: Int, learningRate: Float) {
+        update(weight: &weight, gradient: g, slot: &slots[path], step: step, learningRate: learningRate)
+    }
+
+    /// Updates one `weight` and its statistics `slot` (nil before the first update) in place with
+    /// `gradient` at 0-based `step` and learning rate `learningRate`. This is the fast path (one
+    /// shard of ShardedAdafactor.swift); `referenceAdafactorUpdate` is the same formula written plainly.
+    public func update(weight: inout Tensor<Float>, gradient g: Tensor<Float>, slot: inout AdafactorSlot?, step: Int, learningRate: Float) {
+        precondition(weight.shape == g.shape, "Adafactor: gradient \(g.shape) for a weight \(weight.shape)")
+        var shards = [[AdafactorShard(weight: weight, gradient: g, slot: slot)]]
         Self.updateShards(
             &shards, split: .none, shape: weight.shape, configuration: configuration, step: step, learningRate: learningRate)
         weight = shards[0][0].weight
-        slots[name] = shards[0][0].slot
+        slot = shards[0][0].slot
     }
 
     /// √(mean(x²)), accumulated in Double.

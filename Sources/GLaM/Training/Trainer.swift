@@ -1,4 +1,4 @@
-// The training loop (glam-spec.md sections 3.2–3.4): loss = CE + 1e-4·z + 0.01·Σ aux, gradients by
+// The training loop (see the "Training" article): loss = CE + 1e-4·z + 0.01·Σ aux, gradients by
 // the tape, an Adafactor update, and — as the paper did — an update whose gradients (or loss) hold
 // NaN or Inf is skipped and counted instead of applied.
 
@@ -144,12 +144,10 @@ public final class Trainer {
         let rows = TextDataset.rows(step: step, batchSize: options.batchSize, rowCount: dataset.training.count, seed: options.seed)
         let batch = dataset.training.batch(rows: rows)
         let tape = Tape<Float>()
-        let variables = parameters.tensors.mapValues { tape.variable($0) }
-        let output = try decoderForward(parameters: variables, configuration: parameters.configuration, batch: batch)
+        let variables = parameters.variables(on: tape)
+        let output: DecoderOutput<Float> = try variables(batch)
         let loss = output.loss!
-        let gradients = tape.gradients(of: loss)
-        var named: [String: Tensor<Float>] = [:]
-        for (name, variable) in variables { named[name] = gradients[variable] ?? Tensor(zeros: variable.shape) }
+        let named = variables.gradients(from: tape.gradients(of: loss))
         let learningRate = options.schedule.learningRate(step: step)
         let applied = apply(gradients: named, loss: loss.value.scalar, learningRate: learningRate)
         var load = [Int](repeating: 0, count: parameters.configuration.numExperts)
@@ -167,7 +165,7 @@ public final class Trainer {
     /// Applies an Adafactor update with `gradients`, unless the loss or any gradient element is NaN
     /// or infinite; then the update is skipped and counted. Returns whether it was applied.
     @discardableResult
-    func apply(gradients: [String: Tensor<Float>], loss: Float, learningRate: Float) -> Bool {
+    func apply(gradients: ModelParameters, loss: Float, learningRate: Float) -> Bool {
         let applied = optimizer.updateIfFinite(&parameters, gradients: gradients, loss: loss, step: step, learningRate: learningRate)
         if !applied { skippedSteps += 1 }
         return applied
@@ -186,11 +184,11 @@ public final class Trainer {
         let b = min(options.batchSize, rows)
         var batches = rows / b
         if options.evaluationBatches > 0 { batches = min(batches, options.evaluationBatches) }
-        let constants = parameters.tensors.mapValues { Variable(constant: $0) }
+        let constants = parameters.constants
         var total = 0.0, tokens = 0
         for k in 0..<batches {
             let batch = dataset.validation.batch(rows: Array((k * b)..<((k + 1) * b)))
-            let output = try decoderForward(parameters: constants, configuration: parameters.configuration, batch: batch)
+            let output: DecoderOutput<Float> = try constants(batch)
             total += Double(output.crossEntropy!.value.scalar) * Double(b * options.sequenceLength)
             tokens += batch.paddings!.filter { $0 == 0 }.count
         }
@@ -199,17 +197,16 @@ public final class Trainer {
 }
 
 extension Adafactor {
-    /// Updates every parameter named in `gradients` (in name order), unless the loss or any gradient
-    /// element is NaN or infinite: then nothing changes (GLaM's skipped step). Returns whether the
-    /// update was applied.
+    /// Updates every parameter with its gradient (`gradients` is a model of gradient tensors), unless
+    /// the loss or any gradient element is NaN or infinite: then nothing changes (GLaM's skipped
+    /// step). Returns whether the update was applied.
     mutating func updateIfFinite(
-        _ parameters: inout ModelParameters, gradients: [String: Tensor<Float>], loss: Float, step: Int, learningRate: Float
+        _ parameters: inout ModelParameters, gradients: ModelParameters, loss: Float, step: Int, learningRate: Float
     ) -> Bool {
-        guard loss.isFinite, gradients.values.allSatisfy({ $0.scalars.allSatisfy(\.isFinite) }) else { return false }
-        for name in gradients.keys.sorted() {
-            var weight = parameters.tensors[name]!
-            update(name, weight: &weight, gradient: gradients[name]!, step: step, learningRate: learningRate)
-            parameters.update(name, to: weight)
+        let all = gradients.weights
+        guard loss.isFinite, all.allSatisfy({ $0.weight.scalars.allSatisfy(\.isFinite) }) else { return false }
+        for (path, gradient) in all {
+            update(path, weight: &parameters[path], gradient: gradient, step: step, learningRate: learningRate)
         }
         return true
     }

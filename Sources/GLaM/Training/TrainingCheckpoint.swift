@@ -45,13 +45,13 @@ public struct TrainingCheckpoint: Sendable, Equatable {
             "format": "glam-checkpoint", "step": "\(step)", "skipped_steps": "\(skippedSteps)",
             "training": options.jsonString(), "tokenizer": tokenizer.jsonString(),
         ])
-        for (name, slot) in optimizer.slots {
+        for (path, slot) in optimizer.slots {
             switch slot {
             case .factored(let vr, let vc):
-                file.tensors["optimizer.\(name).vr"] = SafeTensor(vr)
-                file.tensors["optimizer.\(name).vc"] = SafeTensor(vc)
+                file.tensors["optimizer.\(path.name).vr"] = SafeTensor(vr)
+                file.tensors["optimizer.\(path.name).vc"] = SafeTensor(vc)
             case .full(let v):
-                file.tensors["optimizer.\(name).v"] = SafeTensor(v)
+                file.tensors["optimizer.\(path.name).v"] = SafeTensor(v)
             }
         }
         file.metadata["checksum"] = Self.checksum(of: file)
@@ -101,18 +101,19 @@ public struct TrainingCheckpoint: Sendable, Equatable {
             )
         }
         var optimizer = Adafactor(configuration: options.adafactor)
-        for (parameter, shape) in ModelParameters.shapes(for: parameters.configuration) {
+        for path in parameters.paths {
+            let (parameter, shape) = (path.name, path.shape(in: parameters.configuration))
             if let vr = file.tensors["optimizer.\(parameter).vr"], let vc = file.tensors["optimizer.\(parameter).vc"] {
                 let leading = Array(shape.dropLast(2))
                 guard options.adafactor.isFactored(shape), vr.shape == leading + [shape[shape.count - 2]],
                     vc.shape == leading + [shape[shape.count - 1]]
                 else { throw ModelError("\(name): optimizer statistics of \(parameter) do not fit its shape \(shape)") }
-                optimizer.slots[parameter] = .factored(vr: vr.floatTensor(), vc: vc.floatTensor())
+                optimizer.slots[path] = .factored(vr: vr.floatTensor(), vc: vc.floatTensor())
             } else if let v = file.tensors["optimizer.\(parameter).v"] {
                 guard v.shape == shape else {
                     throw ModelError("\(name): optimizer statistic of \(parameter) has shape \(v.shape), not \(shape)")
                 }
-                optimizer.slots[parameter] = .full(v: v.floatTensor())
+                optimizer.slots[path] = .full(v: v.floatTensor())
             } else if step > skipped {  // at least one update was applied
                 throw ModelError("\(name): no optimizer statistics for \(parameter)")
             }

@@ -1,0 +1,173 @@
+// One GLaM decoder layer, the only definition of a layer's sequence of steps (see the "The model"
+// article). The full pass, KV-cache decoding and the virtual mesh all run it:
+//
+//   opening:  h = x + Attn(RMS_a(x))                 [B, T, M]
+//             y = RMS_f(h)                           [B, T, M]
+//             MoE layers: route y to experts' slots  [E, G·C, M]     ← the mesh cuts here (all-to-all)
+//   experts:  act(slots·Wi[e])·Wo[e]                 [E, G·C, M]     (MoE layers only)
+//   closing:  x' = h + FFN(y)        (dense)                        ← and here (all-to-all back)
+//             x' = h + Σ_k gate_k · expert output   (MoE)          [B, T, M]
+//
+// `ForwardContext` carries what every layer of one pass shares: the attention mask and buckets,
+// paddings, the MoE grouping, whether keys and values are cached, and the observer.
+
+/// What every layer of one forward pass shares. Built once per batch (or decoding step).
+struct ForwardContext<Scalar: TensorScalar> {
+    let configuration: ModelConfiguration
+    /// `[B, T]`, 1 = padding (nil: none).
+    let paddings: Tensor<Scalar>?
+    /// `[B, T, 1]`, 1 − padding (nil: none).
+    let nonPadding: Tensor<Scalar>?
+    /// `[B, T, L]`: whether query t may attend to key l.
+    let visible: [Bool]
+    /// `[T, L]`: the relative-position bucket of (query position − key position).
+    let buckets: [Int]
+    /// Whether attention appends to and reads from key/value caches (incremental decoding).
+    let isDecoding: Bool
+    /// The MoE layers' settings (G = the configuration's groups, or 1 when decoding).
+    let moeConfiguration: MoELayerConfiguration
+    /// Who listens to the intermediates (nil: nobody; nothing is reported).
+    let observer: (any ForwardObserver)?
+
+    /// The context of a full pass over `batch`: causal attention within segments.
+    init(configuration c: ModelConfiguration, batch: TokenBatch, observer: (any ForwardObserver)? = nil) {
+        configuration = c
+        let (b, t) = (batch.batchSize, batch.length)
+        let paddingValues = batch.paddings.map { $0.map { Scalar($0) } }
+        paddings = paddingValues.map { Tensor(shape: [b, t], scalars: $0) }
+        nonPadding = paddingValues.map { Tensor(shape: [b, t, 1], scalars: $0.map { 1 - $0 }) }
+        let segments = batch.segmentIDs ?? (batch.paddings ?? [Float](repeating: 0, count: b * t)).map { $0 >= 1 ? 0 : 1 }
+        visible = attentionVisibility(segmentIDs: segments, batch: b, length: t)
+        buckets = Self.buckets(queries: 0..<t, keys: t, configuration: c)
+        isDecoding = false
+        moeConfiguration = MoELayerConfiguration(gating: c.gating, numGroups: c.numGroups, activation: c.moeActivation)
+        self.observer = observer
+    }
+
+    /// The context of one decoding step: B rows, one new token each at `position`, attending to
+    /// every cached position and itself; the B new tokens form one routing group (S = B).
+    init(decodingAt position: Int, batchSize b: Int, configuration c: ModelConfiguration, observer: (any ForwardObserver)? = nil) {
+        configuration = c
+        paddings = nil
+        nonPadding = nil
+        visible = [Bool](repeating: true, count: b * (position + 1))
+        buckets = Self.buckets(queries: position..<(position + 1), keys: position + 1, configuration: c)
+        isDecoding = true
+        moeConfiguration = MoELayerConfiguration(gating: c.gating, numGroups: 1, activation: c.moeActivation)
+        self.observer = observer
+    }
+
+    /// `[T, L]` buckets of (query − key) for the query positions `queries` and keys `0..<keys`.
+    static func buckets(queries: Range<Int>, keys: Int, configuration c: ModelConfiguration) -> [Int] {
+        queries.flatMap { query in
+            (0..<keys).map { relativePositionBucket(distance: query - $0, buckets: c.relativeBuckets, maxDistance: c.relativeMaxDistance) }
+        }
+    }
+
+    var epsilon: Scalar { Scalar(configuration.rmsNormEpsilon) }
+
+    /// Whether an observer listens.
+    var isTracing: Bool { observer != nil }
+
+    /// Reports `value` as `name` to the observer, if any (neither is evaluated otherwise).
+    @inline(__always)
+    func trace(_ name: @autoclosure () -> String, _ value: @autoclosure () -> Variable<Scalar>) {
+        guard let observer else { return }
+        observer.observe(name(), Tensor<Float>(value().value))
+    }
+
+    /// Reports a tensor as `name` to the observer, if any.
+    @inline(__always)
+    func trace(_ name: @autoclosure () -> String, _ value: @autoclosure () -> Tensor<Scalar>) {
+        guard let observer else { return }
+        observer.observe(name(), Tensor<Float>(value()))
+    }
+}
+
+/// A decoder layer cut at its experts: what the opening computed, for the closing.
+struct OpenLayer<Scalar: TensorScalar> {
+    /// h = x + Attn(RMS_a(x)) `[B, T, M]`.
+    var residual: Variable<Scalar>
+    /// y = RMS_f(h), the feed-forward's input `[B, T, M]`.
+    var ffnInput: Variable<Scalar>
+    /// For an MoE layer, y's tokens gated and placed in the experts' slots.
+    var routed: RoutedTokens<Scalar>?
+}
+
+/// What the experts of an MoE layer send back, and what the combine weighs it with.
+struct ExpertReturn<Scalar: TensorScalar> {
+    /// The experts' outputs on every slot `[E·G·C, M]`.
+    var output: Variable<Scalar>
+    /// Each token's gates `[G, S, 1]`.
+    var firstGate, secondGate: Variable<Scalar>
+    /// Per choice, each token's row in `output` (-1: not dispatched).
+    var slots: [[Int]]
+}
+
+extension DecoderLayer {
+    /// Layer `i` on the residual stream `x` `[B, T, M]` → `[B, T, M]`: the opening, the experts of an
+    /// MoE layer, the closing. `cache` holds the layer's keys and values when decoding.
+    func callAsFunction<Scalar>(
+        _ x: Variable<Scalar>, layer i: Int, context: ForwardContext<Scalar>, cache: inout KeyValueCache<Scalar>?
+    ) throws(ModelError) -> (output: Variable<Scalar>, gating: Top2GatingResult<Scalar>?) where Weight == Variable<Scalar> {
+        let open = try opening(x, layer: i, context: context, cache: &cache)
+        guard let routed = open.routed, case .moe(let moe) = feedForward else {
+            return (closing(open, experts: nil, layer: i, context: context), nil)
+        }
+        let r = routed.gating.routing
+        let out = experts(routed.expertInput, wi: moe.wi, wo: moe.wo, activation: context.moeConfiguration.activation)  // [E, G·C, M]
+        context.trace("layers.\(i).moe.expert_outputs", out.reshaped(to: [r.numExperts, r.groups, r.capacity, out.shape[2]]))
+        let back = ExpertReturn(
+            output: out.reshaped(to: [r.numExperts * r.groups * r.capacity, out.shape[2]]), firstGate: routed.gating.firstGate,
+            secondGate: routed.gating.secondGate, slots: routed.slots)
+        return (closing(open, experts: back, layer: i, context: context), routed.gating)
+    }
+
+    /// The layer up to its experts: `h = x + Attn(RMS_a(x))`, `y = RMS_f(h)`, and for an MoE layer
+    /// the routing of y's tokens to their experts' slots.
+    func opening<Scalar>(
+        _ x: Variable<Scalar>, layer i: Int, context: ForwardContext<Scalar>, cache: inout KeyValueCache<Scalar>?
+    ) throws(ModelError) -> OpenLayer<Scalar> where Weight == Variable<Scalar> {
+        context.trace("layers.\(i).input", x)
+        let normalized = rmsNormalized(x, scale: attentionNorm, epsilon: context.epsilon)  // [B, T, M]
+        context.trace("layers.\(i).attention_norm", normalized)
+        let attended = attention(normalized, layer: i, context: context, cache: &cache)  // [B, T, M]
+        context.trace("layers.\(i).attention.output", attended)
+        let h = x + attended  // [B, T, M]
+        context.trace("layers.\(i).residual", h)
+        let y = rmsNormalized(h, scale: ffnNorm, epsilon: context.epsilon)  // [B, T, M]
+        context.trace("layers.\(i).ffn_norm", y)
+        var open = OpenLayer(residual: h, ffnInput: y, routed: nil)
+        if case .moe(let moe) = feedForward {
+            do {
+                let trace: ((String, Tensor<Scalar>) -> Void)? = context.isTracing ? { context.trace("layers.\(i).moe." + $0, $1) } : nil
+                open.routed = try moe.route(y, paddings: context.paddings, configuration: context.moeConfiguration, trace: trace)
+            } catch {
+                throw ModelError("layer \(i): \(error.description)")
+            }
+        }
+        return open
+    }
+
+    /// The layer after its experts: `x' = h + FFN(y)` for a dense layer, `x' = h + Σ_k gate_k ·
+    /// expert output` for an MoE layer (`experts` must then be given).
+    func closing<Scalar>(
+        _ open: OpenLayer<Scalar>, experts back: ExpertReturn<Scalar>?, layer i: Int, context: ForwardContext<Scalar>
+    ) -> Variable<Scalar> where Weight == Variable<Scalar> {
+        let out: Variable<Scalar>  // [B, T, M]
+        switch feedForward {
+        case .dense(let ffn):
+            out = ffn(open.ffnInput, nonPadding: context.nonPadding)
+            context.trace("layers.\(i).ffn.output", out)
+        case .moe:
+            guard let back else { preconditionFailure("DecoderLayer.closing: MoE layer \(i) needs its experts' outputs") }
+            out = combinedExpertOutputs(
+                back.output, firstGate: back.firstGate, secondGate: back.secondGate, slots: back.slots, like: open.residual,
+                paddings: context.paddings)
+            context.trace("layers.\(i).moe.output", out)
+        }
+        let x = open.residual + out  // [B, T, M]
+        context.trace("layers.\(i).output", x)
+        return x
+    }
+}
