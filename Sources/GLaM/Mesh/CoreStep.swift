@@ -31,8 +31,8 @@ final class CoreStep: @unchecked Sendable {
         var residual, firstGate, secondGate, expertOutput: Variable<Float>?
         /// The MoE layer this segment ends with, cut at its experts (nil for the last segment).
         var open: OpenLayer<Float>?
-        /// The last segment's CE and z-loss.
-        var crossEntropy, zLoss: Variable<Float>?
+        /// The last segment's logits `[B, T, V]`, and its CE and z-loss (with targets).
+        var logits, crossEntropy, zLoss: Variable<Float>?
         /// The gradients of this segment's tape, once its backward has run.
         var leafGradients: Gradients<Float>?
 
@@ -90,7 +90,10 @@ final class CoreStep: @unchecked Sendable {
             segment.open = try p.layers[i].opening(x, layer: i, context: context, cache: &noCache)
         } else {
             let logits = p.logits(x, context: context)  // [B, T, V]
-            (segment.crossEntropy, segment.zLoss) = GLaMModel<Variable<Float>>.losses(logits, batch: batch, context: context)!
+            segment.logits = logits
+            if let (crossEntropy, zLoss) = GLaMModel<Variable<Float>>.losses(logits, batch: batch, context: context) {
+                (segment.crossEntropy, segment.zLoss) = (crossEntropy, zLoss)
+            }
         }
         segments.append(segment)
     }

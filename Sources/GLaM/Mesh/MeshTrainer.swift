@@ -129,61 +129,11 @@ public final class MeshTrainer {
                 configuration: local, batch: dataset.training.batch(rows: Array(rows[(i * share)..<((i + 1) * share)])),
                 parameters: coreParameters[core])
         }
-        try forward(cores)
-        try backward(cores)
+        let pass = MeshPass(layout: layout, ledger: ledger)
+        try pass.forward(cores)
+        try pass.backward(cores)
         let gradients = try averagedGradients(cores)
         return (gradients, report(cores, gradients: gradients))
-    }
-
-    /// The shapes of one MoE layer's exchange: experts E, this core's groups G/d, capacity C, M.
-    private func exchangeShape(_ cores: [CoreStep], layer s: Int) -> (e: Int, g: Int, c: Int, m: Int) {
-        (configuration.numExperts, cores[0].configuration.numGroups, cores[0].segments[s].routed!.gating.routing.capacity, configuration.modelDim)
-    }
-
-    private var dataAxisName: String? { layout.dataAxis.map { mesh.axisNames[$0] } }
-    private var modelAxisName: String? { layout.modelAxis.map { mesh.axisNames[$0] } }
-
-    /// The forward pass: segments on every core, and per MoE layer the dispatch all-to-all, the
-    /// local experts, the all-reduce of their partial sums over `mdl` and the all-to-all back.
-    private func forward(_ cores: [CoreStep]) throws {
-        let (mesh, d) = (self.mesh, layout.dataCores)
-        let moeCount = cores[0].moeLayers.count
-        var returned: [Tensor<Float>]? = nil  // per core [E·(G/d)·C, M]
-        for s in 0...moeCount {
-            let incoming = returned
-            try Self.check(mesh.run { core in try cores[core].forwardSegment(s, expertOutput: incoming?[core]) })
-            guard s < moeCount else { break }
-            let (e, g, c, m) = exchangeShape(cores, layer: s)
-            let dispatched = cores.map { $0.segments[s].routed!.expertInput.value.reshaped(to: [e, g, c, m]) }
-            let byExpert = try exchange(dispatched, along: dataAxisName, split: 0, join: 1)  // [E/d, G, C, M]
-            var out = mesh.run { core in
-                cores[core].forwardExperts(s, input: byExpert[core].reshaped(to: [e / d, d * g * c, m]))
-            }  // [E/d, G·C, M], partial over H
-            if let model = modelAxisName, layout.modelCores > 1 { out = try mesh.allReduce(out, along: model, ledger: ledger) }
-            returned = try exchange(out.map { $0.reshaped(to: [e / d, d * g, c, m]) }, along: dataAxisName, split: 1, join: 0)
-                .map { $0.reshaped(to: [e * g * c, m]) }  // [E, G/d, C, M] flattened
-        }
-    }
-
-    /// The backward pass: segments in reverse, and per MoE layer the two all-to-alls in reverse
-    /// order around the experts' backward, the input gradient all-reduced over `mdl`.
-    private func backward(_ cores: [CoreStep]) throws {
-        let (mesh, d) = (self.mesh, layout.dataCores)
-        let moeCount = cores[0].moeLayers.count
-        _ = mesh.run { core in cores[core].backwardSegment(moeCount, expertInputGradient: nil) }
-        for s in stride(from: moeCount - 1, through: 0, by: -1) {
-            let (e, g, c, m) = exchangeShape(cores, layer: s)
-            let dOut = try exchange(
-                cores.map { $0.expertOutputGradient(s + 1).reshaped(to: [e, g, c, m]) }, along: dataAxisName, split: 0, join: 1)
-            var dIn = mesh.run { core in
-                cores[core].backwardExperts(s, gradient: dOut[core].reshaped(to: [e / d, d * g * c, m]))
-            }  // [E/d, G·C, M], partial over H
-            if let model = modelAxisName, layout.modelCores > 1 { dIn = try mesh.allReduce(dIn, along: model, ledger: ledger) }
-            let dDispatched = try exchange(dIn.map { $0.reshaped(to: [e / d, d * g, c, m]) }, along: dataAxisName, split: 1, join: 0)
-            _ = mesh.run { core in
-                cores[core].backwardSegment(s, expertInputGradient: dDispatched[core].reshaped(to: [e, g * c, m]))
-            }
-        }
     }
 
     /// Per core, the gradients of the batch loss: replicated weights' all-reduced over `data`, then
@@ -194,7 +144,7 @@ public final class MeshTrainer {
         for path in coreParameters[0].paths {
             let parts = cores.map { $0.gradients[path] ?? Tensor(zeros: coreParameters[0][path].shape) }
             var reduced = parts
-            if !path.isExpertWeight, let data = dataAxisName {
+            if !path.isExpertWeight, let data = layout.dataAxisName {
                 reduced = try mesh.allReduce(parts, along: data, ledger: ledger)
             }
             for core in cores.indices { gradients[core][path] = d > 1 ? reduced[core] * (1 / Float(d)) : reduced[core] }
@@ -225,16 +175,6 @@ public final class MeshTrainer {
             step: step, loss: loss, crossEntropy: mean { $0.crossEntropy }, zLoss: mean { $0.zLoss }, auxLoss: mean { $0.auxLoss },
             applied: finite, learningRate: options.schedule.learningRate(step: step), tokens: tokens,
             expertLoad: configuration.isMoE ? load : [])
-    }
-
-    /// An all-to-all over `axis`, or nothing to do on a mesh without it.
-    private func exchange(_ shards: [Tensor<Float>], along axis: String?, split: Int, join: Int) throws -> [Tensor<Float>] {
-        guard let axis else { return shards }
-        return try mesh.allToAll(shards, along: axis, splitDimension: split, concatDimension: join, ledger: ledger)
-    }
-
-    private static func check(_ results: [Result<Void, any Error>]) throws {
-        for result in results { try result.get() }
     }
 
     /// Adafactor on every core: replicated weights each core updates alike; expert weights as

@@ -1,5 +1,5 @@
-// The load-balancing auxiliary loss of GShard (glam-spec.md section 4.5) and the variants MoE
-// users compare it with. Only P (mean router probability) carries gradient; f comes from argmax.
+// The load-balancing auxiliary loss of GShard (see the "Top-2 gating" article) and the variants
+// MoE users compare it with. Only P (mean router probability) carries gradient; f comes from argmax.
 
 /// The auxiliary loss for `routing` with router probabilities `p` `[G, S, E]`.
 ///
@@ -17,16 +17,7 @@ func loadBalancingLoss<Scalar>(
     let nonPadding = paddings.map { Tensor<Scalar>(shape: [g, s, 1], scalars: $0.scalars.map { 1 - $0 }) } ?? real
     let meanProbability = (p * Variable(constant: nonPadding)).mean(alongAxes: [1])  // [G, 1, E]
 
-    // f: counts of top-1 (or of either choice) per group and expert, before capacity.
-    var counts = [Scalar](repeating: 0, count: g * e)
-    for t in 0..<(g * s) where routing.isReal[t] {
-        counts[(t / s) * e + routing.firstExpert[t]] += 1
-        if configuration.auxiliaryLoss == .anyOfTwo || configuration.auxiliaryLoss == .anyOfTwoDividedByTwo,
-            routing.secondChosen[t], routing.secondExpert[t] != routing.firstExpert[t]
-        {
-            counts[(t / s) * e + routing.secondExpert[t]] += 1
-        }
-    }
+    let counts: [Scalar] = auxiliaryLossCounts(routing, configuration: configuration)  // [G, E]
     let eSquared = Scalar(e * e)
     switch configuration.auxiliaryLoss {
     case .switchTop1:
@@ -46,5 +37,60 @@ func loadBalancingLoss<Scalar>(
         }
         let loss = (proxy * Variable(constant: density)).mean() * eSquared
         return configuration.auxiliaryLoss == .anyOfTwoDividedByTwo ? loss * Scalar(0.5) : loss
+    }
+}
+
+/// The counts behind f: per group and expert `[G·E]`, the real tokens whose top-1 (or, for the
+/// any-of-two variants, either chosen expert) is that expert, before capacity.
+func auxiliaryLossCounts<Scalar: TensorScalar>(_ routing: Top2Routing, configuration: Top2GatingConfiguration) -> [Scalar] {
+    let (g, s, e) = (routing.groups, routing.groupSize, routing.numExperts)
+    var counts = [Scalar](repeating: 0, count: g * e)
+    for t in 0..<(g * s) where routing.isReal[t] {
+        counts[(t / s) * e + routing.firstExpert[t]] += 1
+        if configuration.auxiliaryLoss == .anyOfTwo || configuration.auxiliaryLoss == .anyOfTwoDividedByTwo,
+            routing.secondChosen[t], routing.secondExpert[t] != routing.firstExpert[t]
+        {
+            counts[(t / s) * e + routing.secondExpert[t]] += 1
+        }
+    }
+    return counts
+}
+
+/// Each token's share of the auxiliary loss `[G·S]`: the loss is linear in the router
+/// probabilities p (f is a constant), so it splits exactly into one term per token,
+///
+///     .gshard:  share(g, s) = E / (G·S·d_g²) · real(g, s) · Σ_e f_{g,e} · p_{g,s,e}
+///
+/// (d_g = 1 with `legacy_mtf_behavior`), halved for `.anyOfTwoDividedByTwo`, and with f summed over
+/// groups (E · F_e / (G·S)) for `.switchTop1`. The shares add up to the loss (tested); a token whose
+/// router favours the experts its group already overloads carries the largest share.
+public func auxiliaryLossShares<Scalar: TensorScalar>(
+    probabilities p: Tensor<Scalar>, routing: Top2Routing, paddings: Tensor<Scalar>?, configuration: Top2GatingConfiguration
+) -> [Double] {
+    let (g, s, e) = (routing.groups, routing.groupSize, routing.numExperts)
+    precondition(p.shape == [g, s, e], "auxiliaryLossShares: probabilities \(p.shape) for routing [\(g), \(s), \(e)]")
+    let counts: [Double] = auxiliaryLossCounts(routing, configuration: configuration)
+    let nonPadding = (0..<(g * s)).map { t in paddings.map { 1 - Double($0.scalars[t]) } ?? (routing.isReal[t] ? 1 : 0) }
+    var f = counts.map { $0 / Double(s) }  // [G, E]
+    var scale = (0..<g).map { _ in Double(e) / Double(g * s) }  // per group
+    switch configuration.auxiliaryLoss {
+    case .switchTop1:
+        var total = [Double](repeating: 0, count: e)
+        for index in counts.indices { total[index % e] += counts[index] / Double(g * s) }
+        f = (0..<(g * e)).map { total[$0 % e] }
+    case .gshard, .anyOfTwo, .anyOfTwoDividedByTwo:
+        if !configuration.legacyMTFBehavior {
+            for group in 0..<g {
+                let denominator = nonPadding[(group * s)..<((group + 1) * s)].reduce(0, +) / Double(s) + 1e-6
+                scale[group] /= denominator * denominator
+            }
+        }
+        if configuration.auxiliaryLoss == .anyOfTwoDividedByTwo { scale = scale.map { $0 / 2 } }
+    }
+    return (0..<(g * s)).map { t in
+        let group = t / s
+        var dot = 0.0
+        for j in 0..<e { dot += f[group * e + j] * Double(p.scalars[t * e + j]) }
+        return scale[group] * nonPadding[t] * dot
     }
 }

@@ -33,6 +33,15 @@ public struct TokenBatch: Sendable, Equatable {
         self.segmentIDs = segmentIDs
     }
 
+    /// Rows `range` of the batch.
+    public func rows(_ range: Range<Int>) -> TokenBatch {
+        let t = length
+        func slice<T>(_ values: [T]) -> [T] { Array(values[(range.lowerBound * t)..<(range.upperBound * t)]) }
+        return TokenBatch(
+            batchSize: range.count, length: t, tokens: slice(tokens), targets: targets.map(slice), paddings: paddings.map(slice),
+            segmentIDs: segmentIDs.map(slice))
+    }
+
     /// Why the batch does not fit a model with vocabulary `vocabularySize`, or nil.
     func problem(vocabularySize v: Int) -> String? {
         let count = batchSize * length

@@ -1,0 +1,248 @@
+// The tracer and `glam trace`: what the trace reports is what the model computed (routing, slots,
+// drops, the MoE output rebuilt from the dumped expert outputs), listening changes no bit, and a
+// mesh trace equals the one-device trace.
+
+import Foundation
+import Testing
+
+@testable import GLaM
+@testable import GLaMCLI
+
+struct TraceTests {
+    /// A tiny MoE model whose capacity is small enough that tokens are dropped.
+    static func droppingModel() -> ModelParameters {
+        var configuration = tinyConfiguration(experts: 4, capacityFactor: 0.5)
+        configuration.numGroups = 2
+        return ModelParameters(configuration: configuration, seed: 3)
+    }
+
+    static let batch = TokenBatch(
+        batchSize: 2, length: 8, tokens: [1, 4, 4, 4, 4, 9, 3, 3, 7, 0, 5, 5, 5, 5, 6, 1], targets: Array(repeating: 2, count: 16),
+        paddings: [Float](repeating: 0, count: 15) + [1])
+
+    @Test("the trace's experts, queue positions, slots and drops are the gating's, and its dispatch tensor agrees")
+    func routingMatchesGating() throws {
+        let parameters = Self.droppingModel()
+        let trace = ForwardTrace()
+        let output: DecoderOutput<Float> = try parameters.constants(Self.batch, observer: trace)
+        let c = parameters.configuration
+        var drops = 0
+        for (layer, gating) in zip((0..<c.numLayers).filter(c.isMoELayer), output.gatings) {
+            let paddings = Tensor<Float>(shape: [2, 8], scalars: Self.batch.paddings!)
+            let m = MoELayerTrace(layer: layer, gating: gating, paddings: paddings, configuration: c.gating)
+            let r = gating.routing
+            let dispatch = try #require(trace["layers.\(layer).moe.dispatch"])  // [G, S, E, C]
+            #expect(dispatch.shape == [r.groups, r.groupSize, r.numExperts, r.capacity])
+            for route in m.tokens {
+                let t = route.token
+                #expect(route.experts == [r.firstExpert[t], r.secondExpert[t]])
+                for k in 0..<2 {
+                    let slot = k == 0 ? r.firstSlot[t] : r.secondSlot[t]
+                    switch route.outcomes[k] {
+                    case .kept:
+                        #expect(route.slots[k] == slot && route.queuePositions[k] == slot && slot < m.capacity)
+                        #expect(route.combineWeights[k] > 0)
+                        let index = ((t * r.numExperts) + route.experts[k]) * r.capacity + slot
+                        #expect(dispatch.scalars[index] == 1)
+                    case .overCapacity:
+                        drops += 1
+                        #expect(slot == -1 && route.slots[k] == -1 && route.queuePositions[k] >= m.capacity)
+                        #expect(route.combineWeights[k] == 0)
+                        // The holders are C earlier-queued assignments of the same expert and group.
+                        #expect(route.filledBy[k].count == m.capacity)
+                        for holder in route.filledBy[k] {
+                            let expert = holder.choice == 0 ? r.firstExpert[holder.token] : r.secondExpert[holder.token]
+                            #expect(expert == route.experts[k] && holder.token / r.groupSize == route.group)
+                            #expect(gating.isDispatched(token: holder.token, choice: holder.choice))
+                        }
+                    case .padding:
+                        #expect(!r.isReal[t] && route.slots[k] == -1)
+                    case .notChosen:
+                        #expect(k == 1 && route.slots[k] == -1)
+                    }
+                }
+                // A token's dispatch row holds exactly its kept choices.
+                let row = dispatch.scalars[(t * r.numExperts * r.capacity)..<((t + 1) * r.numExperts * r.capacity)]
+                #expect(Int(row.reduce(0, +)) == route.outcomes.filter { $0 == .kept }.count)
+            }
+            #expect(abs(m.tokens.map(\.auxLossShare).reduce(0, +) - m.auxLoss) <= 1e-6 * m.auxLoss)
+        }
+        #expect(drops > 0, "the model was meant to drop tokens")
+    }
+
+    @Test(
+        "each token's aux-loss shares add up to the layer's aux loss, for every variant, with padding",
+        arguments: AuxiliaryLossVariant.allCases, [true, false])
+    func auxLossSharesAddUp(variant: AuxiliaryLossVariant, legacy: Bool) throws {
+        var generator = SeededGenerator(seed: 9)
+        let logits = Variable(constant: Tensor<Double>(Tensor<Float>.randomNormal(shape: [3, 6, 4], generator: &generator)))
+        let paddings = Tensor<Double>(shape: [3, 6], scalars: (0..<18).map { $0 % 7 == 5 ? 1 : 0 })
+        let configuration = Top2GatingConfiguration(
+            numExperts: 4, capacityFactor: 1, legacyMTFBehavior: legacy, auxiliaryLoss: variant)
+        let gating = try top2Gating(logits: logits, paddings: paddings, configuration: configuration)
+        let shares = auxiliaryLossShares(
+            probabilities: gating.probabilities.value, routing: gating.routing, paddings: paddings, configuration: configuration)
+        let aux = gating.auxLoss.value.scalar
+        #expect(abs(shares.reduce(0, +) - aux) <= 1e-12 * max(1, aux), "\(variant) legacy \(legacy)")
+        #expect(shares.enumerated().allSatisfy { $0.element == 0 || paddings.scalars[$0.offset] == 0 })
+    }
+
+    @Test("an observer changes no bit of the logits, losses or gradients")
+    func observerChangesNothing() throws {
+        let parameters = Self.droppingModel()
+        func run(_ observer: (any ForwardObserver)?) throws -> (logits: [UInt32], loss: UInt32, gradients: [[UInt32]]) {
+            let tape = Tape<Float>()
+            let variables = parameters.variables(on: tape)
+            let output: DecoderOutput<Float> = try variables(Self.batch, observer: observer)
+            let loss = try #require(output.loss)
+            let gradients = variables.gradients(from: tape.gradients(of: loss))
+            return (
+                output.logits.value.scalars.map(\.bitPattern), loss.value.scalar.bitPattern,
+                gradients.weights.map { $0.weight.scalars.map(\.bitPattern) }
+            )
+        }
+        let trace = ForwardTrace()
+        let (plain, traced) = (try run(nil), try run(trace))
+        #expect(plain.logits == traced.logits && plain.loss == traced.loss && plain.gradients == traced.gradients)
+        // It did listen: every documented name of an MoE and a dense layer was reported.
+        for name in [
+            "embedded", "layers.0.input", "layers.0.attention_norm", "layers.0.attention.logits", "layers.0.attention.probabilities",
+            "layers.0.attention.output", "layers.0.residual", "layers.0.ffn_norm", "layers.0.moe.router_logits",
+            "layers.0.moe.router_probabilities", "layers.0.moe.dispatch", "layers.0.moe.combine", "layers.0.moe.aux_loss",
+            "layers.0.moe.expert_inputs", "layers.0.moe.expert_outputs", "layers.0.moe.output", "layers.0.output",
+            "layers.1.ffn.output", "final_norm", "logits",
+        ] {
+            #expect(trace[name] != nil, "\(name) was not traced")
+        }
+        #expect(trace["layers.0.moe.router_logits"]?.shape == [2, 8, 4])
+        #expect(trace["logits"]?.scalars.map(\.bitPattern) == plain.logits)
+    }
+
+    @Test("the dumped expert outputs, weighted by the dumped combine tensor, rebuild each MoE layer's output")
+    func dumpRecombines() throws {
+        let scratch = ScratchDirectory()
+        let dump = scratch.url.appendingPathComponent("trace.safetensors")
+        let prompt = String(repeating: "The hacker hacks. ", count: 3)
+        let result = runGlam(["trace", "--prompt", prompt, "--dump", dump.path])
+        #expect(result.status == 0, "\(result.err)")
+        let file = try SafeTensorsFile(contentsOf: dump)
+        #expect(file.metadata["format"] == "glam-trace" && file.metadata["prompt"] == prompt)
+        for layer in [0, 2] {
+            let combine = try #require(file.tensors["layers.\(layer).moe.combine"]).floatTensor()  // [G, S, E, C]
+            let out = try #require(file.tensors["layers.\(layer).moe.expert_outputs"]).floatTensor()  // [E, G, C, M]
+            let y = try #require(file.tensors["layers.\(layer).moe.output"]).floatTensor()  // [B, T, M]
+            let logits = try #require(file.tensors["layers.\(layer).moe.router_logits"]).floatTensor()
+            let (g, s, e, c) = (combine.shape[0], combine.shape[1], combine.shape[2], combine.shape[3])
+            let m = out.shape[3]
+            #expect(logits.shape == [g, s, e] && out.shape == [e, g, c, m] && y.shape == [1, g * s, m])
+            var worst: Float = 0
+            for group in 0..<g {
+                for token in 0..<s {
+                    for j in 0..<m {
+                        var total: Float = 0
+                        for expert in 0..<e {
+                            for slot in 0..<c {
+                                total += combine[group, token, expert, slot] * out[expert, group, slot, j]
+                            }
+                        }
+                        worst = max(worst, abs(total - y.scalars[(group * s + token) * m + j]))
+                    }
+                }
+            }
+            #expect(worst <= 1e-5, "layer \(layer): \(worst)")
+        }
+    }
+
+    /// The parsed `--json` of a trace.
+    static func json(_ arguments: [String]) throws -> [String: Any] {
+        let result = runGlam(["trace", "--json"] + arguments)
+        #expect(result.status == 0, "\(result.err)")
+        return try #require(try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any])
+    }
+
+    @Test("--json holds, per MoE layer, layer and capacity, and per token position, experts, gates, slots and dropped")
+    func jsonSchema() throws {
+        let object = try Self.json(["--prompt", String(repeating: "a", count: 40)])
+        let layers = try #require(object["moe_layers"] as? [[String: Any]])
+        #expect(layers.map { $0["layer"] as? Int } == [0, 2])
+        var dropped = 0
+        for layer in layers {
+            let capacity = try #require(layer["capacity"] as? Int)
+            let tokens = try #require(layer["tokens"] as? [[String: Any]])
+            #expect(tokens.map { $0["position"] as? Int } == Array(0..<40))
+            for token in tokens {
+                #expect((token["experts"] as? [Int])?.count == 2 && (token["gates"] as? [Double])?.count == 2)
+                let slots = try #require(token["slots"] as? [Int]), drops = try #require(token["dropped"] as? [Bool])
+                #expect(slots.count == 2 && drops.count == 2)
+                for k in 0..<2 { #expect(drops[k] ? slots[k] == -1 : slots[k] < capacity) }
+                dropped += drops.filter { $0 }.count
+            }
+        }
+        #expect(dropped > 0, "40 equal bytes overflow the capacity of their favourite expert")
+        #expect((object["predictions"] as? [String: Any])?["position"] as? Int == 39)
+    }
+
+    @Test("a mesh trace equals the one-device trace: bitwise on a data mesh, to rounding with H split over mdl")
+    func meshTraceEqualsOneDevice() throws {
+        let arguments = ["--prompt", String(repeating: "The hacker ", count: 4)]
+        let single = try Self.json(arguments)
+        let data = try Self.json(arguments + ["--mesh", "2x1"])
+        let both = try Self.json(arguments + ["--mesh", "2x2"])
+        func layers(_ object: [String: Any], dropping keys: Set<String> = []) -> [[String: Any]] {
+            ((object["moe_layers"] as? [[String: Any]]) ?? []).map { layer in
+                var layer = layer
+                layer["tokens"] = (layer["tokens"] as? [[String: Any]] ?? []).map { $0.filter { !keys.contains($0.key) && $0.key != "cores" } }
+                return layer
+            }
+        }
+        // Routing groups: one per row; a data mesh repeats the prompt once per data core.
+        #expect(NSArray(array: layers(single)) == NSArray(array: layers(data)))
+        #expect(NSDictionary(dictionary: single["predictions"] as? [String: Any] ?? [:]) == NSDictionary(dictionary: data["predictions"] as? [String: Any] ?? [:]))
+        let floats: Set<String> = ["gates", "raw_gates", "renormalized_gates", "router_top", "aux_loss_share"]
+        let (a, b) = (layers(single, dropping: floats), layers(both, dropping: floats))
+        #expect(a.count == b.count && a.count == 2)
+        for (x, y) in zip(a, b) {
+            #expect(NSArray(array: x["tokens"] as? [[String: Any]] ?? []) == NSArray(array: y["tokens"] as? [[String: Any]] ?? []))
+            #expect(abs((x["aux_loss"] as? Double ?? 0) - (y["aux_loss"] as? Double ?? 1)) <= 1e-5)
+        }
+        // Where the experts live, and what moved.
+        let mesh = try #require(both["mesh"] as? [String: Any])
+        #expect((mesh["bytes_data"] as? Int ?? 0) > 0 && (mesh["bytes_mdl"] as? Int ?? 0) > 0)
+        let firstToken = try #require(((both["moe_layers"] as? [[String: Any]])?.first?["tokens"] as? [[String: Any]])?.first)
+        let experts = try #require(firstToken["experts"] as? [Int]), cores = try #require(firstToken["cores"] as? [[Int]])
+        for (expert, holders) in zip(experts, cores) { #expect(holders == (expert < 2 ? [0, 1] : [2, 3])) }
+    }
+
+    @Test("glam trace runs without a checkpoint, on a trained checkpoint, and refuses bad options with exit status 2")
+    func commandLine() throws {
+        let result = runGlam(["trace", "--prompt", "The hacker"])
+        #expect(result.status == 0 && result.err.isEmpty)
+        for fragment in ["layer 0, mixture of experts", "1st: expert", "attention of position 9", "next token after position 9"] {
+            #expect(result.out.contains(fragment), "\(fragment)")
+        }
+        let scratch = ScratchDirectory()
+        let svg = scratch.url.appendingPathComponent("routing.svg")
+        #expect(runGlam(["trace", "--prompt", "The hacker", "--layer", "2", "--position", "3", "--svg", svg.path]).status == 0)
+        let drawing = try String(contentsOf: svg, encoding: .utf8)
+        #expect(drawing.hasPrefix("<svg") && drawing.contains("layer 2") && !drawing.contains("layer 0:"))
+        // A trained checkpoint: its tokenizer's BPE tokens, its model.
+        let trainer = try tinyTrainer(steps: 2)
+        _ = try trainer.trainStep()
+        let checkpoint = scratch.url.appendingPathComponent("checkpoint.safetensors")
+        try trainer.checkpoint.write(to: checkpoint)
+        let trained = runGlam(["trace", "--checkpoint", checkpoint.path, "--prompt", "The hacker"])
+        let ids = trainer.tokenizer.encode("The hacker")
+        #expect(trained.status == 0 && trained.out.contains("\(ids.count) tokens") && trained.out.contains("(step 1)"), "\(trained.err)")
+        for (arguments, fragment) in [
+            (["trace"], "--prompt TEXT is required"),
+            (["trace", "--prompt", String(repeating: "x", count: 1025)], "trace takes 1 to 1024"),
+            (["trace", "--prompt", "a", "--mesh", "3x1"], "does not fit"),
+            (["trace", "--prompt", "a", "--mesh", "0x1"], "--mesh must be"),
+            (["trace", "--prompt", "ab", "--position", "2"], "--position must be an integer in 0...1"),
+            (["trace", "--prompt", "a", "--checkpoint", "/nonexistent.safetensors"], "nonexistent"),
+        ] {
+            let refused = runGlam(arguments)
+            #expect(refused.status == 2 && refused.err.contains(fragment), "\(arguments): \(refused.err)")
+        }
+    }
+}
