@@ -122,7 +122,7 @@ extension TraceRun {
                 let all = route.filledBy[k].map { "\($0.token) (\($0.choice == 0 ? "1st" : "2nd"))" }
                 let holders = all.count <= 8 ? all.joined(separator: ", ") : all.prefix(8).joined(separator: ", ") + ", …"
                 lines.append(
-                    "        ↳ its \(k == 0 ? "1st" : "2nd") choice, expert \(route.experts[k]), was full: its \(m.capacity) slots hold positions \(holders)"
+                    "        ↳ its \(k == 0 ? "1st" : "2nd") choice, expert \(route.experts[k]), was full: its \(m.capacity) slot\(m.capacity == 1 ? "" : "s") hold\(m.capacity == 1 ? "s" : "") positions \(holders)"
                 )
             }
             if let mesh {
