@@ -122,6 +122,41 @@ struct ModelTests {
         #expect(a.finalNorm.scalars.allSatisfy { $0 == 1 })
     }
 
+    @Test("parameter paths and file names map one to one for every named configuration, in the documented spelling")
+    func parameterNamesRoundTrip() throws {
+        for named in ModelConfiguration.named {
+            let c = named.configuration
+            let paths = ParameterPath.all(in: c)
+            #expect(Set(paths).count == paths.count && paths == paths.sorted(), "\(named.name)")
+            for path in paths { #expect(ParameterPath(name: path.name) == path, "\(named.name) \(path.name)") }
+            let moeLayers = (0..<c.numLayers).filter(c.isMoELayer).count
+            #expect(paths.count == 2 + 7 * c.numLayers + 3 * c.numLayers, "\(named.name)")
+            #expect(paths.filter(\.isExpertWeight).count == 2 * moeLayers, "\(named.name)")
+        }
+        // The spelling of the checkpoint format, written out independently of ParameterPath.
+        let expected = [
+            "embedding", "layers.0.attention_norm.scale", "layers.0.attention.wq", "layers.0.attention.wk", "layers.0.attention.wv",
+            "layers.0.attention.wo", "layers.0.attention.relative_bias", "layers.0.ffn_norm.scale", "layers.0.moe.gate",
+            "layers.0.moe.wi", "layers.0.moe.wo", "layers.1.attention_norm.scale", "layers.1.attention.wq", "layers.1.attention.wk",
+            "layers.1.attention.wv", "layers.1.attention.wo", "layers.1.attention.relative_bias", "layers.1.ffn_norm.scale",
+            "layers.1.ffn.wi_gate", "layers.1.ffn.wi_linear", "layers.1.ffn.wo", "final_norm.scale",
+        ]
+        #expect(ParameterPath.all(in: tinyConfiguration()).map(\.name) == expected)
+        for bad in ["layers.01.moe.wi", "layers.-1.moe.wi", "layers.0.moe.w", "layers..moe.wi", "Embedding", "layers.0", ""] {
+            #expect(ParameterPath(name: bad) == nil, "\(bad)")
+        }
+        // Every small configuration's parameters survive a checkpoint file, path for path.
+        let scratch = ScratchDirectory()
+        for named in ModelConfiguration.named where named.configuration.vocabSize < 10_000 {
+            let parameters = ModelParameters(configuration: named.configuration, seed: 2)
+            let url = scratch.url.appendingPathComponent("\(named.name).safetensors")
+            try parameters.write(to: url)
+            let file = try SafeTensorsFile(contentsOf: url)
+            #expect(Set(file.tensors.keys.filter { $0 != "__metadata__" }) == Set(parameters.paths.map(\.name)), "\(named.name)")
+            #expect(try ModelParameters(contentsOf: url) == parameters, "\(named.name)")
+        }
+    }
+
     @Test("checkpoints round-trip, and mismatched ones are refused with the reason")
     func checkpoints() throws {
         let scratch = ScratchDirectory()

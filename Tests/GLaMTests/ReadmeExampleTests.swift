@@ -41,4 +41,13 @@ struct ReadmeExampleTests {
         #expect(abs(report.loss - (try single.trainStep().loss)) <= 1e-5 * report.loss)
         #expect(trainer.ledger.bytesSent(along: "data", coreCount: mesh.coreCount).allSatisfy { $0 > 0 })
     }
+
+    @Test func readmeTraceExample() throws {
+        let parameters = ModelParameters(configuration: ModelConfiguration.named("tiny")!, seed: 0)
+        let batch = TokenBatch(batchSize: 1, length: 4, tokens: [1, 2, 3, 4])
+        let trace = ForwardTrace()
+        let output: DecoderOutput<Float> = try parameters.constants(batch, observer: trace)
+        #expect(trace["layers.0.moe.router_probabilities"]?.shape == [1, 4, 4])  // [G, S, E]
+        #expect(trace["logits"] == output.logits.value)
+    }
 }
