@@ -179,6 +179,12 @@ enum BenchCommand: Subcommand {
         guard (b * t) % configuration.numGroups == 0 else { throw UsageError("bench: B·T must be divisible by num_groups") }
         if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
         let repeats = try parsed.integer("repeats", in: 1...1000)
+        let estimate = MemoryEstimate(configuration: configuration, batchSize: b, length: t)
+        guard estimate.fits() else {
+            throw UsageError(
+                "bench: \(name) with B = \(b), T = \(t) needs about \(MemoryEstimate.describe(estimate.totalBytes)) to train, more than 80% of this machine's \(MemoryEstimate.describe(MemoryEstimate.physicalMemory))"
+            )
+        }
         let parameters = ModelParameters(configuration: configuration, seed: 1)
         var generator = SeededGenerator(seed: 2)
         let tokens = (0..<(b * t)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }

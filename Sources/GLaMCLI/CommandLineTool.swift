@@ -1,6 +1,6 @@
 // The `glam` command line: subcommand dispatch and help. Each subcommand lives in its own file.
 //
-// Exit status (contracts.md section 4): 0 success, 1 a check failed, 2 bad usage or bad input
+// Exit status (the "The glam command line" article): 0 success, 1 a check failed, 2 bad usage or bad input
 // (with a one-line message on stderr naming the problem).
 
 /// One `glam` subcommand.
@@ -77,6 +77,13 @@ public enum CommandLineTool {
             output.line(command.help)
             return 0
         }
+        #if DEBUG
+            if ["train", "compare", "bench"].contains(command.name) {
+                output.error(
+                    "glam: note: this is a debug build, about 150 times slower; build once with 'swift build -c release -Xswiftc -target-cpu -Xswiftc native -Xswiftc -DGLAM_FMA' and run .build/release/glam\n"
+                )
+            }
+        #endif
         do {
             return try command.run(rest, output: &output)
         } catch let error as UsageError {

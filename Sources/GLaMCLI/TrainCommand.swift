@@ -11,19 +11,24 @@ enum TrainCommand: Subcommand {
         USAGE: glam train [--config NAME] [--steps N] [--batch B] [--length T] [--seed S]
                           [--corpus FILE] [--output DIR] [--resume] [--checkpoint-every N]
                           [--evaluate-every N] [--constant-steps N] [--peak-lr X] [--threads T]
-                          [--groups G] [--mesh DxM]
+                          [--groups G] [--mesh DxM] [--force]
 
-        Trains a GLaM model with Adafactor (glam-spec.md section 3) on a text corpus: a byte-level BPE
-        tokenizer with the model's vocabulary size is trained on the training split, paragraphs are
-        packed into rows of T tokens with segment ids, and every 20th paragraph is held out for
-        validation. Each step prints loss (cross-entropy + 1e-4·z + 0.01·aux), tokens/s, ETA and expert
-        balance (the busiest expert's load over the mean); validation perplexity every N steps. An
-        update whose gradients hold NaN or Inf is skipped and counted.
+        Trains a GLaM model with Adafactor (the "Training" article of the documentation) on a text
+        corpus: a byte-level BPE tokenizer with the model's vocabulary size is trained on the training
+        split, paragraphs are packed into rows of T tokens with segment ids, and every 20th paragraph
+        is held out for validation. Steps count from 1 (step N is logged after N updates). Every 10th
+        step prints loss (cross-entropy + 1e-4·z + 0.01·aux), tokens/s, ETA and, per MoE layer L, the
+        busiest expert's load over the mean as the router asked → as capacity kept, and the share of
+        assignments dropped; validation perplexity every N steps. An update whose gradients hold NaN
+        or Inf is skipped and counted.
 
         Writes to DIR (default runs/<config>): checkpoint.safetensors (atomically; parameters,
         optimizer state, step, tokenizer, options, checksum), metrics.jsonl (one object per step and
         per validation), loss.svg. --resume continues from DIR/checkpoint.safetensors to --steps,
-        giving the same losses as an uninterrupted run.
+        giving the same losses as an uninterrupted run. A directory that already holds a run is
+        refused unless --resume continues it or --force starts over in it. A configuration that does
+        not fit this machine's memory, or whose vocabulary the corpus cannot provide, is refused
+        before any work, with the list of those that can be trained.
 
         --mesh DxM trains on a virtual mesh of D `data` × M `mdl` cores (Sources/GLaM/Mesh): batch rows
         and experts split over data, each expert's hidden units over mdl, Adafactor statistics split
@@ -48,7 +53,7 @@ enum TrainCommand: Subcommand {
             options: [
                 "config", "steps", "batch", "length", "seed", "corpus", "output", "checkpoint-every", "evaluate-every", "constant-steps",
                 "peak-lr", "threads", "mesh", "groups",
-            ], flags: ["resume"])
+            ], flags: ["resume", "force"])
         guard parsed.positionals.isEmpty else { throw UsageError("train: unexpected argument '\(parsed.positionals[0])'") }
         if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
         let configName = parsed.value("config") ?? "small"
@@ -67,8 +72,16 @@ enum TrainCommand: Subcommand {
             throw UsageError("train: cannot read the corpus at \(corpusPath) (run from the repository root or pass --corpus FILE)")
         }
         let directory = URL(fileURLWithPath: parsed.value("output") ?? "runs/\(configName)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let checkpointURL = directory.appendingPathComponent("checkpoint.safetensors")
+        let existing = ["checkpoint.safetensors", "metrics.jsonl"].filter {
+            FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path)
+        }
+        if !existing.isEmpty && !parsed.has("resume") && !parsed.has("force") {
+            throw UsageError(
+                "train: \(directory.path) already holds a run (\(existing.joined(separator: ", "))); pass --resume to continue it or --force to start over in it"
+            )
+        }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let steps = try parsed.integer("steps", in: 0...10_000_000)
 
         let trainer: any TrainingSession
@@ -82,6 +95,7 @@ enum TrainCommand: Subcommand {
             }
             var options = checkpoint.options
             if let steps { options.steps = steps }
+            try Self.checkMemory(checkpoint.parameters.configuration, name: configName, options: options, maximumVocabulary: nil)
             let dataset = TextDataset(text: corpus, tokenizer: checkpoint.tokenizer, length: options.sequenceLength)
             var resumed = checkpoint
             resumed.options = options
@@ -112,11 +126,24 @@ enum TrainCommand: Subcommand {
             do { try Trainer.checkGroups(options: options, configuration: configuration) } catch {
                 throw UsageError("train: \(error.description)")
             }
+            let trainingText = TextDataset.trainingText(of: corpus)
+            let most = BytePairTokenizer.maximumVocabularySize(for: trainingText)
+            try Self.checkMemory(configuration, name: configName, options: options, maximumVocabulary: most)
+            guard configuration.vocabSize <= most else {
+                throw UsageError(
+                    "train: \(configName) has a \(configuration.vocabSize)-token vocabulary, but a BPE tokenizer learned from \(corpusPath) (\(trainingText.utf8.count) bytes of training text) has at most \(most) ids; trainable here: \(Self.trainable(options: options, maximumVocabulary: most))"
+                )
+            }
             if let mesh {
                 do { try MeshLayout(mesh: mesh).check(configuration, batchSize: options.batchSize) } catch { throw unfitting(mesh, error) }
             }
             output.line("training a \(configuration.vocabSize)-token BPE tokenizer on the training split of \(corpusPath)…")
-            let tokenizer = try BytePairTokenizer.train(on: TextDataset.trainingText(of: corpus), vocabularySize: configuration.vocabSize)
+            let tokenizer = try BytePairTokenizer.train(on: trainingText, vocabularySize: configuration.vocabSize)
+            guard tokenizer.vocabularySize == configuration.vocabSize else {
+                throw UsageError(
+                    "train: the corpus \(corpusPath) ran out of byte pairs after \(tokenizer.vocabularySize) of the \(configuration.vocabSize) ids \(configName) needs; use a larger --corpus or a configuration with a smaller vocabulary"
+                )
+            }
             let dataset = TextDataset(text: corpus, tokenizer: tokenizer, length: options.sequenceLength)
             trainer = try session(mesh: mesh) {
                 if let mesh {
@@ -160,12 +187,15 @@ enum TrainCommand: Subcommand {
             let elapsed = Date().timeIntervalSince(loopStart)
             let rate = Double(tokensSeen) / max(elapsed, 1e-9)
             let remaining = Double(options.steps - trainer.step) * elapsed / Double(trainer.step - firstStep)
-            let meanLoad = report.expertLoad.isEmpty ? 0 : Double(report.expertLoad.reduce(0, +)) / Double(report.expertLoad.count)
-            let balance = meanLoad > 0 ? Double(report.expertLoad.max()!) / meanLoad : 1
             var record: [String: Any] = [
-                "step": report.step, "loss": report.loss, "ce": report.crossEntropy, "z_loss": report.zLoss, "aux_loss": report.auxLoss,
-                "applied": report.applied, "lr": report.learningRate, "tokens_per_second": rate, "expert_load": report.expertLoad,
-                "skipped_total": trainer.skippedSteps,
+                "step": report.step + 1, "loss": report.loss, "ce": report.crossEntropy, "z_loss": report.zLoss, "aux_loss": report.auxLoss,
+                "applied": report.applied, "lr": report.learningRate, "tokens_per_second": rate, "skipped_total": trainer.skippedSteps,
+                "moe_layers": report.experts.map { layer -> [String: Any] in
+                    [
+                        "layer": layer.layer, "load_before_capacity": layer.requested, "load_after_capacity": layer.kept,
+                        "dropped_fraction": layer.droppedFraction, "router_entropy": layer.routerEntropy,
+                    ]
+                },
             ]
             if let sent, let predicted = expected {
                 record["sent_bytes_per_core"] = ["data": sent.0, "mdl": sent.1]
@@ -173,11 +203,15 @@ enum TrainCommand: Subcommand {
             }
             try log(record)
             if report.step % 10 == 0 || trainer.step == options.steps || !report.applied {
+                // Per MoE layer: busiest expert over the mean, as the router asked → as capacity kept; dropped share.
+                let experts = report.experts.map {
+                    String(format: "L%d %.2f→%.2f drop %.1f%%", $0.layer, $0.requestedImbalance, $0.keptImbalance, 100 * $0.droppedFraction)
+                }
                 output.line(
                     String(
-                        format: "step %5d/%d  loss %.4f (ce %.4f, aux %.3f)  %6.0f tok/s  ETA %@  experts max/mean %.2f  skipped %d%@",
+                        format: "step %5d/%d  loss %.4f (ce %.4f, aux %.3f)  %6.0f tok/s  ETA %@%@  skipped %d%@",
                         report.step + 1, options.steps, report.loss, report.crossEntropy, report.auxLoss, rate, duration(remaining),
-                        balance,
+                        experts.isEmpty ? "" : "  experts max/mean " + experts.joined(separator: ", "),
                         trainer.skippedSteps, report.applied ? "" : "  (update skipped: non-finite gradient)"))
                 if let sent, let predicted = expected {
                     output.line(
@@ -188,9 +222,11 @@ enum TrainCommand: Subcommand {
             let evaluate = options.evaluateEvery > 0 && trainer.step % options.evaluateEvery == 0
             if evaluate || trainer.step == options.steps {
                 let validation = try trainer.validationLoss()
-                try log(["step": report.step, "validation_ce": validation, "validation_perplexity": Foundation.exp(validation)])
+                try log(["step": report.step + 1, "validation_ce": validation, "validation_perplexity": Foundation.exp(validation)])
                 output.line(
-                    String(format: "  validation: cross-entropy %.4f nats/token, perplexity %.2f", validation, Foundation.exp(validation)))
+                    String(
+                        format: "  validation at step %d: cross-entropy %.4f nats/token, perplexity %.2f", report.step + 1, validation,
+                        Foundation.exp(validation)))
             }
             if (options.checkpointEvery > 0 && trainer.step % options.checkpointEvery == 0) || trainer.step == options.steps {
                 try trainer.checkpoint.write(to: checkpointURL)
@@ -200,7 +236,8 @@ enum TrainCommand: Subcommand {
         try writeLossCurve(
             metricsURL: metricsURL, to: directory.appendingPathComponent("loss.svg"), title: "glam train --config \(configName)")
         output.line("saved \(checkpointURL.path), \(metricsURL.path), \(directory.appendingPathComponent("loss.svg").path)")
-        output.line("continue a prompt: glam generate --checkpoint \(checkpointURL.path) --prompt \"The hacker\"")
+        output.line("continue a prompt: \(executableName) generate --checkpoint \(checkpointURL.path) --prompt \"The hacker\"")
+        output.line("follow it through the model: \(executableName) trace --checkpoint \(checkpointURL.path) --prompt \"The hacker\"")
         return 0
     }
 
@@ -221,6 +258,33 @@ enum TrainCommand: Subcommand {
             guard let mesh else { throw error }
             throw unfitting(mesh, error)
         }
+    }
+
+    /// Refuses a run whose estimated memory exceeds 80% of this machine's.
+    static func checkMemory(_ configuration: ModelConfiguration, name: String, options: TrainingOptions, maximumVocabulary: Int?) throws {
+        let estimate = MemoryEstimate(configuration: configuration, batchSize: options.batchSize, length: options.sequenceLength)
+        guard estimate.fits() else {
+            throw UsageError(
+                "train: \(name) with B = \(options.batchSize), T = \(options.sequenceLength) needs about \(MemoryEstimate.describe(estimate.totalBytes)) (parameters and optimizer \(MemoryEstimate.describe(estimate.parameterBytes)), activations \(MemoryEstimate.describe(estimate.activationBytes))), more than 80% of this machine's \(MemoryEstimate.describe(MemoryEstimate.physicalMemory)); trainable here: \(trainable(options: options, maximumVocabulary: maximumVocabulary))"
+            )
+        }
+    }
+
+    /// The named configurations that fit this machine with `options` (and whose vocabulary a
+    /// corpus giving `maximumVocabulary` ids can provide).
+    static func trainable(options: TrainingOptions, maximumVocabulary: Int?) -> String {
+        let names = ModelConfiguration.named.filter {
+            MemoryEstimate(configuration: $0.configuration, batchSize: options.batchSize, length: options.sequenceLength).fits()
+                && $0.configuration.vocabSize <= (maximumVocabulary ?? Int.max)
+        }.map(\.name)
+        return names.isEmpty ? "none at this batch size and length" : names.joined(separator: ", ")
+    }
+
+    /// How to call this `glam` again: the running executable's path when it is `glam`, else the
+    /// release build's.
+    static var executableName: String {
+        let path = CommandLine.arguments.first ?? ""
+        return URL(fileURLWithPath: path).lastPathComponent == "glam" ? path : ".build/release/glam"
     }
 
     static func unfitting(_ mesh: DeviceMesh, _ error: MeshError) -> UsageError {
@@ -256,8 +320,8 @@ enum TrainCommand: Subcommand {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                 let step = (object["step"] as? NSNumber)?.doubleValue
             else { continue }
-            if let ce = (object["ce"] as? NSNumber)?.doubleValue { training.append((step + 1, ce)) }
-            if let ce = (object["validation_ce"] as? NSNumber)?.doubleValue { validation.append((step + 1, ce)) }
+            if let ce = (object["ce"] as? NSNumber)?.doubleValue { training.append((step, ce)) }
+            if let ce = (object["validation_ce"] as? NSNumber)?.doubleValue { validation.append((step, ce)) }
         }
         let svg = lineChartSVG(
             title: title, xLabel: "step", yLabel: "cross-entropy (nats/token)",

@@ -1,4 +1,5 @@
-// `glam verify PATH...` (contracts.md section 4): runs golden fixtures and reports per tensor.
+// `glam verify PATH...`: runs golden fixtures and reports per tensor (the "Golden fixtures" and
+// "The glam command line" articles).
 
 import Foundation
 import GLaM
@@ -9,14 +10,17 @@ enum VerifyCommand: Subcommand {
     static let help = """
         USAGE: glam verify PATH...
 
-        Runs every golden fixture (contracts.md section 3) named, or found under a named directory
-        (files ending .safetensors, searched recursively; ones that are not glam fixtures are skipped
-        with a note). For each expected tensor it prints PASS or FAIL, the largest absolute difference
-        and the tolerance, then a summary line "N passed, N failed" (counting tensors).
+        Runs every golden fixture (format: the "Golden fixtures" article of the documentation) named,
+        or found under a named directory (files ending .safetensors, searched recursively; ones that
+        are not glam fixtures are skipped with a note). For each expected tensor it prints PASS or
+        FAIL, the largest absolute difference and the tolerance, and for a failure the index
+        [i, j, …] of the first element out of tolerance; then a summary line "N passed, N failed"
+        (counting tensors). Checks are strict: a tensor name the fixture's kind does not read (a
+        misspelt expected.combined) or a missing config key is an error, not a skipped check.
 
         Kinds: \(GoldenFixture.knownKinds.joined(separator: ", ")).
         Exit status: 0 all passed; 1 a tensor disagreed; 2 bad usage, or a fixture that is malformed or
-        of an unknown kind (named on stderr with the reason).
+        of an unknown kind, or a path with no fixture at all (named on stderr with the reason).
         """
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
@@ -29,12 +33,14 @@ enum VerifyCommand: Subcommand {
                 throw UsageError("verify: \(path): no such file or directory")
             }
             if isDirectory.boolValue {
-                files += fixtureFiles(under: URL(fileURLWithPath: path)).map { ($0, false) }
+                let found = fixtureFiles(under: URL(fileURLWithPath: path))
+                guard !found.isEmpty else { throw UsageError("verify: \(path): no .safetensors files under this directory") }
+                files += found.map { ($0, false) }
             } else {
                 files.append((URL(fileURLWithPath: path), true))
             }
         }
-        var passed = 0, failed = 0, malformed = 0
+        var passed = 0, failed = 0, malformed = 0, fixtures = 0
         for (url, explicit) in files {
             do throws(FixtureError) {
                 let file: SafeTensorsFile
@@ -47,6 +53,7 @@ enum VerifyCommand: Subcommand {
                     output.line("skip  \(url.path): not a glam fixture")
                     continue
                 }
+                fixtures += 1
                 let result = try GoldenFixture(file, name: url.path).run()
                 for comparison in result.comparisons {
                     let verdict = comparison.passed ? "PASS" : "FAIL"
@@ -62,6 +69,10 @@ enum VerifyCommand: Subcommand {
             }
         }
         output.line("\(passed) passed, \(failed) failed")
+        guard fixtures > 0 else {
+            output.error("glam verify: no glam fixtures in \(parsed.positionals.joined(separator: " ")) (nothing was checked)\n")
+            return 2
+        }
         if malformed > 0 { return 2 }
         return failed > 0 ? 1 : 0
     }

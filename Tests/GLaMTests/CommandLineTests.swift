@@ -91,10 +91,32 @@ struct CommandLineTests {
         let common = ["--config", "tiny", "--corpus", corpus.path, "--output", output, "--batch", "2", "--length", "32"]
         let train = runGlam(["train", "--steps", "3", "--evaluate-every", "2"] + common)
         #expect(train.status == 0, "\(train.err)")
-        #expect(train.out.contains("step     3/3") && train.out.contains("validation: cross-entropy"))
+        #expect(train.out.contains("step     3/3") && train.out.contains("validation at step 2: cross-entropy"))
         for file in ["checkpoint.safetensors", "metrics.jsonl", "loss.svg"] {
             #expect(FileManager.default.fileExists(atPath: scratch.path("run/\(file)").path), "\(file)")
         }
+        // One step numbering: metrics count from 1 like the console; per-MoE-layer loads before and
+        // after capacity, and the dropped share, which the loads imply.
+        let records = try String(contentsOf: scratch.path("run/metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        #expect(records.compactMap { $0["ce"] != nil ? $0["step"] as? Int : nil } == [1, 2, 3])
+        #expect(records.compactMap { $0["validation_ce"] != nil ? $0["step"] as? Int : nil } == [2, 3])
+        let layers = try #require(records[0]["moe_layers"] as? [[String: Any]])
+        #expect(layers.map { $0["layer"] as? Int } == [0, 2])
+        for layer in layers {
+            let before = try #require(layer["load_before_capacity"] as? [Int]), after = try #require(layer["load_after_capacity"] as? [Int])
+            let dropped = try #require(layer["dropped_fraction"] as? Double)
+            #expect(before.count == 4 && after.count == 4 && zip(before, after).allSatisfy { $0 >= $1 })
+            // Two real-token assignments per token (the tiny model's second choices are always made).
+            #expect(before.reduce(0, +) <= 2 * 2 * 32 && before.reduce(0, +) > 0)
+            #expect(abs(dropped - Double(before.reduce(0, +) - after.reduce(0, +)) / Double(before.reduce(0, +))) < 1e-12)
+        }
+        #expect(train.out.contains("experts max/mean L0 ") && train.out.contains(", L2 ") && train.out.contains("drop "))
+        // An existing run is not overwritten by accident; --force starts over.
+        let again = runGlam(["train", "--steps", "1"] + common)
+        #expect(again.status == 2 && again.err.contains("already holds a run") && again.err.contains("--force"), "\(again.err)")
+        #expect(runGlam(["train", "--steps", "3", "--evaluate-every", "2", "--force"] + common).status == 0)
         let resumed = runGlam(["train", "--resume", "--steps", "5"] + common)
         #expect(resumed.status == 0 && resumed.out.contains("resuming") && resumed.out.contains("step     5/5"), "\(resumed.err)")
         let checkpoint = scratch.path("run/checkpoint.safetensors").path
@@ -105,6 +127,18 @@ struct CommandLineTests {
                 == runGlam(["generate", "--checkpoint", checkpoint, "--prompt", "The hacker", "--tokens", "8", "--seed", "1"]).out)
         // Bad input.
         #expect(runGlam(["train", "--corpus", "/nonexistent.txt", "--output", output]).err.contains("cannot read the corpus"))
+        // What this trainer cannot train is refused before any work, saying why and what can be.
+        let huge = runGlam(["train", "--config", "glam-64b-64e", "--output", scratch.path("huge").path])
+        #expect(huge.status == 2 && huge.out.isEmpty && huge.err.contains("more than 80% of this machine") && huge.err.contains("small"))
+        let vocabulary = runGlam(["train", "--config", "glam-0.1b", "--output", scratch.path("v").path, "--corpus", corpus.path])
+        #expect(vocabulary.status == 2 && vocabulary.out.isEmpty && vocabulary.err.contains("256000-token vocabulary"), "\(vocabulary.err)")
+        let long = runGlam(["train", "--config", "small", "--length", "65536", "--batch", "1", "--output", scratch.path("l").path])
+        #expect(long.status == 2 && long.err.contains("T = 65536"), "\(long.err)")
+        try Data("tiny corpus".utf8).write(to: scratch.path("small.txt"))
+        let tinyCorpus = runGlam(["train", "--config", "tiny", "--corpus", scratch.path("small.txt").path, "--output", scratch.path("s").path])
+        #expect(tinyCorpus.status == 2 && tinyCorpus.err.contains("at most"), "\(tinyCorpus.err)")
+        let bench = runGlam(["bench", "model", "--config", "glam-64b-64e"])
+        #expect(bench.status == 2 && bench.err.contains("more than 80% of this machine"))
         #expect(runGlam(["train", "--config", "huge"]).status == 2)
         #expect(runGlam(["generate", "--checkpoint", "/nonexistent", "--prompt", "x"]).status == 2)
         #expect(runGlam(["generate", "--checkpoint", checkpoint]).err.contains("--prompt TEXT is required"))

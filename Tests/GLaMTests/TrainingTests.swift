@@ -120,6 +120,15 @@ struct TrainingTests {
         try trainer.checkpoint.write(to: url)
         #expect(try TrainingCheckpoint(contentsOf: url).step == 1)
     }
+    @Test("chart ticks are round values labelled with the decimals their spacing needs")
+    func chartTickLabels() {
+        #expect(chartTicks(from: 4.57, to: 9.65, logarithmic: false).map(\.label) == ["5", "6", "7", "8", "9"])
+        #expect(chartTicks(from: 1, to: 300, logarithmic: false).map(\.label) == ["50", "100", "150", "200", "250", "300"])
+        #expect(chartTicks(from: 4.42, to: 5.1, logarithmic: false).map(\.label) == ["4.5", "4.6", "4.7", "4.8", "4.9", "5.0", "5.1"])
+        #expect(chartTicks(from: 0.8, to: 60.8, logarithmic: false).map(\.label) == ["10", "20", "30", "40", "50", "60"])
+        #expect(chartTicks(from: 9, to: 12, logarithmic: true).map(\.label) == ["1e+09", "1e+10", "1e+11", "1e+12"])
+        #expect(chartTicks(from: 3, to: 3, logarithmic: false).isEmpty)
+    }
 }
 
 /// Serialises the tests that change the process-wide thread count, so that two of them running
@@ -134,4 +143,5 @@ func withThreadCount<R>(_ threads: Int, _ body: () throws -> R) throws -> R {
         Parallelism.threadCount = threads
         return try body()
     }
+
 }

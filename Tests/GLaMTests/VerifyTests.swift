@@ -124,4 +124,58 @@ struct VerifyTests {
         let result = runGlam(["verify", scratch.path("loose.safetensors").path])
         #expect(result.status == 0 && result.out.contains("atol 0.002"))
     }
+
+    @Test("strict: a misspelt tensor name or a missing config key is an error naming it; an empty directory exits 2")
+    func strictness() throws {
+        let scratch = ScratchDirectory()
+        let good = try SafeTensorsFile(contentsOf: Self.moeFixtures.appendingPathComponent("top2_gating_spec_cf1.safetensors"))
+        func refused(_ file: SafeTensorsFile, _ fragment: String) throws {
+            let url = scratch.path("strict-\(UUID()).safetensors")
+            try file.write(to: url)
+            let result = runGlam(["verify", url.path])
+            #expect(result.status == 2 && result.err.contains(fragment), "\(fragment): \(result.err)")
+        }
+        var misspelt = good
+        misspelt.tensors["expected.combined"] = misspelt.tensors["expected.combine"]
+        misspelt.tensors["expected.combine"] = nil
+        try refused(misspelt, "tensor expected.combined is not one a top2_gating fixture has")
+        var extraInput = good
+        extraInput.tensors["input.logit_scale"] = SafeTensor(Tensor<Float>(1))
+        try refused(extraInput, "input.logit_scale")
+        for key in ["legacy_mtf_behavior", "expert_capacity", "gating_logit_cap"] {
+            var missing = good
+            var config = try #require(try JSONSerialization.jsonObject(with: Data(good.metadata["config"]!.utf8)) as? [String: Any])
+            config[key] = nil
+            missing.metadata["config"] = String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)
+            try refused(missing, "config has no \"\(key)\"")
+        }
+        let lm = try SafeTensorsFile(contentsOf: fixturesDirectory.appendingPathComponent("model/glam_lm_dense.safetensors"))
+        var noWeight = lm
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(lm.metadata["config"]!.utf8)) as? [String: Any])
+        config["z_loss_weight"] = nil
+        noWeight.metadata["config"] = String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)
+        try refused(noWeight, "config has no \"z_loss_weight\"")
+        // A directory without fixtures, and one whose files are none of ours.
+        let empty = scratch.path("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        let nothing = runGlam(["verify", empty.path])
+        #expect(nothing.status == 2 && nothing.err.contains("no .safetensors files"))
+        try SafeTensorsFile(tensors: ["w": SafeTensor(Tensor<Float>([1]))]).write(to: empty.appendingPathComponent("w.safetensors"))
+        let notOurs = runGlam(["verify", empty.path])
+        #expect(notOurs.status == 2 && notOurs.err.contains("no glam fixtures"))
+    }
+
+    @Test("a mismatch names the multi-dimensional index of the first element out of tolerance")
+    func mismatchIndex() throws {
+        let scratch = ScratchDirectory()
+        var file = try SafeTensorsFile(contentsOf: Self.moeFixtures.appendingPathComponent("moe_layer_gelu.safetensors"))
+        var y = try #require(file.tensors["expected.y"]).floatTensor()  // [B, T, M]
+        let (t, m) = (y.shape[1], y.shape[2])
+        y.scalars[(1 * t + 2) * m + 3] += 1
+        file.tensors["expected.y"] = SafeTensor(y)
+        try file.write(to: scratch.path("index.safetensors"))
+        let result = runGlam(["verify", scratch.path("index.safetensors").path])
+        #expect(result.status == 1 && result.out.contains("first mismatch at [1, 2, 3]"), "\(result.out)")
+        #expect(TensorComparison.index(23, in: [2, 3, 4]) == [1, 2, 3] && TensorComparison.index(0, in: []) == [])
+    }
 }

@@ -85,7 +85,16 @@ public struct BytePairTokenizer: Sendable, Equatable {
         return out
     }
 
-    /// Learns `vocabularySize − 257` merges from `text`.
+    /// The most ids a tokenizer trained on `text` can have: 257 plus one merge per byte pair inside
+    /// the text's distinct chunks (each merge shortens at least one of them by one). `train` learns
+    /// fewer when pairs run out earlier; never more.
+    public static func maximumVocabularySize(for text: String) -> Int {
+        var distinct = Set<[UInt8]>()
+        for chunk in chunks(text) { distinct.insert(chunk) }
+        return 257 + distinct.reduce(0) { $0 + max($1.count - 1, 0) }
+    }
+
+    /// Learns `vocabularySize − 257` merges from `text` (fewer if the text runs out of pairs).
     public static func train(on text: String, vocabularySize: Int) throws(ModelError) -> BytePairTokenizer {
         guard vocabularySize >= 257 else {
             throw ModelError("vocabulary size must be at least 257 (bytes and end of text), got \(vocabularySize)")

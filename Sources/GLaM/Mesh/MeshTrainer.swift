@@ -163,18 +163,14 @@ public final class MeshTrainer {
         }
         let loss = mean { $0.loss }
         let finite = loss.isFinite && gradients.allSatisfy { $0.weights.allSatisfy { $0.weight.scalars.allSatisfy(\.isFinite) } }
-        var load = [Int](repeating: 0, count: configuration.numExperts)
-        var tokens = 0
-        for core in firstRow {
-            for segment in cores[core].segments.dropLast() {
-                for (expert, count) in segment.routed!.gating.routing.expertLoad.enumerated() { load[expert] += count }
-            }
-            tokens += cores[core].batch.paddings!.filter { $0 == 0 }.count
+        let tokens = firstRow.reduce(0) { $0 + cores[$1].batch.paddings!.filter { $0 == 0 }.count }
+        let experts = cores[0].moeLayers.enumerated().map { s, layer in
+            ExpertLayerStatistics(layer: layer, gatings: firstRow.map { cores[$0].segments[s].routed!.gating })
         }
         return StepReport(
             step: step, loss: loss, crossEntropy: mean { $0.crossEntropy }, zLoss: mean { $0.zLoss }, auxLoss: mean { $0.auxLoss },
             applied: finite, learningRate: options.schedule.learningRate(step: step), tokens: tokens,
-            expertLoad: configuration.isMoE ? load : [])
+            experts: experts)
     }
 
     /// Adafactor on every core: replicated weights each core updates alike; expert weights as

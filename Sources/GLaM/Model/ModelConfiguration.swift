@@ -44,7 +44,7 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
     /// Weight of the summed load-balancing loss (0.01, praxis `moe_load_balance_loss_weight`).
     public var auxLossWeight: Float
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case vocabSize = "vocab_size", modelDim = "model_dim", numLayers = "num_layers", numHeads = "num_heads"
         case headDim = "head_dim", ffDim = "ff_dim", moeHiddenDim = "moe_hidden_dim", numExperts = "num_experts"
         case expertCapacity = "expert_capacity", capacityFactor = "capacity_factor", numGroups = "num_groups"

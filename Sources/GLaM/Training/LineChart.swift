@@ -30,7 +30,6 @@ public func lineChartSVG(title: String, xLabel: String, yLabel: String, series: 
     let (yMin, yMax) = (ys.min() ?? 0, max(ys.max() ?? 1, (ys.min() ?? 0) + 1e-9))
     func px(_ x: Double) -> Double { left + (fx(x) - xMin) / (xMax - xMin) * (width - left - right) }
     func py(_ y: Double) -> Double { top + (yMax - y) / (yMax - yMin) * (height - top - bottom) }
-    func label(_ v: Double) -> String { abs(v) >= 1e4 || (abs(v) < 1e-2 && v != 0) ? String(format: "%.2g", v) : String(format: "%.3g", v) }
     var svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
         <rect width="100%" height="100%" fill="white"/>
@@ -41,15 +40,15 @@ public func lineChartSVG(title: String, xLabel: String, yLabel: String, series: 
         <text x="18" y="\((top + height - bottom) / 2)" text-anchor="middle" transform="rotate(-90 18 \((top + height - bottom) / 2))">\(yLabel)</text>
 
         """
-    for i in 0...5 {
-        let t = Double(i) / 5
-        let xValue = xMin + t * (xMax - xMin), yValue = yMin + t * (yMax - yMin)
-        let x = left + t * (width - left - right), y = py(yValue)
-        let xText = logarithmicX ? label(Foundation.pow(10, xValue)) : label(xValue)
+    for tick in chartTicks(from: xMin, to: xMax, logarithmic: logarithmicX) {
+        let x = left + (tick.position - xMin) / (xMax - xMin) * (width - left - right)
         svg += "<line x1=\"\(x)\" y1=\"\(height - bottom)\" x2=\"\(x)\" y2=\"\(height - bottom + 5)\" stroke=\"black\"/>"
-        svg += "<text x=\"\(x)\" y=\"\(height - bottom + 18)\" text-anchor=\"middle\">\(xText)</text>\n"
+        svg += "<text x=\"\(x)\" y=\"\(height - bottom + 18)\" text-anchor=\"middle\">\(tick.label)</text>\n"
+    }
+    for tick in chartTicks(from: yMin, to: yMax, logarithmic: false) {
+        let y = py(tick.position)
         svg += "<line x1=\"\(left - 5)\" y1=\"\(y)\" x2=\"\(width - right)\" y2=\"\(y)\" stroke=\"#ddd\"/>"
-        svg += "<text x=\"\(left - 8)\" y=\"\(y + 4)\" text-anchor=\"end\">\(label(yValue))</text>\n"
+        svg += "<text x=\"\(left - 8)\" y=\"\(y + 4)\" text-anchor=\"end\">\(tick.label)</text>\n"
     }
     for (index, s) in series.enumerated() {
         let points = s.points.filter { $0.y.isFinite && (!logarithmicX || $0.x > 0) }
@@ -61,4 +60,32 @@ public func lineChartSVG(title: String, xLabel: String, yLabel: String, series: 
         svg += "<text x=\"\(width - right - 140)\" y=\"\(ly)\">\(s.name)</text>\n"
     }
     return svg + "</svg>\n"
+}
+
+/// Axis ticks at round values inside `[low, high]`: multiples of 1, 2 or 5 × 10^k, about five of
+/// them, labelled with just the decimals their spacing needs (so 4.5, 5, 5.5, never 4.57). On a
+/// logarithmic axis (`low`, `high` are log10 values) the ticks are the powers of ten, or 1-2-5
+/// steps within one decade. `position` is in the axis' own units (log10 on a logarithmic axis).
+func chartTicks(from low: Double, to high: Double, logarithmic: Bool) -> [(position: Double, label: String)] {
+    guard low.isFinite, high.isFinite, high > low else { return [] }
+    if logarithmic {
+        let decades = Int(Foundation.floor(low))...Int(Foundation.ceil(high))
+        var values = decades.map { Foundation.pow(10, Double($0)) }
+        if decades.count <= 3 { values = decades.flatMap { d in [1.0, 2, 5].map { $0 * Foundation.pow(10, Double(d)) } } }
+        return values.filter { Foundation.log10($0) >= low - 1e-9 && Foundation.log10($0) <= high + 1e-9 }
+            .map { (Foundation.log10($0), String(format: "%g", $0)) }
+    }
+    let rough = (high - low) / 5
+    let magnitude = Foundation.pow(10, Foundation.floor(Foundation.log10(rough)))
+    // The 1-2-5 spacing nearest a fifth of the range (by ratio).
+    let step = [1.0, 2, 5, 10].map { $0 * magnitude }.min { abs(Foundation.log($0 / rough)) < abs(Foundation.log($1 / rough)) }!
+    let decimals = max(0, -Int(Foundation.floor(Foundation.log10(step) + 1e-9)))
+    var ticks: [(Double, String)] = []
+    var k = Foundation.ceil(low / step - 1e-9)
+    while k * step <= high + 1e-9 * step {
+        let value = k * step
+        ticks.append((value, String(format: "%.\(decimals)f", value == 0 ? 0 : value)))
+        k += 1
+    }
+    return ticks
 }

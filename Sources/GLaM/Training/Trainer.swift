@@ -54,8 +54,8 @@ public struct StepReport: Sendable {
     public let learningRate: Float
     /// Real (non-padding) tokens in the batch.
     public let tokens: Int
-    /// Kept expert assignments per expert, summed over MoE layers (empty for a dense model).
-    public let expertLoad: [Int]
+    /// Per MoE layer, the experts' loads before and after capacity (empty for a dense model).
+    public let experts: [ExpertLayerStatistics]
 }
 
 /// Trains a GLaM model on a text dataset.
@@ -150,14 +150,14 @@ public final class Trainer {
         let named = variables.gradients(from: tape.gradients(of: loss))
         let learningRate = options.schedule.learningRate(step: step)
         let applied = apply(gradients: named, loss: loss.value.scalar, learningRate: learningRate)
-        var load = [Int](repeating: 0, count: parameters.configuration.numExperts)
-        for gating in output.gatings {
-            for (expert, count) in gating.routing.expertLoad.enumerated() { load[expert] += count }
+        let c = parameters.configuration
+        let experts = zip((0..<c.numLayers).filter(c.isMoELayer), output.gatings).map {
+            ExpertLayerStatistics(layer: $0, gatings: [$1])
         }
         let report = StepReport(
             step: step, loss: loss.value.scalar, crossEntropy: output.crossEntropy!.value.scalar, zLoss: output.zLoss!.value.scalar,
             auxLoss: output.auxLoss.value.scalar, applied: applied, learningRate: learningRate,
-            tokens: batch.paddings!.filter { $0 == 0 }.count, expertLoad: load)
+            tokens: batch.paddings!.filter { $0 == 0 }.count, experts: experts)
         step += 1
         return report
     }

@@ -1,4 +1,4 @@
-// Running golden fixtures: one function per kind (contracts.md section 3), each computing the
+// Running golden fixtures: one function per kind (see the "Golden fixtures" article), each computing the
 // expected tensors it knows from the fixture's inputs and comparing them. Default tolerances:
 //
 // | kind        | tensors                          | default (atol, rtol) |
@@ -48,6 +48,10 @@ extension GoldenFixture {
             throw fail("unknown fixture kind '\(kind)' (this glam knows \(GoldenFixture.knownKinds.joined(separator: ", ")))")
         }
         guard !comparisons.isEmpty else { throw fail("no expected tensor of kind \(kind) to check") }
+        if let unknown = tensors.keys.sorted().first(where: { !reads.names.contains($0) }) {
+            let known = reads.names.sorted().joined(separator: ", ")
+            throw fail("tensor \(unknown) is not one a \(kind) fixture has (misspelt?); this one reads \(known)")
+        }
         return FixtureResult(file: file, kind: kind, comparisons: comparisons)
     }
 
@@ -134,9 +138,10 @@ extension GoldenFixture {
     }
 
     func runLanguageModel() throws(FixtureError) -> [TensorComparison] {
+        for key in ModelConfiguration.CodingKeys.allCases { try require(key.rawValue) }
         guard let configText = try? JSONSerialization.data(withJSONObject: config),
             let configuration = try? ModelConfiguration.fromJSON(String(decoding: configText, as: UTF8.self))
-        else { throw fail("config is not a glam_lm configuration (see contracts.md section 3)") }
+        else { throw fail("config is not a glam_lm configuration (see the \"Golden fixtures\" article)") }
         if let problem = configuration.problem { throw fail("config: \(problem)") }
         let tokens = try integerTensor("input.tokens")
         guard tokens.shape.count == 2 else { throw fail("input.tokens has shape \(tokens.shape), expected [B, T]") }

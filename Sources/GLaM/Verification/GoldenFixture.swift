@@ -1,9 +1,12 @@
-// Golden fixtures (contracts.md section 3): safetensors files whose metadata says which computation
-// they check, with inputs, parameters and expected outputs from an independent reference.
+// Golden fixtures (see the "Golden fixtures" article): safetensors files whose metadata says which
+// computation they check, with inputs, parameters and expected outputs from an independent reference.
 //
 // Loading validates the envelope (format, version, kind, config JSON, tolerance JSON); each kind
-// (FixtureKinds.swift) validates its own inputs. A malformed fixture is a `FixtureError` (exit 2 in
-// `glam verify`); a computed value outside tolerance is a failed `TensorComparison` (exit 1).
+// (FixtureKinds.swift) validates its own inputs. Strictly: every config key a kind reads must be
+// present (null where a value is optional), and every tensor must be one the kind reads, so that a
+// misspelt `expected.combined` is an error, not a silently skipped check. A malformed fixture is a
+// `FixtureError` (exit 2 in `glam verify`); a computed value outside tolerance is a failed
+// `TensorComparison` (exit 1).
 
 import Foundation
 
@@ -80,7 +83,7 @@ public struct TensorComparison: Sendable {
             let difference = abs(Double(a) - Double(e))
             let within = difference <= tolerance.absolute + tolerance.relative * abs(Double(e))
             if !within || !difference.isFinite {
-                if ok { firstBad = "first mismatch at flat index \(index): \(a) computed, \(e) expected" }
+                if ok { firstBad = "first mismatch at \(Self.index(index, in: expected.shape)): \(a) computed, \(e) expected" }
                 ok = false
             }
             worst = max(worst, difference.isNaN ? .infinity : difference)
@@ -89,6 +92,23 @@ public struct TensorComparison: Sendable {
         passed = ok
         detail = firstBad
     }
+
+    /// The multi-dimensional index `[i, j, …]` of row-major flat index `flat` in `shape`.
+    static func index(_ flat: Int, in shape: [Int]) -> [Int] {
+        var rest = flat
+        var index = [Int](repeating: 0, count: shape.count)
+        for axis in shape.indices.reversed() where shape[axis] > 0 {
+            index[axis] = rest % shape[axis]
+            rest /= shape[axis]
+        }
+        return index
+    }
+}
+
+/// The names a fixture's kind has looked at (present or not): what it knows.
+final class FixtureReads: @unchecked Sendable {
+    private(set) var names: Set<String> = []
+    func note(_ name: String) { names.insert(name) }
 }
 
 /// A loaded, envelope-validated golden fixture.
@@ -105,6 +125,8 @@ public struct GoldenFixture {
     let config: [String: Any]
     /// Per-tensor tolerances given by the fixture.
     let tolerances: [String: Tolerance]
+    /// The tensor names the kind has read or looked for.
+    let reads = FixtureReads()
 
     /// Whether a safetensors file's metadata marks it as a golden fixture.
     public static func isFixture(_ file: SafeTensorsFile) -> Bool { file.metadata["format"] == "glam-fixture" }
@@ -165,16 +187,21 @@ public struct GoldenFixture {
 
     /// The float tensor `name`, which must exist (and, when given, have `rank`).
     func tensor(_ name: String, rank: Int? = nil) throws(FixtureError) -> Tensor<Float> {
+        reads.note(name)
         guard let stored = tensors[name] else { throw fail("missing tensor \(name)") }
         if let rank, stored.shape.count != rank { throw fail("\(name) has shape \(stored.shape), expected rank \(rank)") }
         return stored.floatTensor()
     }
 
     /// The float tensor `name` if present.
-    func optionalTensor(_ name: String) -> Tensor<Float>? { tensors[name]?.floatTensor() }
+    func optionalTensor(_ name: String) -> Tensor<Float>? {
+        reads.note(name)
+        return tensors[name]?.floatTensor()
+    }
 
     /// The integer tensor `name` (I32 or I64), which must exist.
     func integerTensor(_ name: String) throws(FixtureError) -> (shape: [Int], values: [Int]) {
+        reads.note(name)
         guard let stored = tensors[name] else { throw fail("missing tensor \(name)") }
         guard let values = stored.integers() else { throw fail("\(name) must be I32 or I64, got \(stored.dtype.rawValue)") }
         return (stored.shape, values)
@@ -191,7 +218,13 @@ public struct GoldenFixture {
 
     // MARK: Config accessors (each names the key when it is missing or of the wrong type)
 
+    /// Fails unless the config has `key` (its value may be null).
+    func require(_ key: String) throws(FixtureError) {
+        guard config[key] != nil else { throw fail("config has no \"\(key)\" (a \(kind) fixture must give it)") }
+    }
+
     func int(_ key: String) throws(FixtureError) -> Int {
+        try require(key)
         guard let number = config[key] as? NSNumber, !isBoolean(number), number.doubleValue == number.doubleValue.rounded() else {
             throw fail("config \"\(key)\" must be an integer")
         }
@@ -199,26 +232,31 @@ public struct GoldenFixture {
     }
 
     func optionalInt(_ key: String) throws(FixtureError) -> Int? {
-        if config[key] == nil || config[key] is NSNull { return nil }
+        try require(key)
+        if config[key] is NSNull { return nil }
         return try int(key)
     }
 
     func double(_ key: String) throws(FixtureError) -> Double {
+        try require(key)
         guard let number = config[key] as? NSNumber, !isBoolean(number) else { throw fail("config \"\(key)\" must be a number") }
         return number.doubleValue
     }
 
     func optionalDouble(_ key: String) throws(FixtureError) -> Double? {
-        if config[key] == nil || config[key] is NSNull { return nil }
+        try require(key)
+        if config[key] is NSNull { return nil }
         return try double(key)
     }
 
     func bool(_ key: String) throws(FixtureError) -> Bool {
+        try require(key)
         guard let number = config[key] as? NSNumber, isBoolean(number) else { throw fail("config \"\(key)\" must be true or false") }
         return number.boolValue
     }
 
     func string(_ key: String) throws(FixtureError) -> String {
+        try require(key)
         guard let text = config[key] as? String else { throw fail("config \"\(key)\" must be a string") }
         return text
     }
