@@ -9,6 +9,8 @@ import PackageDescription
 
 let package = Package(
     name: "GLaM",
+    // Mutex and Atomic (the Synchronization module) need these releases on Apple platforms.
+    platforms: [.macOS(.v15), .iOS(.v18), .tvOS(.v18), .watchOS(.v11), .visionOS(.v2)],
     products: [
         .library(name: "GLaM", targets: ["GLaM"]),
         .executable(name: "glam", targets: ["GLaMCommand"]),
@@ -21,6 +23,9 @@ let package = Package(
         // The `glam` executable: a thin wrapper around GLaMCLI.
         .executableTarget(name: "GLaMCommand", dependencies: ["GLaMCLI"]),
         .testTarget(name: "GLaMTests", dependencies: ["GLaM", "GLaMCLI"]),
+        // Examples: `swift run -c release train-on-a-mesh` and `swift run -c release route-a-batch`.
+        .executableTarget(name: "train-on-a-mesh", dependencies: ["GLaM"], path: "Examples/TrainOnAMesh"),
+        .executableTarget(name: "route-a-batch", dependencies: ["GLaM"], path: "Examples/RouteABatch"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,4 +1,4 @@
-"""Writes golden fixtures in the format of contracts.md section 3 (safetensors + metadata)."""
+"""Writes golden fixtures in the format of the "Golden fixtures" article (safetensors + metadata)."""
 import json
 
 import numpy as np

@@ -2,7 +2,7 @@
 
 `praxis.gshard_utils` needs only absl, jax, numpy and `praxis.pytypes`; the last pulls in
 flax/fiddle/etc., so a stub module with the one name gshard_utils reads (`SplitDimsMapping`) is
-installed first (glam-spec.md section 8.5). Requires: pip install --no-deps praxis==1.4.0.
+installed first (praxis imports them at module level, the gating does not use them). Requires: pip install --no-deps praxis==1.4.0.
 """
 import importlib.util
 import os

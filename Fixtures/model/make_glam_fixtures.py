@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Golden fixtures of kind `glam_lm` (contracts.md section 3): an independent JAX implementation of
-the GLaM decoder written from glam-spec.md sections 1-3, with praxis' own top2_gating_on_logits
+"""Golden fixtures of kind `glam_lm` (the "Golden fixtures" article): an independent JAX implementation of
+the GLaM decoder written from the "The model" and "Top-2 gating" articles, with praxis' own top2_gating_on_logits
 for the MoE layers and jax.grad for every parameter's gradient. Nothing here comes from the Swift
 code.
 
-Semantics written down here (and in the Swift code) where the spec leaves a choice:
+Semantics written down here (and in the Swift code) where the paper leaves a choice:
 - attention visibility: same segment, key segment not 0, key not after query; segments default to
   1 - paddings; masked logits are replaced by -0.7 * float32 max (praxis apply_mask_to_logits);
 - the extra zero logit joins the softmax normalisation (max includes 0, stop-gradient);
@@ -34,7 +34,7 @@ from praxis_gating import load_top2_gating  # noqa: E402
 jax.config.update("jax_default_matmul_precision", "highest")
 top2_gating_on_logits = load_top2_gating()
 LARGE_NEGATIVE = np.float32(-0.7 * np.finfo(np.float32).max)
-SOURCE = (f"independent JAX {jax.__version__} implementation of glam-spec.md (CPU, float32) with praxis 1.4.0 "
+SOURCE = (f"independent JAX {jax.__version__} implementation of the GLaM decoder as documented (CPU, float32) with praxis 1.4.0 "
           "top2_gating_on_logits and jax.grad; Fixtures/model/make_glam_fixtures.py")
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Golden fixtures of kinds `top2_gating` and `moe_layer` (contracts.md section 3).
+"""Golden fixtures of kinds `top2_gating` and `moe_layer` (the "Golden fixtures" article).
 
 Independent reference: praxis' own `gshard_utils.top2_gating_on_logits` (praxis 1.4.0) run under
-JAX on CPU in float32, and, for the layer, the einsums of glam-spec.md section 4.4 around it with
+JAX on CPU in float32, and, for the layer, the MoE layer's einsums ("Top-2 gating" article) around it with
 gradients of `sum(y * dy) + aux_loss` from `jax.grad`. Nothing here comes from the Swift code.
 
 Run from the repository root (CI does, and fails if the output changes):
@@ -98,7 +98,7 @@ def moe_layer_fixture(name, config, b, t, m, h, seed, pad_positions=(), scale=1.
 
 
 def main():
-    # glam-spec.md section 8.1: padding, capacity rounding (cf 1.0 → C 4) and no rounding (cf 0.5 → C 1).
+    # The worked example of the "Top-2 gating" article: padding, capacity rounding (cf 1.0 → C 4) and no rounding (cf 0.5 → C 1).
     gating_fixture("spec_cf1", gating_config(4, capacity_factor=1.0), SPEC_LOGITS, SPEC_PADDINGS)
     gating_fixture("spec_cf05", gating_config(4, capacity_factor=0.5), SPEC_LOGITS, SPEC_PADDINGS)
     gating_fixture("spec_nopad", gating_config(4, capacity_factor=1.0), SPEC_LOGITS)

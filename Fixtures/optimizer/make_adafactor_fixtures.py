@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Golden fixtures of kind `adafactor_step` (contracts.md section 3) from optax's own adafactor
-(an independent implementation), configured as GLaM's Adafactor (glam-spec.md section 3.2):
+"""Golden fixtures of kind `adafactor_step` (the "Golden fixtures" article) from optax's own adafactor
+(an independent implementation), configured as GLaM's Adafactor (the "Training" article):
 decay_rate=0.8 (rho_t = 1 - (t+1)^-0.8), no momentum, clipping_threshold=1.0,
 multiply_by_parameter_scale, eps=1e-30, parameter-scale floor 1e-3, factored second moments.
 

@@ -1,4 +1,4 @@
-// `glam bench gemm`: square SGEMM timing (contracts.md section 4). The comparison with numpy's
+// `glam bench gemm`: square SGEMM timing (the "The glam command line" article). The comparison with numpy's
 // OpenBLAS, measured in the same run, is Scripts/bench_gemm.py.
 
 import Dispatch

@@ -1,4 +1,4 @@
-// `glam params` (contracts.md section 4): total and activated parameter counts of the named
+// `glam params` (the "The glam command line" article): total and activated parameter counts of the named
 // configurations, beside the paper's Table 4 figures.
 
 import Foundation
@@ -10,7 +10,7 @@ enum ParamsCommand: Subcommand {
     static let help = """
         USAGE: glam params [--config NAME] [--json]
 
-        Counts parameters as glam-spec.md section 2 does: per layer attention 4·M·N·D, relative
+        Counts parameters as the "The model" article of the documentation does: per layer attention 4·M·N·D, relative
         bias N·32 and two norms 2·M; a dense layer's gated FFN 3·M·H; an MoE layer's E experts of
         2·M·H plus the router M·E; the tied embedding V·M and the final norm M. "Activated" counts,
         per MoE layer, the router and the two experts a token uses. Both counts include the

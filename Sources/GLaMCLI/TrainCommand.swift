@@ -202,7 +202,7 @@ enum TrainCommand: Subcommand {
                 record["predicted_bytes_per_core"] = ["data": predicted.data, "mdl": predicted.model]
             }
             try log(record)
-            if report.step % 10 == 0 || trainer.step == options.steps || !report.applied {
+            if report.step == 0 || (report.step + 1) % 10 == 0 || trainer.step == options.steps || !report.applied {
                 // Per MoE layer: busiest expert over the mean, as the router asked → as capacity kept; dropped share.
                 let experts = report.experts.map {
                     String(format: "L%d %.2f→%.2f drop %.1f%%", $0.layer, $0.requestedImbalance, $0.keptImbalance, 100 * $0.droppedFraction)

@@ -6,7 +6,7 @@ import Testing
 @testable import GLaM
 
 struct AdafactorTests {
-    @Test("decay ρ_t = 1 − (t+1)^−0.8 (glam-spec.md 8.4)")
+    @Test("decay ρ_t = 1 − (t+1)^−0.8 (the Training article's table)")
     func decaySchedule() {
         let optimizer = Adafactor()
         for (t, expected) in [(0, 0.0), (1, 0.425651), (9, 0.841511), (99, 0.974881), (315, 0.989994), (999, 0.996019), (9999, 0.999369)] {

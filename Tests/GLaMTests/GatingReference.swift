@@ -1,4 +1,4 @@
-// An independent transcription of glam-spec.md section 4.2's numpy pseudo-code (praxis
+// An independent transcription of praxis' top2_gating_on_logits as numpy-style loops (the "Top-2 gating" article) (praxis
 // `top2_gating_on_logits`), written with dense one-hot masks and cumulative sums exactly as the
 // pseudo-code does, in Double. The production code (Top2Routing/Top2Gating) is written with
 // per-expert counters instead; the exhaustive tests compare the two.

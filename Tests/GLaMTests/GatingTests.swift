@@ -1,4 +1,4 @@
-// Top-2 gating: the worked example of glam-spec.md section 8.1, exhaustive small states against
+// Top-2 gating: the worked example of the "Top-2 gating" article, exhaustive small states against
 // the independent reference transcription, the capacity rule, policies and aux-loss variants.
 
 import Foundation
@@ -21,20 +21,20 @@ func gate(
 }
 
 struct GatingTests {
-    /// glam-spec.md section 8.1: G=1, S=8, E=4, token 3 is padding.
-    static let specLogits: [Double] = [
+    /// The "Top-2 gating" article's worked example: G=1, S=8, E=4, token 3 is padding.
+    static let exampleLogits: [Double] = [
         2.0, 1.0, 0.0, -1.0, 1.5, 1.4, 0.2, 0.1, 3.0, 0.0, 2.5, 0.0, 0.5, 0.4, 0.3, 0.2,
         2.2, -0.5, 1.0, 1.9, 1.0, 1.0, 0.0, 0.0, 2.5, 0.1, 0.1, 2.4, -1.0, 0.0, 3.0, 0.5,
     ]
-    static let specPaddings: [Double] = [0, 0, 0, 1, 0, 0, 0, 0]
+    static let examplePaddings: [Double] = [0, 0, 0, 1, 0, 0, 0, 0]
 
-    @Test("spec 8.1 worked example, capacity factor 1.0 → C = 4")
+    @Test("the worked example, capacity factor 1.0 → C = 4")
     func workedExampleFactorOne() throws {
-        let result = try gate(Self.specLogits, g: 1, s: 8, e: 4, paddings: Self.specPaddings, capacityFactor: 1.0)
+        let result = try gate(Self.exampleLogits, g: 1, s: 8, e: 4, paddings: Self.examplePaddings, capacityFactor: 1.0)
         #expect(result.routing.capacity == 4)  // auto = 2, rounded up to 4
         #expect(abs(result.auxLoss.value.scalar - 1.2256329) < 1e-6)
         let combine = result.combineTensor()
-        // Non-zero combine[s, e, c], from the spec's table.
+        // Non-zero combine[s, e, c], from the article's table.
         let expected: [(s: Int, e: Int, c: Int, value: Double)] = [
             (0, 0, 0, 0.731059), (0, 1, 0, 0.268941), (1, 0, 1, 0.524979), (1, 1, 1, 0.475021),
             (2, 0, 2, 0.622459), (2, 2, 1, 0.377541), (4, 0, 3, 0.574443), (4, 3, 0, 0.425557),
@@ -50,9 +50,9 @@ struct GatingTests {
         #expect(result.tokensRoutedTo == [0, 2, 5])
     }
 
-    @Test("spec 8.1 worked example, capacity factor 0.5 → C = 1 (no rounding)")
+    @Test("the worked example, capacity factor 0.5 → C = 1 (no rounding)")
     func workedExampleFactorHalf() throws {
-        let result = try gate(Self.specLogits, g: 1, s: 8, e: 4, paddings: Self.specPaddings, capacityFactor: 0.5)
+        let result = try gate(Self.exampleLogits, g: 1, s: 8, e: 4, paddings: Self.examplePaddings, capacityFactor: 0.5)
         #expect(result.routing.capacity == 1)
         #expect(abs(result.auxLoss.value.scalar - 1.2256329) < 1e-6)  // aux is computed before capacity
         let combine = result.combineTensor()
@@ -62,7 +62,7 @@ struct GatingTests {
         #expect(abs(result.routing.overCapacity[0] - 5.0 / 7) < 1e-12 && abs(result.routing.overCapacity[1] - 5.0 / 7) < 1e-12)
         #expect(result.tokensRoutedTo == [4, 2, 1])
         // The same logits without padding at factor 1.0.
-        #expect(abs(try gate(Self.specLogits, g: 1, s: 8, e: 4, capacityFactor: 1.0).auxLoss.value.scalar - 1.5527809) < 1e-6)
+        #expect(abs(try gate(Self.exampleLogits, g: 1, s: 8, e: 4, capacityFactor: 1.0).auxLoss.value.scalar - 1.5527809) < 1e-6)
     }
 
     @Test("the capacity rule: roundup4(floor(S·cf/E)) only when it exceeds the given capacity")
@@ -130,8 +130,8 @@ struct GatingTests {
         #expect(abs(uniform.routerEntropy - Foundation.log(4.0)) < 1e-12)
         // Ties send every top-1 to expert 0 and every top-2 to expert 1; C = 4 keeps all of them.
         #expect(uniform.routing.expertLoad == [4, 4, 0, 0])
-        let spec = try gate(Self.specLogits, g: 1, s: 8, e: 4, paddings: Self.specPaddings, capacityFactor: 1.0)
-        #expect(spec.routing.expertLoad.reduce(0, +) == 12)  // 0/2/5 tokens routed to 0/1/2 experts
+        let example = try gate(Self.exampleLogits, g: 1, s: 8, e: 4, paddings: Self.examplePaddings, capacityFactor: 1.0)
+        #expect(example.routing.expertLoad.reduce(0, +) == 12)  // 0/2/5 tokens routed to 0/1/2 experts
     }
 
     @Test("the logit cap squashes logits with cap·tanh(logits/cap) before the softmax")

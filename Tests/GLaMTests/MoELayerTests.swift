@@ -1,6 +1,6 @@
 // The MoE layer: the dense (praxis einsum) and index-based dispatch agree in value and gradient,
 // gradients pass finite differences in Double (through gates, aux loss and experts), and groups
-// and padding behave as the spec says.
+// and padding behave as the "Top-2 gating" article says.
 
 import Testing
 

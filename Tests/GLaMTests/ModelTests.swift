@@ -1,4 +1,4 @@
-// The GLaM decoder: relative buckets and the extra-logit softmax on the spec's values, finite
+// The GLaM decoder: relative buckets and the extra-logit softmax on the documented values, finite
 // differences through a whole tiny model in Double, parameter counts against the paper,
 // initialisation, checkpoints, and cached decoding against the full forward pass.
 
@@ -15,7 +15,7 @@ func tinyConfiguration(experts: Int = 3, capacityFactor: Double = 8, extraLogit:
 }
 
 struct ModelTests {
-    @Test("relative buckets: the first distance of buckets 16…31 (glam-spec.md 8.3, float32)")
+    @Test("relative buckets: the first distance of buckets 16…31 (the model article, float32)")
     func relativeBuckets() {
         let firsts = [16, 19, 21, 24, 27, 31, 35, 40, 46, 52, 59, 67, 77, 87, 99, 113]
         for (offset, first) in firsts.enumerated() {
@@ -100,7 +100,7 @@ struct ModelTests {
         }
     }
 
-    @Test("initialisation follows the spec's table and depends only on the seed")
+    @Test("initialisation follows the documented table and depends only on the seed")
     func initialisation() throws {
         let configuration = ModelConfiguration.named("small")!
         let a = ModelParameters(configuration: configuration, seed: 1), b = ModelParameters(configuration: configuration, seed: 1)
@@ -217,6 +217,28 @@ struct ModelTests {
             let expected = Array(full.logits.value.scalars[(position * 50)..<((position + 1) * 50)])
             #expect(zip(step, expected).allSatisfy { abs($0 - $1) < 1e-4 }, "position \(position)")
         }
+    }
+
+    @Test("a prompt prefilled in one pass gives the full forward pass's logits bitwise, and decoding goes on from it")
+    func prefillEqualsFullPass() throws {
+        let configuration = ModelConfiguration(
+            vocabSize: 50, modelDim: 16, numLayers: 3, numHeads: 2, headDim: 8, ffDim: 24, numExperts: 4, capacityFactor: 16)
+        let parameters = ModelParameters(configuration: configuration, seed: 4)
+        let tokens = [3, 17, 42, 8, 8, 0, 49, 23, 11, 5, 30, 2]
+        let full: DecoderOutput<Float> = try parameters.constants(TokenBatch(batchSize: 1, length: tokens.count, tokens: tokens))
+        var decoder = IncrementalDecoder(parameters: parameters)
+        let prefilled = try decoder.prefill(Array(tokens.prefix(9)))  // [1, 9, V]
+        #expect(prefilled.shape == [1, 9, 50])
+        let prefix: DecoderOutput<Float> = try parameters.constants(TokenBatch(batchSize: 1, length: 9, tokens: Array(tokens.prefix(9))))
+        #expect(prefilled.scalars.map(\.bitPattern) == prefix.logits.value.scalars.map(\.bitPattern))
+        #expect(decoder.position == 9)
+        // The rest, a chunk and then a step: the full pass's logits to rounding (no token was dropped).
+        #expect(full.gatings.allSatisfy { $0.routing.overCapacity == [0, 0] })
+        let chunk = try decoder.prefill([tokens[9], tokens[10]])
+        let step = try decoder.step([tokens[11]])
+        let expected = Array(full.logits.value.scalars[(9 * 50)...])
+        #expect(zip(chunk.scalars + step.scalars, expected).allSatisfy { abs($0 - $1) < 1e-4 })
+        #expect(throws: ModelError.self) { try decoder.prefill([]) }
     }
 
     @Test("sampling: greedy, temperature and top-k are seeded and respect k")

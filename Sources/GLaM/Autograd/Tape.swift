@@ -57,7 +57,9 @@ public final class Tape<Scalar: TensorScalar> {
 
     /// The gradient of `output` with respect to every variable on the tape.
     ///
-    /// - Parameter seed: d loss / d output; by default ones (so for a scalar output, d output / d v).
+    /// - Parameters:
+    ///   - output: the value to differentiate, recorded on this tape.
+    ///   - seed: d loss / d output; by default ones (so for a scalar output, d output / d v).
     /// - Precondition: `output` was recorded on this tape.
     @_specialize(where Scalar == Float)
     public func gradients(of output: Variable<Scalar>, seed: Tensor<Scalar>? = nil) -> Gradients<Scalar> {

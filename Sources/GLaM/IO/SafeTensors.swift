@@ -1,4 +1,4 @@
-// The safetensors file format (contracts.md section 1), read strictly and written exactly.
+// The safetensors file format (see the "Checkpoints and parameter names" article), read strictly and written exactly.
 //
 //   [8 bytes: little-endian UInt64 N][N bytes: UTF-8 JSON header][data]
 //   header: {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, …,

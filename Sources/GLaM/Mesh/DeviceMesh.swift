@@ -1,4 +1,4 @@
-// A virtual mesh of TPU cores (glam-spec.md section 5): a shape with named axes, as praxis names
+// A virtual mesh of TPU cores (see the "Sharding over TPU cores" article): a shape with named axes, as praxis names
 // them (`replica`, `data`, `mdl`). Core ids are row-major over the shape. Each core's data lives in
 // its own shard; collectives along an axis (Collectives.swift) are the only way data moves between
 // cores, and every byte they move is counted (CommunicationLedger).

@@ -19,9 +19,12 @@ extension DeviceMesh {
     /// - Parameters:
     ///   - inputs: per core, that core's groups `[G/n, S, M]` (cores along other axes hold copies).
     ///   - paddings: per core `[G/n, S]`, or nil.
-    ///   - gate, wi, wo: the router `[M, E]` and all experts' weights `[E, M, H]`, `[E, H, M]` (each
-    ///     core uses its slice of E/n experts).
+    ///   - gate: the router `[M, E]`.
+    ///   - wi: all experts' input matrices `[E, M, H]` (each core uses its slice of E/n experts).
+    ///   - wo: all experts' output matrices `[E, H, M]` (sliced likewise).
     ///   - configuration: the layer; `numGroups` is the total G.
+    ///   - axisName: the mesh axis the experts are spread over (`data`).
+    ///   - ledger: where the all-to-alls count their bytes, if anywhere.
     /// - Returns: per core `[G/n, S, M]`, and the aux loss averaged over all groups.
     public func expertParallelMoEForward(
         inputs: [Tensor<Float>], paddings: [Tensor<Float>]?, gate: Tensor<Float>, wi: Tensor<Float>, wo: Tensor<Float>,

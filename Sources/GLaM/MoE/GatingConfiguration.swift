@@ -1,5 +1,5 @@
 // Configuration of GShard top-2 gating, field for field the arguments of praxis
-// `gshard_utils.top2_gating_on_logits` (glam-spec.md section 4), plus the capacity rule.
+// `gshard_utils.top2_gating_on_logits` (see the "Top-2 gating" article), plus the capacity rule.
 
 /// How each token's second expert is chosen (praxis `second_expert_policy`).
 public enum SecondExpertPolicy: Sendable, Equatable {

@@ -93,7 +93,10 @@ public struct MoELayerOutput<Scalar: TensorScalar> {
 /// Applies the MoE feed-forward layer to `x` `[B, T, M]` (already RMS-normalised).
 ///
 /// - Parameters:
+///   - x: the layer input `[B, T, M]`.
 ///   - paddings: `[B, T]`, 1 = padding; padded tokens are routed nowhere and output zero.
+///   - weights: the router and the experts.
+///   - configuration: gating, groups and activation.
 ///   - implementation: `.indexed` (fast) or `.dense` (praxis' einsums); they agree.
 /// - Throws: `Top2GatingConfiguration.Invalid` for a configuration that does not fit the input.
 @_specialize(where Scalar == Float)

@@ -3,7 +3,7 @@
 // top of the routing decisions (Top2Routing.swift). Gradients therefore reach the logits through
 // the softmax, the gates and the aux loss, never through argmax.
 //
-// praxis `top2_gating_on_logits` (glam-spec.md section 4.2), with p = softmax(logits) over E:
+// praxis `top2_gating_on_logits` ("Top-2 gating" article), with p = softmax(logits) over E:
 //   g₁ = p[i₁]·real,  g₂ = p[i₂]·[i₂ ≠ i₁]·chosen₂
 //   legacy_mtf_behavior:  g₁, g₂ ← g₁/(g₁ + g₂ + 1e-9), g₂/(g₁ + g₂ + 1e-9), then × kept
 //   otherwise:            g₁, g₂ ← g₁·kept₁, g₂·kept₂, then ÷ their sum where it is > 0

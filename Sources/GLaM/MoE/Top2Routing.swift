@@ -3,7 +3,7 @@
 // is differentiable (argmax and positions carry no gradient); Top2Gating.swift builds the gate
 // values on top of these decisions.
 //
-// Follows praxis `gshard_utils.top2_gating_on_logits` step for step (glam-spec.md section 4.2–4.3):
+// Follows praxis `gshard_utils.top2_gating_on_logits` step for step ("Top-2 gating" article):
 //   i₁ = argmax p, i₂ = argmax p·(1 − onehot(i₁))       (ties → lowest index; pads: no choice)
 //   top-1 slots: first come first served in token order, all top-1 before any top-2;
 //   top-2 slots of expert e start after the *kept* top-1 tokens of e;

@@ -25,7 +25,9 @@ extension GLaMModel where Weight == Tensor<Float> {
 
     /// Loads parameters from a checkpoint file.
     ///
-    /// - Parameter expected: when given, the checkpoint's configuration must equal it.
+    /// - Parameters:
+    ///   - url: the checkpoint file.
+    ///   - expected: when given, the checkpoint's configuration must equal it.
     /// - Throws: `ModelError` naming the file and what does not match: an unreadable or malformed
     ///   file, a missing or invalid configuration, a configuration different from `expected` (with
     ///   the differing keys), or parameter names and shapes that do not fit the configuration.

@@ -44,14 +44,25 @@ struct ForwardContext<Scalar: TensorScalar> {
         self.observer = observer
     }
 
-    /// The context of one decoding step: B rows, one new token each at `position`, attending to
-    /// every cached position and itself; the B new tokens form one routing group (S = B).
-    init(decodingAt position: Int, batchSize b: Int, configuration c: ModelConfiguration, observer: (any ForwardObserver)? = nil) {
+    /// The context of one decoding call: B rows of T new tokens at positions `position ..< position + T`,
+    /// each attending to every cached position and to the new ones up to itself; the B·T new tokens
+    /// form one routing group (S = B·T).
+    init(
+        decodingAt position: Int, batchSize b: Int, length t: Int = 1, configuration c: ModelConfiguration,
+        observer: (any ForwardObserver)? = nil
+    ) {
         configuration = c
         paddings = nil
         nonPadding = nil
-        visible = [Bool](repeating: true, count: b * (position + 1))
-        buckets = Self.buckets(queries: position..<(position + 1), keys: position + 1, configuration: c)
+        let keys = position + t
+        var visible = [Bool](repeating: false, count: b * t * keys)
+        for row in 0..<b {
+            for query in 0..<t {
+                for key in 0...(position + query) { visible[(row * t + query) * keys + key] = true }
+            }
+        }
+        self.visible = visible
+        buckets = Self.buckets(queries: position..<keys, keys: keys, configuration: c)
         isDecoding = true
         moeConfiguration = MoELayerConfiguration(gating: c.gating, numGroups: 1, activation: c.moeActivation)
         self.observer = observer

@@ -3,12 +3,16 @@
 // Each step feeds one new token per row through every layer, attending to the cached keys and
 // values of all earlier positions, with the relative bias bucket(position − key position).
 //
-// Capacity and groups at decode time: every step gates its B new tokens as one group (G = 1,
-// S = B), with capacity from that group size (praxis' rule: floor(B·cf/E) rounded up to 4, or the
-// given capacity, at least 1). With B = 1 both of a token's experts always fit (they are distinct
-// experts and each has at least one slot), so no token is ever dropped and cached decoding
-// reproduces the full forward pass exactly whenever the full pass dropped nothing either. With
-// B > 1, two rows choosing the same expert in one step can exceed a capacity of 1.
+// A prompt is prefilled in one pass (`prefill`, in chunks of at most 512 tokens so that attention
+// maps stay small), then each step feeds one new token per row.
+//
+// Capacity and groups at decode time: every call gates its B·T new tokens as one group (G = 1,
+// S = B·T), with capacity from that group size (praxis' rule: floor(S·cf/E) rounded up to 4, or
+// the given capacity, at least 1). A prefill of one prompt routes exactly as the full forward pass
+// of that prompt with G = 1 does (tested bitwise). For a step with B = 1 both of a token's experts
+// always fit (they are distinct experts and each has at least one slot), so no token is dropped and
+// cached decoding reproduces the full forward pass whenever the full pass dropped nothing either.
+// With B > 1, two rows choosing the same expert in one step can exceed a capacity of 1.
 
 import Foundation
 
@@ -45,22 +49,35 @@ public struct IncrementalDecoder {
     /// Feeds one token per row at the next position and returns the logits `[B, V]` for the
     /// position after it. `observer`, when given, receives the step's intermediates (T = 1).
     public mutating func step(_ tokens: [Int], observer: (any ForwardObserver)? = nil) throws(ModelError) -> Tensor<Float> {
+        try prefill(tokens, observer: observer).reshaped(to: [batchSize, parameters.configuration.vocabSize])  // [B, V]
+    }
+
+    /// Feeds T new tokens per row at once (`tokens` is `[B·T]`, row-major), attending to the cache
+    /// and causally among themselves, and returns the logits `[B, T, V]`, one per new position. The
+    /// keys and values join the cache, so decoding goes on after the last of them.
+    public mutating func prefill(_ tokens: [Int], observer: (any ForwardObserver)? = nil) throws(ModelError) -> Tensor<Float> {
         let c = parameters.configuration
         let b = batchSize
-        guard tokens.count == b else { throw ModelError("step: \(tokens.count) tokens for a batch of \(b)") }
+        guard !tokens.isEmpty, tokens.count % b == 0 else {
+            throw ModelError("prefill: \(tokens.count) tokens do not fill a batch of \(b) rows")
+        }
         if let bad = tokens.first(where: { $0 < 0 || $0 >= c.vocabSize }) {
             throw ModelError("token id \(bad) is outside the vocabulary 0..<\(c.vocabSize)")
         }
-        let context = ForwardContext<Float>(decodingAt: position, batchSize: b, configuration: c, observer: observer)
-        var x = constants.embedded(tokens, batchSize: b, context: context)  // [B, 1, M]
+        let t = tokens.count / b
+        let context = ForwardContext<Float>(decodingAt: position, batchSize: b, length: t, configuration: c, observer: observer)
+        var x = constants.embedded(tokens, batchSize: b, context: context)  // [B, T, M]
         for (i, layer) in constants.layers.enumerated() {
-            x = try layer(x, layer: i, context: context, cache: &caches[i]).output  // [B, 1, M]
+            x = try layer(x, layer: i, context: context, cache: &caches[i]).output  // [B, T, M]
         }
-        position += 1
-        return constants.logits(x, context: context).value.reshaped(to: [b, c.vocabSize])  // [B, V]
+        position += t
+        return constants.logits(x, context: context).value  // [B, T, V]
     }
 
-    /// Continues one prompt by `count` tokens.
+    /// The most prompt tokens `generate` prefills in one pass (each chunk is one routing group).
+    public static let prefillChunk = 512
+
+    /// Continues one prompt by `count` tokens (the prompt prefilled in chunks of `prefillChunk`).
     ///
     /// - Returns: the new tokens (not the prompt).
     public static func generate(
@@ -68,8 +85,13 @@ public struct IncrementalDecoder {
     ) throws(ModelError) -> [Int] {
         guard !prompt.isEmpty else { throw ModelError("generate: the prompt is empty") }
         var decoder = IncrementalDecoder(parameters: parameters)
-        var logits = Tensor<Float>(zeros: [1, parameters.configuration.vocabSize])
-        for token in prompt { logits = try decoder.step([token]) }
+        let v = parameters.configuration.vocabSize
+        var logits = Tensor<Float>(zeros: [1, v])
+        for start in stride(from: 0, to: prompt.count, by: prefillChunk) {
+            let chunk = Array(prompt[start..<min(start + prefillChunk, prompt.count)])
+            let all = try decoder.prefill(chunk)  // [1, T, V]
+            logits = Tensor(shape: [1, v], scalars: Array(all.scalars[((chunk.count - 1) * v)...]))
+        }
         var generator = SeededGenerator(seed: seed)
         var out: [Int] = []
         for _ in 0..<count {

@@ -1,9 +1,9 @@
 // The GLaM model's configuration: field for field the `glam_lm` fixture config and the checkpoint
-// metadata (contracts.md sections 2–3), with the paper's Table 4 models and small CPU models.
+// metadata ("Checkpoints and parameter names" and "Golden fixtures" articles), with the paper's Table 4 models and small CPU models.
 
 import Foundation
 
-/// The hyper-parameters of a GLaM decoder (glam-spec.md sections 1–2).
+/// The hyper-parameters of a GLaM decoder (the "The model" article).
 ///
 /// JSON keys (checkpoints, fixtures) are the snake_case names in `CodingKeys`.
 public struct ModelConfiguration: Codable, Sendable, Equatable {

@@ -1,5 +1,5 @@
-// The paper's models (Table 4, vocabulary 256K; glam-spec.md section 2) and small CPU models, by
-// the names of contracts.md section 4, with parameter counting.
+// The paper's models (Table 4, vocabulary 256K; the "The model" article) and small CPU models, by
+// the names `glam params` lists, with parameter counting.
 
 /// A configuration with a name, and what the paper reports for it (if it is one of its models).
 public struct NamedConfiguration: Sendable {
@@ -71,7 +71,7 @@ extension ModelConfiguration {
     public static func named(_ name: String) -> ModelConfiguration? { named.first { $0.name == name }?.configuration }
 }
 
-/// Parameter counts of a configuration (glam-spec.md section 2).
+/// Parameter counts of a configuration (the "The model" article).
 ///
 /// Per layer: attention `4·M·N·D` (Wq, Wk, Wv, Wo) + relative bias `N·32` + two RMSNorm scales
 /// `2·M`; a dense layer adds the gated-GELU FFN `3·M·H`; an MoE layer adds `E` experts of

@@ -1,4 +1,4 @@
-// T5-style bucketed relative-position bias, one [N, 32] table per layer (glam-spec.md section 1.2,
+// T5-style bucketed relative-position bias, one [N, 32] table per layer ("The model" article,
 // praxis `attentions.RelativeBias`, causal). The paper cites Transformer-XL; the code is this.
 
 import Foundation

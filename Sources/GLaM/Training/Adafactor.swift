@@ -1,4 +1,4 @@
-// Adafactor as GLaM trained with it (glam-spec.md section 3.2; lingvo `XLAShardingAdafactor` with
+// Adafactor as GLaM trained with it (the "Training" article; lingvo `XLAShardingAdafactor` with
 // `decay_exponent_pow=0.8`, praxis `sharded_adafactor`): no momentum (β1 = 0), factored second
 // moments, update clipping, and steps scaled by the parameter's RMS. For weight W, gradient g and
 // 0-based step t:

@@ -1,4 +1,4 @@
-// Adafactor on a weight split into shards that live on different cores (glam-spec.md section 5:
+// Adafactor on a weight split into shards that live on different cores ("Sharding over TPU cores" article:
 // the optimizer state is sharded like its weight). Each shard keeps the statistics of its own
 // part; the update needs only a few sums across shards:
 //

@@ -1,5 +1,5 @@
 // Training checkpoints: everything needed to continue a run bit for bit, in one safetensors file
-// written atomically and guarded by a checksum (contracts.md section 2 names).
+// written atomically and guarded by a checksum (names as in the "Checkpoints and parameter names" article).
 //
 //   tensors:   <parameter names>, optimizer.<name>.vr / .vc / .v
 //   metadata:  format "glam-checkpoint", config (model JSON), step, skipped_steps, training
@@ -61,8 +61,10 @@ public struct TrainingCheckpoint: Sendable, Equatable {
     /// Writes the checkpoint atomically: a temporary file beside `url`, flushed to disk, then renamed
     /// over `url`. A crash at any point leaves either the old file or the new one, never a mixture.
     ///
-    /// - Parameter beforeRename: called after the temporary file is complete, before the rename
-    ///   (tests use it to simulate a crash).
+    /// - Parameters:
+    ///   - url: where the checkpoint goes.
+    ///   - beforeRename: called after the temporary file is complete, before the rename (tests use it
+    ///     to simulate a crash).
     public func write(to url: URL, beforeRename: (() throws -> Void)? = nil) throws {
         try AtomicFile.write(safeTensorsFile().serialized(), to: url, beforeRename: beforeRename)
     }
