@@ -81,7 +81,14 @@ enum TrainCommand: Subcommand {
                 "train: \(directory.path) already holds a run (\(existing.joined(separator: ", "))); pass --resume to continue it or --force to start over in it"
             )
         }
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw UsageError("train: cannot create \(directory.path): \((error as NSError).localizedDescription)")
+        }
+        for path in TrainingCheckpoint.removeStaleTemporaries(of: checkpointURL) {
+            output.line("removed \(path), left by an interrupted checkpoint write")
+        }
         let steps = try parsed.integer("steps", in: 0...10_000_000)
 
         let trainer: any TrainingSession
@@ -162,15 +169,31 @@ enum TrainCommand: Subcommand {
                 + "\(Parallelism.threadCount) threads; tokenizer ready in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
 
         let metricsURL = directory.appendingPathComponent("metrics.jsonl")
-        if !FileManager.default.fileExists(atPath: metricsURL.path) {
-            _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
+        if parsed.has("resume") {
+            // Steps after the checkpoint's were lost with the process that ran them; they run again.
+            let dropped = try Self.cutMetrics(metricsURL, after: trainer.step)
+            if dropped > 0 { output.line("metrics.jsonl: removed \(dropped) records after step \(trainer.step), which run again") }
         }
-        let metrics = try FileHandle(forWritingTo: metricsURL)
+        if !FileManager.default.fileExists(atPath: metricsURL.path) {
+            guard FileManager.default.createFile(atPath: metricsURL.path, contents: nil) else {
+                throw UsageError("train: cannot create \(metricsURL.path): \(String(cString: strerror(errno)))")
+            }
+        }
+        let metrics: FileHandle
+        do {
+            metrics = try FileHandle(forWritingTo: metricsURL)
+            try metrics.seekToEnd()
+        } catch {
+            throw UsageError("train: cannot open \(metricsURL.path): \((error as NSError).localizedDescription)")
+        }
         defer { try? metrics.close() }
-        try metrics.seekToEnd()
         func log(_ object: [String: Any]) throws {
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            try metrics.write(contentsOf: data + Data("\n".utf8))
+            do {
+                let data = try JSONSerialization.data(withJSONObject: Self.finiteJSON(object), options: [.sortedKeys])
+                try metrics.write(contentsOf: data + Data("\n".utf8))
+            } catch {
+                throw UsageError("train: cannot write \(metricsURL.path): \((error as NSError).localizedDescription)")
+            }
         }
 
         let meshTrainer = trainer as? MeshTrainer
@@ -244,7 +267,7 @@ enum TrainCommand: Subcommand {
     /// The mesh of `--mesh DxM`: D `data` × M `mdl` cores.
     static func mesh(_ text: String) throws -> DeviceMesh {
         let parts = text.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
-        guard parts.count == 2, let d = parts[0], let m = parts[1], d >= 1, m >= 1, d * m <= 64 else {
+        guard parts.count == 2, let d = parts[0], let m = parts[1], (1...64).contains(d), (1...64).contains(m), d * m <= 64 else {
             throw UsageError("train: --mesh must be DATAxMDL with positive integers and at most 64 cores in all, e.g. 2x2; got '\(text)'")
         }
         return try DeviceMesh(shape: [d, m], axisNames: ["data", "mdl"])
@@ -258,6 +281,36 @@ enum TrainCommand: Subcommand {
             guard let mesh else { throw error }
             throw unfitting(mesh, error)
         }
+    }
+
+    /// `value` with every non-finite number replaced by JSON null: metrics.jsonl writes a skipped
+    /// step's NaN or infinite loss as null (JSON has no NaN).
+    static func finiteJSON(_ value: Any) -> Any {
+        switch value {
+        case let number as Double: return number.isFinite ? number : NSNull()
+        case let number as Float: return number.isFinite ? number : NSNull()
+        case let object as [String: Any]: return object.mapValues(finiteJSON)
+        case let array as [Any]: return array.map(finiteJSON)
+        default: return value
+        }
+    }
+
+    /// Removes the records of `metricsURL` logged after step `step` (1-based steps; the records of
+    /// steps a resumed run repeats). Returns how many were removed; the file is rewritten atomically.
+    static func cutMetrics(_ metricsURL: URL, after step: Int) throws -> Int {
+        guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return 0 }
+        var kept: [Substring] = [], dropped = 0
+        for line in text.split(separator: "\n") {
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            if let logged = (object?["step"] as? NSNumber)?.intValue, logged > step { dropped += 1 } else { kept.append(line) }
+        }
+        guard dropped > 0 else { return 0 }
+        do {
+            try Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8).write(to: metricsURL, options: .atomic)
+        } catch {
+            throw UsageError("train: cannot rewrite \(metricsURL.path): \((error as NSError).localizedDescription)")
+        }
+        return dropped
     }
 
     /// Refuses a run whose estimated memory exceeds 80% of this machine's.

@@ -85,7 +85,7 @@ struct SafeTensorsTests {
             containing: "needs 12 bytes but data_offsets span 8")
         expectRejected(
             safetensorsBytes(header: #"{"t":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
-            containing: "unknown dtype \"Q4\"")
+            containing: "unknown or unsupported dtype \"Q4\"")
         expectRejected(
             safetensorsBytes(
                 header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
@@ -110,9 +110,9 @@ struct SafeTensorsTests {
             safetensorsBytes(
                 header: #"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,4]}}"#,
                 data: [UInt8](repeating: 0, count: 4)),
-            containing: "no valid shape")
+            containing: "too large to address")
         expectRejected(
-            safetensorsBytes(header: #"{"__metadata__":{"k":1}}"#), containing: "__metadata__ value of \"k\" is not a string")
+            safetensorsBytes(header: #"{"__metadata__":{"k":1}}"#), containing: "__metadata__ value of \"k\" is an integer, not a string")
         var notUTF8 = Data()
         withUnsafeBytes(of: UInt64(4).littleEndian) { notUTF8.append(contentsOf: $0) }
         notUTF8.append(contentsOf: [0x7B, 0xFF, 0xFE, 0x7D])

@@ -33,13 +33,31 @@ public struct BytePairTokenizer: Sendable, Equatable {
         var key: UInt64 { UInt64(left) << 32 | UInt64(right) }
     }
 
+    /// The most merges a tokenizer may have (4M ids, beyond any model's vocabulary limit).
+    public static let maximumMerges = 1 << 22
+    /// The longest spelling a token may have, in bytes. Byte-pair merges inside the text's chunks
+    /// (words, runs of spaces) never come near it; merges that join a token with itself double its
+    /// spelling each time and would otherwise exhaust memory from a small file.
+    public static let maximumSpellingLength = 4096
+
     /// A tokenizer from merges (each must join ids that exist before it).
+    ///
+    /// - Throws: `ModelError` for a merge of ids that do not exist yet, more than `maximumMerges`
+    ///   merges, or a token spelled by more than `maximumSpellingLength` bytes.
     public init(merges: [Merge]) throws(ModelError) {
+        guard merges.count <= Self.maximumMerges else {
+            throw ModelError("tokenizer has \(merges.count) merges, more than the supported \(Self.maximumMerges)")
+        }
         var spellings = (0..<256).map { [UInt8($0)] }
         var ranks: [UInt64: Int] = [:]
         for (k, merge) in merges.enumerated() {
             guard merge.left >= 0, merge.right >= 0, merge.left < 256 + k, merge.right < 256 + k else {
                 throw ModelError("tokenizer merge \(k) joins \(merge.left) and \(merge.right), ids that do not exist before it")
+            }
+            guard spellings[merge.left].count + spellings[merge.right].count <= Self.maximumSpellingLength else {
+                throw ModelError(
+                    "tokenizer merge \(k) would spell a token with \(spellings[merge.left].count + spellings[merge.right].count) bytes, more than the supported \(Self.maximumSpellingLength)"
+                )
             }
             spellings.append(spellings[merge.left] + spellings[merge.right])
             ranks[merge.key] = k
@@ -116,11 +134,14 @@ public struct BytePairTokenizer: Sendable, Equatable {
             }
         }
         var merges: [Merge] = []
+        var lengths = [Int](repeating: 1, count: 256)  // bytes spelled by each id
         while merges.count < vocabularySize - 257 {
-            // The most frequent pair; ties → the smaller key (left id, then right id).
+            // The most frequent pair; ties → the smaller key (left id, then right id). Pairs that
+            // would spell more than `maximumSpellingLength` bytes are never merged.
             var best: UInt64 = 0
             var bestCount = 0
             for (k, count) in pairCounts where count > bestCount || (count == bestCount && count > 0 && k < best) {
+                guard lengths[Int(k >> 32)] + lengths[Int(k & 0xFFFF_FFFF)] <= maximumSpellingLength else { continue }
                 best = k
                 bestCount = count
             }
@@ -128,6 +149,7 @@ public struct BytePairTokenizer: Sendable, Equatable {
             let (left, right) = (Int32(best >> 32), Int32(best & 0xFFFF_FFFF))
             let newID = Int32(256 + merges.count)
             merges.append(Merge(Int(left), Int(right)))
+            lengths.append(lengths[Int(left)] + lengths[Int(right)])
             for w in (occurrences[best] ?? []).sorted() {
                 let word = words[Int(w)]
                 guard word.count > 1 else { continue }

@@ -58,10 +58,25 @@ public struct SafeTensor: Sendable, Equatable {
 
     /// A tensor from raw parts.
     ///
-    /// - Precondition: `bytes.count` matches the shape and dtype.
-    public init(dtype: SafeTensorsDType, shape: [Int], bytes: [UInt8]) {
-        precondition(
-            bytes.count == shape.reduce(1, *) * dtype.byteCount, "SafeTensor: \(bytes.count) bytes do not match \(dtype.rawValue) \(shape)")
+    /// - Throws: `SafeTensorsError` when a dimension is negative, the shape's size overflows, or
+    ///   `bytes.count` is not the shape's size times the dtype's.
+    public init(dtype: SafeTensorsDType, shape: [Int], bytes: [UInt8]) throws(SafeTensorsError) {
+        var count = dtype.byteCount
+        for dimension in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+            guard dimension >= 0, !overflow else {
+                throw SafeTensorsError(file: "SafeTensor", reason: "shape \(shape) of \(dtype.rawValue) is negative or too large to address")
+            }
+            count = product
+        }
+        guard bytes.count == count else {
+            throw SafeTensorsError(file: "SafeTensor", reason: "\(bytes.count) bytes do not match \(dtype.rawValue) \(shape) (\(count) bytes)")
+        }
+        self.init(validated: dtype, shape: shape, bytes: bytes)
+    }
+
+    /// A tensor from parts already checked to fit.
+    init(validated dtype: SafeTensorsDType, shape: [Int], bytes: [UInt8]) {
         self.dtype = dtype
         self.shape = shape
         self.bytes = bytes
@@ -72,15 +87,21 @@ public struct SafeTensor: Sendable, Equatable {
         var bytes = [UInt8]()
         bytes.reserveCapacity(tensor.scalarCount * 4)
         for x in tensor.scalars { withUnsafeBytes(of: x.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
-        self.init(dtype: .float32, shape: tensor.shape, bytes: bytes)
+        self.init(validated: .float32, shape: tensor.shape, bytes: bytes)  // a Tensor's shape matches its scalars
     }
 
     /// An I32 tensor holding `values` with the given shape.
+    ///
+    /// - Precondition: the shape's size is `values.count` (a programming error otherwise).
     public init(int32 values: [Int32], shape: [Int]) {
         var bytes = [UInt8]()
         bytes.reserveCapacity(values.count * 4)
         for x in values { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } }
-        self.init(dtype: .int32, shape: shape, bytes: bytes)
+        do {
+            try self.init(dtype: .int32, shape: shape, bytes: bytes)
+        } catch {
+            preconditionFailure("SafeTensor(int32:shape:): \(error.reason)")
+        }
     }
 
     /// The values as a `Float` tensor (F64 rounded, BF16 widened exactly, integers converted).
@@ -150,34 +171,58 @@ public struct SafeTensorsFile: Sendable, Equatable {
             throw fail("header length \(headerLength) runs past the end of the file (\(data.count - 8) bytes follow it)")
         }
         guard headerLength >= 2 else { throw fail("header length \(headerLength) is too short for a JSON object") }
+        guard headerLength <= UInt64(SafeTensorsFile.maximumHeaderLength) else {
+            throw fail("header length \(headerLength) exceeds the 100,000,000-byte limit (the reference reader's)")
+        }
         let headerStart = data.startIndex + 8
         let dataStart = headerStart + Int(headerLength)
-        let headerBytes = data[headerStart..<dataStart]
-        guard String(bytes: headerBytes, encoding: .utf8) != nil else { throw fail("header is not valid UTF-8") }
-        let json: Any
+        let headerBytes = [UInt8](data[headerStart..<dataStart])
+        guard String(validating: headerBytes, as: UTF8.self) != nil else { throw fail("header is not valid UTF-8") }
+        let header: [(key: String, value: StrictJSONValue)]
         do {
-            json = try JSONSerialization.jsonObject(with: Data(headerBytes))
+            guard case .object(let members) = try parseStrictJSON(headerBytes) else {
+                throw fail("header is not a JSON object")
+            }
+            header = members
+        } catch let error as StrictJSONError {
+            throw fail("header is not valid JSON: \(error.description)")
+        } catch let error as SafeTensorsError {
+            throw error
         } catch {
             throw fail("header is not valid JSON")
         }
-        guard let header = json as? [String: Any] else { throw fail("header is not a JSON object") }
 
+        // As the reference: a repeated name (tensor or metadata key) keeps its last value.
         var metadata: [String: String] = [:]
-        if let rawMetadata = header["__metadata__"] {
-            guard let map = rawMetadata as? [String: Any] else { throw fail("__metadata__ is not a JSON object") }
-            for (key, value) in map {
-                guard let string = value as? String else { throw fail("__metadata__ value of \"\(key)\" is not a string") }
-                metadata[key] = string
+        var rawEntries: [String: StrictJSONValue] = [:]
+        for (key, value) in header {
+            if key == "__metadata__" {
+                metadata = [:]
+                switch value {
+                case .null: break
+                case .object(let map):
+                    for (name, item) in map {
+                        guard case .string(let text) = item else { throw fail("__metadata__ value of \"\(name)\" is \(item.kind), not a string") }
+                        metadata[name] = text
+                    }
+                default: throw fail("__metadata__ is \(value.kind), not a JSON object")
+                }
+            } else {
+                rawEntries[key] = value
             }
         }
 
         let dataLength = data.count - 8 - Int(headerLength)
         var entries: [(name: String, dtype: SafeTensorsDType, shape: [Int], begin: Int, end: Int)] = []
-        for (name, rawEntry) in header where name != "__metadata__" {
-            guard let entry = rawEntry as? [String: Any] else { throw fail("entry \"\(name)\" is not a JSON object") }
-            guard let dtypeName = entry["dtype"] as? String else { throw fail("tensor \"\(name)\" has no dtype string") }
+        for (name, rawEntry) in rawEntries {
+            guard case .object(let fields) = rawEntry else { throw fail("entry \"\(name)\" is \(rawEntry.kind), not a JSON object") }
+            var entry: [String: StrictJSONValue] = [:]
+            for (field, value) in fields {
+                guard entry.updateValue(value, forKey: field) == nil else { throw fail("tensor \"\(name)\" has a duplicate field \(field)") }
+            }
+            guard case .string(let dtypeName)? = entry["dtype"] else { throw fail("tensor \"\(name)\" has no dtype string") }
             guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
-                throw fail("tensor \"\(name)\" has unknown dtype \"\(dtypeName)\" (expected one of F32, F64, I32, I64, BF16)")
+                throw fail("tensor \"\(name)\" has unknown or unsupported dtype \"\(dtypeName)\" (glam reads F32, F64, I32, I64, BF16)")
             }
             guard let shape = SafeTensorsFile.integers(entry["shape"]) else {
                 throw fail("tensor \"\(name)\" has no valid shape (an array of non-negative integers)")
@@ -222,21 +267,21 @@ public struct SafeTensorsFile: Sendable, Equatable {
         var tensors: [String: SafeTensor] = [:]
         for entry in entries {
             let bytes = [UInt8](data[(dataStart + entry.begin)..<(dataStart + entry.end)])
-            tensors[entry.name] = SafeTensor(dtype: entry.dtype, shape: entry.shape, bytes: bytes)
+            tensors[entry.name] = SafeTensor(validated: entry.dtype, shape: entry.shape, bytes: bytes)
         }
         self.init(tensors: tensors, metadata: metadata)
     }
 
-    /// A JSON array of non-negative integers, or nil.
-    private static func integers(_ value: Any?) -> [Int]? {
-        guard let array = value as? [Any] else { return nil }
+    /// The largest header the reader accepts, as the reference reader (100 MB).
+    public static let maximumHeaderLength = 100_000_000
+
+    /// A JSON array of integer literals (no fraction, no exponent, not negative) that fit in `Int`, or nil.
+    private static func integers(_ value: StrictJSONValue?) -> [Int]? {
+        guard case .array(let elements)? = value else { return nil }
         var out: [Int] = []
-        for element in array {
-            // JSON true/false also arrive as NSNumber (class __NSCFBoolean); they are not sizes.
-            guard let number = element as? NSNumber, !String(describing: type(of: element)).contains("Boolean") else { return nil }
-            let value = number.doubleValue
-            guard value.rounded() == value, value >= 0, value < 9.0e15 else { return nil }
-            out.append(number.intValue)
+        for element in elements {
+            guard case .integer(let number) = element, number <= UInt64(Int.max) else { return nil }
+            out.append(Int(number))
         }
         return out
     }
@@ -267,7 +312,13 @@ public struct SafeTensorsFile: Sendable, Equatable {
 
     /// Writes the file atomically: to a temporary file beside `url`, then renamed over it, so a
     /// crash mid-write never leaves a truncated file at `url`.
+    ///
+    /// - Throws: `SafeTensorsError` for a tensor named `__metadata__` (the format reserves the name,
+    ///   so the file could not be read back), or the file system's error.
     public func write(to url: URL) throws {
+        if tensors["__metadata__"] != nil {
+            throw SafeTensorsError(file: url.path, reason: "a tensor cannot be named __metadata__ (the format reserves that name)")
+        }
         try serialized().write(to: url, options: .atomic)
     }
 }

@@ -67,6 +67,24 @@ public struct Top2GatingConfiguration: Sendable, Equatable {
         self.seed = seed
     }
 
+    /// Fails when buffers of `elements` (a shape) of 4-byte floats would take more than a quarter of
+    /// this machine's memory: a capacity far beyond the group size, from a file, is refused before
+    /// anything that size is allocated.
+    func checkBuffers(capacity: Int, elements shape: [Int], what: String) throws(Invalid) {
+        var count = 4
+        for dimension in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: max(dimension, 0))
+            guard !overflow else { count = Int.max; break }
+            count = product
+        }
+        guard Double(count) <= Double(MemoryEstimate.physicalMemory) / 4 else {
+            throw Invalid(
+                description:
+                    "expert_capacity C = \(capacity) makes \(what) \(shape) about \(MemoryEstimate.describe(count)), more than a quarter of this machine's memory"
+            )
+        }
+    }
+
     /// Why a configuration cannot be used.
     public struct Invalid: Error, CustomStringConvertible {
         /// What is wrong.
@@ -87,11 +105,12 @@ public struct Top2GatingConfiguration: Sendable, Equatable {
         guard factor > 0 || (expertCapacity ?? 0) > 0 else {
             throw Invalid(description: "gating needs expert_capacity > 0 or capacity_factor > 0 (praxis asserts the same)")
         }
-        guard factor >= 0, factor.isFinite else { throw Invalid(description: "capacity_factor must be a finite number ≥ 0, got \(factor)") }
+        guard factor >= 0, factor <= 1e6 else { throw Invalid(description: "capacity_factor must be a number in [0, 1e6], got \(factor)") }
+        guard groupSize >= 0, groupSize <= 1 << 40 else { throw Invalid(description: "group size \(groupSize) is out of range") }
         if let given = expertCapacity, given < 0 { throw Invalid(description: "expert_capacity must be ≥ 0, got \(given)") }
         guard factor > 0 else { return expertCapacity! }
         var capacity = expertCapacity ?? 1
-        // Python: int(group_size_dim * capacity_factor / experts_dim), in double precision.
+        // Python: int(group_size_dim * capacity_factor / experts_dim), in double precision (< 2^60 here).
         let automatic = Int((Double(groupSize) * factor / Double(numExperts)).rounded(.towardZero))
         if capacity < automatic {
             capacity = (automatic + 3) / 4 * 4

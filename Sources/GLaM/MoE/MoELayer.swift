@@ -137,6 +137,8 @@ func moeGating<Scalar>(
     if let paddings, paddings.shape != [b, t] {
         throw .init(description: "paddings must be [B, T] = [\(b), \(t)], got \(paddings.shape)")
     }
+    let c = try configuration.gating.capacity(groupSize: s)
+    try configuration.gating.checkBuffers(capacity: c, elements: [e, g, c, m], what: "the experts' slot buffers [E, G, C, M]")
     let xg = x.reshaped(to: [g, s, m])  // [G, S, M]
     let logits = matmul(xg, gate)  // [G, S, E]
     let gating = try top2Gating(logits: logits, paddings: paddings?.reshaped(to: [g, s]), configuration: configuration.gating)

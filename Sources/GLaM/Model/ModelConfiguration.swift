@@ -92,7 +92,19 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
         Top2GatingConfiguration(numExperts: numExperts, expertCapacity: expertCapacity, capacityFactor: capacityFactor)
     }
 
-    /// Why a configuration is unusable, or nil when it is fine.
+    /// The largest value each size may take: far beyond the paper's models (M 8192, H 65536,
+    /// 64 layers, 256K vocabulary, 256 experts), small enough that no product of two or three of
+    /// them overflows and nothing sized by a file value alone can exhaust memory before the
+    /// tensors themselves are checked.
+    public static let limits: [String: Int] = [
+        "vocab_size": 1 << 22, "model_dim": 1 << 17, "num_layers": 1 << 12, "num_heads": 1 << 12, "head_dim": 1 << 14,
+        "ff_dim": 1 << 20, "moe_hidden_dim": 1 << 20, "num_experts": 1 << 14, "num_groups": 1 << 20, "relative_buckets": 1 << 12,
+        "relative_max_distance": 1 << 24, "expert_capacity": 1 << 24,
+    ]
+
+    /// Why a configuration is unusable, or nil when it is fine: sizes of at least 1 (num_experts 0
+    /// for a dense model) and at most `limits`, finite weights and epsilon, a capacity factor in
+    /// (0, 1e6], and a capacity for an MoE model.
     public var problem: String? {
         for (name, value) in [
             ("vocab_size", vocabSize), ("model_dim", modelDim), ("num_layers", numLayers), ("num_heads", numHeads),
@@ -102,6 +114,22 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
             return "\(name) must be at least 1, got \(value)"
         }
         if numExperts < 0 { return "num_experts must be ≥ 0, got \(numExperts)" }
+        for (name, value) in [
+            ("vocab_size", vocabSize), ("model_dim", modelDim), ("num_layers", numLayers), ("num_heads", numHeads),
+            ("head_dim", headDim), ("ff_dim", ffDim), ("moe_hidden_dim", moeHiddenDim), ("num_experts", numExperts),
+            ("num_groups", numGroups), ("relative_buckets", relativeBuckets), ("relative_max_distance", relativeMaxDistance),
+            ("expert_capacity", expertCapacity ?? 0),
+        ] where value > Self.limits[name]! {
+            return "\(name) \(value) exceeds the supported \(Self.limits[name]!)"
+        }
+        if let expertCapacity, expertCapacity < 0 { return "expert_capacity must be ≥ 0, got \(expertCapacity)" }
+        if let capacityFactor, !(capacityFactor >= 0 && capacityFactor <= 1e6) {
+            return "capacity_factor must be a number in [0, 1e6], got \(capacityFactor)"
+        }
+        for (name, value) in [("rmsnorm_epsilon", rmsNormEpsilon), ("z_loss_weight", zLossWeight), ("aux_loss_weight", auxLossWeight)]
+        where !value.isFinite || value < 0 {
+            return "\(name) must be a finite number ≥ 0, got \(value)"
+        }
         if relativeBuckets < 2 { return "relative_buckets must be at least 2" }
         if relativeMaxDistance <= relativeBuckets / 2 { return "relative_max_distance must exceed relative_buckets / 2" }
         if isMoE && (capacityFactor ?? 0) <= 0 && (expertCapacity ?? 0) <= 0 {
@@ -110,11 +138,14 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
         return nil
     }
 
-    /// The configuration as JSON with sorted keys (checkpoint and fixture metadata).
+    /// The configuration as JSON with sorted keys (checkpoint and fixture metadata). Non-finite
+    /// numbers (never in a valid configuration) are written as the strings "NaN", "Infinity" and
+    /// "-Infinity", so this cannot fail.
     public func jsonString() -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try! encoder.encode(self), as: UTF8.self)
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
     }
 
     /// Parses a configuration from JSON (the keys of `CodingKeys`; absent optional keys take GLaM's

@@ -29,16 +29,41 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     /// Default options.
     public init() {}
 
+    /// Why the options cannot run, or nil: B in 1…4096, T in 2…65,536, counts ≥ 0, a finite
+    /// positive peak learning rate, at least one constant step.
+    public var problem: String? {
+        if !(1...4096).contains(batchSize) { return "batch size must be in 1...4096, got \(batchSize)" }
+        if !(2...65536).contains(sequenceLength) { return "sequence length must be in 2...65536, got \(sequenceLength)" }
+        for (name, value) in [
+            ("steps", steps), ("evaluate_every", evaluateEvery), ("evaluation_batches", evaluationBatches),
+            ("checkpoint_every", checkpointEvery),
+        ] where value < 0 {
+            return "\(name) must be ≥ 0, got \(value)"
+        }
+        if !(schedule.peak > 0 && schedule.peak.isFinite) { return "the peak learning rate must be a finite number > 0, got \(schedule.peak)" }
+        if schedule.constantSteps < 1 { return "constant steps must be at least 1, got \(schedule.constantSteps)" }
+        return nil
+    }
+
+    /// The JSON coders of the options: non-finite numbers as the strings "NaN", "Infinity" and
+    /// "-Infinity", so that encoding never fails.
+    static let nonFinite = (positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+
     /// The options as JSON.
     public func jsonString() -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: try! encoder.encode(self), as: UTF8.self)
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: Self.nonFinite.positiveInfinity, negativeInfinity: Self.nonFinite.negativeInfinity, nan: Self.nonFinite.nan)
+        return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
     }
 
     /// Options from `jsonString()`.
     public static func fromJSON(_ text: String) throws -> TrainingOptions {
-        try JSONDecoder().decode(TrainingOptions.self, from: Data(text.utf8))
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: nonFinite.positiveInfinity, negativeInfinity: nonFinite.negativeInfinity, nan: nonFinite.nan)
+        return try decoder.decode(TrainingOptions.self, from: Data(text.utf8))
     }
 }
 
@@ -115,9 +140,7 @@ public final class Trainer {
     }
 
     static func validate(options: TrainingOptions, configuration: ModelConfiguration, dataset: TextDataset) throws(ModelError) {
-        guard options.batchSize >= 1, options.sequenceLength >= 1, options.steps >= 0 else {
-            throw ModelError("batch size and sequence length must be at least 1, steps at least 0")
-        }
+        if let problem = options.problem { throw ModelError("training options: \(problem)") }
         guard dataset.training.length == options.sequenceLength else {
             throw ModelError("the dataset is packed in rows of \(dataset.training.length), the run uses \(options.sequenceLength)")
         }

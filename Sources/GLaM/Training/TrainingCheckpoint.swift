@@ -95,6 +95,7 @@ public struct TrainingCheckpoint: Sendable, Equatable {
         guard let optionsText = file.metadata["training"], let options = try? TrainingOptions.fromJSON(optionsText) else {
             throw ModelError("\(name): training options missing or invalid")
         }
+        if let problem = options.problem { throw ModelError("\(name): training options: \(problem)") }
         guard let tokenizerText = file.metadata["tokenizer"] else { throw ModelError("\(name): no tokenizer in the checkpoint") }
         let tokenizer = try BytePairTokenizer(json: tokenizerText)
         guard tokenizer.vocabularySize == parameters.configuration.vocabSize else {
@@ -157,23 +158,79 @@ struct CRC32 {
 
 /// Atomic file replacement: write a temporary file in the same directory, flush it, rename it.
 enum AtomicFile {
+    /// Writes `data` to `url` atomically: a temporary file `.NAME.tmp-PID-RANDOM` beside it, flushed
+    /// to disk, renamed over `url`, and the directory flushed so that the rename itself survives a
+    /// power cut. Errors are `ModelError`s naming the file and the cause in one line.
     static func write(_ data: Data, to url: URL, beforeRename: (() throws -> Void)? = nil) throws {
         let directory = url.deletingLastPathComponent()
         let temporary = directory.appendingPathComponent(
             ".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))")
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-            throw ModelError("cannot create \(temporary.path)")
+            throw ModelError("cannot write \(url.path): cannot create a file in \(directory.path) (\(String(cString: strerror(errno))))")
         }
         do {
-            let handle = try FileHandle(forWritingTo: temporary)
-            try handle.write(contentsOf: data)
-            try handle.synchronize()
-            try handle.close()
+            do {
+                let handle = try FileHandle(forWritingTo: temporary)
+                defer { try? handle.close() }
+                try handle.write(contentsOf: data)
+                try handle.synchronize()
+            } catch {
+                throw ModelError("cannot write \(url.path): \(describe(error))")
+            }
             try beforeRename?()
-            guard rename(temporary.path, url.path) == 0 else { throw ModelError("cannot rename \(temporary.path) to \(url.path)") }
+            guard rename(temporary.path, url.path) == 0 else {
+                throw ModelError("cannot write \(url.path): rename failed (\(String(cString: strerror(errno))))")
+            }
+            synchronizeDirectory(directory)
         } catch {
             try? FileManager.default.removeItem(at: temporary)
             throw error
         }
     }
+
+    /// Flushes a directory's entries (the rename) to disk; a failure to flush is not an error the
+    /// caller can act on, so it is ignored.
+    static func synchronizeDirectory(_ directory: URL) {
+        let descriptor = open(directory.path, O_RDONLY)
+        guard descriptor >= 0 else { return }
+        _ = fsync(descriptor)
+        close(descriptor)
+    }
+
+    /// Removes the temporary files that writes of `url` left behind when their process died (a
+    /// `kill -9` during a save): `.NAME.tmp-PID-*` beside `url` whose PID is not a live process.
+    /// Returns the paths removed.
+    @discardableResult
+    static func removeStaleTemporaries(of url: URL) -> [String] {
+        let directory = url.deletingLastPathComponent()
+        let prefix = ".\(url.lastPathComponent).tmp-"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return [] }
+        var removed: [String] = []
+        for name in names where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count).split(separator: "-")
+            guard rest.count == 2, let pid = Int32(rest[0]), UInt32(rest[1]) != nil else { continue }
+            // kill(pid, 0) fails with ESRCH only when no such process exists.
+            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            let path = directory.appendingPathComponent(name).path
+            if (try? FileManager.default.removeItem(atPath: path)) != nil { removed.append(path) }
+        }
+        return removed
+    }
+
+    /// An error in one line: the POSIX cause when there is one.
+    static func describe(_ error: any Error) -> String {
+        let ns = error as NSError
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+        return ns.localizedDescription
+    }
+}
+
+extension TrainingCheckpoint {
+    /// Removes temporary files of interrupted writes of the checkpoint at `url` (their process is
+    /// gone); returns their paths.
+    @discardableResult
+    public static func removeStaleTemporaries(of url: URL) -> [String] { AtomicFile.removeStaleTemporaries(of: url) }
 }

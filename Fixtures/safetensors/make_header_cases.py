@@ -1,0 +1,95 @@
+"""Edge cases of the safetensors header, judged by the reference reader (Hugging Face's
+`safetensors` package): each case is a small file holding one F32 tensor "x" of shape [1] (4 data
+bytes) under a header written by hand; the reference's verdict (accepted, or rejected with its
+message) goes into manifest.json. The Swift reader must reject every case the reference rejects and
+accept every case it accepts (SafeTensorsTests). Files end in .case so that nothing else mistakes
+them for fixtures.
+"""
+import json
+import os
+import struct
+
+import numpy as np
+from safetensors import safe_open
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "headers")
+ENTRY = '"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}'
+DATA = struct.pack("<f", 1.5)
+
+# name -> raw header bytes (the 8-byte length and the data are added around them)
+CASES = {
+    "valid": "{" + ENTRY + "}",
+    "valid_spaces_padding": "{" + ENTRY + "}    ",
+    "valid_whitespace_inside": '{ "x" : { "dtype" : "F32" , "shape" : [ 1 ] , "data_offsets" : [ 0 , 4 ] } }',
+    "valid_newlines": '{\n"x":\n{"dtype":"F32",\n"shape":[1],"data_offsets":[0,4]}\n}',
+    "valid_escaped_key": '{"\\u0078":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+    "valid_metadata": '{"__metadata__":{"a":"b"},' + ENTRY + "}",
+    "valid_field_order": '{"x":{"data_offsets":[0,4],"shape":[1],"dtype":"F32"}}',
+    "valid_unknown_field": '{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"extra":1}}',
+    "valid_exponent_free_big": "{" + ENTRY + "}" + " " * 64,
+    "bom": "\ufeff{" + ENTRY + "}",
+    "leading_space": " {" + ENTRY + "}",
+    "trailing_comma_object": "{" + ENTRY + ",}",
+    "trailing_comma_entry": '{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4],}}',
+    "trailing_comma_array": '{"x":{"dtype":"F32","shape":[1,],"data_offsets":[0,4]}}',
+    "float_shape": '{"x":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}}',
+    "float_offset": '{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4.0]}}',
+    "exponent_offset": '{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4e0]}}',
+    "negative_zero_offset": '{"x":{"dtype":"F32","shape":[1],"data_offsets":[-0,4]}}',
+    "negative_shape": '{"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}',
+    "plus_sign": '{"x":{"dtype":"F32","shape":[+1],"data_offsets":[0,4]}}',
+    "leading_zero": '{"x":{"dtype":"F32","shape":[01],"data_offsets":[0,4]}}',
+    "huge_integer": '{"x":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4]}}',
+    "duplicate_field": '{"x":{"dtype":"F32","dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+    "duplicate_tensor": "{" + ENTRY + "," + ENTRY + "}",
+    "three_offsets": '{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4,4]}}',
+    "reversed_offsets": '{"x":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}',
+    "lowercase_dtype": '{"x":{"dtype":"f32","shape":[1],"data_offsets":[0,4]}}',
+    "missing_shape": '{"x":{"dtype":"F32","data_offsets":[0,4]}}',
+    "shape_string": '{"x":{"dtype":"F32","shape":"1","data_offsets":[0,4]}}',
+    "shape_bool": '{"x":{"dtype":"F32","shape":[true],"data_offsets":[0,4]}}',
+    "metadata_number": '{"__metadata__":{"a":1},' + ENTRY + "}",
+    "metadata_null": '{"__metadata__":null,' + ENTRY + "}",
+    "metadata_nested": '{"__metadata__":{"a":{"b":"c"}},' + ENTRY + "}",
+    "not_an_object": "[" + ENTRY.split(":", 1)[1] + "]",
+    "nan_literal": '{"x":{"dtype":"F32","shape":[NaN],"data_offsets":[0,4]}}',
+    "comment": '{/* c */' + ENTRY + "}",
+    "single_quotes": "{'x':{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+    "nul_padding": "{" + ENTRY + "}\u0000\u0000\u0000\u0000",
+    "tab_padding": "{" + ENTRY + "}\t",
+    "unescaped_control": '{"x\u0001":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+    "lone_surrogate": '{"\\ud800":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+    "entry_not_object": '{"x":[1]}',
+    "empty_key": '{"":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+}
+
+
+def verdict(path):
+    try:
+        with safe_open(path, framework="numpy") as handle:
+            for name in handle.keys():
+                handle.get_tensor(name)
+            handle.metadata()
+        return {"accepted": True}
+    except Exception as error:  # the reference's own message, for the reader of the manifest
+        return {"accepted": False, "reference_error": f"{type(error).__name__}: {error}"[:200]}
+
+
+def main():
+    os.makedirs(HERE, exist_ok=True)
+    manifest = {}
+    for name, header in sorted(CASES.items()):
+        raw = header.encode("utf-8", "surrogatepass")
+        path = os.path.join(HERE, name + ".case")
+        with open(path, "wb") as handle:
+            handle.write(struct.pack("<Q", len(raw)) + raw + DATA)
+        manifest[name] = verdict(path)
+    with open(os.path.join(HERE, "manifest.json"), "w") as handle:
+        json.dump({"reference": "safetensors " + __import__("safetensors").__version__, "cases": manifest}, handle, indent=1,
+                  sort_keys=True)
+        handle.write("\n")
+    print(sum(not v["accepted"] for v in manifest.values()), "of", len(manifest), "cases rejected by the reference")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+// Files that parse but carry hostile values, and hostile command lines: each class found by fuzzing
+// gets a clear error (a thrown error, exit status 2), never a trap, a hang or an allocation that
+// exhausts memory; and nothing is lost or left behind.
+
+import Foundation
+import Testing
+
+@testable import GLaM
+@testable import GLaMCLI
+
+struct HostileInputTests {
+    /// A copy of a committed glam_lm fixture with config key `key` set to `value`.
+    static func lmFixture(_ key: String, _ value: Any) throws -> SafeTensorsFile {
+        var file = try SafeTensorsFile(contentsOf: fixturesDirectory.appendingPathComponent("model/glam_lm_moe.safetensors"))
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(file.metadata["config"]!.utf8)) as? [String: Any])
+        config[key] = value
+        file.metadata["config"] = String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)
+        return file
+    }
+
+    /// A one-step tiny training checkpoint, as a file, with `change` applied (the checksum recomputed).
+    static func checkpoint(in scratch: ScratchDirectory, _ change: (inout SafeTensorsFile) throws -> Void = { _ in }) throws -> URL {
+        let trainer = try tinyTrainer(steps: 2)
+        _ = try trainer.trainStep()
+        var file = trainer.checkpoint.safeTensorsFile()
+        try change(&file)
+        file.metadata["checksum"] = TrainingCheckpoint.checksum(of: file)
+        let url = scratch.path("checkpoint-\(UUID()).safetensors")
+        try file.write(to: url)
+        return url
+    }
+
+    /// `config` JSON of a checkpoint file with `key` set to `value`.
+    static func setConfig(_ file: inout SafeTensorsFile, _ key: String, _ value: Any) throws {
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(file.metadata["config"]!.utf8)) as? [String: Any])
+        config[key] = value
+        file.metadata["config"] = String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)
+    }
+
+    @Test(
+        "configuration values that overflow or size unbounded work are refused by fixtures and checkpoints alike",
+        arguments: [
+            ("num_heads", 1 << 62, "num_heads"), ("num_layers", 1 << 31, "num_layers"), ("expert_capacity", 1 << 62, "expert_capacity"),
+            ("expert_capacity", 1 << 31, "expert_capacity"), ("vocab_size", Int.max, "vocab_size"), ("head_dim", -3, "head_dim"),
+        ])
+    func hostileConfigurations(key: String, value: Int, fragment: String) throws {
+        let scratch = ScratchDirectory()
+        // A golden fixture: verify exits 2 naming the key.
+        let fixture = scratch.path("fixture.safetensors")
+        try Self.lmFixture(key, value).write(to: fixture)
+        let verified = runGlam(["verify", fixture.path])
+        #expect(verified.status == 2 && verified.err.contains(fragment), "\(verified.err)")
+        // A checkpoint: the public loaders throw, and generate and trace exit 2.
+        let url = try Self.checkpoint(in: scratch) { try Self.setConfig(&$0, key, value) }
+        #expect(throws: ModelError.self) { try TrainingCheckpoint(contentsOf: url) }
+        #expect(throws: ModelError.self) { try ModelParameters(contentsOf: url) }
+        for command in [["generate", "--prompt", "x"], ["trace", "--prompt", "x"]] {
+            let result = runGlam(command + ["--checkpoint", url.path])
+            #expect(result.status == 2 && result.err.contains(fragment), "\(command): \(result.err)")
+        }
+    }
+
+    @Test("an expert capacity within the limits but far beyond memory is refused before allocating its buffers")
+    func capacityBeyondMemory() throws {
+        var configuration = ModelConfiguration.named("tiny")!
+        configuration.expertCapacity = 1 << 24
+        configuration.capacityFactor = nil
+        #expect(configuration.problem == nil)
+        let parameters = ModelParameters(configuration: configuration, seed: 0)
+        let batch = TokenBatch(batchSize: 1, length: 4, tokens: [1, 2, 3, 4])
+        do {
+            let _: DecoderOutput<Float> = try parameters.constants(batch)
+            Issue.record("a capacity of 2^24 slots per expert should be refused")
+        } catch {
+            #expect(error.description.contains("expert_capacity"), "\(error.description)")
+        }
+    }
+
+    @Test("a capacity factor of 1e300 is an error, not a trap: configuration, gating and bench moe")
+    func hugeCapacityFactor() throws {
+        var gating = Top2GatingConfiguration(numExperts: 4, capacityFactor: 1e300)
+        #expect(throws: Top2GatingConfiguration.Invalid.self) { try gating.capacity(groupSize: 8) }
+        gating.capacityFactor = .infinity
+        #expect(throws: Top2GatingConfiguration.Invalid.self) { try gating.capacity(groupSize: 8) }
+        var configuration = ModelConfiguration.named("tiny")!
+        configuration.capacityFactor = 1e300
+        #expect(configuration.problem?.contains("capacity_factor") == true)
+        let bench = runGlam(["bench", "moe", "--capacity-factor", "1e300"])
+        #expect(bench.status == 2, "\(bench.err)")
+        let fixture = try Self.lmFixture("capacity_factor", 1e300)
+        let scratch = ScratchDirectory()
+        try fixture.write(to: scratch.path("f.safetensors"))
+        #expect(runGlam(["verify", scratch.path("f.safetensors").path]).status == 2)
+    }
+
+    @Test("a tokenizer whose merges double a token's spelling is refused, from JSON and from a checkpoint")
+    func mergeBomb() throws {
+        // Merge 256+k joins the previous token with itself: 2^k bytes after k merges.
+        let pairs = (0..<40).map { k in k == 0 ? "[97,97]" : "[\(255 + k),\(255 + k)]" }.joined(separator: ",")
+        let json = #"{"format":"glam-bpe","version":1,"merges":[\#(pairs)]}"#
+        #expect(throws: ModelError.self) { try BytePairTokenizer(json: json) }
+        do { _ = try BytePairTokenizer(json: json) } catch { #expect(error.description.contains("bytes")) }
+        let scratch = ScratchDirectory()
+        let url = try Self.checkpoint(in: scratch) { $0.metadata["tokenizer"] = json }
+        #expect(throws: ModelError.self) { try TrainingCheckpoint(contentsOf: url) }
+        // Training never produces such merges: runs of one byte stop at the spelling limit.
+        let tokenizer = try BytePairTokenizer.train(on: String(repeating: "a", count: 20_000), vocabularySize: 300)
+        let longest = (0..<tokenizer.vocabularySize).map { tokenizer.decode([$0]).utf8.count }.max() ?? 0
+        #expect(longest <= BytePairTokenizer.maximumSpellingLength && longest >= 1024, "longest token \(longest) bytes")
+    }
+
+    @Test("training options from a checkpoint are checked before they size anything", arguments: [0, 1 << 40, -1])
+    func hostileTrainingOptions(length: Int) throws {
+        let scratch = ScratchDirectory()
+        let url = try Self.checkpoint(in: scratch) { file in
+            var options = try #require(try JSONSerialization.jsonObject(with: Data(file.metadata["training"]!.utf8)) as? [String: Any])
+            options["sequenceLength"] = length
+            file.metadata["training"] = String(decoding: try JSONSerialization.data(withJSONObject: options), as: UTF8.self)
+        }
+        do {
+            _ = try TrainingCheckpoint(contentsOf: url)
+            Issue.record("sequence length \(length) was accepted")
+        } catch {
+            #expect(error.description.contains("sequence length"))
+        }
+        // The command line says so in one line, exit 2.
+        let directory = scratch.path("run")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: url, to: directory.appendingPathComponent("checkpoint.safetensors"))
+        let corpus = scratch.path("corpus.txt")
+        try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
+        let resumed = runGlam(["train", "--resume", "--output", directory.path, "--corpus", corpus.path])
+        #expect(resumed.status == 2 && resumed.err.contains("sequence length"), "\(resumed.err)")
+        #expect(resumed.err.split(separator: "\n").count == 1)
+    }
+
+    @Test("options with non-finite numbers round-trip through JSON instead of trapping")
+    func nonFiniteOptionsJSON() throws {
+        var options = TrainingOptions()
+        options.schedule.peak = .nan
+        let text = options.jsonString()
+        #expect(text.contains("NaN"))
+        #expect(try TrainingOptions.fromJSON(text).schedule.peak.isNaN)
+        #expect(options.problem?.contains("peak") == true)
+        var configuration = ModelConfiguration.named("tiny")!
+        configuration.zLossWeight = .infinity
+        #expect(configuration.jsonString().contains("Infinity") && configuration.problem != nil)
+    }
+
+    @Test("a non-finite step from the command line is skipped, logged with a null loss, and the run goes on")
+    func nonFiniteStepFromTheCommandLine() throws {
+        let scratch = ScratchDirectory()
+        let directory = scratch.path("run")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let url = try Self.checkpoint(in: scratch) { file in
+            var embedding = try #require(file.tensors["embedding"]).floatTensor()
+            embedding.scalars[0] = .infinity
+            file.tensors["embedding"] = SafeTensor(embedding)
+        }
+        try FileManager.default.copyItem(at: url, to: directory.appendingPathComponent("checkpoint.safetensors"))
+        let corpus = scratch.path("corpus.txt")
+        try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
+        let resumed = runGlam(["train", "--resume", "--steps", "3", "--output", directory.path, "--corpus", corpus.path])
+        #expect(resumed.status == 0, "\(resumed.err)")
+        #expect(resumed.out.contains("update skipped") && resumed.out.contains("skipped 2"))
+        let records = try String(contentsOf: directory.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        let steps = try records.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+            .filter { $0["applied"] != nil }
+        #expect(steps.count == 2 && steps.allSatisfy { $0["loss"] is NSNull && $0["applied"] as? Bool == false })
+    }
+
+    @Test("stale temporary checkpoints of dead processes are removed; resume cuts metrics.jsonl back to the checkpoint")
+    func nothingLeftBehindNothingDuplicated() throws {
+        let scratch = ScratchDirectory()
+        let corpus = scratch.path("corpus.txt")
+        try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
+        let directory = scratch.path("run")
+        let common = ["--config", "tiny", "--corpus", corpus.path, "--output", directory.path, "--batch", "2", "--length", "32"]
+        #expect(runGlam(["train", "--steps", "3"] + common).status == 0)
+        // A kill -9 during a save leaves a temporary file; one of a live process (this one) is kept.
+        var dead: Int32 = 999_999
+        while kill(dead, 0) == 0 || errno != ESRCH { dead -= 1 }
+        let stale = directory.appendingPathComponent(".checkpoint.safetensors.tmp-\(dead)-42")
+        let live = directory.appendingPathComponent(".checkpoint.safetensors.tmp-\(getpid())-43")
+        try Data([1, 2, 3]).write(to: stale)
+        try Data([1, 2, 3]).write(to: live)
+        // A crash after logging steps 4 and 5 but before their checkpoint.
+        let metricsURL = directory.appendingPathComponent("metrics.jsonl")
+        var text = try String(contentsOf: metricsURL, encoding: .utf8)
+        text += #"{"step": 4, "loss": 1}"# + "\n" + #"{"step": 5, "loss": 1}"# + "\n"
+        try Data(text.utf8).write(to: metricsURL)
+        let resumed = runGlam(["train", "--resume", "--steps", "5"] + common)
+        #expect(resumed.status == 0, "\(resumed.err)")
+        #expect(resumed.out.contains("removed \(stale.path)") && resumed.out.contains("removed 2 records after step 3"))
+        #expect(!FileManager.default.fileExists(atPath: stale.path) && FileManager.default.fileExists(atPath: live.path))
+        let steps = try String(contentsOf: metricsURL, encoding: .utf8).split(separator: "\n").compactMap {
+            (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]).flatMap { $0["ce"] != nil ? $0["step"] as? Int : nil }
+        }
+        #expect(steps == [1, 2, 3, 4, 5])
+    }
+
+    @Test("an output path that cannot be a directory is one line naming it, exit 2")
+    func unwritableOutput() throws {
+        let scratch = ScratchDirectory()
+        let file = scratch.path("a-file")
+        try Data("x".utf8).write(to: file)
+        let result = runGlam(["train", "--config", "tiny", "--output", file.appendingPathComponent("run").path])
+        #expect(result.status == 2 && result.err.contains("cannot create") && result.err.contains("a-file"), "\(result.err)")
+        #expect(result.err.split(separator: "\n").count == 1)
+        #expect(runGlam(["train", "--mesh", "4611686018427387904x2"]).status == 2)
+    }
+
+    @Test("safetensors headers: every case the reference rejects is rejected, every case it accepts is accepted")
+    func headersAsStrictAsTheReference() throws {
+        let folder = fixturesDirectory.appendingPathComponent("safetensors/headers")
+        let manifest = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("manifest.json"))) as? [String: Any])
+        let cases = try #require(manifest["cases"] as? [String: [String: Any]])
+        #expect(cases.count >= 40)
+        for (name, verdict) in cases.sorted(by: { $0.key < $1.key }) {
+            let accepted = try #require(verdict["accepted"] as? Bool)
+            let url = folder.appendingPathComponent(name + ".case")
+            do {
+                let file = try SafeTensorsFile(contentsOf: url)
+                #expect(accepted, "\(name): accepted here, rejected by the reference (\(verdict["reference_error"] ?? ""))")
+                #expect(file.tensors.count == 1 && file.tensors.values.first?.floatTensor().scalars == [1.5], "\(name)")
+            } catch {
+                #expect(!accepted, "\(name): rejected here (\(error.reason)), accepted by the reference")
+            }
+        }
+    }
+
+    @Test("a header over 100 MB is refused before parsing; a tensor named __metadata__ is not written; shapes cannot overflow")
+    func headerLimitsAndWriter() throws {
+        var data = Data(count: 8 + 100_000_001)
+        withUnsafeBytes(of: UInt64(100_000_001).littleEndian) { data.replaceSubrange(0..<8, with: $0) }
+        do {
+            _ = try SafeTensorsFile(bytes: data, name: "big")
+            Issue.record("a 100,000,001-byte header was accepted")
+        } catch {
+            #expect(error.reason.contains("100,000,000"))
+        }
+        let scratch = ScratchDirectory()
+        let reserved = SafeTensorsFile(tensors: ["__metadata__": SafeTensor(Tensor<Float>([1]))])
+        #expect(throws: SafeTensorsError.self) { try reserved.write(to: scratch.path("m.safetensors")) }
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("m.safetensors").path))
+        #expect(throws: SafeTensorsError.self) { try SafeTensor(dtype: .float32, shape: [1 << 40, 1 << 40], bytes: []) }
+        #expect(throws: SafeTensorsError.self) { try SafeTensor(dtype: .float32, shape: [-1], bytes: []) }
+        #expect(throws: SafeTensorsError.self) { try SafeTensor(dtype: .float32, shape: [2], bytes: [0, 0, 0, 0]) }
+    }
+}
