@@ -88,7 +88,9 @@ def resum(header, body):
 
 class Fuzzer:
     def __init__(self, glam, work, memory_gb, timeout, rng):
-        self.glam, self.work, self.memory, self.timeout, self.rng = glam, work, memory_gb * 2**30, timeout, rng
+        self.glam, self.work, self.memory, self.timeout, self.rng = glam, work, int(memory_gb * 2**30), timeout, rng
+        self.statuses = collections.Counter()
+        self.verbose = False
         self.fixtures = sorted(os.path.join(d, f) for d, _, fs in os.walk(os.path.join(ROOT, "Fixtures")) for f in fs
                                if f.endswith(".safetensors") and "/safetensors/" not in os.path.join(d, f))
         self.corpus = os.path.join(work, "corpus.txt")
@@ -118,6 +120,9 @@ class Fuzzer:
             stderr_lines = [line for line in result.stderr.splitlines() if line.strip()]
             if result.returncode == 2 and not stderr_lines:
                 return "silent", "exit 2 without a message", time.time() - started
+            self.statuses[result.returncode] += 1
+            if self.verbose:
+                print(f"  exit {result.returncode}: glam {' '.join(a[:40] for a in arguments)} :: {(stderr_lines or [''])[-1][:150]}")
             return "ok", "", time.time() - started
         return "crash", f"exit {result.returncode}: {result.stderr.strip()[-300:]}", time.time() - started
 
@@ -288,6 +293,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-gb", type=float, default=4.0)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--verbose", action="store_true", help="print every case's command, status and last stderr line")
     args = parser.parse_args()
     glam = os.path.abspath(args.glam)
     if not os.access(glam, os.X_OK):
@@ -296,6 +302,8 @@ def main():
     started = time.time()
     try:
         fuzzer = Fuzzer(glam, work, args.memory_gb, args.timeout, random.Random(args.seed))
+        fuzzer.statuses.clear()
+        fuzzer.verbose = args.verbose
         counts = collections.Counter()
         failures = []
         for number in range(args.cases):
@@ -316,6 +324,7 @@ def main():
         total = sum(v for (k, _), v in counts.items() if k == kind)
         bad = total - counts[(kind, "ok")]
         print(f"  {kind:9s} {total:5d} cases, {bad} failed")
+    print(f"  exit statuses of the cases that held: " + ", ".join(f"{k}: {v}" for k, v in sorted(fuzzer.statuses.items())))
     if failures:
         print(f"failing cases kept in {work}")
     else:
