@@ -60,6 +60,17 @@ struct HostileInputTests {
         }
     }
 
+    @Test("a configuration at every limit is estimated without overflow and does not fit")
+    func estimateAtTheLimits() {
+        let l = ModelConfiguration.limits
+        let c = ModelConfiguration(
+            vocabSize: l["vocab_size"]!, modelDim: l["model_dim"]!, numLayers: l["num_layers"]!, numHeads: l["num_heads"]!,
+            headDim: l["head_dim"]!, ffDim: l["ff_dim"]!, moeHiddenDim: l["moe_hidden_dim"]!, numExperts: l["num_experts"]!)
+        #expect(c.problem == nil)
+        let estimate = MemoryEstimate(configuration: c, batchSize: 4096, length: 65536)
+        #expect(estimate.parameterBytes == Int.max && estimate.totalBytes == Int.max && !estimate.fits())
+    }
+
     @Test("an expert capacity within the limits but far beyond memory is refused before allocating its buffers")
     func capacityBeyondMemory() throws {
         var configuration = ModelConfiguration.named("tiny")!

@@ -40,7 +40,8 @@ public struct MemoryEstimate: Sendable, Equatable {
             }
             return total
         }
-        parameterBytes = product([16, ParameterCount(c).total])
+        // P from every parameter's shape, overflow-checked (a configuration from a file may be huge).
+        parameterBytes = product([16, c.problem == nil ? sum(ParameterPath.all(in: c).map { product($0.shape(in: c)) }) : Int.max])
         let hidden = max(c.ffDim, 2 * c.moeHiddenDim)
         let perLayer = sum([
             product([8, c.numHeads, t, t]), product([40, t, c.modelDim]), product([8, t, hidden]),
