@@ -39,6 +39,25 @@ struct MeshTests {
         #expect(throws: MeshError.self) { try mesh.allReduce(Array(x.prefix(3)), along: "data") }
     }
 
+    @Test("all-reduce over 3 and 4 cores sums in increasing coordinate order, shown bitwise where float order matters")
+    func allReduceOrder() throws {
+        // 1 + 1e8 − 1e8 is 0 in Float when summed left to right and 1 when summed right to left.
+        for (shape, axis) in [([3], "x"), ([2, 3], "y"), ([4], "x")] {
+            let names = shape.count == 1 ? ["x"] : ["x", "y"]
+            let mesh = try DeviceMesh(shape: shape, axisNames: names)
+            let size = shape[names.firstIndex(of: axis)!]
+            let values: [Float] = size == 3 ? [1, 1e8, -1e8] : [1, 1e8, -1e8, 0.5]
+            let shards = (0..<mesh.coreCount).map { core in Tensor<Float>([values[mesh.coordinates(of: core)[names.firstIndex(of: axis)!]]]) }
+            let reduced = try mesh.allReduce(shards, along: axis)
+            var leftToRight: Float = values[0]
+            for value in values.dropFirst() { leftToRight += value }
+            var rightToLeft: Float = values[values.count - 1]
+            for value in values.dropLast().reversed() { rightToLeft += value }
+            #expect(leftToRight != rightToLeft, "the values must make the order visible")
+            for shard in reduced { #expect(shard.scalars[0].bitPattern == leftToRight.bitPattern, "\(shape) along \(axis)") }
+        }
+    }
+
     @Test("all-gather and reduce-scatter: gather joins in coordinate order; scatter sums then splits")
     func gatherAndScatter() throws {
         let mesh = try DeviceMesh(shape: [4], axisNames: ["data"])

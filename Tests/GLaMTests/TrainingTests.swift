@@ -46,6 +46,42 @@ struct TrainingTests {
         #expect(Float(bitPattern: expected[5]) < Float(bitPattern: expected[0]))
     }
 
+    @Test("resume across a skipped step is bitwise: the step counter counts skipped steps too")
+    func resumeAcrossASkippedStep() throws {
+        /// Steps 0…5 of a tiny run whose step 1 is skipped (a weight made NaN for it, then restored).
+        func run(resumeAt: Int?) throws -> (losses: [UInt32], trainer: Trainer, resumedStep: Int?) {
+            var trainer = try tinyTrainer(steps: 6)
+            var losses: [UInt32] = []
+            var resumedStep: Int? = nil
+            for step in 0..<6 {
+                if step == resumeAt {
+                    let scratch = ScratchDirectory()
+                    try trainer.checkpoint.write(to: scratch.path("c.safetensors"))
+                    let checkpoint = try TrainingCheckpoint(contentsOf: scratch.path("c.safetensors"))
+                    trainer = try Trainer(resuming: checkpoint, dataset: trainer.dataset)
+                    resumedStep = trainer.step
+                }
+                if step == 1 {
+                    let saved = trainer.parameters.embedding
+                    trainer.parameters.embedding.scalars[0] = .nan
+                    let report = try trainer.trainStep()
+                    #expect(!report.applied && trainer.skippedSteps == 1)
+                    trainer.parameters.embedding = saved
+                    losses.append(report.loss.bitPattern)
+                } else {
+                    losses.append(try trainer.trainStep().loss.bitPattern)
+                }
+            }
+            return (losses, trainer, resumedStep)
+        }
+        let straight = try run(resumeAt: nil)
+        let resumed = try run(resumeAt: 3)
+        #expect(resumed.resumedStep == 3, "the resumed step is the checkpoint's, skipped steps included")
+        #expect(resumed.losses == straight.losses)
+        #expect(resumed.trainer.parameters == straight.trainer.parameters && resumed.trainer.skippedSteps == 1)
+        #expect(resumed.trainer.step == 6)
+    }
+
     @Test("results do not depend on the thread count")
     func threadCountIndependence() throws {
         let one = try tinyTrainer(steps: 2)

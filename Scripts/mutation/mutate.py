@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Mutation testing: plants each realistic one-line bug of catalogue.json, one at a time, in a
+scratch copy of the repository, and checks that the test suite (the README's test command) or
+`glam verify Fixtures/` fails. A mutant that survives is a bug the tests would not notice.
+
+Each mutant is data: the file, the exact old text (it must occur exactly once), the new text and
+why it is a plausible bug. When the code changes so that a mutant's old text no longer occurs once,
+the mutant is reported STALE and the run fails: fix the catalogue, do not skip it. A mutant that
+does not compile is reported INVALID (it tests nothing) and fails the run too.
+
+Usage: python3 Scripts/mutation/mutate.py [--only ID ...] [--sample N --seed S]
+Ends with "N killed, N survived"; exit 1 if any mutant survived, is stale or invalid.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CATALOGUE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalogue.json")
+FLAGS = ["-c", "release", "-Xswiftc", "-target-cpu", "-Xswiftc", "native", "-Xswiftc", "-DGLAM_FMA"]
+
+
+def run(command, cwd, timeout):
+    started = time.time()
+    try:
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        return result.returncode, result.stdout + result.stderr, time.time() - started
+    except subprocess.TimeoutExpired:
+        return -1, "timeout", time.time() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", default=None, help="mutant ids to run")
+    parser.add_argument("--sample", type=int, default=None, help="run this many mutants, chosen by --seed")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=1200)
+    args = parser.parse_args()
+    mutants = json.load(open(CATALOGUE))["mutants"]
+    if args.only:
+        mutants = [m for m in mutants if m["id"] in args.only]
+    if args.sample:
+        mutants = random.Random(args.seed).sample(mutants, min(args.sample, len(mutants)))
+
+    scratch = tempfile.mkdtemp(prefix="glam-mutate-")
+    work = os.path.join(scratch, "repo")
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        os.makedirs(os.path.dirname(os.path.join(work, name)) or work, exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, name), os.path.join(work, name))
+    print(f"{len(mutants)} mutants; scratch copy {work}; building the unmutated code first", flush=True)
+    status, output, seconds = run(["swift", "build", "--build-tests"] + FLAGS, work, args.timeout)
+    if status != 0:
+        sys.exit(f"mutate: the unmutated copy does not build:\n{output[-2000:]}")
+
+    rows = []
+    started = time.time()
+    for mutant in mutants:
+        path = os.path.join(work, mutant["file"])
+        original = open(path, encoding="utf-8").read()
+        if original.count(mutant["old"]) != 1:
+            rows.append((mutant["id"], "STALE", f"old text occurs {original.count(mutant['old'])} times in {mutant['file']}", 0))
+            continue
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(original.replace(mutant["old"], mutant["new"]))
+        try:
+            build, output, build_seconds = run(["swift", "build", "--build-tests"] + FLAGS, work, args.timeout)
+            if build != 0:
+                rows.append((mutant["id"], "INVALID", "does not compile: " + output.strip().splitlines()[-1][:120], build_seconds))
+                continue
+            test, output, test_seconds = run(["swift", "test"] + FLAGS, work, args.timeout)
+            failed_tests = sorted({line.split('"')[1] for line in output.splitlines() if line.startswith("✘ Test \"")})
+            verify, verify_output, verify_seconds = run([os.path.join(work, ".build", "release", "glam"), "verify", "Fixtures/"], work,
+                                                       args.timeout)
+            seconds = build_seconds + test_seconds + verify_seconds
+            if test != 0 or verify != 0:
+                why = []
+                if test != 0:
+                    why.append(f"{len(failed_tests)} tests failed" + (f" ({failed_tests[0][:60]}…)" if failed_tests else
+                                                                        " (the test process stopped)"))
+                if verify != 0:
+                    why.append("glam verify failed")
+                rows.append((mutant["id"], "killed", "; ".join(why), seconds))
+            else:
+                rows.append((mutant["id"], "SURVIVED", mutant["why"], seconds))
+        finally:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(original)
+        print(f"  {rows[-1][0]}: {rows[-1][1]} ({rows[-1][3]:.0f} s) {rows[-1][2]}", flush=True)
+
+    print()
+    print("| mutant | result | detail |")
+    print("|---|---|---|")
+    for mutant, result, detail, _ in rows:
+        print(f"| {mutant} | {result} | {detail} |")
+    killed = sum(r[1] == "killed" for r in rows)
+    bad = len(rows) - killed
+    print(f"\n{len(rows)} mutants in {time.time() - started:.0f} s")
+    shutil.rmtree(scratch, ignore_errors=True)
+    print(f"{killed} killed, {bad} survived")
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+// GLaM's settings as documented (the "The model", "Top-2 gating" and "Training" articles), pinned
+// by plain values: the code-built defaults, every named configuration, and what JSON decoding
+// fills in for an absent key must all be these numbers. (Fixtures set most of them explicitly,
+// so without this a changed default would pass every fixture.)
+
+import Foundation
+import Testing
+
+@testable import GLaM
+
+struct DefaultsTests {
+    /// The documented values of the optional model settings, with their JSON keys.
+    static func expectGLaMDefaults(_ c: ModelConfiguration, _ label: String) {
+        #expect(c.zLossWeight == 1e-4, "\(label): z_loss_weight")
+        #expect(c.auxLossWeight == 0.01, "\(label): aux_loss_weight")
+        #expect(c.rmsNormEpsilon == 1e-6, "\(label): rmsnorm_epsilon")
+        #expect(c.relativeBuckets == 32 && c.relativeMaxDistance == 128, "\(label): relative buckets")
+        #expect(c.attentionExtraLogit, "\(label): attention_extra_logit")
+        #expect(c.moeActivation == .geluTanh, "\(label): moe_activation")
+        #expect(c.expertCapacity == nil, "\(label): expert_capacity")
+        #expect(!c.isMoE || c.capacityFactor == 2.0, "\(label): capacity_factor")
+    }
+
+    @Test("model settings: the initialiser, every named configuration and JSON without the keys give the documented values")
+    func modelDefaults() throws {
+        let built = ModelConfiguration(vocabSize: 11, modelDim: 4, numLayers: 2, numHeads: 1, headDim: 4, ffDim: 8, numExperts: 4)
+        Self.expectGLaMDefaults(built, "init")
+        #expect(built.numGroups == 1 && built.moeHiddenDim == 8)
+        for named in ModelConfiguration.named { Self.expectGLaMDefaults(named.configuration, named.name) }
+        let minimal = #"{"vocab_size": 11, "model_dim": 4, "num_layers": 2, "num_heads": 1, "head_dim": 4, "ff_dim": 8, "num_experts": 4}"#
+        let decoded = try ModelConfiguration.fromJSON(minimal)
+        Self.expectGLaMDefaults(decoded.with(capacityFactor: 2.0), "JSON")
+        // An absent capacity_factor in JSON means none (the key is how fixtures say "no factor").
+        #expect(decoded.capacityFactor == nil)
+        #expect(decoded.numGroups == 1 && decoded.moeHiddenDim == 8)
+    }
+
+    @Test("gating, Adafactor, schedule and training defaults are GLaM's")
+    func trainingDefaults() {
+        let gating = Top2GatingConfiguration(numExperts: 8)
+        #expect(gating.capacityFactor == 2.0 && gating.expertCapacity == nil && gating.legacyMTFBehavior)
+        #expect(gating.secondExpertPolicy == .all && gating.gatingLogitCap == 0 && gating.auxiliaryLoss == .gshard)
+        let adafactor = AdafactorConfiguration()
+        #expect(adafactor.decayExponent == 0.8 && adafactor.clippingThreshold == 1 && adafactor.multiplyByParameterScale)
+        #expect(adafactor.epsilon1 == 1e-30 && adafactor.epsilon2 == 1e-3 && adafactor.factored && adafactor.minDimSizeToFactor == 128)
+        let schedule = LearningRateSchedule()
+        #expect(schedule.peak == 0.01 && schedule.constantSteps == 10_000)
+        let options = TrainingOptions()
+        #expect(options.batchSize == 8 && options.sequenceLength == 128 && options.steps == 300 && options.seed == 0)
+        #expect(options.evaluateEvery == 50 && options.evaluationBatches == 8 && options.checkpointEvery == 100)
+        #expect(options.adafactor == adafactor && options.schedule == schedule)
+    }
+}
+
+extension ModelConfiguration {
+    /// A copy with `capacityFactor` set.
+    func with(capacityFactor: Double?) -> ModelConfiguration {
+        var copy = self
+        copy.capacityFactor = capacityFactor
+        return copy
+    }
+}
