@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -73,8 +74,8 @@ def main():
         try:
             test, output, test_seconds = run(["swift", "test"] + FLAGS, work, args.timeout)
             build_seconds = 0
-            if test != 0 and "Test run with" not in output and "error:" in output:
-                compile_errors = [line for line in output.splitlines() if "error:" in line]
+            compile_errors = [line for line in output.splitlines() if re.search(r"\.swift:\d+:\d+: error:", line)]
+            if test != 0 and compile_errors:
                 rows.append((mutant["id"], "INVALID", "does not compile: " + compile_errors[0].strip()[:120], test_seconds))
                 print(f"  {rows[-1][0]}: {rows[-1][1]} {rows[-1][2]}", flush=True)
                 continue
@@ -85,8 +86,9 @@ def main():
             if test != 0 or verify != 0:
                 why = []
                 if test != 0:
-                    why.append(f"{len(failed_tests)} tests failed" + (f" ({failed_tests[0][:60]}…)" if failed_tests else
-                                                                        " (the test process stopped)"))
+                    crashed = "unexpected signal" in output
+                    why.append(f"{len(failed_tests)} tests failed" + (f" ({failed_tests[0][:60]}…)" if failed_tests else "")
+                               + (", the test process trapped" if crashed else ""))
                 if verify != 0:
                     why.append("glam verify failed")
                 rows.append((mutant["id"], "killed", "; ".join(why), seconds))

@@ -76,7 +76,7 @@ struct CommandLineTests {
         for key in ["name", "total", "activated", "layers", "model_dim", "ff_dim", "num_heads", "head_dim", "num_experts", "vocab_size"] {
             #expect(object[key] != nil, "missing \(key)")
         }
-        #expect(abs(Double(object["activated"] as! Int) / 1e9 - 96.6) < 0.05)
+        #expect(abs(Double(try #require(object["activated"] as? Int)) / 1e9 - 96.6) < 0.05)
         #expect(runGlam(["params"]).out.contains("| glam-137b |"))
         let unknown = runGlam(["params", "--config", "glam-2t"])
         #expect(unknown.status == 2 && unknown.err.contains("unknown configuration 'glam-2t'"))

@@ -13,6 +13,19 @@ func corpusSample(bytes: Int = 40_000) throws -> String {
 }
 
 struct DataTests {
+    @Test("BPE training: the most frequent pair first, ties broken by the smaller (left, right) pair")
+    func mergeOrder() throws {
+        // "ab cd": the chunks "ab" and " cd" give the pairs (97, 98), (32, 99), (99, 100), once each.
+        let tie = try BytePairTokenizer.train(on: "ab cd", vocabularySize: 258)
+        #expect(tie.merges == [BytePairTokenizer.Merge(32, 99)])
+        // A more frequent pair wins over smaller ones: "ab" and " cdcd" have (99, 100) twice.
+        let frequent = try BytePairTokenizer.train(on: "ab cdcd", vocabularySize: 258)
+        #expect(frequent.merges == [BytePairTokenizer.Merge(99, 100)])
+        // Two pairs twice each: the smaller, (97, 98), first.
+        let counted = try BytePairTokenizer.train(on: "ab ab cdcd", vocabularySize: 258)
+        #expect(counted.merges == [BytePairTokenizer.Merge(97, 98)])
+    }
+
     @Test("the bundled corpus is the recorded file")
     func corpusChecksum() throws {
         let text = try String(contentsOf: fixturesDirectory.appendingPathComponent("corpus/jargon-4.4.7.txt"), encoding: .utf8)
@@ -49,8 +62,8 @@ struct DataTests {
         #expect(rows.targets == [2, 3, 9, 5, 9, 0, 0, 0])
         #expect(rows.segments == [1, 1, 1, 2, 1, 0, 0, 0])  // document 2 continues in row 2 as a new segment
         let batch = rows.batch(rows: [1, 0])
-        #expect(batch.tokens == [5, 0, 0, 0, 1, 2, 3, 4] && batch.paddings! == [0, 1, 1, 1, 0, 0, 0, 0])
-        #expect(batch.segmentIDs! == [1, 0, 0, 0, 1, 1, 1, 2])
+        #expect(batch.tokens == [5, 0, 0, 0, 1, 2, 3, 4] && batch.paddings == [0, 1, 1, 1, 0, 0, 0, 0])
+        #expect(batch.segmentIDs == [1, 0, 0, 0, 1, 1, 1, 2])
     }
 
     @Test("documents are paragraphs; every 20th is held out")

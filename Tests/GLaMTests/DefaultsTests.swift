@@ -35,6 +35,15 @@ struct DefaultsTests {
         #expect(decoded.numGroups == 1 && decoded.moeHiddenDim == 8)
     }
 
+    @Test("MoE layers are the even ones (0, 2, …) of an MoE model, and none of a dense one")
+    func moeLayerPlacement() throws {
+        let small = try #require(ModelConfiguration.named("small"))
+        #expect((0..<6).map(small.isMoELayer) == [true, false, true, false, true, false])
+        let dense = try #require(ModelConfiguration.named("small-dense"))
+        #expect((0..<4).map(dense.isMoELayer) == [false, false, false, false])
+        #expect(ParameterPath.all(in: small).contains(.layer(0, .router)) && !ParameterPath.all(in: small).contains(.layer(1, .router)))
+    }
+
     @Test("gating, Adafactor, schedule and training defaults are GLaM's")
     func trainingDefaults() {
         let gating = Top2GatingConfiguration(numExperts: 8)

@@ -155,7 +155,7 @@ struct GatingTests {
         let again = try gate(logits, g: 1, s: s, e: 4, capacityFactor: 8, policy: .random(threshold: 0.538))
         #expect(again.routing == half.routing)
         // A token whose second choice is not kept has second gate 0 but keeps its first gate.
-        let t = half.routing.secondChosen.firstIndex(of: false)!
+        let t = try #require(half.routing.secondChosen.firstIndex(of: false))
         #expect(half.secondGate.value.scalars[t] == 0 && half.firstGate.value.scalars[t] > 0.7)
     }
 

@@ -40,14 +40,15 @@ struct MeshTrainingTests {
         let tape = Tape<Float>()
         let variables = parameters.variables(on: tape)
         let output: DecoderOutput<Float> = try variables(dataset.training.batch(rows: rows))
-        let reference = variables.gradients(from: tape.gradients(of: output.loss!))
+        let outputLoss = try #require(output.loss)
+        let reference = variables.gradients(from: tape.gradients(of: outputLoss))
         for (shape, names) in Self.meshes {
             let trainer = try MeshTrainer(
                 configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset,
                 mesh: try DeviceMesh(shape: shape, axisNames: names))
             let (report, gradients) = try trainer.gradients()
             if shape == [1] {
-                #expect(report.loss.bitPattern == output.loss!.value.scalar.bitPattern)
+                #expect(report.loss.bitPattern == outputLoss.value.scalar.bitPattern)
                 #expect(report.auxLoss.bitPattern == output.auxLoss.value.scalar.bitPattern)
                 for path in parameters.paths { #expect(gradients[path] == reference[path], "\(path)") }
             } else {
@@ -56,7 +57,7 @@ struct MeshTrainingTests {
                 // gradient is summed over the same rows in the same order as on one device (each
                 // core seeds its own loss, and the sum of d such gradients divided by d, a power of 2,
                 // is exact), so it is bitwise equal.
-                #expect(abs(report.loss - output.loss!.value.scalar) <= 1e-6 * output.loss!.value.scalar, "\(shape)")
+                #expect(abs(report.loss - outputLoss.value.scalar) <= 1e-6 * outputLoss.value.scalar, "\(shape)")
                 #expect(abs(report.auxLoss - output.auxLoss.value.scalar) <= 1e-6 * output.auxLoss.value.scalar, "\(shape)")
                 for path in parameters.paths {
                     #expect(Self.close(gradients[path], reference[path], 1e-5), "\(shape) \(path)")

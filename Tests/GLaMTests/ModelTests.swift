@@ -68,13 +68,13 @@ struct ModelTests {
     @Test("the committed token-drop fixture really drops tokens")
     func dropFixtureDrops() throws {
         let file = try SafeTensorsFile(contentsOf: fixturesDirectory.appendingPathComponent("model/glam_lm_moe_drops.safetensors"))
-        let configuration = try ModelConfiguration.fromJSON(file.metadata["config"]!)
+        let configuration = try ModelConfiguration.fromJSON(try #require(file.metadata["config"]))
         let parameters = try ModelParameters(configuration: configuration) { path in
             try #require(file.tensors["param." + path.name]).floatTensor()
         }
         let batch = TokenBatch(
-            batchSize: 2, length: 8, tokens: file.tensors["input.tokens"]!.integers()!,
-            paddings: file.tensors["input.paddings"]!.floatTensor().scalars)
+            batchSize: 2, length: 8, tokens: try #require(file.tensors["input.tokens"]?.integers()),
+            paddings: try #require(file.tensors["input.paddings"]).floatTensor().scalars)
         let output: DecoderOutput<Float> = try parameters.constants(batch)
         #expect(output.gatings.contains { $0.routing.overCapacity[0] > 0 || $0.routing.overCapacity[1] > 0 })
     }

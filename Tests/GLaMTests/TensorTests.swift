@@ -69,6 +69,9 @@ struct TensorTests {
         // Row 0: mean square 12.5 → rms 3.5355339; row 1: 1.
         #expect(close(r.scalars, [1 / Float(12.5 + 1e-6).squareRoot(), 1 / Float(1 + 1e-6).squareRoot()]))
         #expect(close(y.scalars, [0.84852814, 2.2627417, 0.9999995, 1.999999]))
+        // A large ε shows where it goes: inside the root, 1/√(12.5 + 0.5) = 1/√13 (not 1/(√12.5 + 0.5) = 0.2478).
+        let (_, wide) = rmsNormalized(Tensor<Float>(shape: [1, 2], scalars: [3, 4]), scale: Tensor([1, 1]), epsilon: 0.5)
+        #expect(abs(wide.scalars[0] - 0.27735010) < 1e-7)
     }
 
     @Test func transposeAndGather() {

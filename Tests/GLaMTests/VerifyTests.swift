@@ -43,7 +43,7 @@ struct VerifyTests {
         var file = try SafeTensorsFile(contentsOf: fixturesDirectory.appendingPathComponent(name))
         for tensorName in file.tensors.keys.sorted() where tensorName.hasPrefix("expected.") {
             var mutated = file
-            var values = mutated.tensors[tensorName]!.floatTensor()
+            var values = try #require(mutated.tensors[tensorName]).floatTensor()
             let index = values.scalarCount / 2
             values.scalars[index] += 0.01 + 0.01 * abs(values.scalars[index])
             mutated.tensors[tensorName] = SafeTensor(values)
@@ -54,10 +54,11 @@ struct VerifyTests {
             #expect(result.out.contains("FAIL  \(url.path)  \(tensorName)"), "\(name) \(tensorName)")
         }
         // Changing an input instead of an expected value also fails.
-        let inputName = file.tensors.keys.sorted().first {
-            $0 == "input.x" || $0 == "input.logits" || $0 == "param.embedding" || $0 == "input.grad.matrix"
-        }!
-        var input = file.tensors[inputName]!.floatTensor()
+        let inputName = try #require(
+            file.tensors.keys.sorted().first {
+                $0 == "input.x" || $0 == "input.logits" || $0 == "param.embedding" || $0 == "input.grad.matrix"
+            })
+        var input = try #require(file.tensors[inputName]).floatTensor()
         input.scalars = input.scalars.map { $0 * 1.5 }
         file.tensors[inputName] = SafeTensor(input)
         try file.write(to: scratch.path("input.safetensors"))
@@ -91,10 +92,10 @@ struct VerifyTests {
         notJSON.metadata["config"] = "{"
         try check(notJSON, "config is not a JSON object")
         var random = good
-        random.metadata["config"] = good.metadata["config"]!.replacingOccurrences(of: "\"all\"", with: "\"random\"")
+        random.metadata["config"] = try #require(good.metadata["config"]).replacingOccurrences(of: "\"all\"", with: "\"random\"")
         try check(random, "second_expert_policy 'random'")
         var wrongExperts = good
-        wrongExperts.metadata["config"] = good.metadata["config"]!.replacingOccurrences(
+        wrongExperts.metadata["config"] = try #require(good.metadata["config"]).replacingOccurrences(
             of: "\"num_experts\": 4", with: "\"num_experts\": 5")
         try check(wrongExperts, "config num_experts is 5")
         var badTolerance = good
@@ -114,7 +115,7 @@ struct VerifyTests {
     func perTensorTolerance() throws {
         let scratch = ScratchDirectory()
         var file = try SafeTensorsFile(contentsOf: Self.moeFixtures.appendingPathComponent("moe_layer_gelu.safetensors"))
-        var y = file.tensors["expected.y"]!.floatTensor()
+        var y = try #require(file.tensors["expected.y"]).floatTensor()
         y.scalars[0] += 0.001
         file.tensors["expected.y"] = SafeTensor(y)
         try file.write(to: scratch.path("loose.safetensors"))
@@ -163,6 +164,16 @@ struct VerifyTests {
         try SafeTensorsFile(tensors: ["w": SafeTensor(Tensor<Float>([1]))]).write(to: empty.appendingPathComponent("w.safetensors"))
         let notOurs = runGlam(["verify", empty.path])
         #expect(notOurs.status == 2 && notOurs.err.contains("no glam fixtures"))
+    }
+
+    @Test("a computed NaN or infinity never passes, whatever the tolerance")
+    func nonFiniteNeverPasses() {
+        let loose = Tolerance(absolute: 1e30, relative: 1e30)
+        for bad: Float in [.nan, .infinity, -.infinity] {
+            let comparison = TensorComparison(name: "expected.y", actual: Tensor([1, bad]), expected: Tensor([1, 2]), tolerance: loose)
+            #expect(!comparison.passed, "\(bad) passed")
+        }
+        #expect(TensorComparison(name: "expected.y", actual: Tensor([1, 2.5]), expected: Tensor([1, 2]), tolerance: loose).passed)
     }
 
     @Test("a mismatch names the multi-dimensional index of the first element out of tolerance")
