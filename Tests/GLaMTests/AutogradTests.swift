@@ -125,12 +125,12 @@ struct AutogradTests {
         do {
             let tape = Tape<Float>()
             released = tape
-            let configuration = ModelConfiguration.named("tiny")!
+            let configuration = try namedConfiguration("tiny")
             let variables = ModelParameters(configuration: configuration, seed: 1).variables(on: tape)
             let batch = TokenBatch(
                 batchSize: 2, length: 8, tokens: Array(0..<16), targets: Array(1..<17), paddings: [Float](repeating: 0, count: 15) + [1])
             let output: DecoderOutput<Float> = try variables(batch)
-            _ = tape.gradients(of: output.loss!)
+            _ = tape.gradients(of: try #require(output.loss))
         }
         #expect(released == nil, "the tape leaked: a backward closure captures a Variable")
     }

@@ -22,19 +22,19 @@ func referenceTop2Gating(
         let auto = Int(Double(s) * cf / Double(e))
         if c < auto { c = ((auto + 3) / 4) * 4 }
     } else {
-        c = expertCapacity!
+        c = expertCapacity ?? 0
     }
     let nonpad = paddings.map { $0.map { 1 - $0 } } ?? [Double](repeating: 1, count: g * s)
     // Softmax over E.
     var p = [Double](repeating: 0, count: g * s * e)
     for t in 0..<(g * s) {
         let row = Array(logits[(t * e)..<((t + 1) * e)])
-        let peak = row.max()!
+        let peak = row.max() ?? 0
         let ex = row.map { exp($0 - peak) }
         let total = ex.reduce(0, +)
         for j in 0..<e { p[t * e + j] = ex[j] / total }
     }
-    func argmax(_ v: ArraySlice<Double>) -> Int { v.indices.first { v[$0] == v.max()! }! - v.startIndex }
+    func argmax(_ v: ArraySlice<Double>) -> Int { (v.indices.first { v[$0] == v.max() } ?? v.startIndex) - v.startIndex }
     var m1 = [Double](repeating: 0, count: g * s * e), m2 = m1
     var g1 = [Double](repeating: 0, count: g * s), g2 = g1
     var i1 = [Int](repeating: 0, count: g * s), i2 = i1

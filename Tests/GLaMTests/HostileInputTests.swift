@@ -12,7 +12,8 @@ struct HostileInputTests {
     /// A copy of a committed glam_lm fixture with config key `key` set to `value`.
     static func lmFixture(_ key: String, _ value: Any) throws -> SafeTensorsFile {
         var file = try SafeTensorsFile(contentsOf: fixturesDirectory.appendingPathComponent("model/glam_lm_moe.safetensors"))
-        var config = try #require(try JSONSerialization.jsonObject(with: Data(file.metadata["config"]!.utf8)) as? [String: Any])
+        let text = try #require(file.metadata["config"])
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         config[key] = value
         file.metadata["config"] = String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)
         return file
@@ -32,7 +33,8 @@ struct HostileInputTests {
 
     /// `config` JSON of a checkpoint file with `key` set to `value`.
     static func setConfig(_ file: inout SafeTensorsFile, _ key: String, _ value: Any) throws {
-        var config = try #require(try JSONSerialization.jsonObject(with: Data(file.metadata["config"]!.utf8)) as? [String: Any])
+        let text = try #require(file.metadata["config"])
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         config[key] = value
         file.metadata["config"] = String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)
     }
@@ -61,11 +63,13 @@ struct HostileInputTests {
     }
 
     @Test("a configuration at every limit is estimated without overflow and does not fit")
-    func estimateAtTheLimits() {
+    func estimateAtTheLimits() throws {
         let l = ModelConfiguration.limits
+        func limit(_ key: String) throws -> Int { try #require(l[key]) }
         let c = ModelConfiguration(
-            vocabSize: l["vocab_size"]!, modelDim: l["model_dim"]!, numLayers: l["num_layers"]!, numHeads: l["num_heads"]!,
-            headDim: l["head_dim"]!, ffDim: l["ff_dim"]!, moeHiddenDim: l["moe_hidden_dim"]!, numExperts: l["num_experts"]!)
+            vocabSize: try limit("vocab_size"), modelDim: try limit("model_dim"), numLayers: try limit("num_layers"),
+            numHeads: try limit("num_heads"), headDim: try limit("head_dim"), ffDim: try limit("ff_dim"),
+            moeHiddenDim: try limit("moe_hidden_dim"), numExperts: try limit("num_experts"))
         #expect(c.problem == nil)
         let estimate = MemoryEstimate(configuration: c, batchSize: 4096, length: 65536)
         #expect(estimate.parameterBytes == Int.max && estimate.totalBytes == Int.max && !estimate.fits())
@@ -73,7 +77,7 @@ struct HostileInputTests {
 
     @Test("an expert capacity within the limits but far beyond memory is refused before allocating its buffers")
     func capacityBeyondMemory() throws {
-        var configuration = ModelConfiguration.named("tiny")!
+        var configuration = try namedConfiguration("tiny")
         configuration.expertCapacity = 1 << 24
         configuration.capacityFactor = nil
         #expect(configuration.problem == nil)
@@ -93,7 +97,7 @@ struct HostileInputTests {
         #expect(throws: Top2GatingConfiguration.Invalid.self) { try gating.capacity(groupSize: 8) }
         gating.capacityFactor = .infinity
         #expect(throws: Top2GatingConfiguration.Invalid.self) { try gating.capacity(groupSize: 8) }
-        var configuration = ModelConfiguration.named("tiny")!
+        var configuration = try namedConfiguration("tiny")
         configuration.capacityFactor = 1e300
         #expect(configuration.problem?.contains("capacity_factor") == true)
         let bench = runGlam(["bench", "moe", "--capacity-factor", "1e300"])
@@ -124,7 +128,8 @@ struct HostileInputTests {
     func hostileTrainingOptions(length: Int) throws {
         let scratch = ScratchDirectory()
         let url = try Self.checkpoint(in: scratch) { file in
-            var options = try #require(try JSONSerialization.jsonObject(with: Data(file.metadata["training"]!.utf8)) as? [String: Any])
+            let text = try #require(file.metadata["training"])
+            var options = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
             options["sequenceLength"] = length
             file.metadata["training"] = String(decoding: try JSONSerialization.data(withJSONObject: options), as: UTF8.self)
         }
@@ -153,7 +158,7 @@ struct HostileInputTests {
         #expect(text.contains("NaN"))
         #expect(try TrainingOptions.fromJSON(text).schedule.peak.isNaN)
         #expect(options.problem?.contains("peak") == true)
-        var configuration = ModelConfiguration.named("tiny")!
+        var configuration = try namedConfiguration("tiny")
         configuration.zLossWeight = .infinity
         #expect(configuration.jsonString().contains("Infinity") && configuration.problem != nil)
     }

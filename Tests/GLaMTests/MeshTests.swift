@@ -45,9 +45,10 @@ struct MeshTests {
         for (shape, axis) in [([3], "x"), ([2, 3], "y"), ([4], "x")] {
             let names = shape.count == 1 ? ["x"] : ["x", "y"]
             let mesh = try DeviceMesh(shape: shape, axisNames: names)
-            let size = shape[names.firstIndex(of: axis)!]
+            let axisIndex = try #require(names.firstIndex(of: axis))
+            let size = shape[axisIndex]
             let values: [Float] = size == 3 ? [1, 1e8, -1e8] : [1, 1e8, -1e8, 0.5]
-            let shards = (0..<mesh.coreCount).map { core in Tensor<Float>([values[mesh.coordinates(of: core)[names.firstIndex(of: axis)!]]]) }
+            let shards = (0..<mesh.coreCount).map { core in Tensor<Float>([values[mesh.coordinates(of: core)[axisIndex]]]) }
             let reduced = try mesh.allReduce(shards, along: axis)
             var leftToRight: Float = values[0]
             for value in values.dropFirst() { leftToRight += value }
@@ -154,7 +155,7 @@ struct ExpertParallelTests {
 struct PlannerTests {
     @Test("glam-64b-64e on 1,024 chips: about 180 GFLOPs per token for inference (paper Table 1), fits in HBM")
     func paperScale() throws {
-        let plan = try planTrainingStep(ModelConfiguration.named("glam-64b-64e")!, dataCores: 64, modelCores: 16)
+        let plan = try planTrainingStep(try namedConfiguration("glam-64b-64e"), dataCores: 64, modelCores: 16)
         // 2 × 94.5B activated weights = 189 GFLOP, + output projection and attention: 197.5; the paper rounds to ~180.
         #expect(plan.inferenceFLOPsPerToken / 1e9 > 170 && plan.inferenceFLOPsPerToken / 1e9 < 200)
         #expect(plan.trainingFLOPsPerToken == 3 * plan.inferenceFLOPsPerToken)
@@ -162,7 +163,7 @@ struct PlannerTests {
         // Experts are split over all 1,024 chips: 1.1T × 4 B / 1024 ≈ 4.3 GB of the 19.9 GB per chip.
         #expect(abs(plan.parameterBytesPerCore / 1e9 - 19.86) < 0.01)
         // One chip has no peers: no communication.
-        let alone = try planTrainingStep(ModelConfiguration.named("glam-0.1b-64e")!, dataCores: 1, modelCores: 1)
+        let alone = try planTrainingStep(try namedConfiguration("glam-0.1b-64e"), dataCores: 1, modelCores: 1)
         #expect(alone.allToAllBytesPerCore == 0 && alone.allReduceBytesPerCore == 0)
     }
 
@@ -175,7 +176,7 @@ struct PlannerTests {
         ]
         let (tokens, t) = (Double(1 << 20), 1024.0)
         for (name, d, m, flops, memory, allToAll, allReduce, seconds) in rows {
-            let c = ModelConfiguration.named(name)!
+            let c = try namedConfiguration(name)
             let count = ParameterCount(c)
             let (dd, mm, e, mDim, l) = (Double(d), Double(m), Double(c.numExperts), Double(c.modelDim), Double(c.numLayers))
             // 2 FLOPs per activated weight outside the lookup, the V·M output projection, 4·T·N·D per layer.
@@ -210,8 +211,8 @@ struct PlannerTests {
 
     @Test("a mesh that does not divide the experts or the expert hidden size is refused; the command shows its arithmetic")
     func refusals() {
-        #expect(throws: MeshError.self) { try planTrainingStep(ModelConfiguration.named("glam-64b-64e")!, dataCores: 48, modelCores: 16) }
-        #expect(throws: MeshError.self) { try planTrainingStep(ModelConfiguration.named("glam-64b-64e")!, dataCores: 64, modelCores: 7) }
+        #expect(throws: MeshError.self) { try planTrainingStep(try namedConfiguration("glam-64b-64e"), dataCores: 48, modelCores: 16) }
+        #expect(throws: MeshError.self) { try planTrainingStep(try namedConfiguration("glam-64b-64e"), dataCores: 64, modelCores: 7) }
         let ok = runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "64x16"])
         #expect(ok.status == 0 && ok.out.contains("inference FLOPs/token") && ok.out.contains("1024 chips"))
         #expect(runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "48x16"]).status == 2)

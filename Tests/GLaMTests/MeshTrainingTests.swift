@@ -225,11 +225,11 @@ struct MeshTrainingTests {
             #expect(joined(\.weight, along: max(axis, 1)) != weight)
             switch try #require(wholeSlot) {
             case .full(let v):
-                #expect(Self.close(joined({ $0.slot!.fullStatistic }, along: max(axis, 1)), v, 1e-6), "\(shape) \(split)")
+                #expect(Self.close(joined({ $0.slot?.fullStatistic ?? Tensor(0) }, along: max(axis, 1)), v, 1e-6), "\(shape) \(split)")
             case .factored(let vr, let vc):
                 // A row split splits vr (its last axis) and shares vc; a column split the reverse.
-                let rows = joined({ $0.slot!.rowStatistic }, along: split == .rows ? 1 : nil)
-                let columns = joined({ $0.slot!.columnStatistic }, along: split == .columns ? 1 : nil)
+                let rows = joined({ $0.slot?.rowStatistic ?? Tensor(0) }, along: split == .rows ? 1 : nil)
+                let columns = joined({ $0.slot?.columnStatistic ?? Tensor(0) }, along: split == .columns ? 1 : nil)
                 #expect(Self.close(rows, vr, 1e-6) && Self.close(columns, vc, 1e-6), "\(shape) \(split)")
             }
         }

@@ -26,7 +26,7 @@ struct ReadmeExampleTests {
         let corpus = try String(
             contentsOf: fixturesDirectory.appendingPathComponent("corpus/jargon-4.4.7.txt"), encoding: .utf8)
         let text = String(corpus.prefix(30_000))
-        var configuration = ModelConfiguration.named("tiny")!
+        var configuration = try namedConfiguration("tiny")
         configuration.numGroups = 2
         var options = TrainingOptions()
         (options.batchSize, options.sequenceLength) = (4, 32)
@@ -43,7 +43,7 @@ struct ReadmeExampleTests {
     }
 
     @Test func readmeTraceExample() throws {
-        let parameters = ModelParameters(configuration: ModelConfiguration.named("tiny")!, seed: 0)
+        let parameters = ModelParameters(configuration: try namedConfiguration("tiny"), seed: 0)
         let batch = TokenBatch(batchSize: 1, length: 4, tokens: [1, 2, 3, 4])
         let trace = ForwardTrace()
         let output: DecoderOutput<Float> = try parameters.constants(batch, observer: trace)

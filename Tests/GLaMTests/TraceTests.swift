@@ -28,7 +28,7 @@ struct TraceTests {
         let c = parameters.configuration
         var drops = 0
         for (layer, gating) in zip((0..<c.numLayers).filter(c.isMoELayer), output.gatings) {
-            let paddings = Tensor<Float>(shape: [2, 8], scalars: Self.batch.paddings!)
+            let paddings = Tensor<Float>(shape: [2, 8], scalars: try #require(Self.batch.paddings))
             let m = MoELayerTrace(layer: layer, gating: gating, paddings: paddings, configuration: c.gating)
             let r = gating.routing
             let dispatch = try #require(trace["layers.\(layer).moe.dispatch"])  // [G, S, E, C]

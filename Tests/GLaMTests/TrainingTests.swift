@@ -10,7 +10,7 @@ import Testing
 /// A tiny run on a corpus sample: 512-id tokenizer, rows of 32.
 func tinyTrainer(steps: Int = 6, seed: UInt64 = 3) throws -> Trainer {
     let sample = try corpusSample(bytes: 30_000)
-    let configuration = ModelConfiguration.named("tiny")!
+    let configuration = try namedConfiguration("tiny")
     let tokenizer = try BytePairTokenizer.train(on: TextDataset.trainingText(of: sample), vocabularySize: configuration.vocabSize)
     var options = TrainingOptions()
     options.batchSize = 4

@@ -10,7 +10,7 @@ import Testing
 /// A scratch directory removed at the end of the test.
 final class ScratchDirectory {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("glam-test-\(UUID())")
-    init() { try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
+    init() { try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
     deinit { try? FileManager.default.removeItem(at: url) }
     func path(_ name: String) -> URL { url.appendingPathComponent(name) }
 }
@@ -145,14 +145,16 @@ struct VerifyTests {
         try refused(extraInput, "input.logit_scale")
         for key in ["legacy_mtf_behavior", "expert_capacity", "gating_logit_cap"] {
             var missing = good
-            var config = try #require(try JSONSerialization.jsonObject(with: Data(good.metadata["config"]!.utf8)) as? [String: Any])
+            let text = try #require(good.metadata["config"])
+            var config = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
             config[key] = nil
             missing.metadata["config"] = String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)
             try refused(missing, "config has no \"\(key)\"")
         }
         let lm = try SafeTensorsFile(contentsOf: fixturesDirectory.appendingPathComponent("model/glam_lm_dense.safetensors"))
         var noWeight = lm
-        var config = try #require(try JSONSerialization.jsonObject(with: Data(lm.metadata["config"]!.utf8)) as? [String: Any])
+        let lmText = try #require(lm.metadata["config"])
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(lmText.utf8)) as? [String: Any])
         config["z_loss_weight"] = nil
         noWeight.metadata["config"] = String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)
         try refused(noWeight, "config has no \"z_loss_weight\"")
