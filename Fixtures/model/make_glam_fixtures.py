@@ -95,7 +95,17 @@ def rms_norm(x, scale, eps):
     return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps) * scale
 
 
-def forward(params, c, tokens, targets, paddings, segment_ids):
+def no_constraint(x, _name):
+    return x
+
+
+def forward(params, c, tokens, targets, paddings, segment_ids, constrain=no_constraint):
+    """The loss and (logits, CE, z-loss, summed aux loss). `constrain(x, name)` is called on the MoE
+    layers' routed tensors so that a caller can place them on a device mesh (Scripts/gspmd): "groups"
+    for [G, S, …] tensors (tokens, router logits, paddings, the gating's combine and dispatch
+    tensors), "by_group" and "by_expert" for the [E, G, C, M] tensors before and after the exchange
+    between groups and experts (GShard's all-to-alls), "expert_hidden" for [E, G, C, H]. The default
+    leaves them alone."""
     b, t = tokens.shape
     m, n, d = c["model_dim"], c["num_heads"], c["head_dim"]
     eps = c["rmsnorm_epsilon"]
@@ -125,15 +135,16 @@ def forward(params, c, tokens, targets, paddings, segment_ids):
         if c["num_experts"] > 0 and i % 2 == 0:
             g = c["num_groups"]
             s = b * t // g
-            yg = y.reshape(g, s, m)
-            gate_logits = jnp.einsum("gsm,me->gse", yg, params[p + "moe.gate"]).astype(jnp.float32)
+            yg = constrain(y.reshape(g, s, m), "groups")
+            gate_logits = constrain(jnp.einsum("gsm,me->gse", yg, params[p + "moe.gate"]).astype(jnp.float32), "groups")
             aux, combine, dispatch, _ = top2_gating_on_logits(
-                jnp.asarray(paddings).reshape(g, s), gate_logits, c["num_experts"], c["expert_capacity"], jnp.float32,
-                second_expert_policy="all", legacy_mtf_behavior=True, capacity_factor=c["capacity_factor"])
+                constrain(jnp.asarray(paddings).reshape(g, s), "groups"), gate_logits, c["num_experts"], c["expert_capacity"],
+                jnp.float32, second_expert_policy="all", legacy_mtf_behavior=True, capacity_factor=c["capacity_factor"])
+            combine, dispatch = constrain(combine, "groups"), constrain(dispatch, "groups")
             act = (lambda z: jax.nn.gelu(z, approximate=True)) if c["moe_activation"] == "gelu_tanh" else jax.nn.relu
-            expert_in = jnp.einsum("gsec,gsm->egcm", dispatch, yg)
-            hidden = act(jnp.einsum("egcm,emh->egch", expert_in, params[p + "moe.wi"]))
-            out = jnp.einsum("egch,ehm->egcm", hidden, params[p + "moe.wo"])
+            expert_in = constrain(constrain(jnp.einsum("gsec,gsm->egcm", dispatch, yg), "by_group"), "by_expert")
+            hidden = constrain(act(jnp.einsum("egcm,emh->egch", expert_in, params[p + "moe.wi"])), "expert_hidden")
+            out = constrain(constrain(jnp.einsum("egch,ehm->egcm", hidden, params[p + "moe.wo"]), "by_expert"), "by_group")
             ffn = jnp.einsum("gsec,egcm->gsm", combine, out).reshape(b, t, m) * nonpad[:, :, None]
             aux_total = aux_total + aux
         else:

@@ -1,5 +1,8 @@
-// `glam plan`: the cost of a training step on a TPU-v4 mesh, with its arithmetic.
+// `glam plan`: the cost of a training step on a TPU-v4 mesh, with its arithmetic; with --virtual,
+// the bytes each core of the virtual mesh sends per training step (the communication model that
+// `glam train --mesh` checks, and Scripts/gspmd/check.py compares with XLA's collectives).
 
+import Foundation
 import GLaM
 
 enum PlanCommand: Subcommand {
@@ -7,6 +10,7 @@ enum PlanCommand: Subcommand {
     static let summary = "Per-chip memory, FLOPs, communication and step time on a TPU-v4 mesh."
     static let help = """
         USAGE: glam plan --config NAME --mesh DxM [--tokens N] [--length T]
+               glam plan --virtual --config NAME --mesh DxM [--batch B] [--length T] [--groups G] [--json]
 
         Plans one training step of a named configuration on a mesh of D data × M mdl TPU-v4 chips:
         per-chip parameter and Adafactor memory, inference and training FLOPs per token, all-to-all
@@ -14,10 +18,19 @@ enum PlanCommand: Subcommand {
         The cost model (sharding, byte counts, TPU-v4 constants) is stated in
         Sources/GLaM/Mesh/Planner.swift. Defaults: 1,048,576 tokens per step (the paper's ~1M), T = 1024.
         Example: glam plan --config glam-64b-64e --mesh 64x16   (1,024 chips, as the paper trained it)
+
+        --virtual prints instead what each core of `glam train --mesh DxM` sends in one training step
+        on batches of B rows of T tokens routed in G groups (defaults 8, 128 and the configuration's
+        num_groups): the MoE all-to-alls, the expert partial-sum all-reduces over mdl, the gradient
+        all-reduce of the replicated weights over data and Adafactor's cross-shard sums, in bytes
+        (float32), as text or, with --json, one JSON object. The model is
+        stepCommunication(_:batchSize:length:groups:dataCores:modelCores:assumptions:) in
+        Sources/GLaM/Mesh/CommunicationModel.swift.
         """
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
-        let parsed = try Arguments(arguments, command: "plan", options: ["config", "mesh", "tokens", "length"], flags: [])
+        let parsed = try Arguments(
+            arguments, command: "plan", options: ["config", "mesh", "tokens", "length", "batch", "groups"], flags: ["virtual", "json"])
         guard parsed.positionals.isEmpty else { throw UsageError("plan: unexpected argument '\(parsed.positionals[0])'") }
         guard let name = parsed.value("config") else { throw UsageError("plan: --config NAME is required (see 'glam params')") }
         guard let configuration = ModelConfiguration.named(name) else { throw UsageError("plan: unknown configuration '\(name)'") }
@@ -26,6 +39,13 @@ enum PlanCommand: Subcommand {
         guard parts.count == 2, parts.allSatisfy({ $0 >= 1 }) else {
             throw UsageError("plan: --mesh must be DATAxMDL with positive integers, e.g. 64x16; got '\(meshText)'")
         }
+        if parsed.has("virtual") {
+            return try virtualMesh(parsed, name: name, configuration: configuration, data: parts[0], model: parts[1], output: &output)
+        }
+        for option in ["batch", "groups"] where parsed.value(option) != nil {
+            throw UsageError("plan: --\(option) applies to --virtual only (a TPU plan takes --tokens and --length)")
+        }
+        if parsed.has("json") { throw UsageError("plan: --json applies to --virtual only") }
         let tokens = try parsed.integer("tokens", in: 1...Int(1) << 40) ?? 1 << 20
         let length = try parsed.integer("length", in: 1...1 << 20) ?? 1024
         let plan: StepPlan
@@ -36,6 +56,40 @@ enum PlanCommand: Subcommand {
         }
         output.line("\(name) on a \(meshText) TPU-v4 mesh:")
         for line in plan.explanation { output.line("  " + line) }
+        return 0
+    }
+
+    /// `--virtual`: the communication model of the virtual mesh for one training step.
+    static func virtualMesh(
+        _ parsed: Arguments, name: String, configuration: ModelConfiguration, data: Int, model: Int, output: inout Output
+    ) throws -> Int32 {
+        if parsed.value("tokens") != nil { throw UsageError("plan: --virtual takes --batch and --length, not --tokens") }
+        let batch = try parsed.integer("batch", in: 1...1 << 20) ?? 8
+        let length = try parsed.integer("length", in: 1...1 << 20) ?? 128
+        let groups = try parsed.integer("groups", in: 1...1 << 30) ?? configuration.numGroups
+        let step: StepCommunication
+        do {
+            step = try stepCommunication(configuration, batchSize: batch, length: length, groups: groups, dataCores: data, modelCores: model)
+        } catch {
+            throw UsageError("plan: \(error.description)")
+        }
+        let parts: KeyValuePairs<String, Int> = [
+            "all_to_all": step.allToAll, "expert_all_reduce": step.expertAllReduce, "gradient_all_reduce": step.gradientAllReduce,
+            "optimizer_data": step.optimizerData, "optimizer_mdl": step.optimizerModel, "data": step.data, "mdl": step.model,
+        ]
+        if parsed.has("json") {
+            var object: [String: Any] = [
+                "config": name, "mesh": [data, model], "batch": batch, "length": length, "groups": groups, "unit": "bytes sent per core per step",
+            ]
+            for (key, value) in parts { object[key] = value }
+            let json = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            output.line(String(decoding: json, as: UTF8.self))
+            return 0
+        }
+        output.line("\(name), one training step on a virtual \(data)x\(model) mesh (data × mdl), B = \(batch), T = \(length), G = \(groups):")
+        output.line("bytes each core sends (float32):")
+        output.line("  over data: \(step.data)  = MoE all-to-alls \(step.allToAll) + gradient all-reduce \(step.gradientAllReduce) + Adafactor sums \(step.optimizerData)")
+        output.line("  over mdl:  \(step.model)  = expert partial sums \(step.expertAllReduce) + Adafactor sums \(step.optimizerModel)")
         return 0
     }
 }

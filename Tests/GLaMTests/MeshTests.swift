@@ -1,6 +1,7 @@
 // The virtual mesh: coordinates and groups, and each collective against its definition, with the
 // bytes it counts.
 
+import Foundation
 import Testing
 
 @testable import GLaM
@@ -217,5 +218,25 @@ struct PlannerTests {
         #expect(ok.status == 0 && ok.out.contains("inference FLOPs/token") && ok.out.contains("1024 chips"))
         #expect(runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "48x16"]).status == 2)
         #expect(runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "64by16"]).err.contains("--mesh must be DATAxMDL"))
+    }
+
+    @Test("glam plan --virtual reports the virtual mesh's communication model, as JSON too, and refuses what does not fit")
+    func virtualPlan() throws {
+        let small = try namedConfiguration("small")
+        let step = try stepCommunication(small, batchSize: 8, length: 64, groups: 8, dataCores: 4, modelCores: 2)
+        let json = runGlam(["plan", "--virtual", "--config", "small", "--mesh", "4x2", "--batch", "8", "--length", "64", "--groups", "8", "--json"])
+        #expect(json.status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any])
+        let expected: [String: Int] = [
+            "all_to_all": step.allToAll, "expert_all_reduce": step.expertAllReduce, "gradient_all_reduce": step.gradientAllReduce,
+            "optimizer_data": step.optimizerData, "optimizer_mdl": step.optimizerModel, "data": step.data, "mdl": step.model,
+        ]
+        for (key, value) in expected { #expect((object[key] as? Int) == value, "\(key)") }
+        #expect(step.allToAll > 0 && step.expertAllReduce > 0 && (object["mesh"] as? [Int]) == [4, 2])
+        let text = runGlam(["plan", "--virtual", "--config", "small", "--mesh", "4x2", "--batch", "8", "--length", "64", "--groups", "8"])
+        #expect(text.status == 0 && text.out.contains("MoE all-to-alls \(step.allToAll)"))
+        #expect(runGlam(["plan", "--virtual", "--config", "small", "--mesh", "3x2", "--groups", "8"]).status == 2)
+        #expect(runGlam(["plan", "--virtual", "--config", "small", "--mesh", "2x2", "--tokens", "1024"]).status == 2)
+        #expect(runGlam(["plan", "--config", "small", "--mesh", "2x2", "--batch", "8"]).err.contains("applies to --virtual only"))
     }
 }
