@@ -29,7 +29,7 @@ PAGES = [
     ("trainingthemodel", ["Adafactor"]),
     ("checkpoints", ["Checkpoints and parameter names", "final_norm.scale"]),
     ("goldenfixtures", ["top2_gating", "adafactor_step"]),
-    ("shardingovertpucores", ["all-to-all"]),
+    ("shardingovertpucores", ["all-to-all", "The same model on JAX’s GSPMD mesh"]),
     ("commandline", ["glam trace"]),
     ("glammodel", ["A GLaM decoder with its weights", "embedding"]),
     ("top2gating(logits:paddings:configuration:)", ["GShard top-2 gating"]),
