@@ -1,25 +1,12 @@
-"""Writes golden fixtures in the format of the "Golden fixtures" article (safetensors + metadata)."""
-import json
+"""Writes golden fixtures for the generators under Fixtures/: the fixture kit's writer
+(Fixtures/kit/glam_fixtures.py), which checks each tensor name against its kind's schema."""
+import os
+import sys
 
-import numpy as np
-from safetensors.numpy import save_file
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "kit"))
+import glam_fixtures  # noqa: E402
 
 
 def write_fixture(path, kind, config, source, tensors, tolerance=None):
-    metadata = {
-        "format": "glam-fixture",
-        "version": "1",
-        "kind": kind,
-        "config": json.dumps(config, sort_keys=True),
-        "source": source,
-    }
-    if tolerance:
-        metadata["tolerance"] = json.dumps(tolerance, sort_keys=True)
-    arrays = {}
-    for name, value in tensors.items():
-        value = np.asarray(value)
-        if value.dtype.kind in "iu":
-            arrays[name] = np.array(value, dtype=np.int32, order="C")  # keeps rank 0 (ascontiguousarray would not)
-        else:
-            arrays[name] = np.array(value, dtype=np.float32, order="C")
-    save_file(arrays, path, metadata=metadata)
+    """Fills the envelope and writes the fixture (see glam_fixtures.write)."""
+    glam_fixtures.write(path, kind, config, source, tensors, tolerance=tolerance)

@@ -129,6 +129,13 @@ def main():
                       pad_positions=[(0, 15), (2, 0), (3, 9)], scale=3.0)
     moe_layer_fixture("nonlegacy", layer(4, 0.5, 2, "gelu_tanh", legacy=False), b=2, t=8, m=16, h=16, seed=4,
                       pad_positions=[(0, 2)], scale=3.0)
+    # Without padding (for implementations that have no padding input, Scripts/conformance): renormalising after
+    # dropping with drops, and a layer with no drops at all. A separate generator keeps the fixtures above unchanged.
+    rng = np.random.default_rng(2022)
+    gating_fixture("nonlegacy_nopad", gating_config(4, capacity_factor=0.5, legacy=False),
+                   rng.standard_normal((2, 16, 4)).astype(np.float32) * 2)
+    moe_layer_fixture("nonlegacy_nopad", layer(4, 0.5, 2, "gelu_tanh", legacy=False), b=2, t=8, m=16, h=16, seed=5, scale=3.0)
+    moe_layer_fixture("gelu_nopad_cf4", layer(4, 4.0, 1, "gelu_tanh"), b=2, t=8, m=16, h=32, seed=6)
 
 
 if __name__ == "__main__":

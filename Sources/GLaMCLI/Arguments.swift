@@ -12,7 +12,7 @@ public struct UsageError: Error, CustomStringConvertible {
 
 /// Parsed arguments of one subcommand.
 struct Arguments {
-    private var options: [String: String] = [:]
+    private(set) var options: [String: String] = [:]
     private var flags: Set<String> = []
     /// Arguments that are not options, in order.
     private(set) var positionals: [String] = []

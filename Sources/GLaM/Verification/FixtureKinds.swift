@@ -38,21 +38,35 @@ extension GoldenFixture {
     ///
     /// - Throws: `FixtureError` for an unknown kind, a bad config or missing/ill-shaped inputs.
     public func run() throws(FixtureError) -> FixtureResult {
-        let comparisons: [TensorComparison]
-        switch kind {
-        case "top2_gating": comparisons = try runTop2Gating()
-        case "moe_layer": comparisons = try runMoELayer()
-        case "glam_lm": comparisons = try runLanguageModel()
-        case "adafactor_step": comparisons = try runAdafactorStep()
-        default:
-            throw fail("unknown fixture kind '\(kind)' (this glam knows \(GoldenFixture.knownKinds.joined(separator: ", ")))")
-        }
+        let comparisons = try runKind()
         guard !comparisons.isEmpty else { throw fail("no expected tensor of kind \(kind) to check") }
         if let unknown = tensors.keys.sorted().first(where: { !reads.names.contains($0) }) {
             let known = reads.names.sorted().joined(separator: ", ")
             throw fail("tensor \(unknown) is not one a \(kind) fixture has (misspelt?); this one reads \(known)")
         }
         return FixtureResult(file: file, kind: kind, comparisons: comparisons)
+    }
+
+    /// Every expected tensor this kind computes from the fixture's inputs and parameters, by its
+    /// `expected.` name, whether the file holds it or not: what `glam fixture` writes. The inputs
+    /// and config are validated as for `run()`.
+    ///
+    /// - Throws: `FixtureError` for an unknown kind, a bad config or missing/ill-shaped inputs.
+    public func computedExpectations() throws(FixtureError) -> [String: Tensor<Float>] {
+        _ = try runKind()
+        return computed.tensors
+    }
+
+    /// The comparisons of this fixture's kind.
+    func runKind() throws(FixtureError) -> [TensorComparison] {
+        switch kind {
+        case "top2_gating": return try runTop2Gating()
+        case "moe_layer": return try runMoELayer()
+        case "glam_lm": return try runLanguageModel()
+        case "adafactor_step": return try runAdafactorStep()
+        default:
+            throw fail("unknown fixture kind '\(kind)' (this glam knows \(GoldenFixture.knownKinds.joined(separator: ", ")))")
+        }
     }
 
     /// The gating settings of a `top2_gating` or `moe_layer` config.

@@ -105,6 +105,12 @@ public struct TensorComparison: Sendable {
     }
 }
 
+/// The expected tensors a fixture's kind computed (what `glam fixture` writes).
+final class ComputedTensors: @unchecked Sendable {
+    private(set) var tensors: [String: Tensor<Float>] = [:]
+    func record(_ name: String, _ tensor: Tensor<Float>) { tensors[name] = tensor }
+}
+
 /// The names a fixture's kind has looked at (present or not): what it knows.
 final class FixtureReads: @unchecked Sendable {
     private(set) var names: Set<String> = []
@@ -127,6 +133,8 @@ public struct GoldenFixture {
     let tolerances: [String: Tolerance]
     /// The tensor names the kind has read or looked for.
     let reads = FixtureReads()
+    /// Every expected tensor the kind computed while running, present in the file or not.
+    let computed = ComputedTensors()
 
     /// Whether a safetensors file's metadata marks it as a golden fixture.
     public static func isFixture(_ file: SafeTensorsFile) -> Bool { file.metadata["format"] == "glam-fixture" }
@@ -212,6 +220,7 @@ public struct GoldenFixture {
 
     /// Compares `actual` with `expected.<name>` if the fixture has it.
     func compare(_ name: String, _ actual: Tensor<Float>, default fallback: Tolerance) -> TensorComparison? {
+        computed.record(name, actual)
         guard let expected = optionalTensor(name) else { return nil }
         return TensorComparison(name: name, actual: actual, expected: expected, tolerance: tolerance(for: name, default: fallback))
     }

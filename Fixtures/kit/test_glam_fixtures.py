@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Tests of the fixture kit (glam_fixtures.py): reading, comparing, reporting and writing, and its
+verdicts against `glam verify`'s on the same files.
+
+    python3 Fixtures/kit/test_glam_fixtures.py [--glam PATH]     (without a glam binary the cross-checks are skipped)
+"""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import glam_fixtures as gf  # noqa: E402
+
+GLAM = os.environ.get("GLAM", os.path.join(ROOT, ".build", "release", "glam"))
+COMMITTED = sorted(p for p in glob.glob(os.path.join(ROOT, "Fixtures", "**", "*.safetensors"), recursive=True)
+                   if not p.endswith("reference.safetensors"))
+SPEC = os.path.join(ROOT, "Fixtures", "moe", "top2_gating_spec_cf1.safetensors")
+
+
+class KitTests(unittest.TestCase):
+    def setUp(self):
+        self.directory = tempfile.mkdtemp()
+
+    def tearDown(self):
+        shutil.rmtree(self.directory)
+
+    def path(self, name):
+        return os.path.join(self.directory, name)
+
+    def test_every_committed_fixture_reads_and_matches_itself(self):
+        self.assertGreaterEqual(len(COMMITTED), 25)
+        kinds = set()
+        for path in COMMITTED:
+            fixture = gf.read(path)
+            kinds.add(fixture.kind)
+            report = gf.compare(fixture, fixture.expected)
+            self.assertTrue(report.ok, path)
+            self.assertEqual(report.passed, len(fixture.expected))
+        self.assertEqual(kinds, set(gf.SCHEMAS))
+
+    def test_a_perturbed_element_fails_at_its_index(self):
+        fixture = gf.read(SPEC)
+        combine = fixture.expected["combine"].copy()
+        combine[0, 4, 3, 1] += 0.01
+        report = gf.compare(fixture, {**fixture.expected, "combine": combine})
+        self.assertFalse(report.ok)
+        self.assertEqual(report.failed, 1)
+        bad = [c for c in report.comparisons if not c.passed][0]
+        self.assertEqual(bad.name, "combine")
+        self.assertIn("first mismatch at [0, 4, 3, 1]", bad.detail)
+        self.assertAlmostEqual(bad.max_abs, 0.01, places=6)
+        self.assertTrue(str(report).endswith("3 passed, 1 failed"))
+
+    def test_tolerance_is_atol_plus_rtol_times_expected(self):
+        comparison = gf.compare_tensor("t", np.array([1.09, 2.0]), np.array([1.0, 2.0]), 0.05, 0.05)
+        self.assertTrue(comparison.passed)  # 0.09 ≤ 0.05 + 0.05·1
+        comparison = gf.compare_tensor("t", np.array([1.11, 2.0]), np.array([1.0, 2.0]), 0.05, 0.05)
+        self.assertFalse(comparison.passed)
+
+    def test_shape_mismatch_nan_and_missing_tensors_fail(self):
+        fixture = gf.read(SPEC)
+        self.assertIn("shape", gf.compare_tensor("c", np.zeros((2, 2)), np.zeros((2, 3)), 1, 1).detail)
+        self.assertFalse(gf.compare_tensor("c", np.array([np.nan]), np.array([0.0]), 1, 1).passed)
+        self.assertFalse(gf.compare_tensor("c", np.array([np.inf]), np.array([np.inf]), 1, 1).passed)
+        report = gf.compare(fixture, {"combine": fixture.expected["combine"]})
+        self.assertEqual(report.failed, 3)
+        self.assertTrue(any(c.detail == "not computed" for c in report.comparisons))
+        skipped = gf.compare(fixture, {"combine": fixture.expected["combine"]}, skip={"dispatch", "aux_loss", "over_capacity"})
+        self.assertTrue(skipped.ok)
+        self.assertEqual(skipped.passed, 1)
+
+    def test_write_then_read_round_trips_and_keeps_types(self):
+        config = {"num_experts": 2, "expert_capacity": None, "capacity_factor": 2.0, "second_expert_policy": "all",
+                  "legacy_mtf_behavior": True, "gating_logit_cap": 0.0}
+        logits = np.arange(8, dtype=np.float64).reshape(1, 4, 2)
+        gf.write(self.path("a.safetensors"), "top2_gating", config, "test", {"input.logits": logits,
+                 "expected.aux_loss": np.float32(1.5)}, tolerance={"expected.aux_loss": [0.5, 0.0]})
+        fixture = gf.read(self.path("a.safetensors"))
+        self.assertEqual(fixture.config, config)
+        self.assertEqual(fixture.inputs["logits"].dtype, np.float32)
+        self.assertEqual(fixture.expected["aux_loss"].shape, ())
+        self.assertEqual(fixture.tolerance_for("aux_loss"), (0.5, 0.0))
+        self.assertEqual(fixture.tolerance_for("combine"), (1e-5, 0.0))
+        self.assertTrue(gf.compare(fixture, {"aux_loss": 1.9}).ok)
+        lm = gf.read(os.path.join(ROOT, "Fixtures", "model", "glam_lm_dense.safetensors"))
+        self.assertEqual(lm.inputs["tokens"].dtype, np.int32)
+        self.assertEqual(lm.tolerance_for("grad.embedding"), (1e-4, 1e-3))
+
+    def test_malformed_fixtures_are_refused_with_the_reason(self):
+        config = {"num_experts": 2}
+        with self.assertRaisesRegex(gf.FixtureError, "must give"):
+            gf.write(self.path("b.safetensors"), "top2_gating", config, "", {})
+        full = dict(gf.read(SPEC).config)
+        with self.assertRaisesRegex(gf.FixtureError, "expected.combined is not a tensor"):
+            gf.write(self.path("b.safetensors"), "top2_gating", full, "", {"expected.combined": np.zeros(2)})
+        from safetensors.numpy import save_file
+        save_file({"expected.combined": np.zeros(2, np.float32)}, self.path("c.safetensors"),
+                  metadata={"format": "glam-fixture", "version": "1", "kind": "top2_gating", "config": '{"num_experts": 2, '
+                            '"expert_capacity": null, "capacity_factor": 1, "second_expert_policy": "all", '
+                            '"legacy_mtf_behavior": true, "gating_logit_cap": 0}', "source": ""})
+        with self.assertRaisesRegex(gf.FixtureError, "expected.combined is not a tensor of kind top2_gating"):
+            gf.read(self.path("c.safetensors"))
+        with self.assertRaisesRegex(gf.FixtureError, "not a glam fixture"):
+            gf.read(os.path.join(ROOT, "Fixtures", "safetensors", "reference.safetensors"))
+        with open(self.path("d.safetensors"), "wb") as f:
+            f.write(b"\x01\x00")
+        with self.assertRaisesRegex(gf.FixtureError, "not a readable safetensors file"):
+            gf.read(self.path("d.safetensors"))
+
+    @unittest.skipUnless(os.path.exists(GLAM), "no glam binary")
+    def test_verdicts_and_first_mismatch_agree_with_glam_verify(self):
+        fixture = gf.read(SPEC)
+        tensors = {"input." + k: v for k, v in fixture.inputs.items()}
+        combine = fixture.expected["combine"].copy()
+        combine[0, 6, 3, 1] -= 0.2
+        tensors.update({"expected.combine": combine, "expected.aux_loss": fixture.expected["aux_loss"]})
+        gf.write(self.path("e.safetensors"), "top2_gating", fixture.config, fixture.source, tensors)
+        result = subprocess.run([GLAM, "verify", self.path("e.safetensors")], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 1)
+        glam_lines = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+        self.assertEqual(len(glam_lines), 1)
+        self.assertIn("expected.combine", glam_lines[0])
+        self.assertIn("first mismatch at [0, 6, 3, 1]", glam_lines[0])
+        report = gf.compare(gf.read(self.path("e.safetensors")), {**fixture.expected})
+        self.assertEqual((report.passed, report.failed), (1, 1))
+        self.assertIn("first mismatch at [0, 6, 3, 1]", [c for c in report.comparisons if not c.passed][0].detail)
+
+    @unittest.skipUnless(os.path.exists(GLAM), "no glam binary")
+    def test_glam_fixture_files_read_with_the_kit(self):
+        out = self.path("f.safetensors")
+        subprocess.run([GLAM, "fixture", "--kind", "moe_layer", "--experts", "4", "--out", out], check=True, capture_output=True)
+        fixture = gf.read(out)
+        self.assertEqual(fixture.kind, "moe_layer")
+        self.assertEqual(set(fixture.expected), {"y", "aux_loss", "grad.x", "grad.gate", "grad.wi", "grad.wo"})
+        self.assertIn("not an independent reference", fixture.source)
+        self.assertNotIn(out, fixture.source)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=1)

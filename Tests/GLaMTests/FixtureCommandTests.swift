@@ -1,0 +1,85 @@
+// `glam fixture`: fixtures at a user's own sizes, computed by this implementation. These tests check
+// the command (inputs from the seed, every expected tensor of the kind, the envelope, refusals); that
+// glam's values at such sizes are right is checked against praxis by Fixtures/kit (CI runs it on a
+// 64-expert, 4,096-token fixture).
+
+import Foundation
+import Testing
+
+@testable import GLaM
+@testable import GLaMCLI
+
+struct FixtureCommandTests {
+    @Test("each kind writes a well-formed fixture with every expected tensor, its source naming glam and its version")
+    func everyKind() throws {
+        let scratch = ScratchDirectory()
+        let cases: [(kind: String, options: [String], expected: Set<String>)] = [
+            ("top2_gating", ["--experts", "16", "--groups", "2", "--group-size", "96", "--capacity-factor", "1.25", "--padding", "0.1"],
+             ["expected.combine", "expected.dispatch", "expected.aux_loss", "expected.over_capacity"]),
+            ("moe_layer", ["--experts", "4", "--batch", "2", "--length", "8", "--model-dim", "8", "--hidden", "12", "--legacy", "false"],
+             ["expected.y", "expected.aux_loss", "expected.grad.x", "expected.grad.gate", "expected.grad.wi", "expected.grad.wo"]),
+            ("glam_lm", ["--config", "tiny", "--batch", "1", "--length", "8", "--padding", "0.25"], []),
+        ]
+        for (kind, options, expected) in cases {
+            let out = scratch.path("\(kind).safetensors").path
+            let result = runGlam(["fixture", "--kind", kind] + options + ["--out", out])
+            #expect(result.status == 0, "\(kind): \(result.err)")
+            let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: out))
+            let fixture = try GoldenFixture(file, name: out)
+            #expect(fixture.kind == kind)
+            #expect(fixture.source.hasPrefix("glam \(glamVersion), this implementation"))
+            #expect(!fixture.source.contains(out))
+            let names = Set(file.tensors.keys.filter { $0.hasPrefix("expected.") })
+            if kind == "glam_lm" {
+                let configuration = try #require(ModelConfiguration.named("tiny"))
+                #expect(names.count == 5 + ParameterPath.all(in: configuration).count)
+                let config = try #require(try JSONSerialization.jsonObject(with: Data((file.metadata["config"] ?? "").utf8)) as? [String: Any])
+                #expect(config.count == ModelConfiguration.CodingKeys.allCases.count)
+                #expect(file.tensors["input.paddings"]?.floatTensor().scalars == [0, 0, 0, 0, 0, 0, 1, 1])
+            } else {
+                #expect(names == expected)
+            }
+            let verified = runGlam(["verify", out])
+            #expect(verified.status == 0 && verified.out.contains("0 failed"), "\(kind)")
+        }
+        let gating = try SafeTensorsFile(contentsOf: scratch.path("top2_gating.safetensors"))
+        #expect(gating.tensors["expected.combine"]?.shape == [2, 96, 16, 8])  // C = 4·ceil(⌊96·1.25/16⌋ / 4) = 4·ceil(7/4)
+        #expect(gating.tensors["input.paddings"]?.floatTensor().scalars.contains(1) == true)
+    }
+
+    @Test("the seed decides the inputs: the same seed gives the same bytes, another seed other inputs")
+    func seeded() throws {
+        let scratch = ScratchDirectory()
+        let paths = ["a", "b", "c"].map { scratch.path("\($0).safetensors").path }
+        for (path, seed) in zip(paths, ["1", "1", "2"]) {
+            #expect(runGlam(["fixture", "--kind", "top2_gating", "--experts", "4", "--group-size", "16", "--seed", seed, "--out", path]).status == 0)
+        }
+        let bytes = try paths.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
+        #expect(bytes[0] == bytes[1])
+        #expect(bytes[0] != bytes[2])
+    }
+
+    @Test("bad requests are refused with exit status 2 and a message naming the problem")
+    func refusals() {
+        let scratch = ScratchDirectory()
+        let out = scratch.path("x.safetensors").path
+        let cases: [([String], String)] = [
+            (["--kind", "adafactor_step", "--out", out], "unknown --kind"),
+            (["--kind", "top2_gating"], "--out FILE is required"),
+            (["--out", out], "--kind"),
+            (["--kind", "top2_gating", "--batch", "2", "--out", out], "does not apply"),
+            (["--kind", "top2_gating", "--experts", "4096", "--group-size", "1048576", "--out", out], "over the"),
+            (["--kind", "top2_gating", "--capacity-factor", "none", "--out", out], "needs --expert-capacity"),
+            (["--kind", "moe_layer", "--groups", "3", "--out", out], "must divide"),
+            (["--kind", "glam_lm", "--config", "glam-64b-64e", "--out", out], "too large"),
+            (["--kind", "glam_lm", "--config", "nope", "--out", out], "unknown configuration"),
+            (["--kind", "top2_gating", "--padding", "2", "--out", out], "--padding"),
+        ]
+        for (arguments, message) in cases {
+            let result = runGlam(["fixture"] + arguments)
+            #expect(result.status == 2, "\(arguments)")
+            #expect(result.err.contains(message), "\(arguments): \(result.err)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+}
