@@ -1,110 +1,245 @@
-// `glam compare`: the paper's central claim in miniature — at equal activated compute per token, a
-// mixture-of-experts model reaches a lower validation loss than a dense one trained on the same
-// tokens (Du et al. 2021, Fig. 3 and 4).
+// `glam compare`: the paper's central claim in miniature — at equal activated compute per token, does
+// a mixture-of-experts model reach a lower validation loss than a dense one trained on the same
+// tokens (Du et al. 2021, Fig. 3 and 4)? Trains the dense baseline and MoE variants over several
+// seeds, resumably, and reports mean and spread over seeds (CompareReport.swift).
 
 import Foundation
 import GLaM
 
 enum CompareCommand: Subcommand {
     static let name = "compare"
-    static let summary = "Train a dense and a MoE model with equal activated FLOPs; compare validation loss."
+    static let summary = "Dense vs MoE models at equal activated FLOPs, over seeds; validation loss with spreads."
     static let help = """
-        USAGE: glam compare [--steps N] [--batch B] [--length T] [--evaluate-every N] [--seed S]
-                            [--corpus FILE] [--output DIR] [--experts E]
+        USAGE: glam compare [--experts E[,E…]] [--seeds N] [--seed S] [--steps N] [--batch B] [--length T]
+                            [--evaluate-every N] [--evaluation-batches N] [--corpus FILE] [--output DIR]
+                            [--capacity-factor F] [--aux-loss-weight W] [--peak-lr X] [--threads T] [--shard I/N]
+                            [--resume] [--force]
 
-        Trains two models on the same tokens in the same order with the same seed and schedule:
-          dense: 'small-dense' (M 256, 4 layers, gated-GELU FFN H 512 in every layer)
-          MoE:   the same with layers 0 and 2 replaced by E experts (default 8) of hidden size
-                 3H/4 = 384, top-2 gating, capacity factor 2.
-        A token's MoE layer then costs top-2 × 2·M·384 = 3·M·512 multiply-adds, exactly a dense GLU
-        layer's, so both models have the same activated FLOPs per token (up to the router's M·E).
-        Training FLOPs per token are counted as 3 × forward, forward = 2 × (activated matrix
-        parameters outside the embedding lookup, plus the output projection V·M) + 4·T·N·D per layer
-        for attention scores and values.
+        Trains, for each seed, the dense baseline and one MoE model per E on the same tokens in the same
+        order (the seed fixes initialisation and data order, so seed s is a paired comparison):
+          dense:  'small-dense' (M 256, 4 layers, gated-GELU FFN H 512 in every layer)
+          MoE E:  the same with layers 0 and 2 replaced by E experts of hidden size 3H/4 = 384, top-2
+                  gating, capacity factor 2 (or --capacity-factor F), aux-loss weight 0.01 (or W).
+        A token's MoE layer costs top-2 × 2·M·384 = 3·M·512 multiply-adds, exactly a dense GLU layer's,
+        so all models have the same activated FLOPs per token (up to the router's M·E). Training FLOPs
+        per token are 3 × forward, forward = 2 × (activated matrix parameters outside the embedding
+        lookup + the output projection V·M) + 4·T·N·D per layer for attention.
 
-        Prints validation cross-entropy against training FLOPs for both as a table and writes
-        DIR/compare.svg and DIR/compare.jsonl (default DIR: runs/compare).
-        Defaults: 300 steps, B = 8, T = 128, validation every 50 steps, seed 0.
+        Prints progress with an ETA over the whole sweep, then validation cross-entropy against training
+        FLOPs as mean ± half the range over seeds, the paired MoE − dense differences per seed, and per
+        MoE layer the dropped share, router entropy and busiest-expert load over training. Writes to DIR
+        (default runs/compare): sweep.json (the settings), compare.jsonl (one object per run and
+        evaluation), compare.svg (mean curves with min–max bands), and runs/<model>-seed<S>/ with each
+        run's checkpoint, so that --resume continues an interrupted sweep where it stopped (finished
+        runs are kept, an unfinished one continues from its last evaluation, bit for bit). A DIR holding
+        a sweep with other settings is refused unless --force starts over.
+
+        --shard I/N runs only the runs whose index modulo N is I (runs are ordered by seed, then model),
+        so that N processes (for example two with --threads 1 on two cores) share one sweep directory;
+        a shard prints the report once every run is finished, otherwise `glam compare --resume` with the
+        same settings and no --shard writes it from the finished runs.
+
+        Defaults (a few minutes): E 8, 1 seed (seed 0), 300 steps, B 8, T 128, validation every 50
+        steps over 8 batches, corpus Fixtures/corpus/jargon-4.4.7.txt. The long sweep of the README:
+          glam compare --corpus Fixtures/corpus/kjv-bible.txt --experts 8,16,32 --seeds 3 --steps 600 \\
+                       --evaluation-batches 16 --output runs/sweep
         """
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let parsed = try Arguments(
-            arguments, command: "compare", options: ["steps", "batch", "length", "evaluate-every", "seed", "corpus", "output", "experts"],
-            flags: [])
+            arguments, command: "compare",
+            options: [
+                "steps", "batch", "length", "evaluate-every", "evaluation-batches", "seed", "seeds", "corpus", "output", "experts",
+                "capacity-factor", "aux-loss-weight", "peak-lr", "threads", "shard",
+            ], flags: ["resume", "force"])
         guard parsed.positionals.isEmpty else { throw UsageError("compare: unexpected argument '\(parsed.positionals[0])'") }
-        var options = TrainingOptions()
-        options.steps = try parsed.integer("steps", in: 1...10_000_000) ?? 300
-        options.batchSize = try parsed.integer("batch", in: 1...4096) ?? 8
-        options.sequenceLength = try parsed.integer("length", in: 2...65536) ?? 128
-        options.evaluateEvery = try parsed.integer("evaluate-every", in: 1...10_000_000) ?? 50
-        options.seed = UInt64(try parsed.integer("seed", in: 0...Int.max) ?? 0)
-        let experts = try parsed.integer("experts", in: 2...1024) ?? 8
-        let corpusPath = parsed.value("corpus") ?? "Fixtures/corpus/jargon-4.4.7.txt"
-        guard let corpus = try? String(contentsOfFile: corpusPath, encoding: .utf8) else {
-            throw UsageError("compare: cannot read the corpus at \(corpusPath) (run from the repository root or pass --corpus FILE)")
+        if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
+        let settings = try SweepSettings(parsed)
+        var shard = (index: 0, count: 1)
+        if let text = parsed.value("shard") {
+            let parts = text.split(separator: "/").compactMap { Int($0) }
+            guard parts.count == 2, parts[1] >= 1, parts[1] <= 1024, (0..<parts[1]).contains(parts[0]) else {
+                throw UsageError("compare: --shard must be I/N with 0 ≤ I < N ≤ 1024, got '\(text)'")
+            }
+            shard = (parts[0], parts[1])
         }
         let directory = URL(fileURLWithPath: parsed.value("output") ?? "runs/compare")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-
-        let dense = ModelConfiguration.named("small-dense")!
-        var moe = dense
-        moe.numExperts = experts
-        moe.moeHiddenDim = dense.ffDim * 3 / 4
-        let tokenizer = try BytePairTokenizer.train(on: TextDataset.trainingText(of: corpus), vocabularySize: dense.vocabSize)
-        let dataset = TextDataset(text: corpus, tokenizer: tokenizer, length: options.sequenceLength)
-        var curves: [(name: String, points: [(flops: Double, loss: Double, step: Int)])] = []
-        var log = ""
-        for (name, configuration) in [("dense", dense), ("MoE \(experts)E top-2", moe)] {
-            let flopsPerToken = trainingFLOPsPerToken(configuration, length: options.sequenceLength)
-            output.line(
-                "\(name): \(ParameterCount(configuration).total) parameters, \(ParameterCount(configuration).activated) activated; "
-                    + String(format: "%.1f MFLOP per training token", flopsPerToken / 1e6))
-            let trainer = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
-            var points: [(flops: Double, loss: Double, step: Int)] = [(0, try trainer.validationLoss(), 0)]
-            var tokens = 0
-            let start = Date()
-            while trainer.step < options.steps {
-                let report = try trainer.trainStep()
-                tokens += options.batchSize * options.sequenceLength
-                if trainer.step % options.evaluateEvery == 0 || trainer.step == options.steps {
-                    let loss = try trainer.validationLoss()
-                    points.append((Double(tokens) * flopsPerToken, loss, trainer.step))
-                    output.line(
-                        String(
-                            format: "  %@ step %d: validation %.4f nats/token (train batch %.4f), %.3g training FLOPs, %.0f s", name,
-                            trainer.step,
-                            loss, report.crossEntropy, Double(tokens) * flopsPerToken, Date().timeIntervalSince(start)))
-                    log +=
-                        #"{"model": "\#(name)", "step": \#(trainer.step), "training_flops": \#(Double(tokens) * flopsPerToken), "validation_ce": \#(loss)}"#
-                        + "\n"
-                }
+        let settingsURL = directory.appendingPathComponent("sweep.json")
+        if let stored = try? String(contentsOf: settingsURL, encoding: .utf8) {
+            if parsed.has("force") {
+                try? FileManager.default.removeItem(at: directory.appendingPathComponent("runs"))
+            } else if stored != settings.json {
+                throw UsageError("compare: \(directory.path) holds a sweep with other settings; pass --force to start over in it, or another --output")
+            } else if !parsed.has("resume") {
+                throw UsageError("compare: \(directory.path) already holds this sweep; pass --resume to continue it or --force to start over")
             }
-            curves.append((name, points))
         }
-        try Data(log.utf8).write(to: directory.appendingPathComponent("compare.jsonl"))
-        let svg = lineChartSVG(
-            title: "Validation loss at equal activated FLOPs per token", xLabel: "training FLOPs",
-            yLabel: "validation cross-entropy (nats/token)",
-            series: zip(curves, ["#1f77b4", "#d62728"]).map { curve, color in
-                ChartSeries(name: curve.name, points: curve.points.map { ($0.flops, $0.loss) }, color: color)
-            })
-        try Data(svg.utf8).write(to: directory.appendingPathComponent("compare.svg"))
+        try Data(settings.json.utf8).write(to: settingsURL)
+
+        guard let corpus = try? String(contentsOfFile: settings.corpus, encoding: .utf8) else {
+            throw UsageError("compare: cannot read the corpus at \(settings.corpus) (run from the repository root or pass --corpus FILE)")
+        }
+        let variants = settings.variants
+        let trainingText = TextDataset.trainingText(of: corpus)
+        let most = BytePairTokenizer.maximumVocabularySize(for: trainingText)
+        guard most >= variants[0].configuration.vocabSize else {
+            throw UsageError("compare: the corpus \(settings.corpus) gives at most \(most) token ids; the models need \(variants[0].configuration.vocabSize)")
+        }
+        let tokenizer = try BytePairTokenizer.train(on: trainingText, vocabularySize: variants[0].configuration.vocabSize)
+        let dataset = TextDataset(text: corpus, tokenizer: tokenizer, length: settings.options.sequenceLength)
+        guard dataset.training.count >= settings.options.batchSize, dataset.validation.count >= 1 else {
+            throw UsageError("compare: the corpus has too few rows for a batch of \(settings.options.batchSize)")
+        }
+        let tokensPerEpoch = dataset.training.count * settings.options.sequenceLength
+        output.line(
+            "corpus \(settings.corpus): \(dataset.training.count) training rows (\(tokensPerEpoch) positions), \(dataset.validation.count) validation rows; "
+                + "a run of \(settings.options.steps) steps reads \(String(format: "%.2f", Double(settings.options.steps * settings.options.batchSize) / Double(dataset.training.count))) epochs")
+        for variant in variants {
+            let count = ParameterCount(variant.configuration)
+            output.line(
+                "\(variant.name): \(count.total) parameters, \(count.activated) activated; "
+                    + String(format: "%.1f MFLOP per training token", variant.flopsPerToken(length: settings.options.sequenceLength) / 1e6))
+        }
+
+        let runs = settings.seeds.flatMap { seed in variants.map { (variant: $0, seed: seed) } }
+        let totalSteps = runs.indices.filter { $0 % shard.count == shard.index }.count * settings.options.steps  // this shard's
+        var records: [RunRecord] = []
+        var stepsDone = 0, stepsTimed = 0
+        let start = Date()
+        var missing: [String] = []
+        for (index, run) in runs.enumerated() {
+            let runDirectory = directory.appendingPathComponent("runs/\(run.variant.name)-seed\(run.seed)")
+            if index % shard.count != shard.index {  // another shard's run: used if it is finished
+                let points = SweepRun.readPoints(runDirectory.appendingPathComponent("points.jsonl"))
+                if let last = points.last, last.step == settings.options.steps {
+                    records.append(RunRecord(variant: run.variant.name, seed: run.seed, points: points))
+                } else {
+                    missing.append("\(run.variant.name)-seed\(run.seed)")
+                }
+                continue
+            }
+            let record = try SweepRun(
+                variant: run.variant, seed: run.seed, settings: settings, dataset: dataset, tokenizer: tokenizer, directory: runDirectory
+            ).train { step, loss, newSteps, resumed in
+                stepsDone += newSteps
+                if !resumed { stepsTimed += newSteps }
+                let elapsed = Date().timeIntervalSince(start)
+                let eta = stepsTimed > 0 ? elapsed / Double(stepsTimed) * Double(totalSteps - stepsDone) : 0
+                output.line(
+                    String(
+                        format: "[%d/%d %@ seed %d] step %d/%d  validation %.4f  %@ elapsed, ETA %@%@", index + 1, runs.count,
+                        run.variant.name, run.seed, step, settings.options.steps, loss, Self.duration(elapsed), Self.duration(eta),
+                        resumed ? "  (done earlier)" : ""))
+            }
+            records.append(record)
+        }
+        guard missing.isEmpty else {
+            output.line(
+                "shard \(shard.index)/\(shard.count) done; not yet finished by the other shards: \(missing.joined(separator: ", ")). "
+                    + "When they are, `glam compare --resume` with the same settings and no --shard writes the report.")
+            return 0
+        }
+        let report = CompareReport(records: records, variants: variants, settings: settings)
+        try Data(report.jsonl().utf8).write(to: directory.appendingPathComponent("compare.jsonl"))
+        try Data(report.svg().utf8).write(to: directory.appendingPathComponent("compare.svg"))
         output.line("")
-        output.line("| step | training FLOPs (each) | dense validation CE | MoE validation CE |")
-        output.line("|---|---|---|---|")
-        for (a, b) in zip(curves[0].points, curves[1].points) {
-            output.line(String(format: "| %d | %.3g / %.3g | %.4f | %.4f |", a.step, a.flops, b.flops, a.loss, b.loss))
-        }
+        for line in report.tables() { output.line(line) }
         output.line("wrote \(directory.appendingPathComponent("compare.svg").path) and compare.jsonl")
         return 0
     }
 
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+    }
+}
+
+/// A model of the comparison: the dense baseline or an MoE model with E experts.
+struct SweepVariant {
+    let name: String
+    let configuration: ModelConfiguration
+    let experts: Int
+
     /// 3 × forward FLOPs per token (see the help text).
-    static func trainingFLOPsPerToken(_ c: ModelConfiguration, length t: Int) -> Double {
+    func flopsPerToken(length t: Int) -> Double {
+        let c = configuration
         let count = ParameterCount(c)
-        var matrix = Double(count.activated - count.embedding)  // includes norms and biases, negligible
+        var matrix = Double(count.activated - count.embedding)  // includes norms, negligible
         matrix += Double(c.vocabSize * c.modelDim)  // output projection (tied embedding)
         let attention = Double(c.numLayers * 4 * t * c.numHeads * c.headDim)
         return 3 * (2 * matrix + attention)
+    }
+}
+
+/// The settings of a sweep (also its identity: a resumed sweep must have the same ones).
+struct SweepSettings {
+    var options = TrainingOptions()
+    var experts: [Int] = [8]
+    var seeds: [UInt64] = [0]
+    var corpus = "Fixtures/corpus/jargon-4.4.7.txt"
+    var capacityFactor = 2.0
+    var auxLossWeight = 0.01
+
+    init(_ parsed: Arguments) throws {
+        options.steps = try parsed.integer("steps", in: 1...10_000_000) ?? 300
+        options.batchSize = try parsed.integer("batch", in: 1...4096) ?? 8
+        options.sequenceLength = try parsed.integer("length", in: 2...65536) ?? 128
+        options.evaluateEvery = try parsed.integer("evaluate-every", in: 1...10_000_000) ?? 50
+        options.evaluationBatches = try parsed.integer("evaluation-batches", in: 0...100_000) ?? 8
+        options.checkpointEvery = 0
+        let first = UInt64(try parsed.integer("seed", in: 0...Int(Int32.max)) ?? 0)
+        let count = try parsed.integer("seeds", in: 1...100) ?? 1
+        seeds = (0..<UInt64(count)).map { first + $0 }
+        if let text = parsed.value("experts") {
+            let values = text.split(separator: ",").map { Int($0) }
+            guard !values.isEmpty, values.allSatisfy({ $0 != nil && (2...1024).contains($0!) }) else {
+                throw UsageError("compare: --experts must be a comma-separated list of integers in 2...1024, got '\(text)'")
+            }
+            experts = values.map { $0! }
+        }
+        corpus = parsed.value("corpus") ?? corpus
+        if let text = parsed.value("capacity-factor") {
+            guard let value = Double(text), value > 0, value <= 1000 else {
+                throw UsageError("compare: --capacity-factor must be a number in (0, 1000], got '\(text)'")
+            }
+            capacityFactor = value
+        }
+        if let text = parsed.value("aux-loss-weight") {
+            guard let value = Double(text), value >= 0, value <= 1000 else {
+                throw UsageError("compare: --aux-loss-weight must be a number in [0, 1000], got '\(text)'")
+            }
+            auxLossWeight = value
+        }
+        if let text = parsed.value("peak-lr") {
+            guard let value = Float(text), value > 0, value.isFinite else { throw UsageError("compare: --peak-lr must be a number > 0, got '\(text)'") }
+            options.schedule.peak = value
+        }
+    }
+
+    /// The dense baseline, then one MoE model per E.
+    var variants: [SweepVariant] {
+        let dense = ModelConfiguration.named("small-dense")!
+        var out = [SweepVariant(name: "dense", configuration: dense, experts: 0)]
+        for e in experts {
+            var moe = dense
+            moe.numExperts = e
+            moe.moeHiddenDim = dense.ffDim * 3 / 4
+            moe.capacityFactor = capacityFactor
+            moe.auxLossWeight = Float(auxLossWeight)
+            out.append(SweepVariant(name: "moe-e\(e)", configuration: moe, experts: e))
+        }
+        return out
+    }
+
+    /// The settings as sorted JSON (sweep.json).
+    var json: String {
+        let object: [String: Any] = [
+            "steps": options.steps, "batch": options.batchSize, "length": options.sequenceLength, "evaluate_every": options.evaluateEvery,
+            "evaluation_batches": options.evaluationBatches, "seeds": seeds.map { Int($0) }, "experts": experts, "corpus": corpus,
+            "capacity_factor": capacityFactor, "aux_loss_weight": auxLossWeight, "peak_lr": Double(options.schedule.peak),
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self) + "\n"
     }
 }

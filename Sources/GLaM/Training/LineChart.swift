@@ -11,19 +11,24 @@ public struct ChartSeries: Sendable {
     public var points: [(x: Double, y: Double)]
     /// An SVG colour.
     public var color: String
+    /// An optional band drawn translucent behind the line (for example the range over seeds), in x order.
+    public var band: [(x: Double, low: Double, high: Double)]
 
-    /// A series.
-    public init(name: String, points: [(x: Double, y: Double)], color: String) {
+    /// A series, with an optional band around it.
+    public init(name: String, points: [(x: Double, y: Double)], color: String, band: [(x: Double, low: Double, high: Double)] = []) {
         self.name = name
         self.points = points
         self.color = color
+        self.band = band
     }
 }
 
 /// An SVG document plotting `series` (optionally with a logarithmic x axis).
 public func lineChartSVG(title: String, xLabel: String, yLabel: String, series: [ChartSeries], logarithmicX: Bool = false) -> String {
     let (width, height, left, right, top, bottom) = (720.0, 440.0, 70.0, 20.0, 40.0, 60.0)
-    let all = series.flatMap(\.points).filter { $0.y.isFinite && (!logarithmicX || $0.x > 0) }
+    let bandPoints: [(x: Double, y: Double)] = series.flatMap { $0.band.flatMap { [(x: $0.x, y: $0.low), (x: $0.x, y: $0.high)] } }
+    let all = (series.flatMap(\.points) + bandPoints)
+        .filter { $0.y.isFinite && (!logarithmicX || $0.x > 0) }
     func fx(_ x: Double) -> Double { logarithmicX ? Foundation.log10(x) : x }
     let xs = all.map { fx($0.x) }, ys = all.map(\.y)
     let (xMin, xMax) = (xs.min() ?? 0, max(xs.max() ?? 1, (xs.min() ?? 0) + 1e-9))
@@ -49,6 +54,12 @@ public func lineChartSVG(title: String, xLabel: String, yLabel: String, series: 
         let y = py(tick.position)
         svg += "<line x1=\"\(left - 5)\" y1=\"\(y)\" x2=\"\(width - right)\" y2=\"\(y)\" stroke=\"#ddd\"/>"
         svg += "<text x=\"\(left - 8)\" y=\"\(y + 4)\" text-anchor=\"end\">\(tick.label)</text>\n"
+    }
+    for s in series where !s.band.isEmpty {
+        let band = s.band.filter { $0.low.isFinite && $0.high.isFinite && (!logarithmicX || $0.x > 0) }
+        let outline = band.map { (px($0.x), py($0.high)) } + band.reversed().map { (px($0.x), py($0.low)) }
+        let points = outline.map { String(format: "%.1f,%.1f", $0.0, $0.1) }.joined(separator: " ")
+        svg += "<polygon fill=\"\(s.color)\" fill-opacity=\"0.18\" stroke=\"none\" points=\"\(points)\"/>\n"
     }
     for (index, s) in series.enumerated() {
         let points = s.points.filter { $0.y.isFinite && (!logarithmicX || $0.x > 0) }

@@ -1,0 +1,83 @@
+// `glam compare` as a sweep: seeds and several E, a report with spreads and paired differences,
+// shards that share one directory, and a run interrupted mid-way that resumes to the same numbers.
+
+import Foundation
+import Testing
+
+@testable import GLaM
+@testable import GLaMCLI
+
+struct CompareTests {
+    static let corpus = fixturesDirectory.appendingPathComponent("corpus/jargon-4.4.7.txt").path
+    static let small = ["--steps", "4", "--evaluate-every", "2", "--evaluation-batches", "1", "--batch", "2", "--length", "16"]
+
+    static func points(_ directory: URL) throws -> [String: [Double]] {
+        let text = try String(contentsOf: directory.appendingPathComponent("compare.jsonl"), encoding: .utf8)
+        var out: [String: [Double]] = [:]
+        for line in text.split(separator: "\n") {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let key = "\(object["model"] ?? "?")-seed\(object["seed"] ?? "?")"
+            out[key, default: []].append(try #require(object["validation_ce"] as? Double))
+        }
+        return out
+    }
+
+    @Test("a sweep over seeds and E reports every run; shards sharing a directory give the same numbers")
+    func sweepAndShards() throws {
+        let scratch = ScratchDirectory()
+        let whole = scratch.path("whole"), sharded = scratch.path("sharded")
+        let arguments = Self.small + ["--seeds", "2", "--experts", "4,8", "--corpus", Self.corpus]
+        let result = runGlam(["compare"] + arguments + ["--output", whole.path])
+        #expect(result.status == 0, "\(result.err)")
+        #expect(result.out.contains("Paired difference MoE − dense"))
+        #expect(result.out.contains("| moe-e8 | 2 |"))  // routing row of layer 2
+        #expect(result.out.contains("ETA"))
+        let expected = try Self.points(whole)
+        #expect(expected.count == 6)  // dense, E 4, E 8 × 2 seeds
+        #expect(expected.values.allSatisfy { $0.count == 3 && $0.allSatisfy(\.isFinite) })
+        #expect(expected["dense-seed0"] != expected["dense-seed1"])
+        let svg = try String(contentsOf: whole.appendingPathComponent("compare.svg"), encoding: .utf8)
+        #expect(svg.contains("<polygon"))  // bands over the two seeds
+
+        let first = runGlam(["compare"] + arguments + ["--output", sharded.path, "--shard", "0/2", "--threads", "1"])
+        #expect(first.status == 0 && first.out.contains("not yet finished by the other shards"), "\(first.err)")
+        let second = runGlam(["compare"] + arguments + ["--output", sharded.path, "--shard", "1/2", "--resume"])
+        #expect(second.status == 0 && second.out.contains("Paired difference"), "\(second.err)")
+        #expect(try Self.points(sharded) == expected)
+
+        let again = runGlam(["compare"] + arguments + ["--output", whole.path])
+        #expect(again.status == 2 && again.err.contains("--resume"))
+        let other = runGlam(["compare"] + Self.small + ["--seeds", "3", "--corpus", Self.corpus, "--output", whole.path, "--resume"])
+        #expect(other.status == 2 && other.err.contains("other settings"))
+        #expect(runGlam(["compare", "--experts", "4,x", "--output", scratch.path("bad").path]).status == 2)
+        #expect(runGlam(["compare", "--shard", "2/2", "--output", scratch.path("bad").path]).status == 2)
+    }
+
+    @Test("a run interrupted after its first evaluation resumes from its checkpoint to the same numbers, bit for bit")
+    func interruptedRunResumes() throws {
+        struct Interrupted: Error {}
+        let scratch = ScratchDirectory()
+        let parsed = try Arguments(Self.small + ["--corpus", Self.corpus], command: "compare", options: [
+            "steps", "batch", "length", "evaluate-every", "evaluation-batches", "corpus",
+        ], flags: [])
+        let settings = try SweepSettings(parsed)
+        let variant = settings.variants[1]
+        let text = try String(contentsOfFile: Self.corpus, encoding: .utf8)
+        let tokenizer = try BytePairTokenizer.train(on: TextDataset.trainingText(of: text), vocabularySize: variant.configuration.vocabSize)
+        let dataset = TextDataset(text: text, tokenizer: tokenizer, length: settings.options.sequenceLength)
+        func run(_ name: String) -> SweepRun {
+            SweepRun(variant: variant, seed: 0, settings: settings, dataset: dataset, tokenizer: tokenizer, directory: scratch.path(name))
+        }
+        let uninterrupted = try run("a").train { _, _, _, _ in }
+        #expect(throws: Interrupted.self) {
+            _ = try run("b").train { step, _, _, resumed in if step == 2 && !resumed { throw Interrupted() } }
+        }
+        #expect(FileManager.default.fileExists(atPath: scratch.path("b/checkpoint.safetensors").path))
+        var resumedAt: [Int] = []
+        let resumed = try run("b").train { step, _, _, resumed in if resumed { resumedAt.append(step) } }
+        #expect(resumedAt == [2])
+        #expect(resumed.points.map(\.validationCE) == uninterrupted.points.map(\.validationCE))
+        #expect(resumed.points.map(\.step) == [0, 2, 4])
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("b/checkpoint.safetensors").path))
+    }
+}
