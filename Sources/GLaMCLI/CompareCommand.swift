@@ -107,18 +107,8 @@ enum CompareCommand: Subcommand {
         var records: [RunRecord] = []
         var stepsDone = 0, stepsTimed = 0
         let start = Date()
-        var missing: [String] = []
-        for (index, run) in runs.enumerated() {
+        for (index, run) in runs.enumerated() where index % shard.count == shard.index {
             let runDirectory = directory.appendingPathComponent("runs/\(run.variant.name)-seed\(run.seed)")
-            if index % shard.count != shard.index {  // another shard's run: used if it is finished
-                let points = SweepRun.readPoints(runDirectory.appendingPathComponent("points.jsonl"))
-                if let last = points.last, last.step == settings.options.steps {
-                    records.append(RunRecord(variant: run.variant.name, seed: run.seed, points: points))
-                } else {
-                    missing.append("\(run.variant.name)-seed\(run.seed)")
-                }
-                continue
-            }
             let record = try SweepRun(
                 variant: run.variant, seed: run.seed, settings: settings, dataset: dataset, tokenizer: tokenizer, directory: runDirectory
             ).train { step, loss, newSteps, resumed in
@@ -134,13 +124,23 @@ enum CompareCommand: Subcommand {
             }
             records.append(record)
         }
+        // Other shards' runs, read once this shard's own are done: used when they are finished.
+        var missing: [String] = []
+        for (index, run) in runs.enumerated() where index % shard.count != shard.index {
+            let points = SweepRun.readPoints(directory.appendingPathComponent("runs/\(run.variant.name)-seed\(run.seed)/points.jsonl"))
+            if let last = points.last, last.step == settings.options.steps {
+                records.append(RunRecord(variant: run.variant.name, seed: run.seed, points: points))
+            } else {
+                missing.append("\(run.variant.name)-seed\(run.seed)")
+            }
+        }
         guard missing.isEmpty else {
             output.line(
                 "shard \(shard.index)/\(shard.count) done; not yet finished by the other shards: \(missing.joined(separator: ", ")). "
                     + "When they are, `glam compare --resume` with the same settings and no --shard writes the report.")
             return 0
         }
-        let report = CompareReport(records: records, variants: variants, settings: settings)
+        let report = CompareReport(records: records, variants: variants.sorted { $0.experts < $1.experts }, settings: settings)  // dense, then by E
         try Data(report.jsonl().utf8).write(to: directory.appendingPathComponent("compare.jsonl"))
         try Data(report.svg().utf8).write(to: directory.appendingPathComponent("compare.svg"))
         output.line("")

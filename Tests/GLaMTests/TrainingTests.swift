@@ -161,6 +161,7 @@ struct TrainingTests {
         #expect(chartTicks(from: 4.57, to: 9.65, logarithmic: false).map(\.label) == ["5", "6", "7", "8", "9"])
         #expect(chartTicks(from: 1, to: 300, logarithmic: false).map(\.label) == ["50", "100", "150", "200", "250", "300"])
         #expect(chartTicks(from: 4.42, to: 5.1, logarithmic: false).map(\.label) == ["4.5", "4.6", "4.7", "4.8", "4.9", "5.0", "5.1"])
+        #expect(chartTicks(from: 0, to: 1.05e13, logarithmic: false).map(\.label) == ["0", "2e+12", "4e+12", "6e+12", "8e+12", "1e+13"])
         #expect(chartTicks(from: 0.8, to: 60.8, logarithmic: false).map(\.label) == ["10", "20", "30", "40", "50", "60"])
         #expect(chartTicks(from: 9, to: 12, logarithmic: true).map(\.label) == ["1e+09", "1e+10", "1e+11", "1e+12"])
         #expect(chartTicks(from: 3, to: 3, logarithmic: false).isEmpty)

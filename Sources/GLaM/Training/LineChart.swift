@@ -95,7 +95,9 @@ func chartTicks(from low: Double, to high: Double, logarithmic: Bool) -> [(posit
     var k = Foundation.ceil(low / step - 1e-9)
     while k * step <= high + 1e-9 * step {
         let value = k * step
-        ticks.append((value, String(format: "%.\(decimals)f", value == 0 ? 0 : value)))
+        // Large values (training FLOPs) in scientific notation: 2e+12, not 2000000000000.
+        let label = step >= 1e5 ? String(format: "%g", value) : String(format: "%.\(decimals)f", value == 0 ? 0 : value)
+        ticks.append((value, label))
         k += 1
     }
     return ticks
