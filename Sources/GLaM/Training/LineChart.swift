@@ -96,7 +96,8 @@ func chartTicks(from low: Double, to high: Double, logarithmic: Bool) -> [(posit
     while k * step <= high + 1e-9 * step {
         let value = k * step
         // Large values (training FLOPs) in scientific notation: 2e+12, not 2000000000000.
-        let label = step >= 1e5 ? String(format: "%g", value) : String(format: "%.\(decimals)f", value == 0 ? 0 : value)
+        let shown = value == 0 ? 0 : value  // never "-0"
+        let label = step >= 1e5 ? String(format: "%g", shown) : String(format: "%.\(decimals)f", shown)
         ticks.append((value, label))
         k += 1
     }
