@@ -9,25 +9,12 @@ and returns the per-group results stacked:
 The adapters add nothing to the gating: what they compute themselves (a logit cap applied before the
 call, a mean over groups) is stated where they do it.
 """
-import math
-
 import torch
 
 import deepspeed.moe.sharded_moe as ds_moe
 import mixture_of_experts.mixture_of_experts as lucidrains_moe
 from transformers.models.nllb_moe.configuration_nllb_moe import NllbMoeConfig
 from transformers.models.nllb_moe.modeling_nllb_moe import NllbMoeTop2Router, load_balancing_loss_func
-
-
-def praxis_capacity(group_size, config):
-    """C as glam and praxis compute it (the "Top-2 gating" article)."""
-    c = config["expert_capacity"] or 1
-    cf = config["capacity_factor"]
-    if cf and cf > 0:
-        auto = math.floor(group_size * cf / config["num_experts"])
-        if c < auto:
-            c = 4 * math.ceil(auto / 4)
-    return c
 
 
 def capped(logits, config, settings):

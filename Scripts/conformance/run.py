@@ -250,16 +250,9 @@ def run_layer(report, name, fixture, props, table):
     actual = {"y": y.detach().numpy(), "aux_loss": out["aux"].detach().numpy()}
     actual.update({f"grad.{k}": v.numpy() for k, v in zip(["x", "gate", "wi", "wo"], grads)})
     result = gf.compare(fixture, actual)
-    single = bool(props["single"].any())
-    if name == "deepspeed":
-        want = not props["padded"] and (not props["legacy"] or not single)
-        reasons = (["padding"] if props["padded"] else []) + (["renormalise_after"] if props["legacy"] and single else [])
-    elif name == "nllb":
-        want, reasons = False, ["aux_switch"]
-    else:
-        want = (props["legacy"] or not single) and (props["legacy"] or not props["padded"]) and not props["ties"]
-        reasons = ([] if props["legacy"] or not single else ["renormalise_before"]) + \
-                  ([] if props["legacy"] or not props["padded"] else ["aux_padding_share"]) + (["ties"] if props["ties"] else [])
+    weights, aux, reasons = expected_gating(name, props)
+    want = weights and aux  # the layer agrees only where both the combine weights and the aux loss do
+    reasons = [reason for reason in reasons if reason != "slots"]  # the layer compares outputs, not slots
     report.check(result.ok, want, f"{name} {short} aligned: y, aux and 4 gradients ({result.passed} of "
                                   f"{result.passed + result.failed} tensors)")
     shown = []

@@ -217,11 +217,7 @@ enum FixtureCommand: Subcommand {
         guard var object = try JSONSerialization.jsonObject(with: Data(configuration.jsonString().utf8)) as? [String: Any] else {
             throw UsageError("fixture: cannot serialise the configuration")
         }
-        for key in ["moe_hidden_dim", "num_experts", "expert_capacity", "capacity_factor", "num_groups", "moe_activation",
-            "relative_buckets", "relative_max_distance", "attention_extra_logit", "rmsnorm_epsilon", "z_loss_weight", "aux_loss_weight"]
-        where object[key] == nil {
-            object[key] = NSNull()
-        }
+        for key in ModelConfiguration.jsonKeys where object[key] == nil { object[key] = NSNull() }
         return object
     }
 

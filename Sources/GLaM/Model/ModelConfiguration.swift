@@ -138,6 +138,9 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
         return nil
     }
 
+    /// Every key a configuration has in JSON (a `glam_lm` fixture must give all of them).
+    public static var jsonKeys: [String] { CodingKeys.allCases.map(\.rawValue) }
+
     /// The configuration as JSON with sorted keys (checkpoint and fixture metadata). Non-finite
     /// numbers (never in a valid configuration) are written as the strings "NaN", "Infinity" and
     /// "-Infinity", so this cannot fail.
