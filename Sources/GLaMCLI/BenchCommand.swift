@@ -41,7 +41,7 @@ enum BenchCommand: Subcommand {
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let options: Set = [
             "size", "threads", "repeats", "groups", "group-size", "experts", "model-dim", "capacity-factor", "implementation",
-            "config", "batch", "length",
+            "config", "batch", "length", "tile",
         ]
         let parsed = try Arguments(arguments, command: "bench", options: options, flags: ["json"])
         switch parsed.positionals {
@@ -61,18 +61,30 @@ enum BenchCommand: Subcommand {
         let threadCounts = try parsed.integer("threads", in: 1...256).map { [$0] } ?? (cpus > 1 ? [1, cpus] : [1])
         let repeats = try parsed.integer("repeats", in: 1...1000)
         let json = parsed.has("json")
+        let tile: GEMMTile
+        if let name = parsed.value("tile") {
+            guard let named = GEMMTile(rawValue: name) else {
+                throw UsageError("bench: --tile must be one of \(GEMMTile.allCases.map(\.rawValue).joined(separator: ", ")), got '\(name)'")
+            }
+            tile = named
+        } else {
+            tile = .selected
+        }
         if !json {
             output.line(
-                "SGEMM C = A·B, square n, \(GEMM.isFused ? "fused multiply-add (-DGLAM_FMA)" : "unfused multiply-add (built without -DGLAM_FMA)")"
+                "SGEMM C = A·B, square n, \(GEMM.isFused ? "fused multiply-add (-DGLAM_FMA)" : "unfused multiply-add (built without -DGLAM_FMA)"), tile \(tile.rawValue) (\(parsed.value("tile") == nil ? GEMMTile.selectionReason : "--tile"))"
             )
+            let block = 2.0 * Double(GEMM.rowBlock * GEMM.columnBlock * GEMM.depthBlock)
+            let kernels = GEMMTile.timeKernels().map { "\($0.tile.rawValue) \(rounded(block / $0.seconds / 1e9))" }
+            output.line("micro-kernels on one cache-resident \(GEMM.rowBlock)×\(GEMM.columnBlock)×\(GEMM.depthBlock) block, GFLOP/s: \(kernels.joined(separator: ", "))")
             output.line("    n  threads  best GFLOP/s  median GFLOP/s  repeats")
         }
         for threads in threadCounts {
             for n in sizes {
-                let result = measure(n: n, threads: threads, repeats: repeats)
+                let result = measure(n: n, threads: threads, repeats: repeats, tile: tile)
                 if json {
                     output.line(
-                        #"{"m": \#(n), "n": \#(n), "k": \#(n), "threads": \#(threads), "gflops": \#(rounded(result.best)), "median_gflops": \#(rounded(result.median)), "repeats": \#(result.repeats), "fma": \#(GEMM.isFused)}"#
+                        #"{"m": \#(n), "n": \#(n), "k": \#(n), "threads": \#(threads), "gflops": \#(rounded(result.best)), "median_gflops": \#(rounded(result.median)), "repeats": \#(result.repeats), "fma": \#(GEMM.isFused), "tile": "\#(tile.rawValue)"}"#
                     )
                 } else {
                     output.line(
@@ -84,7 +96,7 @@ enum BenchCommand: Subcommand {
         return 0
     }
 
-    static func measure(n: Int, threads: Int, repeats: Int?) -> (best: Double, median: Double, repeats: Int) {
+    static func measure(n: Int, threads: Int, repeats: Int?, tile: GEMMTile = .selected) -> (best: Double, median: Double, repeats: Int) {
         var generator = SeededGenerator(seed: UInt64(n))
         let a = (0..<(n * n)).map { _ in generator.nextUniform() - 0.5 }
         let b = (0..<(n * n)).map { _ in generator.nextUniform() - 0.5 }
@@ -99,7 +111,7 @@ enum BenchCommand: Subcommand {
                             m: n, n: n, k: n,
                             a: MatrixOperand(rowMajor: pa.baseAddress!, rows: n, columns: n),
                             b: MatrixOperand(rowMajor: pb.baseAddress!, rows: n, columns: n),
-                            c: pc.baseAddress!, ldc: n, threads: threads)
+                            c: pc.baseAddress!, ldc: n, threads: threads, tile: tile)
                         return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
                     }
                     _ = once()

@@ -14,7 +14,7 @@ func testValues(_ count: Int, seed: UInt64) -> [Float] {
 /// Runs the fast GEMM on row-major buffers.
 func fastMatmul(
     _ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool,
-    initial: [Float]? = nil, threads: Int = 2
+    initial: [Float]? = nil, threads: Int = 2, tile: GEMMTile = .selected
 ) -> [Float] {
     var c = initial ?? [Float](repeating: .nan, count: m * n)
     a.withUnsafeBufferPointer { pa in
@@ -26,7 +26,7 @@ func fastMatmul(
                         rowMajor: pa.baseAddress!, rows: transposeA ? k : m, columns: transposeA ? m : k, transposed: transposeA),
                     b: MatrixOperand(
                         rowMajor: pb.baseAddress!, rows: transposeB ? n : k, columns: transposeB ? k : n, transposed: transposeB),
-                    c: pc.baseAddress!, ldc: n, accumulate: initial != nil, threads: threads)
+                    c: pc.baseAddress!, ldc: n, accumulate: initial != nil, threads: threads, tile: tile)
             }
         }
     }
@@ -50,10 +50,45 @@ struct GEMMTests {
     func agreesWithReference(shape: (Int, Int, Int), transposes: (Bool, Bool)) {
         let (m, n, k) = shape
         let a = testValues(m * k, seed: 1), b = testValues(k * n, seed: 2)
-        let fast = fastMatmul(a, b, m: m, n: n, k: k, transposeA: transposes.0, transposeB: transposes.1)
         let reference = referenceMatmul(a, b, m: m, n: n, k: k, transposeA: transposes.0, transposeB: transposes.1)
-        // Float accumulation of k products of magnitude ≤ 1: error ≲ k·ε.
-        #expect(maxError(fast, reference) <= Float(k) * 2e-7 + 1e-6, "m=\(m) n=\(n) k=\(k) transposes=\(transposes)")
+        for tile in GEMMTile.allCases {
+            let fast = fastMatmul(a, b, m: m, n: n, k: k, transposeA: transposes.0, transposeB: transposes.1, tile: tile)
+            // Float accumulation of k products of magnitude ≤ 1: error ≲ k·ε.
+            #expect(
+                maxError(fast, reference) <= Float(k) * 2e-7 + 1e-6,
+                "tile \(tile.rawValue) m=\(m) n=\(n) k=\(k) transposes=\(transposes)")
+        }
+    }
+
+    @Test(
+        "every register tile gives the same bits (edges, transposes, accumulation, several depth blocks)",
+        arguments: [(1, 1, 1), (13, 45, 7), (25, 33, 257), (96, 128, 256), (100, 130, 600), (7, 300, 513)])
+    func tilesGiveIdenticalBits(shape: (Int, Int, Int)) {
+        let (m, n, k) = shape
+        let a = testValues(m * k, seed: 21), b = testValues(k * n, seed: 22), c0 = testValues(m * n, seed: 23)
+        for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
+            for initial in [nil, c0] {
+                let results = GEMMTile.allCases.map { tile in
+                    fastMatmul(
+                        a, b, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB, initial: initial, tile: tile
+                    ).map(\.bitPattern)
+                }
+                #expect(
+                    results.allSatisfy { $0 == results[0] },
+                    "m=\(m) n=\(n) k=\(k) transposes=\((transposeA, transposeB)) accumulate=\(initial != nil)")
+            }
+        }
+    }
+
+    @Test("the tile is chosen by timing every candidate; each tile's shape divides the cache blocks")
+    func tileSelection() {
+        let timings = GEMMTile.timeKernels(rounds: 2)
+        #expect(timings.map(\.tile) == GEMMTile.allCases)
+        #expect(timings.allSatisfy { $0.seconds > 0 && $0.seconds.isFinite })
+        #expect(GEMMTile.allCases.contains(GEMMTile.selected))
+        for tile in GEMMTile.allCases {
+            #expect(GEMM.rowBlock % tile.rows == 0 && GEMM.columnBlock % tile.columns == 0 && tile.columns % 16 == 0)
+        }
     }
 
     @Test("square sizes 1, 3, 7, 33, 65, 1000")

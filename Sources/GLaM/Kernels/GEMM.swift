@@ -1,11 +1,12 @@
 // Fast single-precision matrix multiplication: C = op(A) · op(B), optionally batched and
-// accumulating, packed and cache-blocked in the BLIS style around `microKernel6x16`.
+// accumulating, packed and cache-blocked in the BLIS style around a register-tile micro-kernel
+// of MR × NR (6 × 16 or 12 × 32, whichever `GEMMTile.selected` found faster on this CPU).
 //
 //   for every task (batch b, row block of MC rows, column block of NC columns)   ← parallel
 //     for every depth block of KC                                                  ← fixed order
-//       for every 16-column panel of the block                                     ← B̃ panel in L1
-//         for every 6-row panel of the block                                       ← Ã block in L2
-//           microKernel6x16
+//       for every NR-column panel of the block                                     ← B̃ panel in L1
+//         for every MR-row panel of the block                                      ← Ã block in L2
+//           micro-kernel
 //
 // Each element of C is owned by exactly one task, which sums its depth blocks in a fixed order,
 // so the bits never depend on the thread count. Transposed operands are never materialised: the
@@ -52,21 +53,22 @@ public struct MatrixOperand: @unchecked Sendable {
 /// The packed, cache-blocked SGEMM driver.
 public enum GEMM {
     /// Depth block (BLIS `KC`): a 16 × KC panel of B̃ (16 KiB) stays in L1.
-    static let depthBlock = 256
-    /// Row block (BLIS `MC`, a multiple of 6): an MC × KC block of Ã (96 KiB) stays in L2.
-    static let rowBlock = 96
-    /// Column block (BLIS `NC`, a multiple of 16): the unit of parallel work with `rowBlock`.
-    static let columnBlock = 128
+    public static let depthBlock = 256
+    /// Row block (BLIS `MC`, a multiple of every tile's MR): an MC × KC block of Ã (96 KiB) stays in L2.
+    public static let rowBlock = 96
+    /// Column block (BLIS `NC`, a multiple of every tile's NR): the unit of parallel work with `rowBlock`.
+    public static let columnBlock = 128
 
     /// Computes `C[b] = op(A[b]) · op(B[b])` (or `C[b] += …` when `accumulate`) for every batch item.
     ///
     /// Shapes: `op(A)` is `[m, k]`, `op(B)` is `[k, n]`, `C` is `[m, n]` with row stride `ldc` and
-    /// batch stride `cBatchStride`. The result is bitwise independent of `threads`.
+    /// batch stride `cBatchStride`. The result is bitwise independent of `threads` and of `tile`.
     public static func multiply(
         m: Int, n: Int, k: Int, batch: Int = 1,
         a: MatrixOperand, b: MatrixOperand,
         c: UnsafeMutablePointer<Float>, ldc: Int, cBatchStride: Int = 0,
-        accumulate: Bool = false, threads: Int = Parallelism.threadCount
+        accumulate: Bool = false, threads: Int = Parallelism.threadCount,
+        tile: GEMMTile = .selected
     ) {
         precondition(m >= 0 && n >= 0 && k >= 0 && batch >= 0, "GEMM: negative size")
         guard m > 0, n > 0, batch > 0 else { return }
@@ -78,10 +80,11 @@ public enum GEMM {
             }
             return
         }
-        let rowPanels = (m + microTileRows - 1) / microTileRows
-        let columnPanels = (n + microTileColumns - 1) / microTileColumns
-        let packedASize = rowPanels * microTileRows * k  // Ã per batch item: [rowPanels][k][6]
-        let packedBSize = columnPanels * microTileColumns * k  // B̃ per batch item: [columnPanels][k][16]
+        let mr = tile.rows, nr = tile.columns
+        let rowPanels = (m + mr - 1) / mr
+        let columnPanels = (n + nr - 1) / nr
+        let packedASize = rowPanels * mr * k  // Ã per batch item: [rowPanels][k][MR]
+        let packedBSize = columnPanels * nr * k  // B̃ per batch item: [columnPanels][k][NR]
         let aItems = a.batchStride == 0 ? 1 : batch
         let bItems = b.batchStride == 0 ? 1 : batch
         // Tiny products are not worth waking workers for; the result is the same either way.
@@ -101,13 +104,13 @@ public enum GEMM {
                 if task < aTasks {
                     let item = task / rowPanels, panel = task % rowPanels
                     packRowPanel(
-                        a, item: item, panel: panel, m: m, k: k,
-                        into: aDst.base + item * packedASize + panel * microTileRows * k)
+                        a, item: item, panel: panel, rows: mr, m: m, k: k,
+                        into: aDst.base + item * packedASize + panel * mr * k)
                 } else {
                     let item = (task - aTasks) / columnPanels, panel = (task - aTasks) % columnPanels
                     packColumnPanel(
-                        b, item: item, panel: panel, n: n, k: k,
-                        into: bDst.base + item * packedBSize + panel * microTileColumns * k)
+                        b, item: item, panel: panel, columns: nr, n: n, k: k,
+                        into: bDst.base + item * packedBSize + panel * nr * k)
                 }
             }
 
@@ -130,18 +133,25 @@ public enum GEMM {
                     let accumulateBlock = accumulate || p0 > 0
                     var j = j0
                     while j < j1 {
-                        let panelB = bItem + (j / microTileColumns) * microTileColumns * k + p0 * microTileColumns
+                        let panelB = bItem + (j / nr) * nr * k + p0 * nr
                         var i = i0
                         while i < i1 {
-                            let panelA = aItem + (i / microTileRows) * microTileRows * k + p0 * microTileRows
-                            microKernel6x16(
-                                depth: kc, packedA: panelA, packedB: panelB,
-                                c: cItem + i * ldc + j, ldc: ldc,
-                                rows: min(microTileRows, i1 - i), columns: min(microTileColumns, j1 - j),
-                                accumulate: accumulateBlock)
-                            i += microTileRows
+                            let panelA = aItem + (i / mr) * mr * k + p0 * mr
+                            let target = cItem + i * ldc + j
+                            let rows = min(mr, i1 - i), columns = min(nr, j1 - j)
+                            switch tile {
+                            case .rows6Columns16:
+                                microKernel6x16(
+                                    depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
+                                    rows: rows, columns: columns, accumulate: accumulateBlock)
+                            case .rows12Columns32:
+                                microKernel12x32(
+                                    depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
+                                    rows: rows, columns: columns, accumulate: accumulateBlock)
+                            }
+                            i += mr
                         }
-                        j += microTileColumns
+                        j += nr
                     }
                     p0 += kc
                 }
@@ -149,53 +159,61 @@ public enum GEMM {
         }
     }
 
-    /// Packs rows `6·panel ..< 6·panel + 6` of `op(A)` (all `k` columns) as `Ã[p][r]`, zero-padded.
+    /// Packs rows `MR·panel ..< MR·panel + MR` of `op(A)` (all `k` columns) as `Ã[p][r]`, zero-padded.
     @inline(__always)
     static func packRowPanel(
-        _ a: MatrixOperand, item: Int, panel: Int, m: Int, k: Int, into dst: UnsafeMutablePointer<Float>
+        _ a: MatrixOperand, item: Int, panel: Int, rows mr: Int, m: Int, k: Int, into dst: UnsafeMutablePointer<Float>
     ) {
         let src = a.base + item * a.batchStride
-        let i0 = panel * microTileRows
-        let height = min(microTileRows, m - i0)
-        if height == microTileRows && a.columnStride == 1 {
-            let r0 = src + i0 * a.rowStride, r1 = r0 + a.rowStride, r2 = r1 + a.rowStride
-            let r3 = r2 + a.rowStride, r4 = r3 + a.rowStride, r5 = r4 + a.rowStride
-            var out = dst
+        let i0 = panel * mr
+        let height = min(mr, m - i0)
+        if a.columnStride == 1 {
+            // Rows are contiguous: read each along p, write it with stride MR.
+            for r in 0..<height {
+                let row = src + (i0 + r) * a.rowStride
+                var out = dst + r
+                for p in 0..<k {
+                    out.pointee = row[p]
+                    out += mr
+                }
+            }
+        } else {
+            // Columns are contiguous (a transposed operand): each step of p reads `height` neighbours.
             for p in 0..<k {
-                out[0] = r0[p]; out[1] = r1[p]; out[2] = r2[p]
-                out[3] = r3[p]; out[4] = r4[p]; out[5] = r5[p]
-                out += microTileRows
+                let column = src + p * a.columnStride + i0 * a.rowStride
+                let out = dst + p * mr
+                for r in 0..<height { out[r] = column[r * a.rowStride] }
             }
-            return
         }
-        for p in 0..<k {
-            let out = dst + p * microTileRows
-            for r in 0..<microTileRows {
-                out[r] = r < height ? src[(i0 + r) * a.rowStride + p * a.columnStride] : 0
-            }
+        if height < mr {
+            for p in 0..<k { (dst + p * mr + height).update(repeating: 0, count: mr - height) }
         }
     }
 
-    /// Packs columns `16·panel ..< 16·panel + 16` of `op(B)` (all `k` rows) as `B̃[p][j]`, zero-padded.
+    /// Packs columns `NR·panel ..< NR·panel + NR` of `op(B)` (all `k` rows) as `B̃[p][j]`, zero-padded.
     @inline(__always)
     static func packColumnPanel(
-        _ b: MatrixOperand, item: Int, panel: Int, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>
+        _ b: MatrixOperand, item: Int, panel: Int, columns nr: Int, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>
     ) {
         let src = b.base + item * b.batchStride
-        let j0 = panel * microTileColumns
-        let width = min(microTileColumns, n - j0)
-        if width == microTileColumns && b.columnStride == 1 {
+        let j0 = panel * nr
+        let width = min(nr, n - j0)
+        if width == nr && b.columnStride == 1 {
             let raw = UnsafeMutableRawPointer(dst)
+            let vectors = nr / 16
             for p in 0..<k {
-                let v = UnsafeRawPointer(src + p * b.rowStride + j0).loadUnaligned(as: SIMD16<Float>.self)
-                raw.storeBytes(of: v, toByteOffset: p * 64, as: SIMD16<Float>.self)
+                let row = UnsafeRawPointer(src + p * b.rowStride + j0)
+                for v in 0..<vectors {
+                    let value = row.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self)
+                    raw.storeBytes(of: value, toByteOffset: (p * vectors + v) * 64, as: SIMD16<Float>.self)
+                }
             }
             return
         }
         for p in 0..<k {
             let row = src + p * b.rowStride
-            let out = dst + p * microTileColumns
-            for j in 0..<microTileColumns {
+            let out = dst + p * nr
+            for j in 0..<nr {
                 out[j] = j < width ? row[(j0 + j) * b.columnStride] : 0
             }
         }

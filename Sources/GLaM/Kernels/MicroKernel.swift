@@ -7,11 +7,6 @@
 // without that flag each lane would become a call to `fmaf`. Without `-DGLAM_FMA` the kernel uses
 // `acc + a * b`, which Swift never fuses, so it gives the same bits on every CPU level.
 
-/// Rows of C computed by one micro-kernel call (BLIS `MR`).
-@usableFromInline let microTileRows = 6
-/// Columns of C computed by one micro-kernel call (BLIS `NR`): one `SIMD16<Float>`.
-@usableFromInline let microTileColumns = 16
-
 /// One multiply-accumulate step `acc += a * b`, fused under `-DGLAM_FMA`.
 @inline(__always)
 func multiplyAdd(_ acc: inout SIMD16<Float>, _ a: Float, _ b: SIMD16<Float>) {
@@ -69,7 +64,7 @@ func microKernel6x16(
         return
     }
     // Edge tile: write only the part inside C.
-    withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: microTileRows) { tile in
+    withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 6) { tile in
         tile[0] = c0; tile[1] = c1; tile[2] = c2; tile[3] = c3; tile[4] = c4; tile[5] = c5
         for r in 0..<rows {
             let row = c + r &* ldc
