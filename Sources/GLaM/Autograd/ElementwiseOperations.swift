@@ -119,13 +119,22 @@ extension Variable {
         let t = x.map { x in c * (x + a * x * x * x) }.fastTanh()  // tanh u
         let y = Tensor.zip(x, t) { x, t in half * x * (1 + t) }
         return Variable.record(y, inputs: [self]) { g in
-            var d = [Scalar](repeating: 0, count: x.scalarCount)
-            for i in d.indices {
-                let (xi, ti) = (x.scalars[i], t.scalars[i])
-                let inner: Scalar = c * (1 + 3 * a * xi * xi)
-                d[i] = g.scalars[i] * (half * (1 + ti) + half * xi * (1 - ti * ti) * inner)
+            // One pass over x, t and g.
+            let d = x.scalars.withUnsafeBufferPointer { px in
+                t.scalars.withUnsafeBufferPointer { pt in
+                    g.scalars.withUnsafeBufferPointer { pg in
+                        let (xs, ts, gs) = (UncheckedSendable(px), UncheckedSendable(pt), UncheckedSendable(pg))
+                        return Tensor(shape: x.shape, generating: x.scalarCount) { range, out in
+                            for i in range {
+                                let (xi, ti) = (xs.value[i], ts.value[i])
+                                let inner: Scalar = c * (1 + 3 * a * xi * xi)
+                                out[i] = gs.value[i] * (half * (1 + ti) + half * xi * (1 - ti * ti) * inner)
+                            }
+                        }
+                    }
+                }
             }
-            return [Tensor(shape: x.shape, scalars: d)]
+            return [d]
         }
     }
 }

@@ -44,42 +44,47 @@ extension Variable {
         precondition(value.rank == 4, "maskedSoftmax: expects [B, N, T, K], got \(shape)")
         let (b, n, t, k) = (shape[0], shape[1], shape[2], shape[3])
         precondition(visible.count == b * t * k, "maskedSoftmax: visibility has \(visible.count) entries for [\(b), \(t), \(k)]")
-        let x = value.scalars
         let masked = Scalar(maskedLogit)
-        var p = [Scalar](repeating: 0, count: x.count)
-        p.withUnsafeMutableBufferPointer { out in
-            x.withUnsafeBufferPointer { logits in
-                for row in 0..<(b * n * t) {
+        let probabilities = value.scalars.withUnsafeBufferPointer { px in
+            visible.withUnsafeBufferPointer { pv in
+                let (logits, mask) = (UncheckedSendable(px), UncheckedSendable(pv))
+                return Tensor<Scalar>(shape: shape, rows: b * n * t, rowLength: k) { row, out in
                     let batch = row / (n * t), query = row % t
-                    let mask = (batch * t + query) * k
-                    let base = row * k
+                    let visibleRow = mask.value.baseAddress! + (batch * t + query) * k
+                    let x = logits.value.baseAddress! + row * k, p = out + row * k
                     var peak: Scalar = extraZeroLogit ? 0 : -Scalar.infinity
                     for j in 0..<k {
-                        let l = visible[mask + j] ? logits[base + j] : masked
-                        out[base + j] = l
+                        let l = visibleRow[j] ? x[j] : masked
+                        p[j] = l
                         peak = Swift.max(peak, l)
                     }
                     var total: Scalar = extraZeroLogit ? Scalar.exp(-peak) : 0
                     for j in 0..<k {
-                        out[base + j] = Scalar.exp(out[base + j] - peak)
-                        total += out[base + j]
+                        p[j] = Scalar.exp(p[j] - peak)
+                        total += p[j]
                     }
-                    for j in 0..<k { out[base + j] /= total }
+                    for j in 0..<k { p[j] /= total }
                 }
             }
         }
-        let probabilities = Tensor(shape: shape, scalars: p)
         return Variable.record(probabilities, inputs: [self]) { g in
-            var d = [Scalar](repeating: 0, count: p.count)
-            for row in 0..<(b * n * t) {
-                let batch = row / (n * t), query = row % t
-                let mask = (batch * t + query) * k
-                let base = row * k
-                var dot: Scalar = 0
-                for j in 0..<k { dot += g.scalars[base + j] * p[base + j] }
-                for j in 0..<k where visible[mask + j] { d[base + j] = p[base + j] * (g.scalars[base + j] - dot) }
+            let d = probabilities.scalars.withUnsafeBufferPointer { pp in
+                g.scalars.withUnsafeBufferPointer { pg in
+                    visible.withUnsafeBufferPointer { pv in
+                        let (ps, gs, mask) = (UncheckedSendable(pp), UncheckedSendable(pg), UncheckedSendable(pv))
+                        return Tensor<Scalar>(shape: probabilities.shape, rows: b * n * t, rowLength: k) { row, out in
+                            let batch = row / (n * t), query = row % t
+                            let visibleRow = mask.value.baseAddress! + (batch * t + query) * k
+                            let p = ps.value.baseAddress! + row * k, gr = gs.value.baseAddress! + row * k
+                            let d = out + row * k
+                            var dot: Scalar = 0
+                            for j in 0..<k { dot += gr[j] * p[j] }
+                            for j in 0..<k { d[j] = visibleRow[j] ? p[j] * (gr[j] - dot) : 0 }
+                        }
+                    }
+                }
             }
-            return [Tensor(shape: probabilities.shape, scalars: d)]
+            return [d]
         }
     }
 }

@@ -55,19 +55,31 @@ extension Tensor {
         return half * (1 + t) + half * x * (1 - t * t) * inner
     }
 
-    /// Applies `body(input, output, n)` to every row of the last axis (`n` elements each).
+    /// Applies `body(input, output, n)` to every row of the last axis (`n` elements each), rows
+    /// spread over workers in fixed groups (`Parallelism.forEachRow`).
     @inline(__always)
-    func mapRows(_ body: (UnsafePointer<Scalar>, UnsafeMutablePointer<Scalar>, Int) -> Void) -> Tensor {
+    func mapRows(_ body: @escaping @Sendable (UnsafePointer<Scalar>, UnsafeMutablePointer<Scalar>, Int) -> Void) -> Tensor {
         let n = shape.last ?? 1
-        var out = [Scalar](repeating: 0, count: scalarCount)
-        if n > 0 {
-            scalars.withUnsafeBufferPointer { x in
-                out.withUnsafeMutableBufferPointer { y in
-                    for row in 0..<(scalarCount / n) { body(x.baseAddress! + row * n, y.baseAddress! + row * n, n) }
-                }
+        guard n > 0, scalarCount > 0 else { return Tensor(shape: shape, scalars: scalars) }
+        return scalars.withUnsafeBufferPointer { x in
+            let input = SendablePointer(x.baseAddress!)
+            return Tensor(shape: shape, rows: scalarCount / n, rowLength: n) { row, out in
+                body(input.base + row * n, out + row * n, n)
             }
         }
-        return Tensor(shape: shape, scalars: out)
+    }
+
+    /// A tensor of `shape` whose `rows` rows of `rowLength` elements `fill(row, out)` writes, row
+    /// by row, on up to `Parallelism.threadCount` workers; `fill` writes row `row` of `out` and
+    /// nothing else. The memory is not zero-filled first.
+    @inline(__always)
+    init(shape: [Int], rows: Int, rowLength: Int, _ fill: @Sendable (_ row: Int, _ out: UnsafeMutablePointer<Scalar>) -> Void) {
+        let scalars = [Scalar].filled(count: rows * rowLength) { buffer in
+            guard let base = buffer.baseAddress else { return }
+            let out = SendableMutablePointer(base)
+            Parallelism.forEachRow(rows, rowLength: rowLength) { row in fill(row, out.base) }
+        }
+        self.init(shape: shape, scalars: scalars)
     }
 
     /// Softmax along the last axis: `exp(xᵢ − max x) / Σⱼ exp(xⱼ − max x)`.
@@ -102,15 +114,20 @@ extension Tensor {
     @_specialize(where Scalar == Float)
     public func logSumExp() -> Tensor {
         let n = shape.last ?? 1
-        var out = [Scalar](repeating: 0, count: n == 0 ? 0 : scalarCount / n)
-        for row in out.indices {
-            var peak = -Scalar.infinity
-            for j in 0..<n { peak = Swift.max(peak, scalars[row * n + j]) }
-            var total: Scalar = 0
-            for j in 0..<n { total += Scalar.exp(scalars[row * n + j] - peak) }
-            out[row] = peak + Scalar.log(total)
+        let rows = n == 0 ? 0 : scalarCount / n
+        let newShape = Array(shape.dropLast()) + [1]
+        guard rows > 0 else { return Tensor(shape: newShape, scalars: []) }
+        return scalars.withUnsafeBufferPointer { x in
+            let input = SendablePointer(x.baseAddress!)
+            return Tensor(shape: newShape, rows: rows, rowLength: 1) { row, out in
+                let values = input.base + row * n
+                var peak = -Scalar.infinity
+                for j in 0..<n { peak = Swift.max(peak, values[j]) }
+                var total: Scalar = 0
+                for j in 0..<n { total += Scalar.exp(values[j] - peak) }
+                out[row] = peak + Scalar.log(total)
+            }
         }
-        return Tensor(shape: Array(shape.dropLast()) + [1], scalars: out)
     }
 }
 
@@ -129,14 +146,22 @@ public func rmsNormalized<Scalar>(
     let m = x.shape.last ?? 0
     precondition(scale.shape == [m], "rmsNormalized: scale has shape \(scale.shape), expected [\(m)]")
     let rows = m == 0 ? 0 : x.scalarCount / m
-    var y = [Scalar](repeating: 0, count: x.scalarCount)
+    guard rows > 0 else { return (x, Tensor(shape: Array(x.shape.dropLast()) + [1], scalars: [])) }
     var r = [Scalar](repeating: 0, count: rows)
-    for row in 0..<rows {
-        var sumSquares: Scalar = 0
-        for j in 0..<m { sumSquares += x.scalars[row * m + j] * x.scalars[row * m + j] }
-        let reciprocal = 1 / (sumSquares / Scalar(m) + epsilon).squareRoot()
-        r[row] = reciprocal
-        for j in 0..<m { y[row * m + j] = x.scalars[row * m + j] * reciprocal * scale.scalars[j] }
+    let y = x.scalars.withUnsafeBufferPointer { px in
+        scale.scalars.withUnsafeBufferPointer { ps in
+            r.withUnsafeMutableBufferPointer { pr in
+                let (input, gain, reciprocals) = (SendablePointer(px.baseAddress!), SendablePointer(ps.baseAddress!), SendableMutablePointer(pr.baseAddress!))
+                return Tensor<Scalar>(shape: x.shape, rows: rows, rowLength: m) { row, out in
+                    let values = input.base + row * m, target = out + row * m
+                    var sumSquares: Scalar = 0
+                    for j in 0..<m { sumSquares += values[j] * values[j] }
+                    let reciprocal = 1 / (sumSquares / Scalar(m) + epsilon).squareRoot()
+                    reciprocals.base[row] = reciprocal
+                    for j in 0..<m { target[j] = values[j] * reciprocal * gain.base[j] }
+                }
+            }
+        }
     }
-    return (Tensor(shape: x.shape, scalars: y), Tensor(shape: Array(x.shape.dropLast()) + [1], scalars: r))
+    return (y, Tensor(shape: Array(x.shape.dropLast()) + [1], scalars: r))
 }

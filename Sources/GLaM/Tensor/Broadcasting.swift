@@ -22,78 +22,118 @@ extension Tensor {
 
     /// `op` applied to corresponding elements of `a` and `b` after broadcasting both to a common
     /// shape.
+    ///
+    /// Large tensors are split into fixed ranges computed on several threads, so `op` must be a
+    /// pure function; the result does not depend on the thread count.
     @_specialize(where Scalar == Float)
     @inlinable
     public static func zip(
-        _ a: Tensor, _ b: Tensor, _ op: (Scalar, Scalar) -> Scalar
+        _ a: Tensor, _ b: Tensor, _ op: @Sendable (Scalar, Scalar) -> Scalar
     ) -> Tensor {
         if a.shape == b.shape {
-            var out = [Scalar](repeating: 0, count: a.scalarCount)
-            a.scalars.withUnsafeBufferPointer { pa in
+            return a.scalars.withUnsafeBufferPointer { pa in
                 b.scalars.withUnsafeBufferPointer { pb in
-                    out.withUnsafeMutableBufferPointer { po in
-                        for i in 0..<po.count { po[i] = op(pa[i], pb[i]) }
+                    let x = UncheckedSendable(pa), y = UncheckedSendable(pb)
+                    return Tensor(shape: a.shape, generating: a.scalarCount) { range, out in
+                        for i in range { out[i] = op(x.value[i], y.value[i]) }
                     }
                 }
             }
-            return Tensor(shape: a.shape, scalars: out)
         }
         if b.scalarCount == 1 {
             let s = b.scalars[0]
-            let shape = broadcastShape(a.shape, b.shape)
-            return Tensor(shape: shape, scalars: a.scalars.map { op($0, s) })
+            return a.scalars.withUnsafeBufferPointer { pa in
+                let x = UncheckedSendable(pa)
+                return Tensor(shape: broadcastShape(a.shape, b.shape), generating: a.scalarCount) { range, out in
+                    for i in range { out[i] = op(x.value[i], s) }
+                }
+            }
         }
         if a.scalarCount == 1 {
             let s = a.scalars[0]
-            let shape = broadcastShape(a.shape, b.shape)
-            return Tensor(shape: shape, scalars: b.scalars.map { op(s, $0) })
+            return b.scalars.withUnsafeBufferPointer { pb in
+                let y = UncheckedSendable(pb)
+                return Tensor(shape: broadcastShape(a.shape, b.shape), generating: b.scalarCount) { range, out in
+                    for i in range { out[i] = op(s, y.value[i]) }
+                }
+            }
         }
         return zipGeneral(a, b, op)
     }
 
+    /// A tensor of `shape` (with `count` elements) whose elements `fill(range, out)` writes,
+    /// range by range, on up to `Parallelism.threadCount` workers: `out[i]` for every `i` in
+    /// `range`, nothing else. The memory is not zero-filled first.
+    @inlinable
+    init(shape: [Int], generating count: Int, _ fill: @Sendable (Range<Int>, UnsafeMutablePointer<Scalar>) -> Void) {
+        let scalars = [Scalar].filled(count: count) { buffer in
+            guard let base = buffer.baseAddress else { return }
+            let out = SendableMutablePointer(base)
+            Parallelism.forEachRange(count) { range in fill(range, out.base) }
+        }
+        self.init(shape: shape, scalars: scalars)
+    }
+
     @usableFromInline
-    static func zipGeneral(_ a: Tensor, _ b: Tensor, _ op: (Scalar, Scalar) -> Scalar) -> Tensor {
+    static func zipGeneral(_ a: Tensor, _ b: Tensor, _ op: @Sendable (Scalar, Scalar) -> Scalar) -> Tensor {
         let shape = broadcastShape(a.shape, b.shape)
         let rank = shape.count
         let sa = broadcastStrides(of: a.shape, rank: rank)
         let sb = broadcastStrides(of: b.shape, rank: rank)
-        var out = [Scalar](repeating: 0, count: shape.reduce(1, *))
-        guard !out.isEmpty else { return Tensor(shape: shape, scalars: out) }
+        let count = shape.reduce(1, *)
+        guard count > 0 else { return Tensor(shape: shape, scalars: []) }
         let inner = shape[rank - 1]
         let innerA = sa[rank - 1], innerB = sb[rank - 1]
-        var index = [Int](repeating: 0, count: rank)  // odometer over the outer axes
-        var offsetA = 0, offsetB = 0, o = 0
-        a.scalars.withUnsafeBufferPointer { pa in
+        let rows = count / Swift.max(inner, 1)
+        let outerShape = Array(shape.dropLast())
+        return a.scalars.withUnsafeBufferPointer { pa in
             b.scalars.withUnsafeBufferPointer { pb in
-                out.withUnsafeMutableBufferPointer { po in
-                    while o < po.count {
-                        // The inner axis: both contiguous, or one operand repeated along it.
-                        if innerA == 1 && innerB == 1 {
-                            for j in 0..<inner { po[o + j] = op(pa[offsetA + j], pb[offsetB + j]) }
-                        } else if innerB == 0 {
-                            let bValue = pb[offsetB]
-                            for j in 0..<inner { po[o + j] = op(pa[offsetA + j * innerA], bValue) }
-                        } else {
-                            let aValue = pa[offsetA]
-                            for j in 0..<inner { po[o + j] = op(aValue, pb[offsetB + j * innerB]) }
+                let x = UncheckedSendable(pa), y = UncheckedSendable(pb)
+                let scalars = [Scalar].filled(count: count) { buffer in
+                    let out = SendableMutablePointer(buffer.baseAddress!)
+                    Parallelism.forEachRange(rows, grain: Parallelism.rowsPerTask(rowLength: inner)) { rowRange in
+                        let pa = x.value, pb = y.value, po = out.base
+                        // The offsets of the range's first row, from its index over the outer axes.
+                        var index = [Int](repeating: 0, count: rank)
+                        var remainder = rowRange.lowerBound
+                        for axis in stride(from: rank - 2, through: 0, by: -1) {
+                            index[axis] = remainder % outerShape[axis]
+                            remainder /= outerShape[axis]
                         }
-                        o += inner
-                        var axis = rank - 2
-                        while axis >= 0 {
-                            index[axis] += 1
-                            offsetA += sa[axis]
-                            offsetB += sb[axis]
-                            if index[axis] < shape[axis] { break }
-                            offsetA -= sa[axis] * shape[axis]
-                            offsetB -= sb[axis] * shape[axis]
-                            index[axis] = 0
-                            axis -= 1
+                        var offsetA = 0, offsetB = 0
+                        for axis in 0..<(rank - 1) {
+                            offsetA += index[axis] * sa[axis]
+                            offsetB += index[axis] * sb[axis]
+                        }
+                        for row in rowRange {
+                            let o = row * inner
+                            // The inner axis: both contiguous, or one operand repeated along it.
+                            if innerA == 1 && innerB == 1 {
+                                for j in 0..<inner { po[o + j] = op(pa[offsetA + j], pb[offsetB + j]) }
+                            } else if innerB == 0 {
+                                let bValue = pb[offsetB]
+                                for j in 0..<inner { po[o + j] = op(pa[offsetA + j * innerA], bValue) }
+                            } else {
+                                let aValue = pa[offsetA]
+                                for j in 0..<inner { po[o + j] = op(aValue, pb[offsetB + j * innerB]) }
+                            }
+                            var axis = rank - 2
+                            while axis >= 0 {
+                                index[axis] += 1
+                                offsetA += sa[axis]
+                                offsetB += sb[axis]
+                                if index[axis] < shape[axis] { break }
+                                offsetA -= sa[axis] * shape[axis]
+                                offsetB -= sb[axis] * shape[axis]
+                                index[axis] = 0
+                                axis -= 1
+                            }
                         }
                     }
                 }
+                return Tensor(shape: shape, scalars: scalars)
             }
         }
-        return Tensor(shape: shape, scalars: out)
     }
 
     /// Row-major strides of `shape` left-padded to `rank`, with 0 for broadcast (size-1) axes.
@@ -122,39 +162,41 @@ extension Tensor {
 
     /// Elementwise sum with broadcasting.
     @_specialize(where Scalar == Float)
-    public static func + (a: Tensor, b: Tensor) -> Tensor { zip(a, b, +) }
+    public static func + (a: Tensor, b: Tensor) -> Tensor { arithmetic(a, b, .add) }
     /// Elementwise difference with broadcasting.
     @_specialize(where Scalar == Float)
-    public static func - (a: Tensor, b: Tensor) -> Tensor { zip(a, b, -) }
+    public static func - (a: Tensor, b: Tensor) -> Tensor { arithmetic(a, b, .subtract) }
     /// Elementwise (Hadamard) product with broadcasting.
     @_specialize(where Scalar == Float)
-    public static func * (a: Tensor, b: Tensor) -> Tensor { zip(a, b, *) }
+    public static func * (a: Tensor, b: Tensor) -> Tensor { arithmetic(a, b, .multiply) }
     /// Elementwise quotient with broadcasting.
     @_specialize(where Scalar == Float)
-    public static func / (a: Tensor, b: Tensor) -> Tensor { zip(a, b, /) }
+    public static func / (a: Tensor, b: Tensor) -> Tensor { arithmetic(a, b, .divide) }
     /// Every element times `s`.
     @_specialize(where Scalar == Float)
-    public static func * (a: Tensor, s: Scalar) -> Tensor { a.map { $0 * s } }
+    public static func * (a: Tensor, s: Scalar) -> Tensor { arithmetic(a, Tensor(s), .multiply) }
     /// Every element times `s`.
     @_specialize(where Scalar == Float)
-    public static func * (s: Scalar, a: Tensor) -> Tensor { a.map { s * $0 } }
+    public static func * (s: Scalar, a: Tensor) -> Tensor { arithmetic(Tensor(s), a, .multiply) }
     /// Every element plus `s`.
     @_specialize(where Scalar == Float)
-    public static func + (a: Tensor, s: Scalar) -> Tensor { a.map { $0 + s } }
+    public static func + (a: Tensor, s: Scalar) -> Tensor { arithmetic(a, Tensor(s), .add) }
     /// Every element negated.
     @_specialize(where Scalar == Float)
-    public static prefix func - (a: Tensor) -> Tensor { a.map { -$0 } }
+    public static prefix func - (a: Tensor) -> Tensor { arithmetic(Tensor(-1), a, .multiply) }
 
     /// `transform` applied to every element.
+    ///
+    /// Large tensors are split into fixed ranges computed on several threads, so `transform` must
+    /// be a pure function; the result does not depend on the thread count.
     @_specialize(where Scalar == Float)
     @inlinable
-    public func map(_ transform: (Scalar) -> Scalar) -> Tensor {
-        var out = [Scalar](repeating: 0, count: scalarCount)
+    public func map(_ transform: @Sendable (Scalar) -> Scalar) -> Tensor {
         scalars.withUnsafeBufferPointer { p in
-            out.withUnsafeMutableBufferPointer { o in
-                for i in 0..<o.count { o[i] = transform(p[i]) }
+            let x = UncheckedSendable(p)
+            return Tensor(shape: shape, generating: scalarCount) { range, out in
+                for i in range { out[i] = transform(x.value[i]) }
             }
         }
-        return Tensor(shape: shape, scalars: out)
     }
 }

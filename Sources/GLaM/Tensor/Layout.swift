@@ -10,23 +10,33 @@ extension Tensor {
         let newShape = permutation.map { shape[$0] }
         let inStrides = Tensor.strides(of: shape)
         let permutedStrides = permutation.map { inStrides[$0] }
-        var out = [Scalar](repeating: 0, count: scalarCount)
-        guard scalarCount > 0 else { return Tensor(shape: newShape, scalars: out) }
-        var index = [Int](repeating: 0, count: rank)
-        var source = 0
-        for o in 0..<scalarCount {
-            out[o] = scalars[source]
-            var axis = rank - 1
-            while axis >= 0 {
-                index[axis] += 1
-                source += permutedStrides[axis]
-                if index[axis] < newShape[axis] { break }
-                source -= permutedStrides[axis] * newShape[axis]
-                index[axis] = 0
-                axis -= 1
+        guard scalarCount > 0 else { return Tensor(shape: newShape, scalars: []) }
+        let rank = self.rank
+        return scalars.withUnsafeBufferPointer { px in
+            let x = SendablePointer(px.baseAddress!)
+            return Tensor(shape: newShape, generating: scalarCount) { range, out in
+                // The source offset of the range's first element, then an odometer over the output.
+                var index = [Int](repeating: 0, count: rank)
+                var remainder = range.lowerBound, source = 0
+                for axis in stride(from: rank - 1, through: 0, by: -1) {
+                    index[axis] = remainder % newShape[axis]
+                    remainder /= newShape[axis]
+                    source += index[axis] * permutedStrides[axis]
+                }
+                for o in range {
+                    out[o] = x.base[source]
+                    var axis = rank - 1
+                    while axis >= 0 {
+                        index[axis] += 1
+                        source += permutedStrides[axis]
+                        if index[axis] < newShape[axis] { break }
+                        source -= permutedStrides[axis] * newShape[axis]
+                        index[axis] = 0
+                        axis -= 1
+                    }
+                }
             }
         }
-        return Tensor(shape: newShape, scalars: out)
     }
 
     /// The tensor with its last two axes swapped: `[..., m, n] → [..., n, m]`.

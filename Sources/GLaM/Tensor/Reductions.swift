@@ -10,23 +10,35 @@ extension Tensor {
     }
 
     /// Reduces along one axis, keeping it with size 1: `out[o, 0, i] = fold(x[o, 0..<n, i])`.
-    func reduced(alongAxis axis: Int, initial: Scalar, _ combine: (Scalar, Scalar) -> Scalar) -> Tensor {
+    ///
+    /// Work is split into tasks of whole output elements (`outer` slices, each cut into chunks of
+    /// `inner`); every output element is folded by one task in increasing order along the axis.
+    func reduced(alongAxis axis: Int, initial: Scalar, _ combine: @escaping @Sendable (Scalar, Scalar) -> Scalar) -> Tensor {
         let axis = normalizedAxis(axis)
         let (outer, length, inner) = reductionExtents(axis)
-        var out = [Scalar](repeating: initial, count: outer * inner)
-        scalars.withUnsafeBufferPointer { x in
-            out.withUnsafeMutableBufferPointer { y in
-                for o in 0..<outer {
-                    let base = o * length * inner
+        var newShape = shape
+        newShape[axis] = 1
+        guard outer * inner > 0 else { return Tensor(shape: newShape, scalars: []) }
+        // Columns per task: about `elementsPerTask` input elements, at least 64 columns.
+        let columns = Swift.min(inner, Swift.max(64, Parallelism.elementsPerTask / Swift.max(1, length)))
+        let chunks = (inner + columns - 1) / columns
+        let out = scalars.withUnsafeBufferPointer { px in
+            let x = SendablePointer(px.baseAddress!)
+            return [Scalar].filled(count: outer * inner) { buffer in
+                let y = SendableMutablePointer(buffer.baseAddress!)
+                Parallelism.forEachRow(outer * chunks, rowLength: Swift.max(1, length * columns)) { task in
+                    let o = task / chunks
+                    let i0 = (task % chunks) * columns, i1 = Swift.min(inner, i0 + columns)
+                    let target = y.base + o * inner
+                    for i in i0..<i1 { target[i] = initial }
+                    let base = x.base + o * length * inner
                     for r in 0..<length {
                         let row = base + r * inner
-                        for i in 0..<inner { y[o * inner + i] = combine(y[o * inner + i], x[row + i]) }
+                        for i in i0..<i1 { target[i] = combine(target[i], row[i]) }
                     }
                 }
             }
         }
-        var newShape = shape
-        newShape[axis] = 1
         return Tensor(shape: newShape, scalars: out)
     }
 
@@ -34,7 +46,7 @@ extension Tensor {
     @_specialize(where Scalar == Float)
     public func sum(alongAxes axes: [Int]) -> Tensor {
         var result = self
-        for axis in Set(axes.map(normalizedAxis)).sorted() { result = result.reduced(alongAxis: axis, initial: 0, +) }
+        for axis in Set(axes.map(normalizedAxis)).sorted() { result = result.reduced(alongAxis: axis, initial: 0) { $0 + $1 } }
         return result
     }
 
