@@ -1,0 +1,97 @@
+// The pointwise, row-wise and reduction kernels at sizes large enough to be split across workers:
+// they equal plain loops written here, and the bits never depend on the thread count.
+
+import Testing
+
+@testable import GLaM
+
+struct ParallelKernelTests {
+    /// A tensor of deterministic values in [-1, 1).
+    func values(_ shape: [Int], seed: UInt64) -> Tensor<Float> {
+        Tensor(shape: shape, scalars: testValues(shape.reduce(1, *), seed: seed))
+    }
+
+    @Test(
+        "arithmetic operators equal zip with the same operation, bit for bit, for every broadcasting layout",
+        arguments: [
+            ([3, 50_000], [3, 50_000]), ([3, 50_000], [50_000]), ([3, 50_000], [3, 1]), ([3, 1], [1, 50_000]),
+            ([2, 300, 100], [300, 1]), ([60_000], []), ([], [60_000]), ([4, 1, 5000], [1, 7, 1]),
+        ] as [([Int], [Int])])
+    func arithmeticMatchesZip(shapes: ([Int], [Int])) {
+        let a = values(shapes.0, seed: 1), b = values(shapes.1, seed: 2)
+        let cases: [(Tensor<Float>, Tensor<Float>)] = [
+            (a + b, Tensor.zip(a, b) { $0 + $1 }), (a - b, Tensor.zip(a, b) { $0 - $1 }),
+            (a * b, Tensor.zip(a, b) { $0 * $1 }), (a / b, Tensor.zip(a, b) { $0 / $1 }),
+        ]
+        for (fast, plain) in cases {
+            #expect(fast.shape == plain.shape && fast.scalars.map(\.bitPattern) == plain.scalars.map(\.bitPattern))
+        }
+        #expect((-a).scalars.map(\.bitPattern) == a.scalars.map { (-$0).bitPattern })
+        #expect((-Tensor<Float>([0.0, -0.0])).scalars.map(\.sign) == [.minus, .plus], "negation flips the sign of zero")
+        #expect((a * 3).scalars == a.scalars.map { $0 * 3 } && (a + 3).scalars == a.scalars.map { $0 + 3 })
+    }
+
+    @Test("sums along axes equal the plain loop, in increasing order along the axis")
+    func reductionsMatchLoops() {
+        let x = values([7, 300, 50], seed: 3)
+        for axis in 0..<3 {
+            let sum = x.sum(alongAxis: axis)
+            var expected = [Float](repeating: 0, count: x.scalarCount / x.shape[axis])
+            for i in 0..<7 {
+                for j in 0..<300 {
+                    for k in 0..<50 {
+                        let out = axis == 0 ? j * 50 + k : axis == 1 ? i * 50 + k : i * 300 + j
+                        expected[out] += x.scalars[(i * 300 + j) * 50 + k]
+                    }
+                }
+            }
+            #expect(sum.scalars == expected, "axis \(axis)")
+        }
+    }
+
+    @Test("permutations and row-wise kernels equal plain loops on large tensors")
+    func layoutAndRowsMatchLoops() {
+        let x = values([3, 200, 90], seed: 4)
+        let permuted = x.transposed(permutation: [2, 0, 1])
+        #expect(permuted.shape == [90, 3, 200])
+        var ok = true
+        for i in 0..<3 {
+            for j in 0..<200 {
+                for k in 0..<90 where permuted.scalars[(k * 3 + i) * 200 + j] != x.scalars[(i * 200 + j) * 90 + k] { ok = false }
+            }
+        }
+        #expect(ok)
+        let lse = x.logSumExp()
+        for row in [0, 299, 599] {
+            let slice = x.scalars[(row * 90)..<((row + 1) * 90)]
+            let peak = slice.max()!
+            #expect(abs(lse.scalars[row] - (peak + Float.log(slice.map { Float.exp($0 - peak) }.reduce(0, +)))) <= 1e-6)
+        }
+    }
+
+    @Test("a training step of the small model (tensors split across workers) gives the same bits on 1, 2 and 3 threads")
+    func smallModelStepIsThreadIndependent() throws {
+        let configuration = try #require(ModelConfiguration.named("small"))
+        var generator = SeededGenerator(seed: 5)
+        let (b, t) = (2, 128)
+        let tokens = (0..<(b * t)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
+        let batch = TokenBatch(batchSize: b, length: t, tokens: tokens, targets: tokens.reversed())
+        func step() throws -> (loss: UInt32, parameters: ModelParameters) {
+            var parameters = ModelParameters(configuration: configuration, seed: 1)
+            let tape = Tape<Float>()
+            let variables = parameters.variables(on: tape)
+            let out: DecoderOutput<Float> = try variables(batch)
+            let loss = try #require(out.loss)
+            var optimizer = Adafactor()
+            for (path, gradient) in variables.gradients(from: tape.gradients(of: loss)).weights {
+                optimizer.update(path, weight: &parameters[path], gradient: gradient, step: 0, learningRate: 0.01)
+            }
+            return (loss.value.scalar.bitPattern, parameters)
+        }
+        let one = try withThreadCount(1) { try step() }
+        for threads in [2, 3] {
+            let many = try withThreadCount(threads) { try step() }
+            #expect(many.loss == one.loss && many.parameters == one.parameters, "threads \(threads)")
+        }
+    }
+}
