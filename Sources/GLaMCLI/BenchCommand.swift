@@ -217,9 +217,7 @@ enum BenchCommand: Subcommand {
                     let out: DecoderOutput<Float> = try variables(batch)
                     let gradients = variables.gradients(from: tape.gradients(of: out.loss!))
                     if mode == "train step" {
-                        for (path, gradient) in gradients.weights {
-                            optimizer.update(path, weight: &trained[path], gradient: gradient, step: 0, learningRate: 0.01)
-                        }
+                        optimizer.update(&trained, gradients: gradients, step: 0, learningRate: 0.01)
                     }
                 }
                 return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9

@@ -95,7 +95,7 @@ struct AdafactorTests {
         ReferenceCase(name: "vector of 10 with tiny weights (ε2 floor)", shape: [10], weightDeviation: 1e-5),
     ]
 
-    @Test("the reference update agrees bitwise with the fast sharded update on one shard", arguments: referenceCases)
+    @Test("the reference update agrees bitwise with the fast update and with the sharded update on one shard", arguments: referenceCases)
     func referenceAgreesWithFastPath(_ example: ReferenceCase) throws {
         var configuration = AdafactorConfiguration()
         configuration.multiplyByParameterScale = example.multiplyByParameterScale
@@ -106,10 +106,16 @@ struct AdafactorTests {
         var fastWeight = initial, referenceWeight = initial
         var referenceSlot: AdafactorSlot?
         var fastSlot: AdafactorSlot?
+        var sharded = [[AdafactorShard(weight: initial, gradient: initial, slot: nil)]]
         for (step, deviation) in example.gradientDeviations.enumerated() {
             let gradient = Tensor<Float>.randomNormal(shape: example.shape, standardDeviation: deviation, generator: &generator)
             let learningRate = schedule.learningRate(step: step)
             optimizer.update(weight: &fastWeight, gradient: gradient, slot: &fastSlot, step: step, learningRate: learningRate)
+            sharded = [[AdafactorShard(weight: sharded[0][0].weight, gradient: gradient, slot: sharded[0][0].slot)]]
+            Adafactor.updateShards(
+                &sharded, split: .none, shape: example.shape, configuration: configuration, step: step, learningRate: learningRate)
+            #expect(sharded[0][0].weight.scalars.map(\.bitPattern) == fastWeight.scalars.map(\.bitPattern), "sharded, step \(step)")
+            #expect(sharded[0][0].slot == fastSlot, "sharded, step \(step)")
             let reference = referenceAdafactorUpdate(
                 weight: referenceWeight, gradient: gradient, slot: referenceSlot, step: step, learningRate: learningRate,
                 configuration: configuration)

@@ -76,15 +76,11 @@ public struct Adafactor: Sendable, Equatable {
     }
 
     /// Updates one `weight` and its statistics `slot` (nil before the first update) in place with
-    /// `gradient` at 0-based `step` and learning rate `learningRate`. This is the fast path (one
-    /// shard of ShardedAdafactor.swift); `referenceAdafactorUpdate` is the same formula written plainly.
+    /// `gradient` at 0-based `step` and learning rate `learningRate`. This is the fast path
+    /// (AdafactorKernel.swift); `referenceAdafactorUpdate` is the same formula written plainly.
     public func update(weight: inout Tensor<Float>, gradient g: Tensor<Float>, slot: inout AdafactorSlot?, step: Int, learningRate: Float) {
         precondition(weight.shape == g.shape, "Adafactor: gradient \(g.shape) for a weight \(weight.shape)")
-        var shards = [[AdafactorShard(weight: weight, gradient: g, slot: slot)]]
-        Self.updateShards(
-            &shards, split: .none, shape: weight.shape, configuration: configuration, step: step, learningRate: learningRate)
-        weight = shards[0][0].weight
-        slot = shards[0][0].slot
+        Self.updateWhole(weight: &weight, gradient: g, slot: &slot, configuration: configuration, step: step, learningRate: learningRate)
     }
 
     /// √(mean(x²)), accumulated in Double.

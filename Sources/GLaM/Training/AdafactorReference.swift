@@ -1,6 +1,6 @@
 // The reference Adafactor update: the formula at the top of Adafactor.swift written out as plain
-// loops over one whole weight. The fast sharded update (ShardedAdafactor.swift, which
-// `Adafactor.update` runs on a single shard) is tested against it bit for bit. Kept deliberately
+// loops over one whole weight. The fast update (AdafactorKernel.swift, `Adafactor.update`) and the
+// sharded one (ShardedAdafactor.swift) are tested against it bit for bit. Kept deliberately
 // simple; never used in training.
 
 /// One Adafactor step on a whole weight, by the definition (praxis `sharded_adafactor`, optax

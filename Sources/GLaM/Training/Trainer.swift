@@ -228,9 +228,32 @@ extension Adafactor {
     ) -> Bool {
         let all = gradients.weights
         guard loss.isFinite, all.allSatisfy({ $0.weight.scalars.allSatisfy(\.isFinite) }) else { return false }
-        for (path, gradient) in all {
-            update(path, weight: &parameters[path], gradient: gradient, step: step, learningRate: learningRate)
-        }
+        update(&parameters, gradients: gradients, step: step, learningRate: learningRate)
         return true
+    }
+
+    /// Updates every parameter with its gradient (`gradients` is a model of gradient tensors), the
+    /// weights in parallel: each is one task (largest first), computed exactly as
+    /// `update(_:weight:gradient:step:learningRate:)` would, so the bits never depend on the
+    /// thread count.
+    public mutating func update(_ parameters: inout ModelParameters, gradients: ModelParameters, step: Int, learningRate: Float) {
+        let all = gradients.weights
+        let order = all.indices.sorted { all[$0].weight.scalarCount > all[$1].weight.scalarCount }
+        var results = [(weight: Tensor<Float>, slot: AdafactorSlot?)?](repeating: nil, count: all.count)
+        let optimizer = self
+        let inputs = all.map { (parameters[$0.path], $0.weight, slots[$0.path]) }
+        results.withUnsafeMutableBufferPointer { buffer in
+            let out = SendableMutablePointer(buffer.baseAddress!)
+            Parallelism.forEachTask(order.count) { task in
+                let index = order[task]
+                var (weight, slot) = (inputs[index].0, inputs[index].2)
+                optimizer.update(weight: &weight, gradient: inputs[index].1, slot: &slot, step: step, learningRate: learningRate)
+                out.base[index] = (weight, slot)
+            }
+        }
+        for (index, entry) in all.enumerated() {
+            parameters[entry.path] = results[index]!.weight
+            slots[entry.path] = results[index]!.slot
+        }
     }
 }
