@@ -74,9 +74,9 @@ enum BenchCommand: Subcommand {
             output.line(
                 "SGEMM C = A·B, square n, \(GEMM.isFused ? "fused multiply-add (-DGLAM_FMA)" : "unfused multiply-add (built without -DGLAM_FMA)"), tile \(tile.rawValue) (\(parsed.value("tile") == nil ? GEMMTile.selectionReason : "--tile"))"
             )
-            let block = 2.0 * Double(GEMM.rowBlock * GEMM.columnBlock * GEMM.depthBlock)
+            let block = 2.0 * Double(GEMM.rowBlock * GEMMTile.timedColumns * GEMM.depthBlock)
             let kernels = GEMMTile.timeKernels().map { "\($0.tile.rawValue) \(rounded(block / $0.seconds / 1e9))" }
-            output.line("micro-kernels on one cache-resident \(GEMM.rowBlock)×\(GEMM.columnBlock)×\(GEMM.depthBlock) block, GFLOP/s: \(kernels.joined(separator: ", "))")
+            output.line("micro-kernels on one cache-resident \(GEMM.rowBlock)×\(GEMMTile.timedColumns)×\(GEMM.depthBlock) block, GFLOP/s: \(kernels.joined(separator: ", "))")
             output.line("    n  threads  best GFLOP/s  median GFLOP/s  repeats")
         }
         for threads in threadCounts {

@@ -87,7 +87,7 @@ struct GEMMTests {
         #expect(timings.allSatisfy { $0.seconds > 0 && $0.seconds.isFinite })
         #expect(GEMMTile.allCases.contains(GEMMTile.selected))
         for tile in GEMMTile.allCases {
-            #expect(GEMM.rowBlock % tile.rows == 0 && GEMM.columnBlock % tile.columns == 0 && tile.columns % 16 == 0)
+            #expect(GEMM.rowBlock % tile.rows == 0 && GEMMTile.timedColumns % tile.columns == 0 && tile.columns % 16 == 0)
         }
     }
 

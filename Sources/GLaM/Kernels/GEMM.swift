@@ -2,10 +2,13 @@
 // accumulating, packed and cache-blocked in the BLIS style around a register-tile micro-kernel
 // of MR × NR (6 × 16 or 12 × 32, whichever `GEMMTile.selected` found faster on this CPU).
 //
+//   pack B̃ (all of op(B), in NR-column panels)                                  ← parallel
 //   for every task (batch b, row block of MC rows, column block of NC columns)   ← parallel
+//                  (NC: all columns, unless that leaves fewer than 4 tasks per worker)
 //     for every depth block of KC                                                  ← fixed order
+//       pack the task's MC × KC block of Ã                                         ← Ã block in L2
 //       for every NR-column panel of the block                                     ← B̃ panel in L1
-//         for every MR-row panel of the block                                      ← Ã block in L2
+//         for every MR-row panel of the block
 //           micro-kernel
 //
 // Each element of C is owned by exactly one task, which sums its depth blocks in a fixed order,
@@ -56,8 +59,9 @@ public enum GEMM {
     public static let depthBlock = 256
     /// Row block (BLIS `MC`, a multiple of every tile's MR): an MC × KC block of Ã (96 KiB) stays in L2.
     public static let rowBlock = 96
-    /// Column block (BLIS `NC`, a multiple of every tile's NR): the unit of parallel work with `rowBlock`.
-    public static let columnBlock = 128
+    /// Tasks per worker a product is cut into when its size allows, for balance. Columns are
+    /// split into blocks only to reach this: every block of columns packs the same rows of Ã again.
+    static let tasksPerWorker = 4
 
     /// Computes `C[b] = op(A[b]) · op(B[b])` (or `C[b] += …` when `accumulate`) for every batch item.
     ///
@@ -80,41 +84,38 @@ public enum GEMM {
             }
             return
         }
+        // A batch that shares B and whose A and C rows continue from item to item is one taller
+        // product (the same sums in the same order, fewer partial tiles).
+        if batch > 1 && b.batchStride == 0 && a.batchStride == m * a.rowStride && a.columnStride == 1 && cBatchStride == m * ldc {
+            multiply(
+                m: m * batch, n: n, k: k, a: MatrixOperand(base: a.base, rowStride: a.rowStride, columnStride: 1), b: b,
+                c: c, ldc: ldc, accumulate: accumulate, threads: threads, tile: tile)
+            return
+        }
         let mr = tile.rows, nr = tile.columns
-        let rowPanels = (m + mr - 1) / mr
         let columnPanels = (n + nr - 1) / nr
-        let packedASize = rowPanels * mr * k  // Ã per batch item: [rowPanels][k][MR]
         let packedBSize = columnPanels * nr * k  // B̃ per batch item: [columnPanels][k][NR]
-        let aItems = a.batchStride == 0 ? 1 : batch
         let bItems = b.batchStride == 0 ? 1 : batch
         // Tiny products are not worth waking workers for; the result is the same either way.
         let workers = m * n * k * batch < 32_768 ? 1 : threads
 
-        // B̃ starts on a 64-byte boundary: the micro-kernel loads it with aligned 16-float loads
-        // (SSE builds trap on a misaligned one).
-        let packedBOffset = (aItems * packedASize + 15) / 16 * 16
-        ScratchBuffers.withBuffer(count: packedBOffset + bItems * packedBSize) { scratch in
-            let packedA = scratch
-            let packedB = scratch + packedBOffset
-            let aDst = SendableMutablePointer(packedA)
+        ScratchBuffers.withBuffer(count: bItems * packedBSize) { packedB in
+            // Pack every column panel of B̃ (shared by all tasks).
             let bDst = SendableMutablePointer(packedB)
-            // Pack every row panel of Ã and column panel of B̃ (one parallel loop over both).
-            let aTasks = aItems * rowPanels
-            Parallelism.forEachTask(aTasks + bItems * columnPanels, threads: workers) { task in
-                if task < aTasks {
-                    let item = task / rowPanels, panel = task % rowPanels
-                    packRowPanel(
-                        a, item: item, panel: panel, rows: mr, m: m, k: k,
-                        into: aDst.base + item * packedASize + panel * mr * k)
-                } else {
-                    let item = (task - aTasks) / columnPanels, panel = (task - aTasks) % columnPanels
-                    packColumnPanel(
-                        b, item: item, panel: panel, columns: nr, n: n, k: k,
-                        into: bDst.base + item * packedBSize + panel * nr * k)
-                }
+            Parallelism.forEachTask(bItems * columnPanels, threads: workers) { task in
+                let item = task / columnPanels, panel = task % columnPanels
+                packColumnPanel(
+                    b, item: item, panel: panel, columns: nr, n: n, k: k,
+                    into: bDst.base + item * packedBSize + panel * nr * k)
             }
 
+            // Column blocks (BLIS `NC`): all columns in one, or as few blocks as give every worker
+            // `tasksPerWorker` tasks. Blocks decide who computes an element of C, never how: its
+            // sum is the same whatever the blocks (and so whatever the thread count).
             let rowBlocks = (m + rowBlock - 1) / rowBlock
+            let tasksWanted = workers == 1 ? 1 : tasksPerWorker * workers
+            let wanted = min(columnPanels, max(1, (tasksWanted + batch * rowBlocks - 1) / (batch * rowBlocks)))
+            let columnBlock = (columnPanels + wanted - 1) / wanted * nr
             let columnBlocks = (n + columnBlock - 1) / columnBlock
             let tilesPerItem = rowBlocks * columnBlocks
             let out = SendableMutablePointer(c)
@@ -122,55 +123,65 @@ public enum GEMM {
                 let item = task / tilesPerItem
                 let rowBlockIndex = (task % tilesPerItem) / columnBlocks
                 let columnBlockIndex = task % columnBlocks
-                let aItem = UnsafePointer(aDst.base + (a.batchStride == 0 ? 0 : item * packedASize))
                 let bItem = UnsafePointer(bDst.base + (b.batchStride == 0 ? 0 : item * packedBSize))
                 let i0 = rowBlockIndex * rowBlock, i1 = min(m, i0 + rowBlock)
                 let j0 = columnBlockIndex * columnBlock, j1 = min(n, j0 + columnBlock)
                 let cItem = out.base + item * cBatchStride
-                var p0 = 0
-                while p0 < k {
-                    let kc = min(depthBlock, k - p0)
-                    let accumulateBlock = accumulate || p0 > 0
-                    var j = j0
-                    while j < j1 {
-                        let panelB = bItem + (j / nr) * nr * k + p0 * nr
+                // Each task packs its own block of Ã, depth block by depth block, into memory of
+                // its own (it stays in L2 while the block's tiles use it).
+                ScratchBuffers.withBuffer(count: rowBlock * depthBlock) { packedA in
+                    var p0 = 0
+                    while p0 < k {
+                        let kc = min(depthBlock, k - p0)
+                        let accumulateBlock = accumulate || p0 > 0
                         var i = i0
                         while i < i1 {
-                            let panelA = aItem + (i / mr) * mr * k + p0 * mr
-                            let target = cItem + i * ldc + j
-                            let rows = min(mr, i1 - i), columns = min(nr, j1 - j)
-                            switch tile {
-                            case .rows6Columns16:
-                                microKernel6x16(
-                                    depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
-                                    rows: rows, columns: columns, accumulate: accumulateBlock)
-                            case .rows12Columns32:
-                                microKernel12x32(
-                                    depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
-                                    rows: rows, columns: columns, accumulate: accumulateBlock)
-                            }
+                            packRowPanel(
+                                a, item: item, rows: i..<min(i1, i + mr), panelHeight: mr, depth: p0..<(p0 + kc),
+                                into: packedA + (i - i0) * kc)
                             i += mr
                         }
-                        j += nr
+                        var j = j0
+                        while j < j1 {
+                            let panelB = bItem + (j / nr) * nr * k + p0 * nr
+                            var i = i0
+                            while i < i1 {
+                                let panelA = UnsafePointer(packedA + (i - i0) * kc)
+                                let target = cItem + i * ldc + j
+                                let rows = min(mr, i1 - i), columns = min(nr, j1 - j)
+                                switch tile {
+                                case .rows6Columns16:
+                                    microKernel6x16(
+                                        depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
+                                        rows: rows, columns: columns, accumulate: accumulateBlock)
+                                case .rows12Columns32:
+                                    microKernel12x32(
+                                        depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
+                                        rows: rows, columns: columns, accumulate: accumulateBlock)
+                                }
+                                i += mr
+                            }
+                            j += nr
+                        }
+                        p0 += kc
                     }
-                    p0 += kc
                 }
             }
         }
     }
 
-    /// Packs rows `MR·panel ..< MR·panel + MR` of `op(A)` (all `k` columns) as `Ã[p][r]`, zero-padded.
+    /// Packs rows `rows` (at most `panelHeight` of them) and columns `depth` of `op(A)` as
+    /// `Ã[p][r]` with `panelHeight` floats per `p`, zero-padded below the last row.
     @inline(__always)
     static func packRowPanel(
-        _ a: MatrixOperand, item: Int, panel: Int, rows mr: Int, m: Int, k: Int, into dst: UnsafeMutablePointer<Float>
+        _ a: MatrixOperand, item: Int, rows: Range<Int>, panelHeight mr: Int, depth: Range<Int>, into dst: UnsafeMutablePointer<Float>
     ) {
-        let src = a.base + item * a.batchStride
-        let i0 = panel * mr
-        let height = min(mr, m - i0)
+        let src = a.base + item * a.batchStride + depth.lowerBound * a.columnStride
+        let height = rows.count, k = depth.count
         if a.columnStride == 1 {
             // Rows are contiguous: read each along p, write it with stride MR.
             for r in 0..<height {
-                let row = src + (i0 + r) * a.rowStride
+                let row = src + (rows.lowerBound + r) * a.rowStride
                 var out = dst + r
                 for p in 0..<k {
                     out.pointee = row[p]
@@ -180,7 +191,7 @@ public enum GEMM {
         } else {
             // Columns are contiguous (a transposed operand): each step of p reads `height` neighbours.
             for p in 0..<k {
-                let column = src + p * a.columnStride + i0 * a.rowStride
+                let column = src + p * a.columnStride + rows.lowerBound * a.rowStride
                 let out = dst + p * mr
                 for r in 0..<height { out[r] = column[r * a.rowStride] }
             }

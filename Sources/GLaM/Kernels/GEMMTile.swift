@@ -54,11 +54,14 @@ public enum GEMMTile: String, CaseIterable, Sendable {
         return "timed"
     }
 
+    /// The width of the block `timeKernels` multiplies (a multiple of every tile's `NR`).
+    public static let timedColumns = 128
+
     /// Times every tile's micro-kernel on one cache-resident `MC × NC × KC` block (96 × 128 × 256,
     /// 6.3 MFLOP), one thread, best of `rounds` after a warm-up, alternating so that a noisy
     /// neighbour hurts each alike. A few milliseconds in all.
     public static func timeKernels(rounds: Int = 15) -> [(tile: GEMMTile, seconds: Double)] {
-        let m = GEMM.rowBlock, n = GEMM.columnBlock, k = GEMM.depthBlock
+        let m = GEMM.rowBlock, n = timedColumns, k = GEMM.depthBlock
         var generator = SeededGenerator(seed: 12_032)
         let a = (0..<(m * k)).map { _ in generator.nextUniform() - 0.5 }
         let b = (0..<(k * n)).map { _ in generator.nextUniform() - 0.5 }
