@@ -66,4 +66,15 @@ struct Arguments {
         }
         return value
     }
+
+    /// The comma-separated integers of option `name` (each in `range`), or nil when absent.
+    func integerList(_ name: String, in range: ClosedRange<Int>) throws(UsageError) -> [Int]? {
+        guard let text = options[name] else { return nil }
+        let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+        guard !values.isEmpty, values.allSatisfy({ $0 != nil && range.contains($0!) }) else {
+            throw UsageError(
+                "\(command): --\(name) must be a comma-separated list of integers in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+        }
+        return values.map { $0! }
+    }
 }

@@ -6,18 +6,30 @@ import GLaM
 
 enum BenchCommand: Subcommand {
     static let name = "bench"
-    static let summary = "Time kernels: 'glam bench gemm' (GFLOP/s), 'bench moe' (routing), 'bench model' (tokens/s)."
+    static let summary = "Time kernels: 'glam bench gemm' (GFLOP/s), 'bench moe' (routing), 'bench model' (tokens/s, MFU), 'bench decode'."
     static let help = """
-        USAGE: glam bench gemm [--size N] [--threads T] [--repeats R] [--json]
+        USAGE: glam bench gemm [--size N] [--threads T] [--repeats R] [--tile 6x16|12x32] [--json]
                glam bench moe [--groups G] [--group-size S] [--experts E] [--model-dim M]
                               [--capacity-factor F] [--implementation indexed|dense] [--threads T]
                               [--repeats R] [--json]
-               glam bench model [--config NAME] [--batch B] [--length T] [--threads T] [--repeats R] [--json]
+               glam bench model [--config NAME] [--batch B] [--length T] [--experts E1,E2,...]
+                                [--threads T] [--repeats R] [--json]
+               glam bench decode [--config NAME] [--batch B1,B2,...] [--prompt P] [--tokens N]
+                                 [--threads T] [--repeats R] [--json]
 
         bench model times the whole decoder on random tokens: forward only (inference, nothing
         recorded), forward + backward (loss and every parameter's gradient), and a training step
-        (forward + backward + Adafactor update). Defaults: the
-        'small' configuration, B = 8, T = 128. Reported: best and median tokens/s (B·T per run).
+        (forward + backward + Adafactor update). Defaults: the 'small' configuration, B = 8, T = 128.
+        Reported: best and median tokens/s (B·T per run) and model-FLOP utilisation: model FLOPs per
+        second (3 × forward for training; see ModelConfiguration.trainingFLOPsPerToken) over the
+        best GEMM speed measured at the start of the same run (n = 1024, same threads).
+        --experts 8,64 runs the configuration once per expert count with the expert size unchanged,
+        so every run has the same activated compute per token, and prints the training step time of
+        each over the first's: the cost of more experts at equal compute (GLaM's thesis).
+
+        bench decode times cached incremental decoding: a P-token prompt is prefilled (untimed),
+        then N steps each feed one token per row. Defaults: 'small', B = 1 and 8, P = 64, N = 64.
+        Reported: best and median generated tokens/s (B·N per run).
 
         bench moe times the routing half of an MoE layer, forward only: router logits x·W_g,
         GShard top-2 gating, dispatch to [E, G·C, M], and combine back to [G, S, M] (experts are the
@@ -25,7 +37,7 @@ enum BenchCommand: Subcommand {
         Reported: best and median tokens/s (G·S tokens per run). Scripts/bench_moe.py runs the same
         computation in JAX (jit, CPU) in the same run.
 
-        Times C = A·B for square n × n Float matrices with the packed multithreaded GEMM.
+        bench gemm times C = A·B for square n × n Float matrices with the packed multithreaded GEMM.
         Without --size: n = 256, 512, 1024, 2048. Without --threads: 1 and all CPUs.
         Each case runs once to warm up, then R times (default: until 0.5 s, at least 3, at most 50);
         reported are the best and the median GFLOP/s (2n³ floating-point operations per product).
@@ -34,23 +46,25 @@ enum BenchCommand: Subcommand {
           --size N      matrix size (1...8192)
           --threads T   worker threads (1...256)
           --repeats R   timed repetitions (1...1000)
+          --tile MRxNR  the register tile (default: the one timed fastest on this CPU; see GEMMTile)
           --json        one JSON object per line: m, n, k, threads, gflops (best), median_gflops,
-                        repeats, fma (whether built with -DGLAM_FMA)
+                        repeats, fma (whether built with -DGLAM_FMA), tile
         """
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let options: Set = [
             "size", "threads", "repeats", "groups", "group-size", "experts", "model-dim", "capacity-factor", "implementation",
-            "config", "batch", "length", "tile",
+            "config", "batch", "length", "tile", "prompt", "tokens",
         ]
         let parsed = try Arguments(arguments, command: "bench", options: options, flags: ["json"])
         switch parsed.positionals {
         case ["gemm"]: return try gemm(parsed, output: &output)
         case ["moe"]: return try moe(parsed, output: &output)
         case ["model"]: return try model(parsed, output: &output)
+        case ["decode"]: return try decode(parsed, output: &output)
         default:
             throw UsageError(
-                "bench: expected 'glam bench gemm', 'glam bench moe' or 'glam bench model', got '\(parsed.positionals.joined(separator: " "))'"
+                "bench: expected 'glam bench gemm', 'glam bench moe', 'glam bench model' or 'glam bench decode', got '\(parsed.positionals.joined(separator: " "))'"
             )
         }
     }
@@ -183,57 +197,124 @@ enum BenchCommand: Subcommand {
 
     static func model(_ parsed: Arguments, output: inout Output) throws -> Int32 {
         let name = parsed.value("config") ?? "small"
-        guard let configuration = ModelConfiguration.named(name) else {
+        guard let named = ModelConfiguration.named(name) else {
             throw UsageError("bench: unknown configuration '\(name)' (see 'glam params')")
         }
         let b = try parsed.integer("batch", in: 1...4096) ?? 8
         let t = try parsed.integer("length", in: 1...65536) ?? 128
-        guard (b * t) % configuration.numGroups == 0 else { throw UsageError("bench: B·T must be divisible by num_groups") }
+        guard (b * t) % named.numGroups == 0 else { throw UsageError("bench: B·T must be divisible by num_groups") }
         if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
         let repeats = try parsed.integer("repeats", in: 1...1000)
-        let estimate = MemoryEstimate(configuration: configuration, batchSize: b, length: t)
-        guard estimate.fits() else {
-            throw UsageError(
-                "bench: \(name) with B = \(b), T = \(t) needs about \(MemoryEstimate.describe(estimate.totalBytes)) to train, more than 80% of this machine's \(MemoryEstimate.describe(MemoryEstimate.physicalMemory))"
+        let expertCounts = try parsed.integerList("experts", in: 1...1024) ?? [named.numExperts]
+        if named.numExperts == 0 && parsed.value("experts") != nil {
+            throw UsageError("bench: --experts needs an MoE configuration; '\(name)' is dense")
+        }
+        let configurations = expertCounts.map { experts in
+            var configuration = named
+            configuration.numExperts = experts
+            return configuration
+        }
+        for configuration in configurations {
+            let estimate = MemoryEstimate(configuration: configuration, batchSize: b, length: t)
+            guard estimate.fits() else {
+                throw UsageError(
+                    "bench: \(name) (E = \(configuration.numExperts)) with B = \(b), T = \(t) needs about \(MemoryEstimate.describe(estimate.totalBytes)) to train, more than 80% of this machine's \(MemoryEstimate.describe(MemoryEstimate.physicalMemory))"
+                )
+            }
+        }
+        let json = parsed.has("json")
+        // The GEMM peak of this run: the best of square products at n = 1024 on the same threads.
+        let peak = measure(n: 1024, threads: Parallelism.threadCount, repeats: nil).best * 1e9
+        if !json {
+            output.line(
+                "GEMM peak in this run: \(rounded(peak / 1e9)) GFLOP/s (n = 1024, \(Parallelism.threadCount) threads, tile \(GEMMTile.selected.rawValue)); MFU = model FLOPs/s over it"
             )
         }
-        let parameters = ModelParameters(configuration: configuration, seed: 1)
-        var generator = SeededGenerator(seed: 2)
-        let tokens = (0..<(b * t)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
-        let targets = (0..<(b * t)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
-        let batch = TokenBatch(batchSize: b, length: t, tokens: tokens, targets: targets)
-        let constants = parameters.constants
-        var results: [(mode: String, best: Double, median: Double, runs: Int)] = []
-        var optimizer = Adafactor()
-        var trained = parameters
-        for mode in ["forward", "forward+backward", "train step"] {
-            func once() throws -> Double {
-                let start = DispatchTime.now().uptimeNanoseconds
-                if mode == "forward" {
-                    let _: DecoderOutput<Float> = try constants(batch)
-                } else {
-                    let tape = Tape<Float>()
-                    let variables = trained.variables(on: tape)
-                    let out: DecoderOutput<Float> = try variables(batch)
-                    let gradients = variables.gradients(from: tape.gradients(of: out.loss!))
-                    if mode == "train step" {
-                        optimizer.update(&trained, gradients: gradients, step: 0, learningRate: 0.01)
+        var stepSeconds: [Double] = []
+        for configuration in configurations {
+            let parameters = ModelParameters(configuration: configuration, seed: 1)
+            var generator = SeededGenerator(seed: 2)
+            let tokens = (0..<(b * t)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
+            let targets = (0..<(b * t)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
+            let batch = TokenBatch(batchSize: b, length: t, tokens: tokens, targets: targets)
+            let constants = parameters.constants
+            var optimizer = Adafactor()
+            var trained = parameters
+            let forwardFLOPs = configuration.forwardFLOPsPerToken(length: t)
+            for mode in ["forward", "forward+backward", "train step"] {
+                func once() throws -> Double {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    if mode == "forward" {
+                        let _: DecoderOutput<Float> = try constants(batch)
+                    } else {
+                        let tape = Tape<Float>()
+                        let variables = trained.variables(on: tape)
+                        let out: DecoderOutput<Float> = try variables(batch)
+                        let gradients = variables.gradients(from: tape.gradients(of: out.loss!))
+                        if mode == "train step" {
+                            optimizer.update(&trained, gradients: gradients, step: 0, learningRate: 0.01)
+                        }
                     }
+                    return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
                 }
+                let seconds = try timings(repeats: repeats, minimumSeconds: 2, maximumRuns: 30, once).sorted()
+                let (best, median) = (Double(b * t) / seconds[0], Double(b * t) / seconds[seconds.count / 2])
+                if mode == "train step" { stepSeconds.append(seconds[0]) }
+                let mfu = best * forwardFLOPs * (mode == "forward" ? 1 : 3) / peak
+                let experts = configuration.numExperts
+                if json {
+                    output.line(
+                        #"{"config": "\#(name)", "experts": \#(experts), "batch": \#(b), "length": \#(t), "mode": "\#(mode)", "threads": \#(Parallelism.threadCount), "tokens_per_second": \#(best.rounded()), "median_tokens_per_second": \#(median.rounded()), "repeats": \#(seconds.count), "mfu": \#((mfu * 1000).rounded() / 1000), "gemm_peak_gflops": \#(rounded(peak / 1e9))}"#
+                    )
+                } else {
+                    output.line(
+                        "\(name)\(configurations.count > 1 ? " E=\(experts)" : "") B=\(b) T=\(t) \(mode): best \(Int(best.rounded())) tokens/s, median \(Int(median.rounded())) over \(seconds.count) runs, MFU \(String(format: "%.1f", mfu * 100))%"
+                    )
+                }
+            }
+        }
+        if configurations.count > 1 && !json {
+            for (index, configuration) in configurations.enumerated().dropFirst() {
+                output.line(
+                    "train step time at E = \(configuration.numExperts) over E = \(configurations[0].numExperts) (same activated compute): \(String(format: "%.2f", stepSeconds[index] / stepSeconds[0]))"
+                )
+            }
+        }
+        return 0
+    }
+
+    /// `glam bench decode`: tokens per second of cached incremental decoding.
+    static func decode(_ parsed: Arguments, output: inout Output) throws -> Int32 {
+        let name = parsed.value("config") ?? "small"
+        guard let configuration = ModelConfiguration.named(name) else {
+            throw UsageError("bench: unknown configuration '\(name)' (see 'glam params')")
+        }
+        let batches = try parsed.integerList("batch", in: 1...1024) ?? [1, 8]
+        let prompt = try parsed.integer("prompt", in: 1...65536) ?? 64
+        let count = try parsed.integer("tokens", in: 1...65536) ?? 64
+        if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
+        let repeats = try parsed.integer("repeats", in: 1...1000)
+        let parameters = ModelParameters(configuration: configuration, seed: 1)
+        for b in batches {
+            var generator = SeededGenerator(seed: 3)
+            let promptTokens = (0..<(b * prompt)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
+            let steps = (0..<count).map { _ in (0..<b).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) } }
+            func once() throws -> Double {
+                var decoder = IncrementalDecoder(parameters: parameters, batchSize: b)
+                _ = try decoder.prefill(promptTokens)
+                let start = DispatchTime.now().uptimeNanoseconds
+                for tokens in steps { _ = try decoder.step(tokens) }
                 return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             }
-            let seconds = try timings(repeats: repeats, minimumSeconds: 2, maximumRuns: 30, once)
-            let sorted = seconds.sorted()
-            results.append((mode, Double(b * t) / sorted[0], Double(b * t) / sorted[sorted.count / 2], seconds.count))
-        }
-        for result in results {
+            let seconds = try timings(repeats: repeats, minimumSeconds: 1, maximumRuns: 20, once).sorted()
+            let (best, median) = (Double(b * count) / seconds[0], Double(b * count) / seconds[seconds.count / 2])
             if parsed.has("json") {
                 output.line(
-                    #"{"config": "\#(name)", "batch": \#(b), "length": \#(t), "mode": "\#(result.mode)", "threads": \#(Parallelism.threadCount), "tokens_per_second": \#(result.best.rounded()), "median_tokens_per_second": \#(result.median.rounded()), "repeats": \#(result.runs)}"#
+                    #"{"config": "\#(name)", "batch": \#(b), "prompt": \#(prompt), "tokens": \#(count), "threads": \#(Parallelism.threadCount), "tokens_per_second": \#(best.rounded()), "median_tokens_per_second": \#(median.rounded()), "repeats": \#(seconds.count)}"#
                 )
             } else {
                 output.line(
-                    "\(name) B=\(b) T=\(t) \(result.mode): best \(Int(result.best.rounded())) tokens/s, median \(Int(result.median.rounded())) over \(result.runs) runs"
+                    "\(name) decode B=\(b), \(count) tokens after a \(prompt)-token prompt (KV cache): best \(Int(best.rounded())) tokens/s, median \(Int(median.rounded())) over \(seconds.count) runs"
                 )
             }
         }

@@ -162,14 +162,7 @@ struct SweepVariant {
     let experts: Int
 
     /// 3 × forward FLOPs per token (see the help text).
-    func flopsPerToken(length t: Int) -> Double {
-        let c = configuration
-        let count = ParameterCount(c)
-        var matrix = Double(count.activated - count.embedding)  // includes norms, negligible
-        matrix += Double(c.vocabSize * c.modelDim)  // output projection (tied embedding)
-        let attention = Double(c.numLayers * 4 * t * c.numHeads * c.headDim)
-        return 3 * (2 * matrix + attention)
-    }
+    func flopsPerToken(length t: Int) -> Double { configuration.trainingFLOPsPerToken(length: t) }
 }
 
 /// The settings of a sweep (also its identity: a resumed sweep must have the same ones).
@@ -191,13 +184,7 @@ struct SweepSettings {
         let first = UInt64(try parsed.integer("seed", in: 0...Int(Int32.max)) ?? 0)
         let count = try parsed.integer("seeds", in: 1...100) ?? 1
         seeds = (0..<UInt64(count)).map { first + $0 }
-        if let text = parsed.value("experts") {
-            let values = text.split(separator: ",").map { Int($0) }
-            guard !values.isEmpty, values.allSatisfy({ $0 != nil && (2...1024).contains($0!) }) else {
-                throw UsageError("compare: --experts must be a comma-separated list of integers in 2...1024, got '\(text)'")
-            }
-            experts = values.map { $0! }
-        }
+        experts = try parsed.integerList("experts", in: 2...1024) ?? experts
         corpus = parsed.value("corpus") ?? corpus
         if let text = parsed.value("capacity-factor") {
             guard let value = Double(text), value > 0, value <= 1000 else {

@@ -62,6 +62,17 @@ struct CommandLineTests {
         let model = runGlam(["bench", "model", "--config", "tiny", "--batch", "1", "--length", "8", "--repeats", "1", "--json"])
         #expect(model.status == 0, "\(model.err)")
         #expect(model.out.split(separator: "\n").count == 3 && model.out.contains("\"mode\": \"train step\""))
+        let rows = try model.out.split(separator: "\n").map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        #expect(rows.allSatisfy { ($0["mfu"] as? Double ?? 0) > 0 && ($0["gemm_peak_gflops"] as? Double ?? 0) > 0 })
+        let sweep = runGlam(["bench", "model", "--config", "tiny", "--batch", "1", "--length", "8", "--repeats", "1", "--experts", "4,16"])
+        #expect(sweep.status == 0, "\(sweep.err)")
+        #expect(sweep.out.contains("tiny E=16 B=1 T=8 train step") && sweep.out.contains("train step time at E = 16 over E = 4"))
+        #expect(runGlam(["bench", "model", "--config", "tiny-dense", "--experts", "4"]).status == 2)
+        #expect(runGlam(["bench", "model", "--config", "tiny", "--experts", "4,x"]).status == 2)
+        let decode = runGlam(["bench", "decode", "--config", "tiny", "--batch", "1,3", "--prompt", "4", "--tokens", "5", "--repeats", "1", "--json"])
+        #expect(decode.status == 0, "\(decode.err)")
+        let decoded = try decode.out.split(separator: "\n").map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        #expect(decoded.map { $0["batch"] as? Int } == [1, 3] && decoded.allSatisfy { ($0["tokens_per_second"] as? Double ?? 0) > 0 })
         #expect(runGlam(["bench", "model", "--config", "nonexistent"]).status == 2)
         #expect(runGlam(["bench", "moe", "--capacity-factor", "-1"]).status == 2)
     }

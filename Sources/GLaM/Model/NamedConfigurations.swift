@@ -105,3 +105,25 @@ public struct ParameterCount: Sendable, Equatable {
         embedding = c.vocabSize * m
     }
 }
+
+extension ModelConfiguration {
+    /// Model FLOPs of one training token at sequence length `t` (forward + backward = 3 × forward),
+    /// the count that model-FLOP utilisation (MFU) and `glam compare`'s x-axis use.
+    ///
+    /// forward = 2 × (activated matrix parameters outside the embedding lookup + the output
+    /// projection V·M) + 4·T·N·D per layer (the attention logits q·kᵀ and the weighted sum p·v, each
+    /// 2·T·N·D per token, counted over all T keys as the paper's accounting does). An MoE layer
+    /// counts the router and the two experts a token uses.
+    public func trainingFLOPsPerToken(length t: Int) -> Double {
+        3 * forwardFLOPsPerToken(length: t)
+    }
+
+    /// Model FLOPs of one token's forward pass at sequence length `t` (see `trainingFLOPsPerToken`).
+    public func forwardFLOPsPerToken(length t: Int) -> Double {
+        let count = ParameterCount(self)
+        var matrix = Double(count.activated - count.embedding)  // includes norms, negligible
+        matrix += Double(vocabSize * modelDim)  // output projection (tied embedding)
+        let attention = Double(numLayers * 4 * t * numHeads * headDim)
+        return 2 * matrix + attention
+    }
+}
