@@ -1,6 +1,8 @@
 // The pointwise, row-wise and reduction kernels at sizes large enough to be split across workers:
 // they equal plain loops written here, and the bits never depend on the thread count.
 
+import Dispatch
+import Synchronization
 import Testing
 
 @testable import GLaM
@@ -93,5 +95,33 @@ struct ParallelKernelTests {
             let many = try withThreadCount(threads) { try step() }
             #expect(many.loss == one.loss && many.parameters == one.parameters, "threads \(threads)")
         }
+    }
+
+    @Test("the worker pool runs every task exactly once: many short loops, nested loops, loops from several threads")
+    func workerPoolRunsEveryTaskOnce() {
+        /// Runs a loop of `count` tasks on `threads` threads and returns how often each task ran.
+        @Sendable func runs(_ count: Int, threads: Int, nested: Bool = false) -> [Int] {
+            let counters = Mutex([Int](repeating: 0, count: count))
+            Parallelism.forEachTask(count, threads: threads) { task in
+                if nested {
+                    let inner = Mutex(0)
+                    Parallelism.forEachTask(3, threads: threads) { _ in inner.withLock { $0 += 1 } }
+                    #expect(inner.withLock { $0 } == 3)
+                }
+                counters.withLock { $0[task] += 1 }
+            }
+            return counters.withLock { $0 }
+        }
+        for round in 0..<500 {
+            let count = 1 + round % 17
+            #expect(runs(count, threads: 1 + round % 4) == [Int](repeating: 1, count: count), "round \(round)")
+        }
+        #expect(runs(40, threads: 3, nested: true) == [Int](repeating: 1, count: 40))
+        let results = Mutex([[Int]]())
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            let result = runs(200, threads: 2)
+            results.withLock { $0.append(result) }
+        }
+        #expect(results.withLock { $0 }.allSatisfy { $0 == [Int](repeating: 1, count: 200) })
     }
 }

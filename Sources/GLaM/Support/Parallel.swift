@@ -41,6 +41,8 @@ public enum Parallelism {
             for task in 0..<taskCount { body(task) }
             return
         }
+        if WorkerPool.shared.run(taskCount, threads: workers, body) { return }
+        // The pool is running another loop (a nested or concurrent one): Dispatch's workers.
         let nextTask = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             while true {

@@ -1,0 +1,132 @@
+// A small pool of worker threads that spin briefly before sleeping, so that the many short
+// parallel loops of a training step (hundreds per step, some of a few tens of microseconds) do not
+// each wait for a sleeping thread to wake, as `DispatchQueue.concurrentPerform` does.
+//
+// One loop runs at a time. The caller publishes a job (its body, task count and how many workers
+// may join) under a lock, bumps `published`, wakes sleeping workers, and then claims tasks itself
+// like any worker. Tasks are claimed under the lock, one at a time, so a worker that arrives late
+// claims nothing and never touches a finished job; the caller returns only when every task has
+// completed. Which thread runs a task never changes what the task computes.
+
+import Dispatch
+import Foundation
+import Synchronization
+
+final class WorkerPool: @unchecked Sendable {
+    /// The process-wide pool.
+    static let shared = WorkerPool()
+
+    /// Iterations a worker spins on `published` before it sleeps (tens of microseconds).
+    private static let spinIterations = 20_000
+    /// The most workers the pool starts (besides the calling thread).
+    private static let maximumWorkers = 63
+
+    private struct Job {
+        var generation = 0
+        var body: UncheckedSendable<(Int) -> Void>?
+        var count = 0
+        var next = 0
+        var completed = 0
+        var joined = 0
+        var allowed = 0
+    }
+
+    private let job = Mutex(Job())
+    /// The generation of the latest job, read by spinning workers without the lock.
+    private let published = Atomic<Int>(0)
+    /// Set while a loop uses the pool; a second concurrent or nested loop uses Dispatch instead.
+    private let inUse = Atomic<Bool>(false)
+    /// Per worker: true while it sleeps (or is about to), to be woken by its semaphore.
+    private let sleeping = Mutex([Bool](repeating: false, count: WorkerPool.maximumWorkers))
+    private let semaphores: [DispatchSemaphore]
+    private let started = Mutex(0)
+
+    private init() {
+        semaphores = (0..<Self.maximumWorkers).map { _ in DispatchSemaphore(value: 0) }
+    }
+
+    /// Runs `body(task)` for every task in `0..<count` on the calling thread and up to
+    /// `threads − 1` pool workers. Returns false, having run nothing, when the pool is busy.
+    func run(_ count: Int, threads: Int, _ body: (Int) -> Void) -> Bool {
+        guard inUse.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
+        defer { inUse.store(false, ordering: .releasing) }
+        let helpers = min(threads - 1, Self.maximumWorkers)
+        startWorkers(upTo: helpers)
+        withoutActuallyEscaping(body) { escapable in
+            let generation = job.withLock { state -> Int in
+                state.generation += 1
+                (state.body, state.count, state.next, state.completed) = (UncheckedSendable(escapable), count, 0, 0)
+                (state.joined, state.allowed) = (0, helpers)
+                return state.generation
+            }
+            published.store(generation, ordering: .releasing)
+            let asleep = sleeping.withLock { flags in
+                let asleep = flags.indices.filter { flags[$0] }
+                for worker in asleep { flags[worker] = false }
+                return asleep
+            }
+            for worker in asleep { semaphores[worker].signal() }
+            work(generation: generation)
+            // Wait for tasks that workers claimed to finish.
+            while job.withLock({ $0.completed }) < count {}
+            job.withLock { $0.body = nil }
+        }
+        return true
+    }
+
+    /// Claims and runs tasks of job `generation` until none is left.
+    private func work(generation: Int) {
+        while true {
+            var claim = job.withLock { state -> (task: Int, body: UncheckedSendable<(Int) -> Void>)? in
+                guard state.generation == generation, state.next < state.count, let body = state.body else { return nil }
+                state.next += 1
+                return (state.next - 1, body)
+            }
+            guard let task = claim?.task else { return }
+            claim!.body.value(task)
+            claim = nil  // release the body before the caller can see the task completed
+            job.withLock { $0.completed += 1 }
+        }
+    }
+
+    private func startWorkers(upTo count: Int) {
+        started.withLock { started in
+            while started < count {
+                let index = started
+                let thread = Thread { [self] in self.workerLoop(index) }
+                thread.stackSize = 8 << 20
+                thread.name = "glam-worker-\(index)"
+                thread.start()
+                started += 1
+            }
+        }
+    }
+
+    private func workerLoop(_ index: Int) {
+        var seen = 0
+        while true {
+            var current = published.load(ordering: .acquiring)
+            var spins = 0
+            while current == seen {
+                spins += 1
+                if spins >= Self.spinIterations {
+                    sleeping.withLock { $0[index] = true }
+                    if published.load(ordering: .acquiring) == seen {
+                        semaphores[index].wait()
+                    } else if !sleeping.withLock({ flags in defer { flags[index] = false }; return flags[index] }) {
+                        semaphores[index].wait()  // the caller saw the flag and signalled: consume it
+                    }
+                    spins = 0
+                }
+                current = published.load(ordering: .acquiring)
+            }
+            seen = current
+            let joins = job.withLock { state -> Bool in
+                guard state.generation == current, state.joined < state.allowed else { return false }
+                state.joined += 1
+                return true
+            }
+            if joins { work(generation: current) }
+        }
+    }
+}
