@@ -44,7 +44,7 @@ extension ModelConfiguration {
             name: "glam-137b", configuration: paper(64, 8192, 65536, 128, 128, 0), paperTotal: "137B", paperActivated: "137B"),
         NamedConfiguration(
             name: "glam-64b-64e", configuration: paper(64, 8192, 32768, 128, 128, 64), paperTotal: "1.2T", paperActivated: "96.6B"),
-        // CPU models: train in minutes here.
+        // CPU models: tiny and small train in minutes here; medium is the larger benchmark model.
         NamedConfiguration(
             name: "tiny",
             configuration: ModelConfiguration(
@@ -64,6 +64,11 @@ extension ModelConfiguration {
             name: "small-dense",
             configuration: ModelConfiguration(
                 vocabSize: 2048, modelDim: 256, numLayers: 4, numHeads: 4, headDim: 64, ffDim: 512, numExperts: 0),
+            paperTotal: nil, paperActivated: nil),
+        NamedConfiguration(
+            name: "medium",
+            configuration: ModelConfiguration(
+                vocabSize: 2048, modelDim: 512, numLayers: 4, numHeads: 8, headDim: 64, ffDim: 1024, numExperts: 16),
             paperTotal: nil, paperActivated: nil),
     ]
 
