@@ -27,13 +27,14 @@ public func matmul<Scalar>(
     let (m, k) = transposeA ? (aColumns, aRows) : (aRows, aColumns)
     let (k2, n) = transposeB ? (bColumns, bRows) : (bRows, bColumns)
     precondition(k == k2, "matmul: inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
-    var out = [Scalar](repeating: 0, count: batch * m * n)
+    if k == 0 || batch * m * n == 0 { return Tensor(zeros: batchShape + [m, n]) }
     let aStride = aBatch.isEmpty ? 0 : aRows * aColumns
     let bStride = bBatch.isEmpty ? 0 : bRows * bColumns
-    a.scalars.withUnsafeBufferPointer { pa in
+    // Every element of the output is written below, so it is not zero-filled first.
+    let out = a.scalars.withUnsafeBufferPointer { pa in
         b.scalars.withUnsafeBufferPointer { pb in
-            out.withUnsafeMutableBufferPointer { pc in
-                guard let baseA = pa.baseAddress, let baseB = pb.baseAddress, let baseC = pc.baseAddress else { return }
+            [Scalar].filled(count: batch * m * n) { pc in
+                let (baseA, baseB, baseC) = (pa.baseAddress!, pb.baseAddress!, pc.baseAddress!)
                 let opA = MatrixOperand.strides(rows: aRows, columns: aColumns, transposed: transposeA)
                 let opB = MatrixOperand.strides(rows: bRows, columns: bColumns, transposed: transposeB)
                 if Scalar.self == Float.self {

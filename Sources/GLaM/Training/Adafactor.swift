@@ -83,12 +83,32 @@ public struct Adafactor: Sendable, Equatable {
         Self.updateWhole(weight: &weight, gradient: g, slot: &slot, configuration: configuration, step: step, learningRate: learningRate)
     }
 
-    /// √(mean(x²)), accumulated in Double.
+    /// √(mean(x²)), with Σx² by `sumOfSquares`.
     static func rms(_ x: [Float]) -> Float {
         guard !x.isEmpty else { return 0 }
-        var total = 0.0
-        for value in x { total += Double(value) * Double(value) }
+        let total = x.withUnsafeBufferPointer { sumOfSquares($0.baseAddress!, count: $0.count) }
         return Float((total / Double(x.count)).squareRoot())
+    }
+
+    /// Σx² in Double, in eight lanes: lane j sums the elements whose index is j mod 8, in index
+    /// order, and the lanes are added as ((0+1)+(2+3))+((4+5)+(6+7)). Each square of a Float is
+    /// exact in Double. The order is fixed, so every caller (the fast, sharded and reference
+    /// updates) gets the same bits; eight chains instead of one keep the adds off the critical path.
+    static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
+        var lanes = SIMD8<Double>()
+        var i = 0
+        while i + 8 <= count {
+            let v = SIMD8<Double>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
+            lanes += v * v
+            i += 8
+        }
+        var lane = 0
+        while i < count {
+            lanes[lane] += Double(x[i]) * Double(x[i])
+            i += 1
+            lane += 1
+        }
+        return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
     }
 }
 

@@ -76,11 +76,11 @@ extension Adafactor {
                     slot = .full(v: Tensor(shape: shape, scalars: v))
                 }
                 // RMS(u) and RMS(W) (of the weight before the step) from sums of squares in Double.
-                for i in 0..<count { sumU += Double(out[i]) * Double(out[i]) }
+                sumU = sumOfSquares(out, count: count)
             }
         }
         weight.scalars.withUnsafeBufferPointer { w in
-            for i in 0..<count { sumW += Double(w[i]) * Double(w[i]) }
+            if let base = w.baseAddress { sumW = sumOfSquares(base, count: count) }
         }
         let rms = { (total: Double) in count == 0 ? Float(0) : Float((total / Double(count)).squareRoot()) }
         let clip = max(1, rms(sumU) / c.clippingThreshold)

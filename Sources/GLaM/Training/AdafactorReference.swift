@@ -73,7 +73,8 @@ public func referenceAdafactorUpdate(
         }
         newSlot = .full(v: Tensor(shape: shape, scalars: v))
     }
-    // RMS(u) and RMS(W) (of the weight before the step) from sums of squares in Double.
+    // RMS(u) and RMS(W) (of the weight before the step) from sums of squares in Double, in the
+    // eight-lane order of `Adafactor.sumOfSquares`.
     let clip = max(1, Adafactor.rms(u) / c.clippingThreshold)
     let parameterScale = c.multiplyByParameterScale ? max(Adafactor.rms(weight.scalars), c.epsilon2) : 1
     // W − lr · scale · (u / clip), evaluated as W − ((lr · scale) / clip) · u.

@@ -80,9 +80,10 @@ extension Adafactor {
         // whole weight: sums of squares in Double, per shard, then across shards.
         let squares = shards.indices.map { b in
             shards[b].indices.map { k in
-                var u = 0.0, w = 0.0
-                for value in updates[b][k] { u += Double(value) * Double(value) }
-                for value in shards[b][k].weight.scalars { w += Double(value) * Double(value) }
+                let u = updates[b][k].withUnsafeBufferPointer { $0.isEmpty ? 0 : sumOfSquares($0.baseAddress!, count: $0.count) }
+                let w = shards[b][k].weight.scalars.withUnsafeBufferPointer {
+                    $0.isEmpty ? 0 : sumOfSquares($0.baseAddress!, count: $0.count)
+                }
                 return [u, w]
             }
         }
