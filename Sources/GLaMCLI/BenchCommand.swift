@@ -8,7 +8,8 @@ enum BenchCommand: Subcommand {
     static let name = "bench"
     static let summary = "Time kernels: 'glam bench gemm' (GFLOP/s), 'bench moe' (routing), 'bench model' (tokens/s, MFU), 'bench decode'."
     static let help = """
-        USAGE: glam bench gemm [--size N] [--threads T] [--repeats R] [--tile 6x16|12x32] [--json]
+        USAGE: glam bench gemm [--size N | --shape M,N,K[,BATCH] [--layout nn|tn|nt|tt]] [--threads T]
+                               [--repeats R] [--tile 6x16|12x32] [--json]
                glam bench moe [--groups G] [--group-size S] [--experts E] [--model-dim M]
                               [--capacity-factor F] [--implementation indexed|dense] [--threads T]
                               [--repeats R] [--json]
@@ -39,11 +40,14 @@ enum BenchCommand: Subcommand {
 
         bench gemm times C = A·B for square n × n Float matrices with the packed multithreaded GEMM.
         Without --size: n = 256, 512, 1024, 2048. Without --threads: 1 and all CPUs.
-        Each case runs once to warm up, then R times (default: until 0.5 s, at least 3, at most 50);
+        Each case runs once to warm up, then R times (default: until 0.5 s, at least 3, at most 5,000);
         reported are the best and the median GFLOP/s (2n³ floating-point operations per product).
 
         OPTIONS:
           --size N      matrix size (1...8192)
+          --shape M,N,K[,BATCH]  one product C = op(A)·op(B) instead, op(A) [M, K], op(B) [K, N],
+                        BATCH of them; --layout tn reads A transposed, nt B, tt both (the model's
+                        backward layouts)
           --threads T   worker threads (1...256)
           --repeats R   timed repetitions (1...1000)
           --tile MRxNR  the register tile (default: the one timed fastest on this CPU; see GEMMTile)
@@ -54,7 +58,7 @@ enum BenchCommand: Subcommand {
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let options: Set = [
             "size", "threads", "repeats", "groups", "group-size", "experts", "model-dim", "capacity-factor", "implementation",
-            "config", "batch", "length", "tile", "prompt", "tokens",
+            "config", "batch", "length", "tile", "prompt", "tokens", "shape", "layout",
         ]
         let parsed = try Arguments(arguments, command: "bench", options: options, flags: ["json"])
         switch parsed.positionals {
@@ -70,7 +74,21 @@ enum BenchCommand: Subcommand {
     }
 
     static func gemm(_ parsed: Arguments, output: inout Output) throws -> Int32 {
-        let sizes = try parsed.integer("size", in: 1...8192).map { [$0] } ?? [256, 512, 1024, 2048]
+        var products = (try parsed.integer("size", in: 1...8192).map { [$0] } ?? [256, 512, 1024, 2048]).map { Product(m: $0, n: $0, k: $0) }
+        if let shape = try parsed.integerList("shape", in: 1...65536) {
+            guard shape.count == 3 || shape.count == 4 else {
+                throw UsageError("bench: --shape must be M,N,K or M,N,K,BATCH, got '\(parsed.value("shape")!)'")
+            }
+            let layout = parsed.value("layout") ?? "nn"
+            guard ["nn", "tn", "nt", "tt"].contains(layout) else {
+                throw UsageError("bench: --layout must be nn, tn, nt or tt, got '\(layout)'")
+            }
+            let product = Product(m: shape[0], n: shape[1], k: shape[2], batch: shape.count == 4 ? shape[3] : 1, layout: layout)
+            guard Double(product.batch) * Double(max(product.m, product.n)) * Double(product.k) <= Double(1 << 28) else {
+                throw UsageError("bench: --shape \(parsed.value("shape")!) is larger than 2^28 elements per operand")
+            }
+            products = [product]
+        }
         let cpus = Parallelism.threadCount
         let threadCounts = try parsed.integer("threads", in: 1...256).map { [$0] } ?? (cpus > 1 ? [1, cpus] : [1])
         let repeats = try parsed.integer("repeats", in: 1...1000)
@@ -86,7 +104,7 @@ enum BenchCommand: Subcommand {
         }
         if !json {
             output.line(
-                "SGEMM C = A·B, square n, \(GEMM.isFused ? "fused multiply-add (-DGLAM_FMA)" : "unfused multiply-add (built without -DGLAM_FMA)"), tile \(tile.rawValue) (\(parsed.value("tile") == nil ? GEMMTile.selectionReason : "--tile"))"
+                "SGEMM C = A·B, \(parsed.value("shape") == nil ? "square n" : "op(A) [M, K] · op(B) [K, N], BATCH products"), \(GEMM.isFused ? "fused multiply-add (-DGLAM_FMA)" : "unfused multiply-add (built without -DGLAM_FMA)"), tile \(tile.rawValue) (\(parsed.value("tile") == nil ? GEMMTile.selectionReason : "--tile"))"
             )
             let block = 2.0 * Double(GEMM.rowBlock * GEMMTile.timedColumns * GEMM.depthBlock)
             let kernels = GEMMTile.timeKernels().map { "\($0.tile.rawValue) \(rounded(block / $0.seconds / 1e9))" }
@@ -94,15 +112,17 @@ enum BenchCommand: Subcommand {
             output.line("    n  threads  best GFLOP/s  median GFLOP/s  repeats")
         }
         for threads in threadCounts {
-            for n in sizes {
-                let result = measure(n: n, threads: threads, repeats: repeats, tile: tile)
+            for product in products {
+                let result = measure(product, threads: threads, repeats: repeats, tile: tile)
+                let isSquare = product.m == product.n && product.n == product.k && product.batch == 1 && product.layout == "nn"
+                let label = isSquare ? "\(product.m)" : "\(product.m)×\(product.n)×\(product.k)×\(product.batch) \(product.layout)"
                 if json {
                     output.line(
-                        #"{"m": \#(n), "n": \#(n), "k": \#(n), "threads": \#(threads), "gflops": \#(rounded(result.best)), "median_gflops": \#(rounded(result.median)), "repeats": \#(result.repeats), "fma": \#(GEMM.isFused), "tile": "\#(tile.rawValue)"}"#
+                        #"{"m": \#(product.m), "n": \#(product.n), "k": \#(product.k), "batch": \#(product.batch), "layout": "\#(product.layout)", "threads": \#(threads), "gflops": \#(rounded(result.best)), "median_gflops": \#(rounded(result.median)), "repeats": \#(result.repeats), "fma": \#(GEMM.isFused), "tile": "\#(tile.rawValue)"}"#
                     )
                 } else {
                     output.line(
-                        "\(pad(n, 5))  \(pad(threads, 7))  \(pad(rounded(result.best), 12))  \(pad(rounded(result.median), 14))  \(pad(result.repeats, 7))"
+                        "\(pad(label, 5))  \(pad(threads, 7))  \(pad(rounded(result.best), 12))  \(pad(rounded(result.median), 14))  \(pad(result.repeats, 7))"
                     )
                 }
             }
@@ -110,11 +130,25 @@ enum BenchCommand: Subcommand {
         return 0
     }
 
+    /// A product to time: `C[b] = op(A[b]) · op(B[b])` with `op(A)` `[m, k]`, `op(B)` `[k, n]`.
+    struct Product {
+        var m: Int, n: Int, k: Int, batch = 1
+        /// "nn", "tn" (A read transposed), "nt" (B read transposed) or "tt".
+        var layout = "nn"
+        var flops: Double { 2 * Double(m) * Double(n) * Double(k) * Double(batch) }
+    }
+
     static func measure(n: Int, threads: Int, repeats: Int?, tile: GEMMTile = .selected) -> (best: Double, median: Double, repeats: Int) {
-        var generator = SeededGenerator(seed: UInt64(n))
-        let a = (0..<(n * n)).map { _ in generator.nextUniform() - 0.5 }
-        let b = (0..<(n * n)).map { _ in generator.nextUniform() - 0.5 }
-        var c = [Float](repeating: 0, count: n * n)
+        measure(Product(m: n, n: n, k: n), threads: threads, repeats: repeats, tile: tile)
+    }
+
+    static func measure(_ product: Product, threads: Int, repeats: Int?, tile: GEMMTile = .selected) -> (best: Double, median: Double, repeats: Int) {
+        let (m, n, k, batch) = (product.m, product.n, product.k, product.batch)
+        let (transposeA, transposeB) = (product.layout.first == "t", product.layout.last == "t")
+        var generator = SeededGenerator(seed: UInt64(m * 31 + n * 7 + k))
+        let a = (0..<(batch * m * k)).map { _ in generator.nextUniform() - 0.5 }
+        let b = (0..<(batch * k * n)).map { _ in generator.nextUniform() - 0.5 }
+        var c = [Float](repeating: 0, count: batch * m * n)
         var seconds: [Double] = []
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
@@ -122,10 +156,14 @@ enum BenchCommand: Subcommand {
                     func once() -> Double {
                         let start = DispatchTime.now().uptimeNanoseconds
                         GEMM.multiply(
-                            m: n, n: n, k: n,
-                            a: MatrixOperand(rowMajor: pa.baseAddress!, rows: n, columns: n),
-                            b: MatrixOperand(rowMajor: pb.baseAddress!, rows: n, columns: n),
-                            c: pc.baseAddress!, ldc: n, threads: threads, tile: tile)
+                            m: m, n: n, k: k, batch: batch,
+                            a: MatrixOperand(
+                                rowMajor: pa.baseAddress!, rows: transposeA ? k : m, columns: transposeA ? m : k, transposed: transposeA,
+                                batchStride: m * k),
+                            b: MatrixOperand(
+                                rowMajor: pb.baseAddress!, rows: transposeB ? n : k, columns: transposeB ? k : n, transposed: transposeB,
+                                batchStride: k * n),
+                            c: pc.baseAddress!, ldc: n, cBatchStride: m * n, threads: threads, tile: tile)
                         return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
                     }
                     _ = once()
@@ -136,16 +174,15 @@ enum BenchCommand: Subcommand {
                         total += t
                         if let repeats {
                             if seconds.count >= repeats { break }
-                        } else if (total >= 0.5 && seconds.count >= 3) || seconds.count >= 50 {
+                        } else if (total >= 0.5 && seconds.count >= 3) || seconds.count >= 5000 {
                             break
                         }
                     }
                 }
             }
         }
-        let flops = 2 * Double(n) * Double(n) * Double(n)
         let sorted = seconds.sorted()
-        return (flops / sorted[0] / 1e9, flops / sorted[sorted.count / 2] / 1e9, seconds.count)
+        return (product.flops / sorted[0] / 1e9, product.flops / sorted[sorted.count / 2] / 1e9, seconds.count)
     }
 
     static func moe(_ parsed: Arguments, output: inout Output) throws -> Int32 {
