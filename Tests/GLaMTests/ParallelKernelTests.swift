@@ -124,4 +124,18 @@ struct ParallelKernelTests {
         }
         #expect(results.withLock { $0 }.allSatisfy { $0 == [Int](repeating: 1, count: 200) })
     }
+
+    @Test("RMSNorm's one-pass backward gives the same bits as its definition from tensor operations", arguments: [[3, 5], [2, 300, 256], [700, 64]])
+    func rmsNormBackwardMatchesReference(shape: [Int]) {
+        let m = shape.last!
+        let x = values(shape, seed: 61), g = values(shape, seed: 62)
+        let scale = Tensor(shape: [m], scalars: testValues(m, seed: 63).map { 1 + $0 / 2 })
+        let (_, r) = rmsNormalized(x, scale: scale, epsilon: 1e-6)
+        for (needX, needScale) in [(true, true), (true, false), (false, true)] {
+            let fast = rmsNormBackward(g, x: x, scale: scale, reciprocalRMS: r, needX: needX, needScale: needScale)
+            let reference = referenceRMSNormBackward(g, x: x, scale: scale, reciprocalRMS: r, needX: needX, needScale: needScale)
+            #expect(fast.map { $0?.shape } == reference.map { $0?.shape })
+            #expect(fast.map { $0?.scalars.map(\.bitPattern) } == reference.map { $0?.scalars.map(\.bitPattern) }, "\(shape) \(needX) \(needScale)")
+        }
+    }
 }

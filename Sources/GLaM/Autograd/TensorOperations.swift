@@ -99,18 +99,70 @@ public func rmsNormalized<Scalar>(
 ) -> Variable<Scalar> {
     let (y, r) = rmsNormalized(x.value, scale: scale.value, epsilon: epsilon)
     let xv = x.value, sv = scale.value
-    let m = Scalar(xv.shape.last ?? 1)
     let (needX, needScale) = (x.isRecorded, scale.isRecorded)  // never capture Variables: they hold the tape
     return Variable.record(y, inputs: [x, scale]) { g in
-        let normalized = xv * r  // [..., M]
-        let dScale = needScale ? (g * normalized).unbroadcasted(to: sv.shape) : nil
-        guard needX else { return [nil, dScale] }
-        let gs = g * sv
-        let dot = (gs * xv).sum(alongAxis: -1)  // [..., 1]
-        let r3 = r * r * r
-        let dx = gs * r - xv * (r3 * dot) * (1 / m)
-        return [dx, dScale]
+        rmsNormBackward(g, x: xv, scale: sv, reciprocalRMS: r, needX: needX, needScale: needScale)
     }
+}
+
+/// RMSNorm's backward in one pass over each row (dx) and one over each column (dscale): the same
+/// operations in the same order as `referenceRMSNormBackward`, so the same bits (tested).
+@_specialize(where Scalar == Float)
+func rmsNormBackward<Scalar>(
+    _ g: Tensor<Scalar>, x: Tensor<Scalar>, scale: Tensor<Scalar>, reciprocalRMS r: Tensor<Scalar>, needX: Bool, needScale: Bool
+) -> [Tensor<Scalar>?] {
+    let m = x.shape.last ?? 1
+    let rows = m == 0 ? 0 : x.scalarCount / m
+    guard rows > 0 else { return referenceRMSNormBackward(g, x: x, scale: scale, reciprocalRMS: r, needX: needX, needScale: needScale) }
+    return g.scalars.withUnsafeBufferPointer { pg in
+        x.scalars.withUnsafeBufferPointer { px in
+            scale.scalars.withUnsafeBufferPointer { ps in
+                r.scalars.withUnsafeBufferPointer { pr in
+                    let (gs, xs, ss, rs) = (UncheckedSendable(pg), UncheckedSendable(px), UncheckedSendable(ps), UncheckedSendable(pr))
+                    // dscale_j = Σ_rows g·(x·r), rows in order, one task per chunk of columns.
+                    let dScale: Tensor<Scalar>? =
+                        needScale
+                        ? Tensor<Scalar>(shape: scale.shape, generating: m) { columns, out in
+                            for j in columns { out[j] = 0 }
+                            for row in 0..<rows {
+                                let (gRow, xRow, reciprocal) = (gs.value.baseAddress! + row * m, xs.value.baseAddress! + row * m, rs.value[row])
+                                for j in columns { out[j] += gRow[j] * (xRow[j] * reciprocal) }
+                            }
+                        } : nil
+                    guard needX else { return [nil, dScale] }
+                    // dx = (g·s)·r − x·(r³·Σ_j (g·s)_j x_j)·(1/M), row by row.
+                    let inverseM = 1 / Scalar(m)
+                    let dx = Tensor<Scalar>(shape: x.shape, rows: rows, rowLength: m) { row, out in
+                        let (gRow, xRow, target) = (gs.value.baseAddress! + row * m, xs.value.baseAddress! + row * m, out + row * m)
+                        let (scaleRow, reciprocal) = (ss.value.baseAddress!, rs.value[row])
+                        var dot: Scalar = 0
+                        for j in 0..<m { dot += (gRow[j] * scaleRow[j]) * xRow[j] }
+                        let factor = reciprocal * reciprocal * reciprocal * dot
+                        for j in 0..<m { target[j] = (gRow[j] * scaleRow[j]) * reciprocal - (xRow[j] * factor) * inverseM }
+                    }
+                    return [dx, dScale]
+                }
+            }
+        }
+    }
+}
+
+/// RMSNorm's backward from tensor operations, the definition `rmsNormBackward` is tested against:
+/// with `gs = g ⊙ scale`, `dx = r·gs − x·r³·(Σⱼ gsⱼ xⱼ)/M` and `dscale = Σ_rows g ⊙ x ⊙ r`.
+func referenceRMSNormBackward<Scalar>(
+    _ g: Tensor<Scalar>, x xv: Tensor<Scalar>, scale sv: Tensor<Scalar>, reciprocalRMS r: Tensor<Scalar>, needX: Bool, needScale: Bool
+) -> [Tensor<Scalar>?] {
+    let columns = xv.shape.last ?? 1
+    let m = Scalar(columns)
+    let normalized = xv * r  // [..., M]
+    // Summed over all rows in order (as [rows, M] along axis 0).
+    let dScale = needScale ? (g * normalized).reshaped(to: [xv.scalarCount / Swift.max(columns, 1), columns]).sum(alongAxis: 0).reshaped(to: sv.shape) : nil
+    guard needX else { return [nil, dScale] }
+    let gs = g * sv
+    let dot = (gs * xv).sum(alongAxis: -1)  // [..., 1]
+    let r3 = r * r * r
+    let dx = gs * r - xv * (r3 * dot) * (1 / m)
+    return [dx, dScale]
 }
 
 /// The batched matrix product of `matmul(_:_:transposeA:transposeB:)`, differentiable.
