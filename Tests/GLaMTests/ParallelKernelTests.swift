@@ -138,4 +138,16 @@ struct ParallelKernelTests {
             #expect(fast.map { $0?.scalars.map(\.bitPattern) } == reference.map { $0?.scalars.map(\.bitPattern) }, "\(shape) \(needX) \(needScale)")
         }
     }
+
+    @Test("GELU and its tanh in one pass give the same bits as three passes (u, tanh, ½x(1 + t))", arguments: [1, 17, 40_003])
+    func geluOnePassMatchesThreePasses(count: Int) {
+        let x = Tensor(shape: [count], scalars: testValues(count, seed: 71).map { 4 * $0 })
+        let (c, a, half) = (Float(0.7978845608028654), Float(0.044715), Float(0.5))
+        let t = x.map { x in c * (x + a * x * x * x) }.fastTanh()
+        let y = Tensor.zip(x, t) { x, t in half * x * (1 + t) }
+        let fused = x.geluAndTanh()
+        #expect(fused.tanh.scalars.map(\.bitPattern) == t.scalars.map(\.bitPattern))
+        #expect(fused.gelu.scalars.map(\.bitPattern) == y.scalars.map(\.bitPattern))
+        #expect(x.gelu().scalars.map(\.bitPattern) == y.scalars.map(\.bitPattern))
+    }
 }

@@ -116,8 +116,7 @@ extension Variable {
     public func gelu() -> Variable {
         let x = value
         let c = Scalar(0.7978845608028654), a = Scalar(0.044715), half = Scalar(0.5)
-        let t = x.map { x in c * (x + a * x * x * x) }.fastTanh()  // tanh u
-        let y = Tensor.zip(x, t) { x, t in half * x * (1 + t) }
+        let (y, t) = x.geluAndTanh()  // ½x(1 + t), t = tanh u, in one pass
         return Variable.record(y, inputs: [self]) { g in
             // One pass over x, t and g.
             let d = x.scalars.withUnsafeBufferPointer { px in

@@ -27,8 +27,7 @@ extension Tensor {
     /// GELU, tanh approximation: ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
     @_specialize(where Scalar == Float)
     public func gelu() -> Tensor {
-        let c = Scalar(0.7978845608028654), a = Scalar(0.044715)
-        return Tensor.zip(self, map { x in c * (x + a * x * x * x) }.fastTanh()) { x, t in Scalar(0.5) * x * (1 + t) }
+        geluAndTanh().gelu
     }
 
     /// The scalar GELU (tanh approximation).
