@@ -150,4 +150,25 @@ struct ParallelKernelTests {
         #expect(fused.gelu.scalars.map(\.bitPattern) == y.scalars.map(\.bitPattern))
         #expect(x.gelu().scalars.map(\.bitPattern) == y.scalars.map(\.bitPattern))
     }
+
+    @Test("the attention softmax with the bias added in the same pass equals adding it first, values and gradients bit for bit")
+    func fusedBiasSoftmaxMatchesTwoSteps() throws {
+        let (b, n, t) = (3, 4, 50)
+        let segments = (0..<(b * t)).map { $0 % t < 40 ? 1 + ($0 % t) / 25 : 0 }
+        let visible = attentionVisibility(segmentIDs: segments, batch: b, length: t)
+        let scores = values([b, n, t, t], seed: 81), bias = values([n, t, t], seed: 82), upstream = values([b, n, t, t], seed: 83)
+        for extra in [true, false] {
+            func run(_ fused: Bool) -> [[UInt32]] {
+                let tape = Tape<Float>()
+                let (s, a) = (tape.variable(scores), tape.variable(bias))
+                let p =
+                    fused
+                    ? s.maskedSoftmax(adding: a, visible: visible, extraZeroLogit: extra)
+                    : (s + a).maskedSoftmax(visible: visible, extraZeroLogit: extra)
+                let g = tape.gradients(of: p, seed: upstream)
+                return [p.value, g[s]!, g[a]!].map { $0.scalars.map(\.bitPattern) }
+            }
+            #expect(run(true) == run(false), "extra zero logit \(extra)")
+        }
+    }
 }

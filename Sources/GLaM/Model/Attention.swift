@@ -41,20 +41,33 @@ extension Variable {
     /// Backward (the extra logit is a constant): `dl_j = p_j·(g_j − Σ_k g_k p_k)` for visible j, 0
     /// for masked j.
     func maskedSoftmax(visible: [Bool], extraZeroLogit: Bool) -> Variable {
+        maskedSoftmax(adding: nil, visible: visible, extraZeroLogit: extraZeroLogit)
+    }
+
+    /// `(self + bias).maskedSoftmax(visible:extraZeroLogit:)` in one pass over the scores, for
+    /// scores `[B, N, T, K]` and a bias `[N, T, K]` shared by the batch (the relative-position
+    /// bias): the same operations, so the same bits, without the summed logits in memory. The
+    /// bias's gradient is the logits' summed over the batch, as `+` gives it.
+    func maskedSoftmax(adding bias: Variable?, visible: [Bool], extraZeroLogit: Bool) -> Variable {
         precondition(value.rank == 4, "maskedSoftmax: expects [B, N, T, K], got \(shape)")
         let (b, n, t, k) = (shape[0], shape[1], shape[2], shape[3])
         precondition(visible.count == b * t * k, "maskedSoftmax: visibility has \(visible.count) entries for [\(b), \(t), \(k)]")
+        precondition(bias.map { $0.shape == [n, t, k] } ?? true, "maskedSoftmax: bias \(bias?.shape ?? []) for scores \(shape)")
         let masked = Scalar(maskedLogit)
+        let biasValue = bias?.value ?? Tensor<Scalar>(zeros: [0])
         let probabilities = value.scalars.withUnsafeBufferPointer { px in
             visible.withUnsafeBufferPointer { pv in
-                let (logits, mask) = (UncheckedSendable(px), UncheckedSendable(pv))
+                biasValue.scalars.withUnsafeBufferPointer { pb in
+                let (logits, mask, biasScalars) = (UncheckedSendable(px), UncheckedSendable(pv), UncheckedSendable(pb))
+                let hasBias = bias != nil
                 return Tensor<Scalar>(shape: shape, rows: b * n * t, rowLength: k) { row, out in
                     let batch = row / (n * t), query = row % t
                     let visibleRow = mask.value.baseAddress! + (batch * t + query) * k
                     let x = logits.value.baseAddress! + row * k, p = out + row * k
+                    let biasRow = hasBias ? biasScalars.value.baseAddress! + (row % (n * t)) * k : nil
                     var peak: Scalar = extraZeroLogit ? 0 : -Scalar.infinity
                     for j in 0..<k {
-                        let l = visibleRow[j] ? x[j] : masked
+                        let l = visibleRow[j] ? (biasRow.map { x[j] + $0[j] } ?? x[j]) : masked
                         p[j] = l
                         peak = Swift.max(peak, l)
                     }
@@ -65,9 +78,11 @@ extension Variable {
                     }
                     for j in 0..<k { p[j] /= total }
                 }
+                }
             }
         }
-        return Variable.record(probabilities, inputs: [self]) { g in
+        let biasShape = bias?.shape
+        return Variable.record(probabilities, inputs: [self] + (bias.map { [$0] } ?? [])) { g in
             let d = probabilities.scalars.withUnsafeBufferPointer { pp in
                 g.scalars.withUnsafeBufferPointer { pg in
                     visible.withUnsafeBufferPointer { pv in
@@ -84,7 +99,7 @@ extension Variable {
                     }
                 }
             }
-            return [d]
+            return [d] + (biasShape.map { [d.unbroadcasted(to: $0)] } ?? [])
         }
     }
 }
@@ -152,9 +167,10 @@ extension SelfAttention {
         }
         let l = k.shape[2]
         let bias = relativeBias.gatheringColumns(context.buckets, shape: [t, l])  // [N, T, L]
-        let logits = matmul(q, k, transposeB: true) + bias  // [B, N, T, L]
-        let probabilities = logits.maskedSoftmax(visible: context.visible, extraZeroLogit: c.attentionExtraLogit)  // [B, N, T, L]
-        context.trace("layers.\(i).attention.logits", logits)
+        let scores = matmul(q, k, transposeB: true)  // [B, N, T, L]
+        // softmax(scores + bias) with the mask and the extra zero logit, in one pass.
+        let probabilities = scores.maskedSoftmax(adding: bias, visible: context.visible, extraZeroLogit: c.attentionExtraLogit)  // [B, N, T, L]
+        context.trace("layers.\(i).attention.logits", scores.value + bias.value)  // computed only when traced
         context.trace("layers.\(i).attention.probabilities", probabilities)
         let merged = matmul(probabilities, v).transposed(permutation: [0, 2, 1, 3]).reshaped(to: [b, t, n * d])  // [B, T, N·D]
         let out = matmul(merged, wo)  // [B, T, M]
