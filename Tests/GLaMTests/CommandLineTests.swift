@@ -169,7 +169,12 @@ struct CommandLineTests {
         func losses(_ text: String) -> [Substring] {
             text.split(separator: "\n").filter { $0.hasPrefix("step ") }.map { $0.split(separator: "(")[0].split(separator: "loss ")[1] }
         }
-        #expect(losses(mesh.out).count == 2 && losses(mesh.out) == losses(one.out), "\(mesh.out)")
+        // The mesh sums partial results across cores in another order than one device (and Adafactor's
+        // sums of squares across shards), so the losses agree to rounding, not bit for bit: within one
+        // unit of the printed fourth decimal.
+        let (meshLosses, oneLosses) = (losses(mesh.out).compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }, losses(one.out).compactMap { Double($0.trimmingCharacters(in: .whitespaces)) })
+        #expect(meshLosses.count == 2 && oneLosses.count == 2, "\(mesh.out)")
+        #expect(zip(meshLosses, oneLosses).allSatisfy { abs($0 - $1) <= 1.01e-4 }, "mesh \(meshLosses), one device \(oneLosses)")
         // Every printed step sent exactly the predicted bytes.
         let sent = mesh.out.split(separator: "\n").filter { $0.contains("sent per core") }
         #expect(sent.count == 2)
