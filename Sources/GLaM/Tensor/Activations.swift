@@ -118,13 +118,17 @@ extension Tensor {
         guard rows > 0 else { return Tensor(shape: newShape, scalars: []) }
         return scalars.withUnsafeBufferPointer { x in
             let input = SendablePointer(x.baseAddress!)
-            return Tensor(shape: newShape, rows: rows, rowLength: 1) { row, out in
-                let values = input.base + row * n
-                var peak = -Scalar.infinity
-                for j in 0..<n { peak = Swift.max(peak, values[j]) }
-                var total: Scalar = 0
-                for j in 0..<n { total += Scalar.exp(values[j] - peak) }
-                out[row] = peak + Scalar.log(total)
+            // One output per row, each costing a row of n inputs: tasks of about
+            // `elementsPerTask` inputs, not outputs.
+            return Tensor(shape: newShape, generating: rows, grain: Parallelism.rowsPerTask(rowLength: n)) { range, out in
+                for row in range {
+                    let values = input.base + row * n
+                    var peak = -Scalar.infinity
+                    for j in 0..<n { peak = Swift.max(peak, values[j]) }
+                    var total: Scalar = 0
+                    for j in 0..<n { total += Scalar.exp(values[j] - peak) }
+                    out[row] = peak + Scalar.log(total)
+                }
             }
         }
     }

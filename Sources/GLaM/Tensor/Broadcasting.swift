@@ -63,13 +63,17 @@ extension Tensor {
 
     /// A tensor of `shape` (with `count` elements) whose elements `fill(range, out)` writes,
     /// range by range, on up to `Parallelism.threadCount` workers: `out[i]` for every `i` in
-    /// `range`, nothing else. The memory is not zero-filled first.
+    /// `range`, nothing else. The memory is not zero-filled first. `grain` is the elements per task
+    /// (fewer when each element costs more than one input element).
     @inlinable
-    init(shape: [Int], generating count: Int, _ fill: @Sendable (Range<Int>, UnsafeMutablePointer<Scalar>) -> Void) {
+    init(
+        shape: [Int], generating count: Int, grain: Int = Parallelism.elementsPerTask,
+        _ fill: @Sendable (Range<Int>, UnsafeMutablePointer<Scalar>) -> Void
+    ) {
         let scalars = [Scalar].filled(count: count) { buffer in
             guard let base = buffer.baseAddress else { return }
             let out = SendableMutablePointer(base)
-            Parallelism.forEachRange(count) { range in fill(range, out.base) }
+            Parallelism.forEachRange(count, grain: grain) { range in fill(range, out.base) }
         }
         self.init(shape: shape, scalars: scalars)
     }
