@@ -13,6 +13,18 @@ struct LayerInterval: Codable {
     let entropy: Double
     /// Busiest expert's requested load over the mean load.
     let busiest: Double
+    /// Quietest expert's requested load over the mean load (absent in sweeps written before it).
+    let quietest: Double?
+    /// Share of (expert, step) pairs in which the expert computed no token, so that its weights had
+    /// a zero gradient and Adafactor only decayed their statistics.
+    let idle: Double?
+    /// The longest run of consecutive steps in the interval in which one expert computed no token.
+    let longestIdle: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case layer, dropped, entropy, busiest, quietest, idle
+        case longestIdle = "longest_idle"
+    }
 }
 
 /// One evaluation of one run.
@@ -110,11 +122,25 @@ struct SweepRun {
         return first.indices.map { index in
             let layer = interval.map { $0[index] }
             func mean(_ f: (ExpertLayerStatistics) -> Double) -> Double { layer.map(f).reduce(0, +) / Double(layer.count) }
+            func load(_ statistics: ExpertLayerStatistics, _ pick: ([Int]) -> Int?) -> Double {
+                Double(pick(statistics.requested) ?? 0) * Double(statistics.requested.count) / Double(max(statistics.requested.reduce(0, +), 1))
+            }
+            // Per expert, the current and the longest run of steps without a kept token.
+            var run = [Int](repeating: 0, count: first[index].kept.count), longest = 0
+            for statistics in layer {
+                for (expert, kept) in statistics.kept.enumerated() {
+                    run[expert] = kept == 0 ? run[expert] + 1 : 0
+                    longest = max(longest, run[expert])
+                }
+            }
             return LayerInterval(
                 layer: first[index].layer,
                 dropped: mean { 1 - Double($0.kept.reduce(0, +)) / Double(max($0.requested.reduce(0, +), 1)) },
                 entropy: mean(\.routerEntropy),
-                busiest: mean { Double($0.requested.max() ?? 0) * Double($0.requested.count) / Double(max($0.requested.reduce(0, +), 1)) })
+                busiest: mean { load($0) { $0.max() } },
+                quietest: mean { load($0) { $0.min() } },
+                idle: mean { Double($0.kept.filter { $0 == 0 }.count) / Double(max($0.kept.count, 1)) },
+                longestIdle: longest)
         }
     }
 
@@ -178,20 +204,26 @@ struct CompareReport {
                     + String(format: " | %+.4f | %d of %d |", Self.mean(differences), differences.filter { $0 < 0 }.count, differences.count))
         }
         lines += ["", "Routing of the MoE layers (mean over seeds; first evaluation interval → last):", ""]
-        lines.append("| model | layer | dropped share | router entropy (nats) | busiest expert / mean load |")
-        lines.append("|---|---|---|---|---|")
+        lines.append(
+            "| model | layer | dropped share | router entropy (nats) | busiest expert / mean load | quietest expert / mean load "
+                + "| idle expert-steps | longest idle run (steps) |")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for variant in variants.dropFirst() {
             let runs = records.filter { $0.variant == variant.name }
             guard let layers = runs.first?.points.last?.layers else { continue }
             for (index, layer) in layers.enumerated() {
-                func firstLast(_ f: (LayerInterval) -> Double) -> String {
-                    let first = Self.mean(runs.compactMap { $0.points.dropFirst().first?.layers[index] }.map(f))
-                    let last = Self.mean(runs.compactMap { $0.points.last?.layers[index] }.map(f))
-                    return String(format: "%.3f → %.3f", first, last)
+                func firstLast(_ f: (LayerInterval) -> Double?) -> String {
+                    let first = runs.compactMap { $0.points.dropFirst().first.flatMap { f($0.layers[index]) } }
+                    let last = runs.compactMap { $0.points.last.flatMap { f($0.layers[index]) } }
+                    guard !first.isEmpty, !last.isEmpty else { return "–" }
+                    return String(format: "%.3f → %.3f", Self.mean(first), Self.mean(last))
                 }
+                // The longest idle run over all intervals and seeds.
+                let longest = runs.flatMap { $0.points.compactMap { $0.layers.indices.contains(index) ? $0.layers[index].longestIdle : nil } }.max()
                 lines.append(
                     "| \(variant.name) | \(layer.layer) | \(firstLast(\.dropped)) | \(firstLast(\.entropy)) (ln E = "
-                        + String(format: "%.2f", Foundation.log(Double(variant.experts))) + ") | \(firstLast(\.busiest)) |")
+                        + String(format: "%.2f", Foundation.log(Double(variant.experts))) + ") | \(firstLast(\.busiest)) | \(firstLast(\.quietest)) "
+                        + "| \(firstLast(\.idle)) | \(longest.map(String.init) ?? "–") |")
             }
         }
         return lines

@@ -80,4 +80,21 @@ struct CompareTests {
         #expect(resumed.points.map(\.step) == [0, 2, 4])
         #expect(!FileManager.default.fileExists(atPath: scratch.path("b/checkpoint.safetensors").path))
     }
+
+    @Test("an interval's routing summary: quietest load, idle expert-steps and the longest idle run")
+    func routingSummary() throws {
+        // 3 experts, 4 steps. Expert 2 computes nothing in steps 1–3 (a run of 3); expert 0 nothing in step 3.
+        let steps: [(requested: [Int], kept: [Int])] = [([4, 4, 4], [4, 4, 4]), ([6, 6, 0], [5, 6, 0]), ([9, 3, 0], [6, 3, 0]), ([1, 11, 0], [0, 6, 0])]
+        let interval = steps.map { [ExpertLayerStatistics(layer: 2, requested: $0.requested, kept: $0.kept, routerEntropy: 1)] }
+        let summary = try #require(SweepRun.summarise(interval).first)
+        #expect(summary.layer == 2)
+        // Quietest over mean load: 1, 0, 0, 0 → 0.25. Busiest: 1, 1.5, 2.25, 2.75 → 1.875.
+        #expect(abs((summary.quietest ?? -1) - 0.25) < 1e-12)
+        #expect(abs(summary.busiest - 1.875) < 1e-12)
+        // Idle expert-steps: 0, 1, 1, 2 of 3 each → 4/12.
+        #expect(abs((summary.idle ?? -1) - 4.0 / 12) < 1e-12)
+        #expect(summary.longestIdle == 3)
+        // Dropped: 0, 1/12, 3/12, 6/12 → 10/48.
+        #expect(abs(summary.dropped - 10.0 / 48) < 1e-12)
+    }
 }

@@ -38,6 +38,14 @@ public struct ExpertLayerStatistics: Sendable, Equatable {
         routerEntropy = tokens > 0 ? entropy / Double(tokens) : 0
     }
 
+    /// Statistics given directly (tests and summaries).
+    init(layer: Int, requested: [Int], kept: [Int], routerEntropy: Double) {
+        self.layer = layer
+        self.requested = requested
+        self.kept = kept
+        self.routerEntropy = routerEntropy
+    }
+
     /// The share of requested assignments that capacity dropped.
     public var droppedFraction: Double {
         let total = requested.reduce(0, +)
