@@ -27,7 +27,9 @@ enum CompareCommand: Subcommand {
 
         Prints progress with an ETA over the whole sweep, then validation cross-entropy against training
         FLOPs as mean ± half the range over seeds, the paired MoE − dense differences per seed, and per
-        MoE layer the dropped share, router entropy and busiest-expert load over training. Writes to DIR
+        MoE layer over training the dropped share, router entropy, busiest and quietest expert's load,
+        the share of idle expert-steps (an expert that computes no token gets a zero gradient) and
+        the longest idle run of one expert within an evaluation interval. Writes to DIR
         (default runs/compare): sweep.json (the settings), compare.jsonl (one object per run and
         evaluation), compare.svg (mean curves with min–max bands), and runs/<model>-seed<S>/ with each
         run's checkpoint, so that --resume continues an interrupted sweep where it stopped (finished

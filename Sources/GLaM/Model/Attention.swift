@@ -3,7 +3,7 @@
 // (it is in Wq's initialisation), a per-layer relative-position bias, float32 logits, and a
 // softmax with an extra zero logit.
 //
-//   q, k, v = x·Wq, x·Wk, x·Wv                     [B, N, T, D]
+//   q, k, v = x·Wq, x·Wk, x·Wv                     [B, T, N, D]   (head n: columns n·D..<(n+1)·D)
 //   logits  = q·kᵀ + bias[n, bucket(t − s)]        [B, N, T, T]
 //   masked: not visible when segments differ, the key's segment is 0 (padding), or t < s
 //   p       = exp(l) / (exp(0) + Σ exp(l))         (the extra zero logit; plain softmax if off)
@@ -129,24 +129,27 @@ public struct SelfAttention<Weight> {
 extension SelfAttention: Sendable where Weight: Sendable {}
 extension SelfAttention: Equatable where Weight: Equatable {}
 
-/// The keys and values of the positions decoded so far, for one layer: `[B, N, L, D]` each.
+/// The keys and values of the positions decoded so far, for one layer: `[B, L, N, D]` each (the
+/// projections' layout, heads interleaved within a position).
 public struct KeyValueCache<Scalar: TensorScalar> {
-    /// `[B, N, L, D]`.
+    /// `[B, L, N, D]`.
     public var keys: Tensor<Scalar>
-    /// `[B, N, L, D]`.
+    /// `[B, L, N, D]`.
     public var values: Tensor<Scalar>
     /// L, the positions cached.
-    public var length: Int { keys.shape[2] }
+    public var length: Int { keys.shape[1] }
 }
 
 extension SelfAttention {
     /// Self-attention of `x` `[B, T, M]` (already normalised) → `[B, T, M]`:
     ///
-    ///     q, k, v = x·Wq, x·Wk, x·Wv                   [B, N, T, D]   (k, v after the cached ones: [B, N, L, D])
-    ///     logits  = q·kᵀ + bias[n, bucket(t − s)]      [B, N, T, L]
+    ///     q, k, v = x·Wq, x·Wk, x·Wv                   [B, T, N, D]   (k, v after the cached ones: [B, L, N, D])
+    ///     logits  = q·kᵀ + bias[n, bucket(t − s)]      [B, N, T, L]   per head n
     ///     p       = masked softmax with the extra zero logit
     ///     out     = (p·v, heads merged)·Wo             [B, T, M]
     ///
+    /// q, k and v stay in the projections' layout: the per-head products read them through strides
+    /// (``headMatmul(_:_:_:_:transposeA:transposeB:output:)``), so no head is transposed.
     /// Pair visibility `[B, T, L]` and buckets `[T·L]` come from `context`. With `cache` (decoding),
     /// the new keys and values are appended to it and the queries attend to all of them; cached
     /// keys and values are constants (decoding is inference only).
@@ -156,23 +159,23 @@ extension SelfAttention {
         let c = context.configuration
         let (b, t, m, n, d) = (x.shape[0], x.shape[1], x.shape[2], c.numHeads, c.headDim)
         func heads(_ projection: Variable<Scalar>) -> Variable<Scalar> {
-            matmul(x, projection).reshaped(to: [b, t, n, d]).transposed(permutation: [0, 2, 1, 3])  // [B, N, T, D]
+            matmul(x, projection).reshaped(to: [b, t, n, d])  // [B, T, N, D]
         }
-        var (q, k, v) = (heads(wq), heads(wk), heads(wv))  // [B, N, T, D]
+        var (q, k, v) = (heads(wq), heads(wk), heads(wv))  // [B, T, N, D]
         if context.isDecoding {
-            let keys = cache.map { Tensor.concatenated([$0.keys, k.value], alongAxis: 2) } ?? k.value  // [B, N, L, D]
-            let values = cache.map { Tensor.concatenated([$0.values, v.value], alongAxis: 2) } ?? v.value  // [B, N, L, D]
+            let keys = cache.map { Tensor.concatenated([$0.keys, k.value], alongAxis: 1) } ?? k.value  // [B, L, N, D]
+            let values = cache.map { Tensor.concatenated([$0.values, v.value], alongAxis: 1) } ?? v.value  // [B, L, N, D]
             cache = KeyValueCache(keys: keys, values: values)
             (k, v) = (Variable(constant: keys), Variable(constant: values))
         }
-        let l = k.shape[2]
+        let l = k.shape[1]
         let bias = relativeBias.gatheringColumns(context.buckets, shape: [t, l])  // [N, T, L]
-        let scores = matmul(q, k, transposeB: true)  // [B, N, T, L]
+        let scores = headMatmul(q, .tokenMajor, k, .tokenMajor, transposeB: true, output: .headMajor)  // [B, N, T, L]
         // softmax(scores + bias) with the mask and the extra zero logit, in one pass.
         let probabilities = scores.maskedSoftmax(adding: bias, visible: context.visible, extraZeroLogit: c.attentionExtraLogit)  // [B, N, T, L]
         context.trace("layers.\(i).attention.logits", scores.value + bias.value)  // computed only when traced
         context.trace("layers.\(i).attention.probabilities", probabilities)
-        let merged = matmul(probabilities, v).transposed(permutation: [0, 2, 1, 3]).reshaped(to: [b, t, n * d])  // [B, T, N·D]
+        let merged = headMatmul(probabilities, .headMajor, v, .tokenMajor, output: .tokenMajor).reshaped(to: [b, t, n * d])  // [B, T, N·D]
         let out = matmul(merged, wo)  // [B, T, M]
         precondition(out.shape == [b, t, m])
         return out

@@ -31,7 +31,7 @@ public struct IncrementalDecoder {
     /// The parameters.
     public let parameters: ModelParameters
     private let constants: GLaMModel<Variable<Float>>
-    /// Keys and values per layer: `[B, N, L, D]` for the L positions seen so far.
+    /// Keys and values per layer: `[B, L, N, D]` for the L positions seen so far.
     private var caches: [KeyValueCache<Float>?]
     /// The number of positions decoded so far.
     public private(set) var position = 0

@@ -1,0 +1,123 @@
+// Attention's per-head products read straight from the projections' layout. A projection x·Wq is
+// `[B, T, N·D]`, which is `[B, T, N, D]`: "token-major", head h of row t at offset (t·N + h)·D.
+// The scores and probabilities are `[B, N, T, L]`: "head-major". Instead of transposing q, k, v
+// to head-major and the result back (praxis' einsums 'BTNH,BSNH->BNTS' and 'BNTS,BSNH->BTNH' leave
+// the layout to XLA), the GEMM reads each head's matrix through strides: rows of a token-major
+// head are N·D apart. The sums are the same as `matmul` on transposed copies, bit for bit
+// (Tests/GLaMTests/HeadMatmulTests.swift).
+
+/// How a `[B, heads, rows, columns]` family of matrices is laid out in memory.
+public enum HeadLayout: Sendable {
+    /// `[B, N, R, C]`: each head's matrix is contiguous (attention scores and probabilities).
+    case headMajor
+    /// `[B, R, N, C]`: heads interleaved within each row (a projection `[B, T, N·D]`).
+    case tokenMajor
+
+    /// (B, N, R, C) of a tensor in this layout.
+    func dimensions(_ shape: [Int]) -> (batch: Int, heads: Int, rows: Int, columns: Int) {
+        precondition(shape.count == 4, "headMatmul: operands are rank 4, got \(shape)")
+        return self == .headMajor ? (shape[0], shape[1], shape[2], shape[3]) : (shape[0], shape[2], shape[1], shape[3])
+    }
+
+    /// The shape of a tensor in this layout.
+    func shape(batch: Int, heads: Int, rows: Int, columns: Int) -> [Int] {
+        self == .headMajor ? [batch, heads, rows, columns] : [batch, rows, heads, columns]
+    }
+
+    /// Element offsets of batch item b's head h, of its rows, and between heads.
+    func strides(heads: Int, rows: Int, columns: Int) -> (item: Int, row: Int, head: Int) {
+        self == .headMajor ? (heads * rows * columns, columns, rows * columns) : (heads * rows * columns, heads * columns, columns)
+    }
+}
+
+/// Per batch item b and head h, the matrix product `C[b, h] = op(A[b, h]) · op(B[b, h])`, each
+/// operand and the result in its own ``HeadLayout``; `op` transposes a head's matrix when asked.
+///
+/// Shapes: A's heads are `[m, k]` after `op`, B's `[k, n]`, C's `[m, n]`; all three have the
+/// same B and N. Float runs on the packed GEMM; other scalars on a plain loop.
+@_specialize(where Scalar == Float)
+public func headMatmul<Scalar>(
+    _ a: Tensor<Scalar>, _ aLayout: HeadLayout, _ b: Tensor<Scalar>, _ bLayout: HeadLayout,
+    transposeA: Bool = false, transposeB: Bool = false, output: HeadLayout
+) -> Tensor<Scalar> {
+    let da = aLayout.dimensions(a.shape), db = bLayout.dimensions(b.shape)
+    precondition(da.batch == db.batch && da.heads == db.heads, "headMatmul: batch and heads differ: \(a.shape) and \(b.shape)")
+    let (m, k) = transposeA ? (da.columns, da.rows) : (da.rows, da.columns)
+    let (k2, n) = transposeB ? (db.columns, db.rows) : (db.rows, db.columns)
+    precondition(k == k2, "headMatmul: inner dimensions differ: \(a.shape) and \(b.shape)")
+    let (batch, heads) = (da.batch, da.heads)
+    let shape = output.shape(batch: batch, heads: heads, rows: m, columns: n)
+    if k == 0 || batch * heads * m * n == 0 { return Tensor(zeros: shape) }
+    let sa = aLayout.strides(heads: heads, rows: da.rows, columns: da.columns)
+    let sb = bLayout.strides(heads: heads, rows: db.rows, columns: db.columns)
+    let sc = output.strides(heads: heads, rows: m, columns: n)
+    // (row, column) strides of op(A) and op(B) within one head.
+    let opA = transposeA ? (row: 1, column: sa.row) : (row: sa.row, column: 1)
+    let opB = transposeB ? (row: 1, column: sb.row) : (row: sb.row, column: 1)
+    let out = a.scalars.withUnsafeBufferPointer { pa in
+        b.scalars.withUnsafeBufferPointer { pb in
+            [Scalar].filled(count: batch * heads * m * n) { pc in  // every element written below
+                let (baseA, baseB, baseC) = (pa.baseAddress!, pb.baseAddress!, pc.baseAddress!)
+                if Scalar.self == Float.self {
+                    let fa = UnsafeRawPointer(baseA).assumingMemoryBound(to: Float.self)
+                    let fb = UnsafeRawPointer(baseB).assumingMemoryBound(to: Float.self)
+                    let fc = UnsafeMutableRawPointer(baseC).assumingMemoryBound(to: Float.self)
+                    for item in 0..<batch {  // one batched product over the heads per item
+                        GEMM.multiply(
+                            m: m, n: n, k: k, batch: heads,
+                            a: MatrixOperand(base: fa + item * sa.item, rowStride: opA.row, columnStride: opA.column, batchStride: sa.head),
+                            b: MatrixOperand(base: fb + item * sb.item, rowStride: opB.row, columnStride: opB.column, batchStride: sb.head),
+                            c: fc + item * sc.item, ldc: sc.row, cBatchStride: sc.head)
+                    }
+                } else {
+                    for item in 0..<batch {
+                        for h in 0..<heads {
+                            let ai = baseA + item * sa.item + h * sa.head, bi = baseB + item * sb.item + h * sb.head
+                            let ci = baseC + item * sc.item + h * sc.head
+                            for i in 0..<m {
+                                for j in 0..<n {
+                                    var sum: Scalar = 0
+                                    for p in 0..<k { sum += ai[i * opA.row + p * opA.column] * bi[p * opB.row + j * opB.column] }
+                                    ci[i * sc.row + j] = sum
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return Tensor(shape: shape, scalars: out)
+}
+
+/// ``headMatmul(_:_:_:_:transposeA:transposeB:output:)``, differentiable.
+///
+/// With `C = op(A)·op(B)` and upstream `G` (in C's layout): `d op(A) = G·op(B)ᵀ` and
+/// `d op(B) = op(A)ᵀ·G`, each written in its operand's layout and transposed back when the operand
+/// was read transposed; no head is ever copied to another layout.
+@_specialize(where Scalar == Float)
+public func headMatmul<Scalar>(
+    _ a: Variable<Scalar>, _ aLayout: HeadLayout, _ b: Variable<Scalar>, _ bLayout: HeadLayout,
+    transposeA: Bool = false, transposeB: Bool = false, output: HeadLayout
+) -> Variable<Scalar> {
+    let av = a.value, bv = b.value
+    let c = headMatmul(av, aLayout, bv, bLayout, transposeA: transposeA, transposeB: transposeB, output: output)
+    let (needA, needB) = (a.isRecorded, b.isRecorded)  // never capture Variables: they hold the tape
+    return Variable.record(c, inputs: [a, b]) { g in
+        var da: Tensor<Scalar>? = nil
+        var db: Tensor<Scalar>? = nil
+        if needA {
+            da =
+                transposeA
+                ? headMatmul(bv, bLayout, g, output, transposeA: transposeB, transposeB: true, output: aLayout)  // op(B)·Gᵀ
+                : headMatmul(g, output, bv, bLayout, transposeB: !transposeB, output: aLayout)  // G·op(B)ᵀ
+        }
+        if needB {
+            db =
+                transposeB
+                ? headMatmul(g, output, av, aLayout, transposeA: true, transposeB: transposeA, output: bLayout)  // Gᵀ·op(A)
+                : headMatmul(av, aLayout, g, output, transposeA: !transposeA, output: bLayout)  // op(A)ᵀ·G
+        }
+        return [da, db]
+    }
+}
