@@ -206,7 +206,7 @@ struct CompareReport {
         lines += ["", "Routing of the MoE layers (mean over seeds; first evaluation interval → last):", ""]
         lines.append(
             "| model | layer | dropped share | router entropy (nats) | busiest expert / mean load | quietest expert / mean load "
-                + "| idle expert-steps | longest idle run (steps) |")
+                + "| idle expert-steps | longest idle run in an interval (steps) |")
         lines.append("|---|---|---|---|---|---|---|---|")
         for variant in variants.dropFirst() {
             let runs = records.filter { $0.variant == variant.name }
@@ -215,7 +215,8 @@ struct CompareReport {
                 func firstLast(_ f: (LayerInterval) -> Double?) -> String {
                     let first = runs.compactMap { $0.points.dropFirst().first.flatMap { f($0.layers[index]) } }
                     let last = runs.compactMap { $0.points.last.flatMap { f($0.layers[index]) } }
-                    guard !first.isEmpty, !last.isEmpty else { return "–" }
+                    // Only when every run has the figure (older runs lack the idle statistics).
+                    guard first.count == runs.count, last.count == runs.count else { return "–" }
                     return String(format: "%.3f → %.3f", Self.mean(first), Self.mean(last))
                 }
                 // The longest idle run over all intervals and seeds.

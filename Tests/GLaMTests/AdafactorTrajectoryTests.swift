@@ -31,6 +31,13 @@ struct AdafactorTrajectoryTests {
             steps = try #require(config["steps"] as? Int)
             every = try #require(config["every"] as? Int)
             learningRate = Float(try #require(config["learning_rate"] as? Double))
+            // The generator's optax settings are the ones the tests give glam's Adafactor.
+            let c = AdafactorTrajectoryTests.configuration
+            #expect(config["decay_pow"] as? Double == c.decayExponent)
+            #expect((config["clipping_threshold"] as? Double).map(Float.init) == c.clippingThreshold)
+            #expect((config["epsilon1"] as? Double).map(Float.init) == c.epsilon1)
+            #expect((config["epsilon2"] as? Double).map(Float.init) == c.epsilon2)
+            #expect(config["min_dim_size_to_factor"] as? Int == c.minDimSizeToFactor)
         }
 
         /// The full gradient of `step`: the stored expert gradients where the mask is 1, else zeros.
@@ -57,8 +64,9 @@ struct AdafactorTrajectoryTests {
         return c
     }
 
-    /// Largest |a − b| over the largest |b|.
+    /// Largest |a − b| over the largest |b|; infinite when a holds a NaN or an infinity.
     static func relativeError(_ a: Tensor<Float>, _ b: Tensor<Float>) -> Float {
+        guard a.scalars.allSatisfy(\.isFinite), a.shape == b.shape else { return .infinity }
         let scale = b.scalars.map(abs).max() ?? 1
         return zip(a.scalars, b.scalars).map { abs($0 - $1) }.max()! / scale
     }
@@ -105,7 +113,7 @@ struct AdafactorTrajectoryTests {
             optimizer.update(
                 weight: &weight, gradient: trajectory.gradient(step: step, next: &next), slot: &slot, step: step,
                 learningRate: trajectory.learningRate)
-            if step == 348 || step == 350 || step == 351 {
+            if step == 350 || step == 351 {
                 moves[step] = (0..<4).map { e in
                     let block = (e * 128)..<((e + 1) * 128)
                     let squares = block.map { (weight.scalars[$0] - before.scalars[$0]) * (weight.scalars[$0] - before.scalars[$0]) }
@@ -114,7 +122,7 @@ struct AdafactorTrajectoryTests {
             }
         }
         let returning = try #require(moves[350]), usual = try #require(moves[351])
-        #expect(trajectory.mask[348, 1] == 0 && trajectory.mask[350, 1] == 0 && trajectory.mask[351, 1] == 0)
+        #expect(trajectory.mask[350, 1] == 0 && trajectory.mask[351, 1] == 0)
         // Expert 2's g/√v after 346 idle steps: v has decayed to about (1 − ρ₃₅₀)·g², so u ≈ (t+1)^0.4 ≈ 10 per element.
         #expect(returning[2] > 5 * returning[0])
         // Clipping acts on the whole tensor: the busy expert's step shrinks that step.

@@ -97,4 +97,19 @@ struct CompareTests {
         // Dropped: 0, 1/12, 3/12, 6/12 → 10/48.
         #expect(abs(summary.dropped - 10.0 / 48) < 1e-12)
     }
+
+    @Test("points written before the idle statistics existed still read back, with those fields absent")
+    func olderPointsRead() throws {
+        let scratch = ScratchDirectory()
+        let url = scratch.path("points.jsonl")
+        let older = """
+            {"layers":[],"step":0,"training_flops":0,"validation_ce":9.3}
+            {"layers":[{"busiest":1.5,"dropped":0.1,"entropy":1.9,"layer":0}],"step":50,"training_flops":1e12,"validation_ce":5.1}
+            """
+        try Data(older.utf8).write(to: url)
+        let points = SweepRun.readPoints(url)
+        #expect(points.map(\.step) == [0, 50])
+        let layer = try #require(points.last?.layers.first)
+        #expect(layer.busiest == 1.5 && layer.quietest == nil && layer.idle == nil && layer.longestIdle == nil)
+    }
 }

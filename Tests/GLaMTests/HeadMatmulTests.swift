@@ -14,13 +14,13 @@ struct HeadMatmulTests {
 
     /// Cases: (A's layout, B's layout, output layout, transposeA, transposeB).
     static let cases: [(HeadLayout, HeadLayout, HeadLayout, Bool, Bool)] = [
-        (.tokenMajor, .tokenMajor, .headMajor, false, true),  // scores q·kᵀ
-        (.headMajor, .tokenMajor, .tokenMajor, false, false),  // p·v
-        (.headMajor, .tokenMajor, .tokenMajor, true, false),  // dv = pᵀ·dO
-        (.tokenMajor, .tokenMajor, .headMajor, false, true),  // dp = dO·vᵀ
-        (.headMajor, .tokenMajor, .tokenMajor, true, false),  // dk = dSᵀ·q
+        (.tokenMajor, .tokenMajor, .headMajor, false, true),  // scores q·kᵀ, dp = dO·vᵀ
+        (.headMajor, .tokenMajor, .tokenMajor, false, false),  // p·v, dq = dS·k
+        (.headMajor, .tokenMajor, .tokenMajor, true, false),  // dv = pᵀ·dO, dk = dSᵀ·q
         (.tokenMajor, .headMajor, .tokenMajor, true, true),
         (.headMajor, .headMajor, .headMajor, false, false),
+        (.tokenMajor, .tokenMajor, .tokenMajor, true, false),
+        (.headMajor, .headMajor, .tokenMajor, true, true),
     ]
 
     static func operands(
@@ -41,7 +41,7 @@ struct HeadMatmulTests {
     func matchesTransposedMatmul() throws {
         for (index, (aLayout, bLayout, outLayout, transposeA, transposeB)) in Self.cases.enumerated() {
             // Sizes over one register tile and one depth block (k = 300 > 256), and a small one.
-            for (m, n, k) in [(37, 45, 64), (130, 70, 300), (1, 5, 3)] {
+            for (m, n, k) in [(37, 45, 64), (130, 70, 300), (1, 5, 3), (4, 3, 0)] {
                 let (a, b) = Self.operands(aLayout, bLayout, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, seed: UInt64(index))
                 let expected = matmul(Self.headMajor(a, aLayout), Self.headMajor(b, bLayout), transposeA: transposeA, transposeB: transposeB)
                 for threads in [1, 2] {

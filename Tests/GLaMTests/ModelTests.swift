@@ -245,6 +245,31 @@ struct ModelTests {
         #expect(throws: ModelError.self) { try decoder.prefill([]) }
     }
 
+    @Test("two rows decoded together: prefill, a chunk and steps give each row's full forward pass")
+    func batchedDecoding() throws {
+        // Two rows of different tokens: the cache [B, L, N, D] must keep each row's keys and values apart.
+        let configuration = ModelConfiguration(
+            vocabSize: 50, modelDim: 16, numLayers: 3, numHeads: 2, headDim: 8, ffDim: 24, numExperts: 4, capacityFactor: 16)
+        let parameters = ModelParameters(configuration: configuration, seed: 4)
+        let rows = [[3, 17, 42, 8, 8, 0, 49, 23, 11, 5], [9, 1, 1, 30, 44, 2, 7, 19, 25, 6]]
+        var decoder = IncrementalDecoder(parameters: parameters, batchSize: 2)
+        let prompt = try decoder.prefill(Array(rows[0][0..<6]) + Array(rows[1][0..<6]))  // [2, 6, V]
+        let chunk = try decoder.prefill(Array(rows[0][6..<8]) + Array(rows[1][6..<8]))  // [2, 2, V]
+        let step8 = try decoder.step([rows[0][8], rows[1][8]])  // [2, V]
+        let step9 = try decoder.step([rows[0][9], rows[1][9]])
+        for (r, row) in rows.enumerated() {
+            let full: DecoderOutput<Float> = try parameters.constants(TokenBatch(batchSize: 1, length: row.count, tokens: row))
+            #expect(full.gatings.allSatisfy { $0.routing.overCapacity == [0, 0] })
+            let expected = full.logits.value.scalars  // [1, 10, V]
+            var got: [Float] = Array(prompt.scalars[(r * 300)..<((r + 1) * 300)])  // 6 positions × V 50
+            got += Array(chunk.scalars[(r * 100)..<((r + 1) * 100)])
+            got += Array(step8.scalars[(r * 50)..<((r + 1) * 50)])
+            got += Array(step9.scalars[(r * 50)..<((r + 1) * 50)])
+            #expect(got.count == expected.count)
+            #expect(zip(got, expected).allSatisfy { abs($0 - $1) < 1e-4 }, "row \(r)")
+        }
+    }
+
     @Test("sampling: greedy, temperature and top-k are seeded and respect k")
     func sampling() throws {
         let parameters = ModelParameters(configuration: tinyConfiguration(), seed: 2)
