@@ -169,4 +169,33 @@ struct AdafactorTests {
         }
         return (total / Double(g.count)).squareRoot()
     }
+
+    @Test("the model-wide update equals one update per weight, moves weights held nowhere else in place, and leaves shared ones intact")
+    func modelUpdateInPlace() {
+        let parameters = ModelParameters(configuration: tinyConfiguration(), seed: 3)
+        var generator = SeededGenerator(seed: 8)
+        let gradients = parameters.map { _, w in Tensor<Float>.randomNormal(shape: w.shape, standardDeviation: 1, generator: &generator) }
+        // One weight at a time, the plain way.
+        var expected = parameters
+        var single = Adafactor()
+        for (path, gradient) in gradients.weights {
+            var weight = expected[path]
+            single.update(path, weight: &weight, gradient: gradient, step: 0, learningRate: 0.01)
+            expected[path] = weight
+        }
+        // Shared: `parameters` still holds every weight, so the update must copy, not write through.
+        var shared = parameters
+        var optimizer = Adafactor()
+        optimizer.update(&shared, gradients: gradients, step: 0, learningRate: 0.01)
+        #expect(shared == expected && optimizer.slots == single.slots)
+        #expect(parameters == ModelParameters(configuration: tinyConfiguration(), seed: 3))
+        // Held nowhere else: the embedding's storage is updated where it is.
+        var owned = ModelParameters(configuration: tinyConfiguration(), seed: 3)
+        let before = owned.embedding.scalars.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        var second = Adafactor()
+        second.update(&owned, gradients: gradients, step: 0, learningRate: 0.01)
+        let after = owned.embedding.scalars.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        #expect(owned == expected)
+        #expect(before == after)
+    }
 }

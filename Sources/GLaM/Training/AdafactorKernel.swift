@@ -17,11 +17,12 @@ extension Adafactor {
         let shape = weight.shape, count = gradient.scalarCount
         let rho = Adafactor(configuration: c).decay(step: step)
         let epsilon1 = c.epsilon1
-        var u = [Float].filled(count: count) { _ in }  // every element written in pass 2
-        var sumU = 0.0, sumW = 0.0
-        gradient.scalars.withUnsafeBufferPointer { gBuffer in
-            u.withUnsafeMutableBufferPointer { uBuffer in
-                guard count > 0, let g = gBuffer.baseAddress, let out = uBuffer.baseAddress else { return }
+        // u in a pooled scratch buffer (every element written in pass 2): a fresh array per weight
+        // and step would be faulted in page by page every time.
+        ScratchBuffers.withBuffer(count: count) { out in
+            var sumU = 0.0, sumW = 0.0
+            gradient.scalars.withUnsafeBufferPointer { gBuffer in
+                guard count > 0, let g = gBuffer.baseAddress else { return }
                 if c.isFactored(shape) {
                     let (rows, columns) = (shape[shape.count - 2], shape[shape.count - 1])
                     let blocks = count / (rows * columns)  // leading indices: experts
@@ -78,18 +79,16 @@ extension Adafactor {
                 // RMS(u) and RMS(W) (of the weight before the step) from sums of squares in Double.
                 sumU = sumOfSquares(out, count: count)
             }
-        }
-        weight.scalars.withUnsafeBufferPointer { w in
-            if let base = w.baseAddress { sumW = sumOfSquares(base, count: count) }
-        }
-        let rms = { (total: Double) in count == 0 ? Float(0) : Float((total / Double(count)).squareRoot()) }
-        let clip = max(1, rms(sumU) / c.clippingThreshold)
-        let parameterScale = c.multiplyByParameterScale ? max(rms(sumW), c.epsilon2) : 1
-        // Pass 3: W − ((lr · scale) / clip) · u.
-        let stepSize = learningRate * parameterScale / clip
-        u.withUnsafeBufferPointer { update in
+            weight.scalars.withUnsafeBufferPointer { w in
+                if let base = w.baseAddress { sumW = sumOfSquares(base, count: count) }
+            }
+            let rms = { (total: Double) in count == 0 ? Float(0) : Float((total / Double(count)).squareRoot()) }
+            let clip = max(1, rms(sumU) / c.clippingThreshold)
+            let parameterScale = c.multiplyByParameterScale ? max(rms(sumW), c.epsilon2) : 1
+            // Pass 3: W − ((lr · scale) / clip) · u.
+            let stepSize = learningRate * parameterScale / clip
             weight.scalars.withUnsafeMutableBufferPointer { w in
-                for i in 0..<count { w[i] -= stepSize * update[i] }
+                for i in 0..<count { w[i] -= stepSize * out[i] }
             }
         }
     }

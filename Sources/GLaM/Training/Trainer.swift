@@ -40,7 +40,9 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         ] where value < 0 {
             return "\(name) must be ≥ 0, got \(value)"
         }
-        if !(schedule.peak > 0 && schedule.peak.isFinite) { return "the peak learning rate must be a finite number > 0, got \(schedule.peak)" }
+        if !(schedule.peak > 0 && schedule.peak.isFinite) {
+            return "the peak learning rate must be a finite number > 0, got \(schedule.peak)"
+        }
         if schedule.constantSteps < 1 { return "constant steps must be at least 1, got \(schedule.constantSteps)" }
         return nil
     }
@@ -74,7 +76,7 @@ public struct StepReport: Sendable {
     /// The total loss, cross-entropy, z-loss and summed aux loss of the batch.
     public let loss, crossEntropy, zLoss, auxLoss: Float
     /// Whether the update was applied (false: skipped for a non-finite gradient).
-    public let applied: Bool
+    public internal(set) var applied: Bool
     /// The learning rate used.
     public let learningRate: Float
     /// Real (non-padding) tokens in the batch.
@@ -166,23 +168,33 @@ public final class Trainer {
     public func trainStep() throws(ModelError) -> StepReport {
         let rows = TextDataset.rows(step: step, batchSize: options.batchSize, rowCount: dataset.training.count, seed: options.seed)
         let batch = dataset.training.batch(rows: rows)
+        let learningRate = options.schedule.learningRate(step: step)
+        // Forward and backward in their own scope: the tape (which holds the weights) is gone
+        // before the update, so that Adafactor updates the weights in place.
+        let (named, partial) = try gradientsAndReport(batch, learningRate: learningRate)
+        let applied = apply(gradients: named, loss: partial.loss, learningRate: learningRate)
+        var report = partial
+        report.applied = applied
+        step += 1
+        return report
+    }
+
+    /// The gradients of the loss on `batch` and the step's report (as if the update were applied).
+    private func gradientsAndReport(_ batch: TokenBatch, learningRate: Float) throws(ModelError) -> (ModelParameters, StepReport) {
         let tape = Tape<Float>()
         let variables = parameters.variables(on: tape)
         let output: DecoderOutput<Float> = try variables(batch)
         let loss = output.loss!
         let named = variables.gradients(from: tape.gradients(of: loss))
-        let learningRate = options.schedule.learningRate(step: step)
-        let applied = apply(gradients: named, loss: loss.value.scalar, learningRate: learningRate)
         let c = parameters.configuration
         let experts = zip((0..<c.numLayers).filter(c.isMoELayer), output.gatings).map {
             ExpertLayerStatistics(layer: $0, gatings: [$1])
         }
         let report = StepReport(
             step: step, loss: loss.value.scalar, crossEntropy: output.crossEntropy!.value.scalar, zLoss: output.zLoss!.value.scalar,
-            auxLoss: output.auxLoss.value.scalar, applied: applied, learningRate: learningRate,
+            auxLoss: output.auxLoss.value.scalar, applied: true, learningRate: learningRate,
             tokens: batch.paddings!.filter { $0 == 0 }.count, experts: experts)
-        step += 1
-        return report
+        return (named, report)
     }
 
     /// Applies an Adafactor update with `gradients`, unless the loss or any gradient element is NaN
@@ -226,34 +238,58 @@ extension Adafactor {
     mutating func updateIfFinite(
         _ parameters: inout ModelParameters, gradients: ModelParameters, loss: Float, step: Int, learningRate: Float
     ) -> Bool {
-        let all = gradients.weights
-        guard loss.isFinite, all.allSatisfy({ $0.weight.scalars.allSatisfy(\.isFinite) }) else { return false }
+        guard loss.isFinite, Self.allFinite(gradients.weights.map(\.weight)) else { return false }
         update(&parameters, gradients: gradients, step: step, learningRate: learningRate)
         return true
+    }
+
+    /// Whether every element of every tensor is finite, checked in parallel over fixed chunks.
+    static func allFinite(_ tensors: [Tensor<Float>]) -> Bool {
+        let grain = 1 << 18
+        let chunks = tensors.indices.flatMap { t in
+            stride(from: 0, to: tensors[t].scalarCount, by: grain).map { (tensor: t, start: $0) }
+        }
+        var finite = [Bool](repeating: true, count: chunks.count)
+        finite.withUnsafeMutableBufferPointer { buffer in
+            let out = SendableMutablePointer(buffer.baseAddress!)
+            Parallelism.forEachTask(chunks.count) { task in
+                let (t, start) = chunks[task]
+                let scalars = tensors[t].scalars
+                out.base[task] = scalars[start..<min(scalars.count, start + grain)].allSatisfy(\.isFinite)
+            }
+        }
+        return !finite.contains(false)
     }
 
     /// Updates every parameter with its gradient (`gradients` is a model of gradient tensors), the
     /// weights in parallel: each is one task (largest first), computed exactly as
     /// `update(_:weight:gradient:step:learningRate:)` would, so the bits never depend on the
-    /// thread count.
+    /// thread count. Each weight is moved out of `parameters` for its update, so that, when nothing
+    /// else holds it, it is updated in place instead of copied first.
     public mutating func update(_ parameters: inout ModelParameters, gradients: ModelParameters, step: Int, learningRate: Float) {
         let all = gradients.weights
+        guard !all.isEmpty else { return }
         let order = all.indices.sorted { all[$0].weight.scalarCount > all[$1].weight.scalarCount }
-        var results = [(weight: Tensor<Float>, slot: AdafactorSlot?)?](repeating: nil, count: all.count)
+        var weights = all.map { entry -> Tensor<Float> in
+            let weight = parameters[entry.path]
+            parameters[entry.path] = Tensor(zeros: [0])  // the only other reference, until the update is done
+            return weight
+        }
+        var updatedSlots = all.map { slots.removeValue(forKey: $0.path) }
         let optimizer = self
-        let inputs = all.map { (parameters[$0.path], $0.weight, slots[$0.path]) }
-        results.withUnsafeMutableBufferPointer { buffer in
-            let out = SendableMutablePointer(buffer.baseAddress!)
-            Parallelism.forEachTask(order.count) { task in
-                let index = order[task]
-                var (weight, slot) = (inputs[index].0, inputs[index].2)
-                optimizer.update(weight: &weight, gradient: inputs[index].1, slot: &slot, step: step, learningRate: learningRate)
-                out.base[index] = (weight, slot)
+        weights.withUnsafeMutableBufferPointer { weightBuffer in
+            updatedSlots.withUnsafeMutableBufferPointer { slotBuffer in
+                let (w, s) = (SendableMutablePointer(weightBuffer.baseAddress!), SendableMutablePointer(slotBuffer.baseAddress!))
+                Parallelism.forEachTask(order.count) { task in
+                    let index = order[task]
+                    optimizer.update(
+                        weight: &w.base[index], gradient: all[index].weight, slot: &s.base[index], step: step, learningRate: learningRate)
+                }
             }
         }
         for (index, entry) in all.enumerated() {
-            parameters[entry.path] = results[index]!.weight
-            slots[entry.path] = results[index]!.slot
+            parameters[entry.path] = weights[index]
+            slots[entry.path] = updatedSlots[index]
         }
     }
 }
