@@ -278,16 +278,21 @@ enum BenchCommand: Subcommand {
             var optimizer = Adafactor()
             var trained = parameters
             let forwardFLOPs = configuration.forwardFLOPsPerToken(length: t)
+            // Forward and backward in their own scope, as in `Trainer`: the tape is released before
+            // the update, which then changes the weights in place.
+            func gradients() throws -> ModelParameters {
+                let tape = Tape<Float>()
+                let variables = trained.variables(on: tape)
+                let out: DecoderOutput<Float> = try variables(batch)
+                return variables.gradients(from: tape.gradients(of: out.loss!))
+            }
             for mode in ["forward", "forward+backward", "train step"] {
                 func once() throws -> Double {
                     let start = DispatchTime.now().uptimeNanoseconds
                     if mode == "forward" {
                         let _: DecoderOutput<Float> = try constants(batch)
                     } else {
-                        let tape = Tape<Float>()
-                        let variables = trained.variables(on: tape)
-                        let out: DecoderOutput<Float> = try variables(batch)
-                        let gradients = variables.gradients(from: tape.gradients(of: out.loss!))
+                        let gradients = try gradients()
                         if mode == "train step" {
                             optimizer.update(&trained, gradients: gradients, step: 0, learningRate: 0.01)
                         }
