@@ -43,7 +43,7 @@ enum CompareCommand: Subcommand {
 
         Defaults (a few minutes): E 8, 1 seed (seed 0), 300 steps, B 8, T 128, validation every 50
         steps over 8 batches, corpus Fixtures/corpus/jargon-4.4.7.txt. The long sweep of the README:
-          glam compare --corpus Fixtures/corpus/kjv-bible.txt --experts 8,16,32 --seeds 3 --steps 600 \\
+          glam compare --corpus Fixtures/corpus/kjv-bible.txt --experts 8,16,32,64 --seeds 3 --steps 1000 \\
                        --evaluation-batches 16 --output runs/sweep
         """
 
