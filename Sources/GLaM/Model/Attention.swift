@@ -149,7 +149,7 @@ extension SelfAttention {
     ///     out     = (p·v, heads merged)·Wo             [B, T, M]
     ///
     /// q, k and v stay in the projections' layout: the per-head products read them through strides
-    /// (``headMatmul(_:_:_:_:transposeA:transposeB:output:)``), so no head is transposed.
+    /// (`headMatmul`), so no head is transposed.
     /// Pair visibility `[B, T, L]` and buckets `[T·L]` come from `context`. With `cache` (decoding),
     /// the new keys and values are appended to it and the queries attend to all of them; cached
     /// keys and values are constants (decoding is inference only).

@@ -90,7 +90,7 @@ public func headMatmul<Scalar>(
     return Tensor(shape: shape, scalars: out)
 }
 
-/// ``headMatmul(_:_:_:_:transposeA:transposeB:output:)``, differentiable.
+/// The per-head product of tensors above (`headMatmul` on `Tensor`), differentiable.
 ///
 /// With `C = op(A)·op(B)` and upstream `G` (in C's layout): `d op(A) = G·op(B)ᵀ` and
 /// `d op(B) = op(A)ᵀ·G`, each written in its operand's layout and transposed back when the operand
