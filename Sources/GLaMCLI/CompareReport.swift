@@ -122,9 +122,6 @@ struct SweepRun {
         return first.indices.map { index in
             let layer = interval.map { $0[index] }
             func mean(_ f: (ExpertLayerStatistics) -> Double) -> Double { layer.map(f).reduce(0, +) / Double(layer.count) }
-            func load(_ statistics: ExpertLayerStatistics, _ pick: ([Int]) -> Int?) -> Double {
-                Double(pick(statistics.requested) ?? 0) * Double(statistics.requested.count) / Double(max(statistics.requested.reduce(0, +), 1))
-            }
             // Per expert, the current and the longest run of steps without a kept token.
             var run = [Int](repeating: 0, count: first[index].kept.count), longest = 0
             for statistics in layer {
@@ -137,8 +134,8 @@ struct SweepRun {
                 layer: first[index].layer,
                 dropped: mean { 1 - Double($0.kept.reduce(0, +)) / Double(max($0.requested.reduce(0, +), 1)) },
                 entropy: mean(\.routerEntropy),
-                busiest: mean { load($0) { $0.max() } },
-                quietest: mean { load($0) { $0.min() } },
+                busiest: mean(\.requestedImbalance),
+                quietest: mean(\.requestedMinimumShare),
                 idle: mean { Double($0.kept.filter { $0 == 0 }.count) / Double(max($0.kept.count, 1)) },
                 longestIdle: longest)
         }
@@ -201,7 +198,8 @@ struct CompareReport {
             }
             lines.append(
                 "| \(variant.name) | " + differences.map { String(format: "%+.4f", $0) }.joined(separator: " | ")
-                    + String(format: " | %+.4f | %d of %d |", Self.mean(differences), differences.filter { $0 < 0 }.count, differences.count))
+                    + String(
+                        format: " | %+.4f | %d of %d |", Self.mean(differences), differences.filter { $0 < 0 }.count, differences.count))
         }
         lines += ["", "Routing of the MoE layers (mean over seeds; first evaluation interval → last):", ""]
         lines.append(
@@ -220,10 +218,13 @@ struct CompareReport {
                     return String(format: "%.3f → %.3f", Self.mean(first), Self.mean(last))
                 }
                 // The longest idle run over all intervals and seeds.
-                let longest = runs.flatMap { $0.points.compactMap { $0.layers.indices.contains(index) ? $0.layers[index].longestIdle : nil } }.max()
+                let longest = runs.flatMap {
+                    $0.points.compactMap { $0.layers.indices.contains(index) ? $0.layers[index].longestIdle : nil }
+                }.max()
                 lines.append(
                     "| \(variant.name) | \(layer.layer) | \(firstLast(\.dropped)) | \(firstLast(\.entropy)) (ln E = "
-                        + String(format: "%.2f", Foundation.log(Double(variant.experts))) + ") | \(firstLast(\.busiest)) | \(firstLast(\.quietest)) "
+                        + String(format: "%.2f", Foundation.log(Double(variant.experts)))
+                        + ") | \(firstLast(\.busiest)) | \(firstLast(\.quietest)) "
                         + "| \(firstLast(\.idle)) | \(longest.map(String.init) ?? "–") |")
             }
         }

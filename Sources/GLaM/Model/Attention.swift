@@ -58,26 +58,26 @@ extension Variable {
         let probabilities = value.scalars.withUnsafeBufferPointer { px in
             visible.withUnsafeBufferPointer { pv in
                 biasValue.scalars.withUnsafeBufferPointer { pb in
-                let (logits, mask, biasScalars) = (UncheckedSendable(px), UncheckedSendable(pv), UncheckedSendable(pb))
-                let hasBias = bias != nil
-                return Tensor<Scalar>(shape: shape, rows: b * n * t, rowLength: k) { row, out in
-                    let batch = row / (n * t), query = row % t
-                    let visibleRow = mask.value.baseAddress! + (batch * t + query) * k
-                    let x = logits.value.baseAddress! + row * k, p = out + row * k
-                    let biasRow = hasBias ? biasScalars.value.baseAddress! + (row % (n * t)) * k : nil
-                    var peak: Scalar = extraZeroLogit ? 0 : -Scalar.infinity
-                    for j in 0..<k {
-                        let l = visibleRow[j] ? (biasRow.map { x[j] + $0[j] } ?? x[j]) : masked
-                        p[j] = l
-                        peak = Swift.max(peak, l)
+                    let (logits, mask, biasScalars) = (UncheckedSendable(px), UncheckedSendable(pv), UncheckedSendable(pb))
+                    let hasBias = bias != nil
+                    return Tensor<Scalar>(shape: shape, rows: b * n * t, rowLength: k) { row, out in
+                        let batch = row / (n * t), query = row % t
+                        let visibleRow = mask.value.baseAddress! + (batch * t + query) * k
+                        let x = logits.value.baseAddress! + row * k, p = out + row * k
+                        let biasRow = hasBias ? biasScalars.value.baseAddress! + (row % (n * t)) * k : nil
+                        var peak: Scalar = extraZeroLogit ? 0 : -Scalar.infinity
+                        for j in 0..<k {
+                            let l = visibleRow[j] ? (biasRow.map { x[j] + $0[j] } ?? x[j]) : masked
+                            p[j] = l
+                            peak = Swift.max(peak, l)
+                        }
+                        var total: Scalar = extraZeroLogit ? Scalar.exp(-peak) : 0
+                        for j in 0..<k {
+                            p[j] = Scalar.exp(p[j] - peak)
+                            total += p[j]
+                        }
+                        for j in 0..<k { p[j] /= total }
                     }
-                    var total: Scalar = extraZeroLogit ? Scalar.exp(-peak) : 0
-                    for j in 0..<k {
-                        p[j] = Scalar.exp(p[j] - peak)
-                        total += p[j]
-                    }
-                    for j in 0..<k { p[j] /= total }
-                }
                 }
             }
         }

@@ -72,15 +72,10 @@ public func headMatmul<Scalar>(
                 } else {
                     for item in 0..<batch {
                         for h in 0..<heads {
-                            let ai = baseA + item * sa.item + h * sa.head, bi = baseB + item * sb.item + h * sb.head
-                            let ci = baseC + item * sc.item + h * sc.head
-                            for i in 0..<m {
-                                for j in 0..<n {
-                                    var sum: Scalar = 0
-                                    for p in 0..<k { sum += ai[i * opA.row + p * opA.column] * bi[p * opB.row + j * opB.column] }
-                                    ci[i * sc.row + j] = sum
-                                }
-                            }
+                            plainProduct(
+                                m: m, n: n, k: k, a: baseA + item * sa.item + h * sa.head, aStrides: opA,
+                                b: baseB + item * sb.item + h * sb.head, bStrides: opB, c: baseC + item * sc.item + h * sc.head, ldc: sc.row
+                            )
                         }
                     }
                 }

@@ -48,18 +48,29 @@ public func matmul<Scalar>(
                         c: fc, ldc: n, cBatchStride: m * n)
                 } else {
                     for item in 0..<batch {
-                        let ai = baseA + item * aStride, bi = baseB + item * bStride, ci = baseC + item * m * n
-                        for i in 0..<m {
-                            for j in 0..<n {
-                                var sum: Scalar = 0
-                                for p in 0..<k { sum += ai[i * opA.row + p * opA.column] * bi[p * opB.row + j * opB.column] }
-                                ci[i * n + j] = sum
-                            }
-                        }
+                        plainProduct(
+                            m: m, n: n, k: k, a: baseA + item * aStride, aStrides: opA, b: baseB + item * bStride, bStrides: opB,
+                            c: baseC + item * m * n, ldc: n)
                     }
                 }
             }
         }
     }
     return Tensor(shape: batchShape + [m, n], scalars: out)
+}
+
+/// `C = op(A)·op(B)` by the plain triple loop, accumulating in `Scalar` (the Double path of
+/// `matmul` and `headMatmul`): each operand read through its (row, column) strides, C written with
+/// row stride `ldc`.
+func plainProduct<Scalar: TensorScalar>(
+    m: Int, n: Int, k: Int, a: UnsafePointer<Scalar>, aStrides: (row: Int, column: Int), b: UnsafePointer<Scalar>,
+    bStrides: (row: Int, column: Int), c: UnsafeMutablePointer<Scalar>, ldc: Int
+) {
+    for i in 0..<m {
+        for j in 0..<n {
+            var sum: Scalar = 0
+            for p in 0..<k { sum += a[i * aStrides.row + p * aStrides.column] * b[p * bStrides.row + j * bStrides.column] }
+            c[i * ldc + j] = sum
+        }
+    }
 }

@@ -58,6 +58,13 @@ public struct ExpertLayerStatistics: Sendable, Equatable {
     /// The busiest expert's kept load over the mean kept load (capacity caps it).
     public var keptImbalance: Double { Self.imbalance(kept) }
 
+    /// The quietest expert's requested load over the mean (1 = perfectly balanced, 0 = an expert
+    /// no token chose).
+    public var requestedMinimumShare: Double {
+        let mean = Double(requested.reduce(0, +)) / Double(max(requested.count, 1))
+        return mean > 0 ? Double(requested.min()!) / mean : 1
+    }
+
     static func imbalance(_ load: [Int]) -> Double {
         let mean = Double(load.reduce(0, +)) / Double(max(load.count, 1))
         return mean > 0 ? Double(load.max()!) / mean : 1
