@@ -45,6 +45,7 @@ struct GEMMTests {
         "fast GEMM equals the reference on awkward shapes, all transpose variants",
         arguments: [
             (1, 1, 1), (3, 7, 33), (7, 65, 3), (33, 1, 65), (65, 33, 7), (1, 1000, 3), (1000, 7, 1), (17, 19, 257), (97, 129, 300),
+            (20, 70, 4700),  // three chunks of depth blocks, the last one partial
         ],
         [(false, false), (true, false), (false, true), (true, true)])
     func agreesWithReference(shape: (Int, Int, Int), transposes: (Bool, Bool)) {
@@ -61,8 +62,8 @@ struct GEMMTests {
     }
 
     @Test(
-        "every register tile gives the same bits (edges, transposes, accumulation, several depth blocks)",
-        arguments: [(1, 1, 1), (13, 45, 7), (25, 33, 257), (96, 128, 256), (100, 130, 600), (7, 300, 513)])
+        "every register tile gives the same bits (edges, transposes, accumulation, several depth blocks and chunks)",
+        arguments: [(1, 1, 1), (13, 45, 7), (25, 33, 257), (96, 128, 256), (100, 130, 600), (7, 300, 513), (13, 40, 4700)])
     func tilesGiveIdenticalBits(shape: (Int, Int, Int)) {
         let (m, n, k) = shape
         let a = testValues(m * k, seed: 21), b = testValues(k * n, seed: 22), c0 = testValues(m * n, seed: 23)
@@ -117,7 +118,7 @@ struct GEMMTests {
         #expect(fastMatmul([], [], m: 3, n: 4, k: 0, transposeA: false, transposeB: false, initial: c0) == c0)
     }
 
-    @Test("results are bitwise identical for 1, 2, 3 and 8 threads", arguments: [(300, 200, 517), (1, 1000, 64), (250, 3, 1000)])
+    @Test("results are bitwise identical for 1, 2, 3 and 8 threads", arguments: [(300, 200, 517), (1, 1000, 64), (250, 3, 1000), (200, 70, 2600)])
     func threadCountDoesNotChangeBits(shape: (Int, Int, Int)) {
         let (m, n, k) = shape
         let a = testValues(m * k, seed: 9), b = testValues(k * n, seed: 10)

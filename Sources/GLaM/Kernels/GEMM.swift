@@ -5,11 +5,16 @@
 //   pack B̃ (all of op(B), in NR-column panels)                                  ← parallel
 //   for every task (batch b, row block of MC rows, column block of NC columns)   ← parallel
 //                  (NC: all columns, unless that leaves fewer than 4 tasks per worker)
-//     for every depth block of KC                                                  ← fixed order
-//       pack the task's MC × KC block of Ã                                         ← Ã block in L2
-//       for every NR-column panel of the block                                     ← B̃ panel in L1
-//         for every MR-row panel of the block
-//           micro-kernel
+//     for every chunk of 8 depth blocks                                            ← fixed order
+//       pack the task's MC × 8·KC block of Ã                                       ← Ã block in L2
+//       for every NR-column panel of the block
+//         for every depth block of KC in the chunk                                 ← fixed order
+//           for every MR-row panel of the block                                    ← B̃ panel in L1
+//             micro-kernel (adds its KC-deep sum to the tile of C)                 ← C panel in L1/L2
+//
+// The depth chunk is this driver's departure from BLIS' loop order: running a column panel's
+// depth blocks back to back keeps its MC × NR strip of C in cache between them, where BLIS'
+// order sweeps all of C once per depth block (from L3 or memory when C is large).
 //
 // Each element of C is owned by exactly one task, which sums its depth blocks in a fixed order,
 // so the bits never depend on the thread count. Transposed operands are never materialised: the
@@ -59,6 +64,9 @@ public enum GEMM {
     public static let depthBlock = 256
     /// Row block (BLIS `MC`, a multiple of every tile's MR): an MC × KC block of Ã (96 KiB) stays in L2.
     public static let rowBlock = 96
+    /// Depth of Ã a task packs at once (BLIS has no such level; a multiple of `depthBlock`): its
+    /// 96 × 2048 block (768 KiB) stays in L2 while every column panel runs all its depth blocks.
+    static let depthChunk = 8 * depthBlock
     /// Tasks per worker a product is cut into when its size allows, for balance. Columns are
     /// split into blocks only to reach this: every block of columns packs the same rows of Ã again.
     static let tasksPerWorker = 4
@@ -127,43 +135,59 @@ public enum GEMM {
                 let i0 = rowBlockIndex * rowBlock, i1 = min(m, i0 + rowBlock)
                 let j0 = columnBlockIndex * columnBlock, j1 = min(n, j0 + columnBlock)
                 let cItem = out.base + item * cBatchStride
-                // Each task packs its own block of Ã, depth block by depth block, into memory of
-                // its own (it stays in L2 while the block's tiles use it).
-                ScratchBuffers.withBuffer(count: rowBlock * depthBlock) { packedA in
-                    var p0 = 0
-                    while p0 < k {
-                        let kc = min(depthBlock, k - p0)
-                        let accumulateBlock = accumulate || p0 > 0
-                        var i = i0
-                        while i < i1 {
-                            packRowPanel(
-                                a, item: item, rows: i..<min(i1, i + mr), panelHeight: mr, depth: p0..<(p0 + kc),
-                                into: packedA + (i - i0) * kc)
-                            i += mr
+                // Each task packs its own rows of Ã, a chunk of depth blocks at a time, into memory
+                // of its own (it stays in L2 while the block's tiles use it). Then, column panel by
+                // column panel, it runs all the depth blocks of the chunk: the panel's tiles of C
+                // stay in cache from one depth block to the next.
+                let chunkCapacity = min(k, depthChunk)
+                ScratchBuffers.withBuffer(count: rowBlock * chunkCapacity) { packedA in
+                    var c0 = 0
+                    while c0 < k {
+                        let c1 = min(k, c0 + depthChunk)
+                        var p0 = c0
+                        while p0 < c1 {
+                            let kc = min(depthBlock, c1 - p0)
+                            let blockA = packedA + (p0 - c0) * rowBlock
+                            var i = i0
+                            while i < i1 {
+                                packRowPanel(
+                                    a, item: item, rows: i..<min(i1, i + mr), panelHeight: mr, depth: p0..<(p0 + kc),
+                                    into: blockA + (i - i0) * kc)
+                                i += mr
+                            }
+                            p0 += kc
                         }
                         var j = j0
                         while j < j1 {
-                            let panelB = bItem + (j / nr) * nr * k + p0 * nr
-                            var i = i0
-                            while i < i1 {
-                                let panelA = UnsafePointer(packedA + (i - i0) * kc)
-                                let target = cItem + i * ldc + j
-                                let rows = min(mr, i1 - i), columns = min(nr, j1 - j)
-                                switch tile {
-                                case .rows6Columns16:
-                                    microKernel6x16(
-                                        depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
-                                        rows: rows, columns: columns, accumulate: accumulateBlock)
-                                case .rows12Columns32:
-                                    microKernel12x32(
-                                        depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
-                                        rows: rows, columns: columns, accumulate: accumulateBlock)
+                            let columns = min(nr, j1 - j)
+                            var p0 = c0
+                            while p0 < c1 {
+                                let kc = min(depthBlock, c1 - p0)
+                                let accumulateBlock = accumulate || p0 > 0
+                                let panelB = bItem + (j / nr) * nr * k + p0 * nr
+                                let blockA = UnsafePointer(packedA + (p0 - c0) * rowBlock)
+                                var i = i0
+                                while i < i1 {
+                                    let panelA = blockA + (i - i0) * kc
+                                    let target = cItem + i * ldc + j
+                                    let rows = min(mr, i1 - i)
+                                    switch tile {
+                                    case .rows6Columns16:
+                                        microKernel6x16(
+                                            depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
+                                            rows: rows, columns: columns, accumulate: accumulateBlock)
+                                    case .rows12Columns32:
+                                        microKernel12x32(
+                                            depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
+                                            rows: rows, columns: columns, accumulate: accumulateBlock)
+                                    }
+                                    i += mr
                                 }
-                                i += mr
+                                p0 += kc
                             }
                             j += nr
                         }
-                        p0 += kc
+                        c0 = c1
                     }
                 }
             }
