@@ -7,8 +7,13 @@ reference, with praxis' gating) on the same configuration, with optax's adafacto
 GLaM's, for a few steps after compilation. Both sides use random tokens, B = 8, T = 128, and report
 their best tokens/s over alternating rounds.
 
+With --scaling it measures instead how each side speeds up from one CPU to all of them: JAX runs
+once confined to CPU 0 (sched_setaffinity before XLA starts, so its thread pool has one core) and
+once free; glam runs `glam bench model --scaling` (1 thread and all CPUs, alternately).
+
 Usage (repository root; pip install -r Fixtures/requirements.txt; pip install --no-deps praxis==1.4.0):
     python3 Scripts/bench_train_jax.py [--config small] [--rounds 2]
+    python3 Scripts/bench_train_jax.py --scaling [--rounds 3]
 """
 import argparse
 import json
@@ -65,6 +70,7 @@ def main():
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--scaling", action="store_true", help="1 CPU against all CPUs, for JAX and glam")
     args = parser.parse_args()
     subprocess.run(["swift", "build", "-c", "release", "--product", "glam"] + FAST_FLAGS, cwd=ROOT, check=True, stdout=sys.stderr)
     glam = os.path.join(ROOT, ".build", "release", "glam")
@@ -76,6 +82,8 @@ def main():
               "expert_capacity": None, "capacity_factor": 2.0, "num_groups": 1, "moe_activation": "gelu_tanh",
               "relative_buckets": 32, "relative_max_distance": 128, "attention_extra_logit": True,
               "rmsnorm_epsilon": 1e-6, "z_loss_weight": 1e-4, "aux_loss_weight": 0.01}
+    if args.scaling:
+        return scaling(glam, config, args)
     best = {"jax": 0.0, "glam": 0.0}
     version = ""
     for _ in range(args.rounds):
@@ -96,6 +104,33 @@ def main():
     print("|---|---|---|")
     print(f"| JAX + optax adafactor | {best['jax']:.0f} | |")
     print(f"| glam | {best['glam']:.0f} | {best['glam'] / best['jax']:.2f} |")
+
+
+def scaling(glam, config, args):
+    """Best tokens/s on CPU 0 alone and on all CPUs, for JAX and for glam, over alternating rounds."""
+    cpus = len(os.sched_getaffinity(0))
+    best = {(side, count): 0.0 for side in ("jax", "glam") for count in (1, cpus)}
+    version = ""
+    child = [sys.executable, __file__, "--child", json.dumps([config, args.batch, args.length, args.steps])]
+    for _ in range(args.rounds):
+        for count in (1, cpus):
+            pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if count == 1 else None
+            result = json.loads(subprocess.run(child, check=True, capture_output=True, text=True, preexec_fn=pin).stdout)
+            best[("jax", count)] = max(best[("jax", count)], result["tokens_per_second"])
+            version = result["version"]
+        lines = subprocess.run([glam, "bench", "model", "--config", args.config, "--batch", str(args.batch), "--length", str(args.length),
+                                "--scaling", "--threads", str(cpus), "--json"], check=True, capture_output=True, text=True).stdout.splitlines()
+        for row in map(json.loads, lines):
+            if row["mode"] == "train step":
+                best[("glam", 1)] = max(best[("glam", 1)], row["tokens_per_second_1_thread"])
+                best[("glam", cpus)] = max(best[("glam", cpus)], row["tokens_per_second"])
+    print(f"training step (forward + backward + Adafactor), {args.config}, B={args.batch} T={args.length}; "
+          f"JAX {version} jit on CPU; best of {args.rounds} rounds; 1 CPU against {cpus}")
+    print(f"| implementation | 1 CPU tokens/s | {cpus} CPUs tokens/s | speed-up |")
+    print("|---|---|---|---|")
+    for side, label in (("jax", "JAX + optax adafactor"), ("glam", "glam")):
+        one, many = best[(side, 1)], best[(side, cpus)]
+        print(f"| {label} | {one:.0f} | {many:.0f} | {many / one:.2f} |")
 
 
 if __name__ == "__main__":

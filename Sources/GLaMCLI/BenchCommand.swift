@@ -14,7 +14,7 @@ enum BenchCommand: Subcommand {
                               [--capacity-factor F] [--implementation indexed|dense] [--threads T]
                               [--repeats R] [--json]
                glam bench model [--config NAME] [--batch B] [--length T] [--experts E1,E2,...]
-                                [--threads T] [--repeats R] [--json]
+                                [--threads T] [--scaling] [--repeats R] [--json]
                glam bench decode [--config NAME] [--batch B1,B2,...] [--prompt P] [--tokens N]
                                  [--threads T] [--repeats R] [--json]
 
@@ -27,6 +27,9 @@ enum BenchCommand: Subcommand {
         --experts 8,64 runs the configuration once per expert count with the expert size unchanged,
         so every run has the same activated compute per token, and prints the training step time of
         each over the first's: the cost of more experts at equal compute (GLaM's thesis).
+        --scaling times every mode on 1 thread and on T threads (default: all CPUs) alternately, run
+        by run, so that a noisy neighbour slows both alike, and prints the speed-up: the best time
+        on 1 thread over the best on T, and the median of the R paired ratios (default R = 5).
 
         bench decode times cached incremental decoding: a P-token prompt is prefilled (untimed),
         then N steps each feed one token per row. Defaults: 'small', B = 1 and 8, P = 64, N = 64.
@@ -60,7 +63,10 @@ enum BenchCommand: Subcommand {
             "size", "threads", "repeats", "groups", "group-size", "experts", "model-dim", "capacity-factor", "implementation",
             "config", "batch", "length", "tile", "prompt", "tokens", "shape", "layout",
         ]
-        let parsed = try Arguments(arguments, command: "bench", options: options, flags: ["json"])
+        let parsed = try Arguments(arguments, command: "bench", options: options, flags: ["json", "scaling"])
+        if parsed.has("scaling") && parsed.positionals != ["model"] {
+            throw UsageError("bench: --scaling is an option of 'glam bench model' only")
+        }
         switch parsed.positionals {
         case ["gemm"]: return try gemm(parsed, output: &output)
         case ["moe"]: return try moe(parsed, output: &output)
@@ -259,10 +265,14 @@ enum BenchCommand: Subcommand {
                 )
             }
         }
-        let json = parsed.has("json")
+        let json = parsed.has("json"), scaling = parsed.has("scaling")
+        let threads = Parallelism.threadCount
+        if scaling && threads < 2 {
+            throw UsageError("bench: --scaling compares 1 thread with T > 1; this machine has 1 CPU, or --threads was 1")
+        }
         // The GEMM peak of this run: the best of square products at n = 1024 on the same threads.
-        let peak = measure(n: 1024, threads: Parallelism.threadCount, repeats: nil).best * 1e9
-        if !json {
+        let peak = scaling ? 0 : measure(n: 1024, threads: threads, repeats: nil).best * 1e9
+        if !json && !scaling {
             output.line(
                 "GEMM peak in this run: \(rounded(peak / 1e9)) GFLOP/s (n = 1024, \(Parallelism.threadCount) threads, tile \(GEMMTile.selected.rawValue)); MFU = model FLOPs/s over it"
             )
@@ -299,23 +309,40 @@ enum BenchCommand: Subcommand {
                     }
                     return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
                 }
+                let experts = configuration.numExperts
+                let label = "\(name)\(configurations.count > 1 ? " E=\(experts)" : "") B=\(b) T=\(t) \(mode)"
+                if scaling {
+                    let result = try alternate(threads: [1, threads], rounds: repeats ?? 5, once)
+                    let (one, many) = (result[0], result[1])
+                    let paired = zip(one, many).map { $0 / $1 }.sorted()
+                    let (speedUp, medianSpeedUp) = (one.min()! / many.min()!, paired[paired.count / 2])
+                    if json {
+                        output.line(
+                            #"{"config": "\#(name)", "experts": \#(experts), "batch": \#(b), "length": \#(t), "mode": "\#(mode)", "threads": \#(threads), "tokens_per_second_1_thread": \#((Double(b * t) / one.min()!).rounded()), "tokens_per_second": \#((Double(b * t) / many.min()!).rounded()), "speed_up": \#((speedUp * 1000).rounded() / 1000), "median_speed_up": \#((medianSpeedUp * 1000).rounded() / 1000), "repeats": \#(one.count)}"#
+                        )
+                    } else {
+                        output.line(
+                            "\(label): best \(Int((Double(b * t) / one.min()!).rounded())) tokens/s on 1 thread, \(Int((Double(b * t) / many.min()!).rounded())) on \(threads); speed-up \(String(format: "%.2f", speedUp)) (median of \(one.count) paired runs \(String(format: "%.2f", medianSpeedUp)))"
+                        )
+                    }
+                    continue
+                }
                 let seconds = try timings(repeats: repeats, minimumSeconds: 2, maximumRuns: 30, once).sorted()
                 let (best, median) = (Double(b * t) / seconds[0], Double(b * t) / seconds[seconds.count / 2])
                 if mode == "train step" { stepSeconds.append(seconds[0]) }
                 let mfu = best * forwardFLOPs * (mode == "forward" ? 1 : 3) / peak
-                let experts = configuration.numExperts
                 if json {
                     output.line(
                         #"{"config": "\#(name)", "experts": \#(experts), "batch": \#(b), "length": \#(t), "mode": "\#(mode)", "threads": \#(Parallelism.threadCount), "tokens_per_second": \#(best.rounded()), "median_tokens_per_second": \#(median.rounded()), "repeats": \#(seconds.count), "mfu": \#((mfu * 1000).rounded() / 1000), "gemm_peak_gflops": \#(rounded(peak / 1e9))}"#
                     )
                 } else {
                     output.line(
-                        "\(name)\(configurations.count > 1 ? " E=\(experts)" : "") B=\(b) T=\(t) \(mode): best \(Int(best.rounded())) tokens/s, median \(Int(median.rounded())) over \(seconds.count) runs, MFU \(String(format: "%.1f", mfu * 100))%"
+                        "\(label): best \(Int(best.rounded())) tokens/s, median \(Int(median.rounded())) over \(seconds.count) runs, MFU \(String(format: "%.1f", mfu * 100))%"
                     )
                 }
             }
         }
-        if configurations.count > 1 && !json {
+        if configurations.count > 1 && !json && !scaling {
             for (index, configuration) in configurations.enumerated().dropFirst() {
                 output.line(
                     "train step time at E = \(configuration.numExperts) over E = \(configurations[0].numExperts) (same activated compute): \(String(format: "%.2f", stepSeconds[index] / stepSeconds[0]))"
@@ -374,6 +401,21 @@ enum BenchCommand: Subcommand {
                 if seconds.count >= repeats { break }
             } else if (seconds.reduce(0, +) >= minimumSeconds && seconds.count >= 3) || seconds.count >= maximumRuns {
                 break
+            }
+        }
+        return seconds
+    }
+
+    /// Times `once` on each thread count in turn, `rounds` times after one warm-up run each, and
+    /// returns the seconds per thread count (in the order given). Leaves `Parallelism.threadCount`
+    /// at its last value.
+    static func alternate(threads counts: [Int], rounds: Int, _ once: () throws -> Double) rethrows -> [[Double]] {
+        var seconds = [[Double]](repeating: [], count: counts.count)
+        for round in 0...rounds {
+            for (index, count) in counts.enumerated() {
+                Parallelism.threadCount = count
+                let time = try once()
+                if round > 0 { seconds[index].append(time) }
             }
         }
         return seconds

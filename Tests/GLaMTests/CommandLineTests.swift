@@ -68,6 +68,19 @@ struct CommandLineTests {
         #expect(sweep.status == 0, "\(sweep.err)")
         #expect(sweep.out.contains("tiny E=16 B=1 T=8 train step") && sweep.out.contains("train step time at E = 16 over E = 4"))
         #expect(runGlam(["bench", "model", "--config", "tiny-dense", "--experts", "4"]).status == 2)
+        // --scaling: 1 thread against T, paired runs, one row per mode with both speeds.
+        let scaling = runGlam(["bench", "model", "--config", "tiny", "--batch", "1", "--length", "8", "--repeats", "2", "--threads", "2", "--scaling", "--json"])
+        #expect(scaling.status == 0, "\(scaling.err)")
+        let scaled = try scaling.out.split(separator: "\n").map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        #expect(scaled.map { $0["mode"] as? String } == ["forward", "forward+backward", "train step"])
+        #expect(scaled.allSatisfy { $0["threads"] as? Int == 2 && $0["repeats"] as? Int == 2 })
+        for row in scaled {
+            let one = try #require(row["tokens_per_second_1_thread"] as? Double), many = try #require(row["tokens_per_second"] as? Double)
+            let speedUp = try #require(row["speed_up"] as? Double)
+            #expect(one > 0 && many > 0 && abs(speedUp - many / one) < 0.01 * speedUp + 0.002)
+        }
+        #expect(runGlam(["bench", "model", "--config", "tiny", "--threads", "1", "--scaling"]).status == 2)
+        #expect(runGlam(["bench", "gemm", "--scaling"]).status == 2)
         #expect(runGlam(["bench", "model", "--config", "tiny", "--experts", "4,x"]).status == 2)
         let decode = runGlam(["bench", "decode", "--config", "tiny", "--batch", "1,3", "--prompt", "4", "--tokens", "5", "--repeats", "1", "--json"])
         #expect(decode.status == 0, "\(decode.err)")
