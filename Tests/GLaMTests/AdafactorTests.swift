@@ -139,6 +139,22 @@ struct AdafactorTests {
         #expect(referenceWeight.scalars.allSatisfy(\.isFinite) && referenceWeight != initial)
     }
 
+    @Test("Σx² fed in pieces that start anywhere gives the bits of one sumOfSquares call")
+    func squareSumInPieces() {
+        let x = testValues(1_003, seed: 41).map { $0 * 1e3 }
+        let whole = x.withUnsafeBufferPointer { Adafactor.sumOfSquares($0.baseAddress!, count: $0.count) }
+        for cuts in [[0, 1_003], [0, 3, 11, 140, 141, 1_000, 1_003], [0, 7, 8, 9, 17, 500, 1_003], Array(stride(from: 0, to: 1_003, by: 13)) + [1_003]] {
+            var sum = SquareSum()
+            x.withUnsafeBufferPointer { buffer in
+                for (start, end) in zip(cuts, cuts.dropFirst()) { sum.add(buffer.baseAddress! + start, count: end - start, at: start) }
+            }
+            #expect(sum.total.bitPattern == whole.bitPattern, "cuts \(cuts)")
+        }
+        // And it is Σx²: a plain Double chain over the same numbers agrees to rounding.
+        let chain = x.reduce(0.0) { $0 + Double($1) * Double($1) }
+        #expect(abs(chain - whole) <= 1e-12 * whole)
+    }
+
     /// The bit patterns of a slot's statistics.
     static func bitPatterns(_ slot: AdafactorSlot) -> [[UInt32]] {
         switch slot {

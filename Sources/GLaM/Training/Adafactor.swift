@@ -95,20 +95,40 @@ public struct Adafactor: Sendable, Equatable {
     /// exact in Double. The order is fixed, so every caller (the fast, sharded and reference
     /// updates) gets the same bits; eight chains instead of one keep the adds off the critical path.
     static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
-        var lanes = SIMD8<Double>()
+        var sum = SquareSum()
+        sum.add(x, count: count, at: 0)
+        return sum.total
+    }
+}
+
+/// The running state of `Adafactor.sumOfSquares`, fed piece by piece: a piece that starts at
+/// element `index` of the whole sends its element `j` to lane `(index + j) mod 8`, so feeding the
+/// pieces of an array in order gives the bits of one call on all of it.
+struct SquareSum {
+    private var lanes = SIMD8<Double>()
+
+    /// Adds the squares of `x[0..<count]`, elements `index..<index + count` of the whole.
+    mutating func add(_ x: UnsafePointer<Float>, count: Int, at index: Int) {
         var i = 0
+        // Up to the next multiple of 8 of the whole, one lane at a time.
+        while i < count && (index + i) % 8 != 0 {
+            lanes[(index + i) % 8] += Double(x[i]) * Double(x[i])
+            i += 1
+        }
         while i + 8 <= count {
             let v = SIMD8<Double>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
             lanes += v * v
             i += 8
         }
-        var lane = 0
         while i < count {
-            lanes[lane] += Double(x[i]) * Double(x[i])
+            lanes[(index + i) % 8] += Double(x[i]) * Double(x[i])
             i += 1
-            lane += 1
         }
-        return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+    }
+
+    /// Σx² of everything added: the lanes summed as ((0+1)+(2+3))+((4+5)+(6+7)).
+    var total: Double {
+        ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
     }
 }
 

@@ -1,12 +1,19 @@
-// Adafactor on one whole weight in three passes over memory (the single-device fast path):
+// Adafactor on one whole weight, the single-device fast path. A factored weight (a matrix, or a
+// stack of them, one per expert) takes two passes over memory, block (matrix) by block:
 //
-//   1. g2 = g² + ε1 summed along rows and columns (factored) or folded into v (unfactored);
-//   2. u = g / √(vr ⊗ vc / mean(vr)) (or g / √v) into a scratch buffer, with Σu² and ΣW²;
-//   3. W −= (lr · scale / clip) · u.
+//   1. g2 = g² + ε1 summed along rows and columns, giving the new vr and vc; ΣW² of the block;
+//      then, while the block of g is still in cache, Σu² of u = g / √(vr ⊗ vc / mean(vr));
+//   2. (once the clip, which needs Σu² of every block, is known) W −= (lr · scale / clip) · u,
+//      recomputing u from g exactly as before.
+//
+// u is never stored: it would cost a write and a read of the whole weight's size. An unfactored
+// weight (a vector) keeps its u in a scratch buffer.
 //
 // The floating-point operations are those of `referenceAdafactorUpdate`, in the same order and
-// precision, so the two agree bit for bit (Tests/GLaMTests/AdafactorTests.swift). The sharded
-// update (ShardedAdafactor.swift) is the same computation split across cores.
+// precision, so the two agree bit for bit (Tests/GLaMTests/AdafactorTests.swift): u is the same
+// product each time it is computed, and the sums of squares are fed in index order to the lanes
+// of `sumOfSquares`. The sharded update (ShardedAdafactor.swift) is the same computation split
+// across cores.
 
 extension Adafactor {
     /// One Adafactor step on a whole `weight` and its statistics `slot`, in place.
@@ -15,81 +22,126 @@ extension Adafactor {
         step: Int, learningRate: Float
     ) {
         let shape = weight.shape, count = gradient.scalarCount
+        guard count > 0 else { return }
         let rho = Adafactor(configuration: c).decay(step: step)
-        let epsilon1 = c.epsilon1
-        // u in a pooled scratch buffer (every element written in pass 2): a fresh array per weight
-        // and step would be faulted in page by page every time.
-        ScratchBuffers.withBuffer(count: count) { out in
-            var sumU = 0.0, sumW = 0.0
-            gradient.scalars.withUnsafeBufferPointer { gBuffer in
-                guard count > 0, let g = gBuffer.baseAddress else { return }
-                if c.isFactored(shape) {
-                    let (rows, columns) = (shape[shape.count - 2], shape[shape.count - 1])
-                    let blocks = count / (rows * columns)  // leading indices: experts
-                    var vr: [Float], vc: [Float]
-                    if case .factored(let oldRows, let oldColumns)? = slot {
-                        (vr, vc) = (oldRows.scalars, oldColumns.scalars)
-                    } else {
-                        (vr, vc) = ([Float](repeating: 0, count: blocks * rows), [Float](repeating: 0, count: blocks * columns))
-                    }
-                    var columnSums = [Float](repeating: 0, count: columns)
-                    var columnFactors = [Float](repeating: 0, count: columns)
-                    for block in 0..<blocks {
-                        let base = g + block * rows * columns
-                        // Pass 1: Float sums in index order, then one division by the count.
-                        for j in 0..<columns { columnSums[j] = 0 }
-                        for i in 0..<rows {
-                            let row = base + i * columns
-                            var sum: Float = 0
-                            for j in 0..<columns {
-                                let g2 = row[j] * row[j] + epsilon1
-                                sum += g2
-                                columnSums[j] += g2
-                            }
-                            vr[block * rows + i] = rho * vr[block * rows + i] + (1 - rho) * (sum / Float(columns))
-                        }
-                        for j in 0..<columns {
-                            vc[block * columns + j] = rho * vc[block * columns + j] + (1 - rho) * (columnSums[j] / Float(rows))
-                            columnFactors[j] = 1 / vc[block * columns + j].squareRoot()
-                        }
-                        var vrSum: Float = 0
-                        for i in 0..<rows { vrSum += vr[block * rows + i] }
-                        let vrMean = vrSum / Float(rows)
-                        // Pass 2: u = (g · 1/√(vr_i / mean(vr))) · 1/√vc_j.
-                        for i in 0..<rows {
-                            let rowFactor = 1 / (vr[block * rows + i] / vrMean).squareRoot()
-                            let row = base + i * columns, target = out + (block * rows + i) * columns
-                            for j in 0..<columns { target[j] = row[j] * rowFactor * columnFactors[j] }
-                        }
-                    }
-                    let leading = Array(shape.dropLast(2))
-                    slot = .factored(vr: Tensor(shape: leading + [rows], scalars: vr), vc: Tensor(shape: leading + [columns], scalars: vc))
-                } else {
-                    var v: [Float]
-                    if case .full(let old)? = slot { v = old.scalars } else { v = [Float](repeating: 0, count: count) }
-                    v.withUnsafeMutableBufferPointer { vBuffer in
-                        let statistics = vBuffer.baseAddress!
-                        for i in 0..<count {
-                            statistics[i] = rho * statistics[i] + (1 - rho) * (g[i] * g[i] + epsilon1)
-                            out[i] = g[i] / statistics[i].squareRoot()
-                        }
-                    }
-                    slot = .full(v: Tensor(shape: shape, scalars: v))
-                }
-                // RMS(u) and RMS(W) (of the weight before the step) from sums of squares in Double.
-                sumU = sumOfSquares(out, count: count)
-            }
-            weight.scalars.withUnsafeBufferPointer { w in
-                if let base = w.baseAddress { sumW = sumOfSquares(base, count: count) }
-            }
-            let rms = { (total: Double) in count == 0 ? Float(0) : Float((total / Double(count)).squareRoot()) }
+        let stepSize = { (sumU: Double, sumW: Double) -> Float in
+            let rms = { (total: Double) in Float((total / Double(count)).squareRoot()) }
             let clip = max(1, rms(sumU) / c.clippingThreshold)
             let parameterScale = c.multiplyByParameterScale ? max(rms(sumW), c.epsilon2) : 1
-            // Pass 3: W − ((lr · scale) / clip) · u.
-            let stepSize = learningRate * parameterScale / clip
+            return learningRate * parameterScale / clip
+        }
+        if c.isFactored(shape) {
+            updateFactored(weight: &weight, gradient: gradient, slot: &slot, rho: rho, epsilon1: c.epsilon1, stepSize: stepSize)
+        } else {
+            updateFull(weight: &weight, gradient: gradient, slot: &slot, rho: rho, epsilon1: c.epsilon1, stepSize: stepSize)
+        }
+    }
+
+    /// The factored update of a `[..., rows, columns]` weight in two passes (see above).
+    private static func updateFactored(
+        weight: inout Tensor<Float>, gradient: Tensor<Float>, slot: inout AdafactorSlot?, rho: Float, epsilon1: Float,
+        stepSize: (Double, Double) -> Float
+    ) {
+        let shape = weight.shape, count = gradient.scalarCount
+        let (rows, columns) = (shape[shape.count - 2], shape[shape.count - 1])
+        let blocks = count / (rows * columns)  // leading indices: experts
+        var vr: [Float], vc: [Float]
+        if case .factored(let oldRows, let oldColumns)? = slot {
+            (vr, vc) = (oldRows.scalars, oldColumns.scalars)
+        } else {
+            (vr, vc) = ([Float](repeating: 0, count: blocks * rows), [Float](repeating: 0, count: blocks * columns))
+        }
+        var vrMeans = [Float](repeating: 0, count: blocks)
+        var sumU = SquareSum(), sumW = SquareSum()
+        var columnSums = [Float](repeating: 0, count: columns)
+        var columnFactors = [Float](repeating: 0, count: columns)
+        var uRow = [Float](repeating: 0, count: columns)
+        gradient.scalars.withUnsafeBufferPointer { gBuffer in
+            let g = gBuffer.baseAddress!
+            weight.scalars.withUnsafeBufferPointer { wBuffer in
+                let w = wBuffer.baseAddress!
+                for block in 0..<blocks {
+                    let offset = block * rows * columns
+                    let base = g + offset
+                    // Pass 1: Float sums in index order, then one division by the count.
+                    for j in 0..<columns { columnSums[j] = 0 }
+                    for i in 0..<rows {
+                        let row = base + i * columns
+                        var sum: Float = 0
+                        for j in 0..<columns {
+                            let g2 = row[j] * row[j] + epsilon1
+                            sum += g2
+                            columnSums[j] += g2
+                        }
+                        vr[block * rows + i] = rho * vr[block * rows + i] + (1 - rho) * (sum / Float(columns))
+                    }
+                    sumW.add(w + offset, count: rows * columns, at: offset)
+                    for j in 0..<columns {
+                        vc[block * columns + j] = rho * vc[block * columns + j] + (1 - rho) * (columnSums[j] / Float(rows))
+                    }
+                    for j in 0..<columns { columnFactors[j] = 1 / vc[block * columns + j].squareRoot() }
+                    var vrSum: Float = 0
+                    for i in 0..<rows { vrSum += vr[block * rows + i] }
+                    vrMeans[block] = vrSum / Float(rows)
+                    // Σu² with u = (g · 1/√(vr_i / mean(vr))) · 1/√vc_j, a row at a time.
+                    columnFactors.withUnsafeBufferPointer { factors in
+                        uRow.withUnsafeMutableBufferPointer { u in
+                            for i in 0..<rows {
+                                let factor = 1 / (vr[block * rows + i] / vrMeans[block]).squareRoot()
+                                let row = base + i * columns
+                                for j in 0..<columns { u[j] = row[j] * factor * factors[j] }
+                                sumU.add(u.baseAddress!, count: columns, at: offset + i * columns)
+                            }
+                        }
+                    }
+                }
+            }
+            // Pass 2: W − ((lr · scale) / clip) · u.
+            let size = stepSize(sumU.total, sumW.total)
             weight.scalars.withUnsafeMutableBufferPointer { w in
-                for i in 0..<count { w[i] -= stepSize * out[i] }
+                for block in 0..<blocks {
+                    for j in 0..<columns { columnFactors[j] = 1 / vc[block * columns + j].squareRoot() }
+                    columnFactors.withUnsafeBufferPointer { factors in
+                        for i in 0..<rows {
+                            let factor = 1 / (vr[block * rows + i] / vrMeans[block]).squareRoot()
+                            let row = g + (block * rows + i) * columns
+                            let target = w.baseAddress! + (block * rows + i) * columns
+                            for j in 0..<columns { target[j] -= size * (row[j] * factor * factors[j]) }
+                        }
+                    }
+                }
             }
         }
+        let leading = Array(shape.dropLast(2))
+        slot = .factored(vr: Tensor(shape: leading + [rows], scalars: vr), vc: Tensor(shape: leading + [columns], scalars: vc))
+    }
+
+    /// The unfactored update (a vector): v, then u into a scratch buffer, then W.
+    private static func updateFull(
+        weight: inout Tensor<Float>, gradient: Tensor<Float>, slot: inout AdafactorSlot?, rho: Float, epsilon1: Float,
+        stepSize: (Double, Double) -> Float
+    ) {
+        let shape = weight.shape, count = gradient.scalarCount
+        var v: [Float]
+        if case .full(let old)? = slot { v = old.scalars } else { v = [Float](repeating: 0, count: count) }
+        ScratchBuffers.withBuffer(count: count) { out in
+            gradient.scalars.withUnsafeBufferPointer { gBuffer in
+                let g = gBuffer.baseAddress!
+                v.withUnsafeMutableBufferPointer { vBuffer in
+                    let statistics = vBuffer.baseAddress!
+                    for i in 0..<count {
+                        statistics[i] = rho * statistics[i] + (1 - rho) * (g[i] * g[i] + epsilon1)
+                        out[i] = g[i] / statistics[i].squareRoot()
+                    }
+                }
+            }
+            let sumU = sumOfSquares(out, count: count)
+            let sumW = weight.scalars.withUnsafeBufferPointer { sumOfSquares($0.baseAddress!, count: count) }
+            let size = stepSize(sumU, sumW)
+            weight.scalars.withUnsafeMutableBufferPointer { w in
+                for i in 0..<count { w[i] -= size * out[i] }
+            }
+        }
+        slot = .full(v: Tensor(shape: shape, scalars: v))
     }
 }
