@@ -129,6 +129,47 @@ struct GEMMTests {
         }
     }
 
+    @Test(
+        "a batch of products with their own B (one task per item, B̃ packed in the task) gives the bits of one product at a time, for every layout and thread count"
+    )
+    func batchedOwnOperands() {
+        let (batch, m, n, k) = (9, 20, 70, 300)  // two full column panels and a partial one; 18 blocks of 16 rows of B and 12 more
+        let a = testValues(batch * m * k, seed: 31), b = testValues(batch * k * n, seed: 32)
+        for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
+            // Item by item: a product of its own, packed by the shared schedule.
+            var single: [Float] = []
+            for item in 0..<batch {
+                let ai = Array(a[(item * m * k)..<((item + 1) * m * k)]), bi = Array(b[(item * k * n)..<((item + 1) * k * n)])
+                let product = fastMatmul(ai, bi, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB, threads: 1)
+                let reference = referenceMatmul(ai, bi, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB)
+                #expect(maxError(product, reference) <= Float(k) * 2e-7 + 1e-6)
+                single += product
+            }
+            // Batched: 1 and 2 threads take the per-item schedule (9 ≥ 4 tasks per worker · 2), 3 the shared one.
+            for threads in [1, 2, 3] {
+                var c = [Float](repeating: .nan, count: batch * m * n)
+                a.withUnsafeBufferPointer { pa in
+                    b.withUnsafeBufferPointer { pb in
+                        c.withUnsafeMutableBufferPointer { pc in
+                            GEMM.multiply(
+                                m: m, n: n, k: k, batch: batch,
+                                a: MatrixOperand(
+                                    rowMajor: pa.baseAddress!, rows: transposeA ? k : m, columns: transposeA ? m : k, transposed: transposeA,
+                                    batchStride: m * k),
+                                b: MatrixOperand(
+                                    rowMajor: pb.baseAddress!, rows: transposeB ? n : k, columns: transposeB ? k : n, transposed: transposeB,
+                                    batchStride: k * n),
+                                c: pc.baseAddress!, ldc: n, cBatchStride: m * n, threads: threads)
+                        }
+                    }
+                }
+                #expect(
+                    c.map { $0.bitPattern } == single.map { $0.bitPattern },
+                    "threads \(threads), transposes \((transposeA, transposeB))")
+            }
+        }
+    }
+
     @Test("batched products, with a matrix shared across the batch")
     func batched() {
         let (batch, m, n, k) = (5, 9, 18, 40)

@@ -12,9 +12,15 @@
 //           for every MR-row panel of the block                                    ← B̃ panel in L1
 //             micro-kernel (adds its KC-deep sum to the tile of C)                 ← C panel in L1/L2
 //
+// A batch whose items have B's of their own (the experts' weights) and that has enough items to
+// share out is scheduled differently: one task per item, which packs that item's B̃ and runs all
+// its row blocks while B̃ is still in cache.
+//
 // The depth chunk is this driver's departure from BLIS' loop order: running a column panel's
 // depth blocks back to back keeps its MC × NR strip of C in cache between them, where BLIS'
-// order sweeps all of C once per depth block (from L3 or memory when C is large).
+// order sweeps all of C once per depth block (from L3 or memory when C is large). Packing reads
+// its source in memory order, so that the hardware prefetcher can stream it; a transposed B is
+// transposed 16 × 16 at a time in registers.
 //
 // Each element of C is owned by exactly one task, which sums its depth blocks in a fixed order,
 // so the bits never depend on the thread count. Transposed operands are never materialised: the
@@ -70,6 +76,8 @@ public enum GEMM {
     /// Tasks per worker a product is cut into when its size allows, for balance. Columns are
     /// split into blocks only to reach this: every block of columns packs the same rows of Ã again.
     static let tasksPerWorker = 4
+    /// Rows of op(B) one packing task copies.
+    static let packDepth = 64
 
     /// Computes `C[b] = op(A[b]) · op(B[b])` (or `C[b] += …` when `accumulate`) for every batch item.
     ///
@@ -100,96 +108,130 @@ public enum GEMM {
                 c: c, ldc: ldc, accumulate: accumulate, threads: threads, tile: tile)
             return
         }
-        let mr = tile.rows, nr = tile.columns
+        let nr = tile.columns
         let columnPanels = (n + nr - 1) / nr
         let packedBSize = columnPanels * nr * k  // B̃ per batch item: [columnPanels][k][NR]
         let bItems = b.batchStride == 0 ? 1 : batch
         // Tiny products are not worth waking workers for; the result is the same either way.
         let workers = m * n * k * batch < 32_768 ? 1 : threads
 
+        let rowBlocks = (m + rowBlock - 1) / rowBlock
+        let out = SendableMutablePointer(c)
+
+        // A batch whose items each have their own B and are enough to share out: one task per
+        // item, which packs that item's B̃ and uses it while it is still in cache. (Packing every
+        // item's B̃ first would write it all out to memory and read it back: at E = 64 experts of
+        // 32 rows each, most of the products' time.)
+        if batch > 1 && b.batchStride != 0 && batch >= (workers == 1 ? 1 : tasksPerWorker * workers) {
+            Parallelism.forEachTask(batch, threads: workers) { item in
+                ScratchBuffers.withBuffer(count: packedBSize) { packedB in
+                    packColumnPanels(b, item: item, depth: 0..<k, columns: nr, n: n, k: k, into: packedB)
+                    for rowBlockIndex in 0..<rowBlocks {
+                        let i0 = rowBlockIndex * rowBlock
+                        macroKernel(
+                            a, item: item, rows: i0..<min(m, i0 + rowBlock), columns: 0..<n, k: k, packedB: packedB,
+                            c: out.base + item * cBatchStride, ldc: ldc, accumulate: accumulate, tile: tile)
+                    }
+                }
+            }
+            return
+        }
+
         ScratchBuffers.withBuffer(count: bItems * packedBSize) { packedB in
-            // Pack every column panel of B̃ (shared by all tasks).
+            // Pack all of B̃ (shared by all tasks), rows `packDepth` at a time.
             let bDst = SendableMutablePointer(packedB)
-            Parallelism.forEachTask(bItems * columnPanels, threads: workers) { task in
-                let item = task / columnPanels, panel = task % columnPanels
-                packColumnPanel(
-                    b, item: item, panel: panel, columns: nr, n: n, k: k,
-                    into: bDst.base + item * packedBSize + panel * nr * k)
+            let depthTasks = (k + packDepth - 1) / packDepth
+            Parallelism.forEachTask(bItems * depthTasks, threads: workers) { task in
+                let item = task / depthTasks, p0 = (task % depthTasks) * packDepth
+                packColumnPanels(
+                    b, item: item, depth: p0..<min(k, p0 + packDepth), columns: nr, n: n, k: k,
+                    into: bDst.base + item * packedBSize)
             }
 
             // Column blocks (BLIS `NC`): all columns in one, or as few blocks as give every worker
             // `tasksPerWorker` tasks. Blocks decide who computes an element of C, never how: its
             // sum is the same whatever the blocks (and so whatever the thread count).
-            let rowBlocks = (m + rowBlock - 1) / rowBlock
             let tasksWanted = workers == 1 ? 1 : tasksPerWorker * workers
             let wanted = min(columnPanels, max(1, (tasksWanted + batch * rowBlocks - 1) / (batch * rowBlocks)))
             let columnBlock = (columnPanels + wanted - 1) / wanted * nr
             let columnBlocks = (n + columnBlock - 1) / columnBlock
             let tilesPerItem = rowBlocks * columnBlocks
-            let out = SendableMutablePointer(c)
             Parallelism.forEachTask(batch * tilesPerItem, threads: workers) { task in
                 let item = task / tilesPerItem
                 let rowBlockIndex = (task % tilesPerItem) / columnBlocks
                 let columnBlockIndex = task % columnBlocks
-                let bItem = UnsafePointer(bDst.base + (b.batchStride == 0 ? 0 : item * packedBSize))
-                let i0 = rowBlockIndex * rowBlock, i1 = min(m, i0 + rowBlock)
-                let j0 = columnBlockIndex * columnBlock, j1 = min(n, j0 + columnBlock)
-                let cItem = out.base + item * cBatchStride
-                // Each task packs its own rows of Ã, a chunk of depth blocks at a time, into memory
-                // of its own (it stays in L2 while the block's tiles use it). Then, column panel by
-                // column panel, it runs all the depth blocks of the chunk: the panel's tiles of C
-                // stay in cache from one depth block to the next.
-                let chunkCapacity = min(k, depthChunk)
-                ScratchBuffers.withBuffer(count: rowBlock * chunkCapacity) { packedA in
-                    var c0 = 0
-                    while c0 < k {
-                        let c1 = min(k, c0 + depthChunk)
-                        var p0 = c0
-                        while p0 < c1 {
-                            let kc = min(depthBlock, c1 - p0)
-                            let blockA = packedA + (p0 - c0) * rowBlock
-                            var i = i0
-                            while i < i1 {
-                                packRowPanel(
-                                    a, item: item, rows: i..<min(i1, i + mr), panelHeight: mr, depth: p0..<(p0 + kc),
-                                    into: blockA + (i - i0) * kc)
-                                i += mr
-                            }
-                            p0 += kc
-                        }
-                        var j = j0
-                        while j < j1 {
-                            let columns = min(nr, j1 - j)
-                            var p0 = c0
-                            while p0 < c1 {
-                                let kc = min(depthBlock, c1 - p0)
-                                let accumulateBlock = accumulate || p0 > 0
-                                let panelB = bItem + (j / nr) * nr * k + p0 * nr
-                                let blockA = UnsafePointer(packedA + (p0 - c0) * rowBlock)
-                                var i = i0
-                                while i < i1 {
-                                    let panelA = blockA + (i - i0) * kc
-                                    let target = cItem + i * ldc + j
-                                    let rows = min(mr, i1 - i)
-                                    switch tile {
-                                    case .rows6Columns16:
-                                        microKernel6x16(
-                                            depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
-                                            rows: rows, columns: columns, accumulate: accumulateBlock)
-                                    case .rows12Columns32:
-                                        microKernel12x32(
-                                            depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
-                                            rows: rows, columns: columns, accumulate: accumulateBlock)
-                                    }
-                                    i += mr
-                                }
-                                p0 += kc
-                            }
-                            j += nr
-                        }
-                        c0 = c1
+                let i0 = rowBlockIndex * rowBlock, j0 = columnBlockIndex * columnBlock
+                macroKernel(
+                    a, item: item, rows: i0..<min(m, i0 + rowBlock), columns: j0..<min(n, j0 + columnBlock), k: k,
+                    packedB: bDst.base + (b.batchStride == 0 ? 0 : item * packedBSize),
+                    c: out.base + item * cBatchStride, ldc: ldc, accumulate: accumulate, tile: tile)
+            }
+        }
+    }
+
+    /// One task's share of a product: the block `rows × columns` of C (at most `rowBlock` rows) of
+    /// batch item `item`, from its packed B̃ (`[column panel][k][NR]`, all of op(B)'s columns).
+    ///
+    /// The task packs its own rows of Ã, a chunk of depth blocks at a time, into memory of its own
+    /// (it stays in L2 while the block's tiles use it). Then, column panel by column panel, it runs
+    /// all the depth blocks of the chunk: the panel's tiles of C stay in cache from one depth block
+    /// to the next.
+    @inline(__always)
+    static func macroKernel(
+        _ a: MatrixOperand, item: Int, rows: Range<Int>, columns: Range<Int>, k: Int, packedB: UnsafeMutablePointer<Float>,
+        c cItem: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, tile: GEMMTile
+    ) {
+        let mr = tile.rows, nr = tile.columns
+        let (i0, i1, j0, j1) = (rows.lowerBound, rows.upperBound, columns.lowerBound, columns.upperBound)
+        let bItem = UnsafePointer(packedB)
+        ScratchBuffers.withBuffer(count: rowBlock * min(k, depthChunk)) { packedA in
+            var c0 = 0
+            while c0 < k {
+                let c1 = min(k, c0 + depthChunk)
+                var p0 = c0
+                while p0 < c1 {
+                    let kc = min(depthBlock, c1 - p0)
+                    let blockA = packedA + (p0 - c0) * rowBlock
+                    var i = i0
+                    while i < i1 {
+                        packRowPanel(
+                            a, item: item, rows: i..<min(i1, i + mr), panelHeight: mr, depth: p0..<(p0 + kc),
+                            into: blockA + (i - i0) * kc)
+                        i += mr
                     }
+                    p0 += kc
                 }
+                var j = j0
+                while j < j1 {
+                    let columns = min(nr, j1 - j)
+                    var p0 = c0
+                    while p0 < c1 {
+                        let kc = min(depthBlock, c1 - p0)
+                        let accumulateBlock = accumulate || p0 > 0
+                        let panelB = bItem + (j / nr) * nr * k + p0 * nr
+                        let blockA = UnsafePointer(packedA + (p0 - c0) * rowBlock)
+                        var i = i0
+                        while i < i1 {
+                            let panelA = blockA + (i - i0) * kc
+                            let target = cItem + i * ldc + j
+                            let rows = min(mr, i1 - i)
+                            switch tile {
+                            case .rows6Columns16:
+                                microKernel6x16(
+                                    depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
+                                    rows: rows, columns: columns, accumulate: accumulateBlock)
+                            case .rows12Columns32:
+                                microKernel12x32(
+                                    depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
+                                    rows: rows, columns: columns, accumulate: accumulateBlock)
+                            }
+                            i += mr
+                        }
+                        p0 += kc
+                    }
+                    j += nr
+                }
+                c0 = c1
             }
         }
     }
@@ -225,32 +267,102 @@ public enum GEMM {
         }
     }
 
-    /// Packs columns `NR·panel ..< NR·panel + NR` of `op(B)` (all `k` rows) as `B̃[p][j]`, zero-padded.
-    @inline(__always)
-    static func packColumnPanel(
-        _ b: MatrixOperand, item: Int, panel: Int, columns nr: Int, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>
+    /// Packs rows `depth` of `op(B)` of batch item `item`, all its columns, into B̃ at `dst`:
+    /// `B̃[panel][p][j]` (`[columnPanels][k][NR]`), zero-padded past column n.
+    ///
+    /// The loops follow memory: a row-major B is read row by row (`p` outer), a transposed one
+    /// (`op(B)[p][j] = W[j][p]`) row of W by row of W (`j` outer), so the source streams in
+    /// order and the hardware prefetcher keeps up; the scattered side is the writes, into B̃,
+    /// which stays in cache. (Panel by panel with `p` inside, each row of B would be fetched a
+    /// cache line or two at a time, once per panel.)
+    static func packColumnPanels(
+        _ b: MatrixOperand, item: Int, depth: Range<Int>, columns nr: Int, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>
     ) {
         let src = b.base + item * b.batchStride
-        let j0 = panel * nr
-        let width = min(nr, n - j0)
-        if width == nr && b.columnStride == 1 {
+        let columnPanels = (n + nr - 1) / nr
+        let fullPanels = n / nr, width = n - fullPanels * nr  // the last panel's columns, if partial
+        if b.columnStride == 1 {
             let raw = UnsafeMutableRawPointer(dst)
             let vectors = nr / 16
-            for p in 0..<k {
-                let row = UnsafeRawPointer(src + p * b.rowStride + j0)
-                for v in 0..<vectors {
-                    let value = row.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self)
-                    raw.storeBytes(of: value, toByteOffset: (p * vectors + v) * 64, as: SIMD16<Float>.self)
+            for p in depth {
+                let row = src + p * b.rowStride
+                let rawRow = UnsafeRawPointer(row)
+                for panel in 0..<fullPanels {
+                    for v in 0..<vectors {
+                        let value = rawRow.loadUnaligned(fromByteOffset: (panel * nr + v * 16) * 4, as: SIMD16<Float>.self)
+                        raw.storeBytes(of: value, toByteOffset: ((panel * k + p) * nr + v * 16) * 4, as: SIMD16<Float>.self)
+                    }
+                }
+                if width > 0 {
+                    let out = dst + (fullPanels * k + p) * nr
+                    for j in 0..<nr { out[j] = j < width ? row[fullPanels * nr + j] : 0 }
                 }
             }
             return
         }
-        for p in 0..<k {
-            let row = src + p * b.rowStride
-            let out = dst + p * nr
-            for j in 0..<nr {
-                out[j] = j < width ? row[(j0 + j) * b.columnStride] : 0
+        for panel in 0..<columnPanels {
+            let j0 = panel * nr, panelWidth = min(nr, n - j0)
+            let out = dst + panel * nr * k
+            var p = depth.lowerBound
+            if b.rowStride == 1 && panelWidth == nr {
+                // Column j of the panel is a contiguous run of op(B) (a row of W): 16 × 16 blocks,
+                // sixteen columns of sixteen values each, transposed in registers.
+                withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 16) { buffer in
+                    let block = buffer.baseAddress!
+                    while p + 16 <= depth.upperBound {
+                        for j in stride(from: 0, to: nr, by: 16) {
+                            for slot in 0..<16 {
+                                let column = src + (j0 + j + bitReversed4[slot]) * b.columnStride + p
+                                block[slot] = UnsafeRawPointer(column).loadUnaligned(as: SIMD16<Float>.self)
+                            }
+                            transposeBitReversed16x16(block)
+                            for i in 0..<16 {
+                                UnsafeMutableRawPointer(out + (p + bitReversed4[i]) * nr + j).storeBytes(of: block[i], as: SIMD16<Float>.self)
+                            }
+                        }
+                        p += 16
+                    }
+                }
             }
+            for j in 0..<panelWidth {
+                let column = src + (j0 + j) * b.columnStride
+                for q in p..<depth.upperBound { out[q * nr + j] = column[q * b.rowStride] }
+            }
+            for j in panelWidth..<nr {
+                for q in depth { out[q * nr + j] = 0 }
+            }
+        }
+    }
+}
+
+/// The four-bit numbers 0..<16 with their bits reversed.
+let bitReversed4 = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15]
+
+/// Transposes the 16 × 16 block `block[r][c]` (16 vectors of 16 floats) in registers.
+///
+/// Four rounds of the perfect unshuffle: the 32 lanes of rows `s` and `s + 8` split into their
+/// even lanes (new row 2s) and odd lanes (new row 2s + 1). Four rounds move the element at
+/// row r, column c to row bitrev(c), column bitrev(r) (bitrev: the four bits reversed). So the
+/// rows are loaded into bit-reversed slots first, and output row i is column bitrev(i) of the
+/// input: `block[i]` holds the values `input[r][bitrev(i)]` for r = 0..<16 after the call.
+@inline(__always)
+func transposeBitReversed16x16(_ block: UnsafeMutablePointer<SIMD16<Float>>) {
+    for _ in 0..<4 {
+        var next = (
+            SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(),
+            SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>()
+        )
+        withUnsafeMutableBytes(of: &next) { raw in
+            let out = raw.baseAddress!.assumingMemoryBound(to: SIMD16<Float>.self)
+            for s in 0..<8 {
+                let pair = SIMD32<Float>(lowHalf: block[s], highHalf: block[s + 8])
+                out[2 * s] = pair.evenHalf
+                out[2 * s + 1] = pair.oddHalf
+            }
+        }
+        withUnsafeBytes(of: &next) { raw in
+            let out = raw.baseAddress!.assumingMemoryBound(to: SIMD16<Float>.self)
+            for r in 0..<16 { block[r] = out[r] }
         }
     }
 }
