@@ -26,7 +26,8 @@ enum BenchCommand: Subcommand {
         best GEMM speed measured at the start of the same run (n = 1024, same threads).
         --experts 8,64 runs the configuration once per expert count with the expert size unchanged,
         so every run has the same activated compute per token, and prints the training step time of
-        each over the first's: the cost of more experts at equal compute (GLaM's thesis).
+        each over the first's, from steps of the configurations taken in turn (R rounds, default 5):
+        the cost of more experts at equal compute (GLaM's thesis).
         --scaling times every mode on 1 thread and on T threads (default: all CPUs) alternately, run
         by run, so that a noisy neighbour slows both alike, and prints the speed-up: the best time
         on 1 thread over the best on T, and the median of the R paired ratios (default R = 5).
@@ -277,7 +278,7 @@ enum BenchCommand: Subcommand {
                 "GEMM peak in this run: \(rounded(peak / 1e9)) GFLOP/s (n = 1024, \(Parallelism.threadCount) threads, tile \(GEMMTile.selected.rawValue)); MFU = model FLOPs/s over it"
             )
         }
-        var stepSeconds: [Double] = []
+        var trainSteps: [() throws -> Double] = []  // one timed training step per configuration
         for configuration in configurations {
             let parameters = ModelParameters(configuration: configuration, seed: 1)
             var generator = SeededGenerator(seed: 2)
@@ -329,7 +330,7 @@ enum BenchCommand: Subcommand {
                 }
                 let seconds = try timings(repeats: repeats, minimumSeconds: 2, maximumRuns: 30, once).sorted()
                 let (best, median) = (Double(b * t) / seconds[0], Double(b * t) / seconds[seconds.count / 2])
-                if mode == "train step" { stepSeconds.append(seconds[0]) }
+                if mode == "train step" { trainSteps.append(once) }
                 let mfu = best * forwardFLOPs * (mode == "forward" ? 1 : 3) / peak
                 if json {
                     output.line(
@@ -343,9 +344,13 @@ enum BenchCommand: Subcommand {
             }
         }
         if configurations.count > 1 && !json && !scaling {
+            // The ratios from training steps timed in turn, one configuration after the other, so
+            // that a noisy neighbour slows them alike.
+            let seconds = try alternate(count: configurations.count, rounds: repeats ?? 5) { try trainSteps[$0]() }
             for (index, configuration) in configurations.enumerated().dropFirst() {
+                let paired = zip(seconds[index], seconds[0]).map { $0 / $1 }.sorted()
                 output.line(
-                    "train step time at E = \(configuration.numExperts) over E = \(configurations[0].numExperts) (same activated compute): \(String(format: "%.2f", stepSeconds[index] / stepSeconds[0]))"
+                    "train step time at E = \(configuration.numExperts) over E = \(configurations[0].numExperts) (same activated compute): \(String(format: "%.2f", seconds[index].min()! / seconds[0].min()!)) (best of \(paired.count) runs each, taken in turn; median of the paired ratios \(String(format: "%.2f", paired[paired.count / 2])))"
                 )
             }
         }
@@ -410,11 +415,19 @@ enum BenchCommand: Subcommand {
     /// returns the seconds per thread count (in the order given). Leaves `Parallelism.threadCount`
     /// at its last value.
     static func alternate(threads counts: [Int], rounds: Int, _ once: () throws -> Double) rethrows -> [[Double]] {
-        var seconds = [[Double]](repeating: [], count: counts.count)
+        try alternate(count: counts.count, rounds: rounds) { index in
+            Parallelism.threadCount = counts[index]
+            return try once()
+        }
+    }
+
+    /// Runs `once(0)`, `once(1)`, … `once(count − 1)` in turn, `rounds` times after one warm-up
+    /// round, and returns each one's seconds.
+    static func alternate(count: Int, rounds: Int, _ once: (Int) throws -> Double) rethrows -> [[Double]] {
+        var seconds = [[Double]](repeating: [], count: count)
         for round in 0...rounds {
-            for (index, count) in counts.enumerated() {
-                Parallelism.threadCount = count
-                let time = try once()
+            for index in 0..<count {
+                let time = try once(index)
                 if round > 0 { seconds[index].append(time) }
             }
         }
