@@ -244,7 +244,36 @@ public enum GEMM {
     ) {
         let src = a.base + item * a.batchStride + depth.lowerBound * a.columnStride
         let height = rows.count, k = depth.count
-        if a.columnStride == 1 {
+        if a.columnStride == 1 && height == mr && mr <= 16 {
+            // Rows are contiguous: 16 values of each of the MR rows (the rest of a 16-row block
+            // zero), transposed in registers, give Ã for 16 steps of p. Each store writes 16
+            // floats at p·MR; its lanes past MR fall on the next p, which is stored after it, so
+            // only the stores that would reach past the block's 16·MR floats are trimmed to MR.
+            var p = 0
+            withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 16) { buffer in
+                let block = buffer.baseAddress!
+                while p + 16 <= k {
+                    for slot in 0..<16 {
+                        let r = bitReversed4[slot]
+                        block[slot] = r < mr ? UnsafeRawPointer(src + (rows.lowerBound + r) * a.rowStride + p).loadUnaligned(as: SIMD16<Float>.self) : SIMD16()
+                    }
+                    transposeBitReversed16x16(block)
+                    for q in 0..<16 {
+                        let values = block[bitReversed4[q]], out = dst + (p + q) * mr
+                        if q * mr + 16 <= 16 * mr {
+                            UnsafeMutableRawPointer(out).storeBytes(of: values, as: SIMD16<Float>.self)
+                        } else {
+                            for r in 0..<mr { out[r] = values[r] }
+                        }
+                    }
+                    p += 16
+                }
+            }
+            for r in 0..<height {
+                let row = src + (rows.lowerBound + r) * a.rowStride
+                for q in p..<k { dst[q * mr + r] = row[q] }
+            }
+        } else if a.columnStride == 1 {
             // Rows are contiguous: read each along p, write it with stride MR.
             for r in 0..<height {
                 let row = src + (rows.lowerBound + r) * a.rowStride
