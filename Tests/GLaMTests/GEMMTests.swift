@@ -11,22 +11,25 @@ func testValues(_ count: Int, seed: UInt64) -> [Float] {
     return (0..<count).map { _ in 2 * generator.nextUniform() - 1 }
 }
 
-/// Runs the fast GEMM on row-major buffers.
+/// Runs the fast GEMM on row-major buffers: `batch` products, each item's A, B and C following the
+/// previous one's.
 func fastMatmul(
-    _ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool,
+    _ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, batch: Int = 1, transposeA: Bool, transposeB: Bool,
     initial: [Float]? = nil, threads: Int = 2, tile: GEMMTile = .selected
 ) -> [Float] {
-    var c = initial ?? [Float](repeating: .nan, count: m * n)
+    var c = initial ?? [Float](repeating: .nan, count: batch * m * n)
     a.withUnsafeBufferPointer { pa in
         b.withUnsafeBufferPointer { pb in
             c.withUnsafeMutableBufferPointer { pc in
                 GEMM.multiply(
-                    m: m, n: n, k: k,
+                    m: m, n: n, k: k, batch: batch,
                     a: MatrixOperand(
-                        rowMajor: pa.baseAddress!, rows: transposeA ? k : m, columns: transposeA ? m : k, transposed: transposeA),
+                        rowMajor: pa.baseAddress!, rows: transposeA ? k : m, columns: transposeA ? m : k, transposed: transposeA,
+                        batchStride: m * k),
                     b: MatrixOperand(
-                        rowMajor: pb.baseAddress!, rows: transposeB ? n : k, columns: transposeB ? k : n, transposed: transposeB),
-                    c: pc.baseAddress!, ldc: n, accumulate: initial != nil, threads: threads, tile: tile)
+                        rowMajor: pb.baseAddress!, rows: transposeB ? n : k, columns: transposeB ? k : n, transposed: transposeB,
+                        batchStride: k * n),
+                    c: pc.baseAddress!, ldc: n, cBatchStride: m * n, accumulate: initial != nil, threads: threads, tile: tile)
             }
         }
     }
@@ -147,22 +150,7 @@ struct GEMMTests {
             }
             // Batched: 1 and 2 threads take the per-item schedule (9 ≥ 4 tasks per worker · 2), 3 the shared one.
             for threads in [1, 2, 3] {
-                var c = [Float](repeating: .nan, count: batch * m * n)
-                a.withUnsafeBufferPointer { pa in
-                    b.withUnsafeBufferPointer { pb in
-                        c.withUnsafeMutableBufferPointer { pc in
-                            GEMM.multiply(
-                                m: m, n: n, k: k, batch: batch,
-                                a: MatrixOperand(
-                                    rowMajor: pa.baseAddress!, rows: transposeA ? k : m, columns: transposeA ? m : k, transposed: transposeA,
-                                    batchStride: m * k),
-                                b: MatrixOperand(
-                                    rowMajor: pb.baseAddress!, rows: transposeB ? n : k, columns: transposeB ? k : n, transposed: transposeB,
-                                    batchStride: k * n),
-                                c: pc.baseAddress!, ldc: n, cBatchStride: m * n, threads: threads)
-                        }
-                    }
-                }
+                let c = fastMatmul(a, b, m: m, n: n, k: k, batch: batch, transposeA: transposeA, transposeB: transposeB, threads: threads)
                 #expect(
                     c.map { $0.bitPattern } == single.map { $0.bitPattern },
                     "threads \(threads), transposes \((transposeA, transposeB))")
