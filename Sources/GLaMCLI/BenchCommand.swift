@@ -81,7 +81,9 @@ enum BenchCommand: Subcommand {
     }
 
     static func gemm(_ parsed: Arguments, output: inout Output) throws -> Int32 {
-        var products = (try parsed.integer("size", in: 1...8192).map { [$0] } ?? [256, 512, 1024, 2048]).map { Product(m: $0, n: $0, k: $0) }
+        var products = (try parsed.integer("size", in: 1...8192).map { [$0] } ?? [256, 512, 1024, 2048]).map {
+            Product(m: $0, n: $0, k: $0)
+        }
         if let shape = try parsed.integerList("shape", in: 1...65536) {
             guard shape.count == 3 || shape.count == 4 else {
                 throw UsageError("bench: --shape must be M,N,K or M,N,K,BATCH, got '\(parsed.value("shape")!)'")
@@ -115,7 +117,9 @@ enum BenchCommand: Subcommand {
             )
             let block = 2.0 * Double(GEMM.rowBlock * GEMMTile.timedColumns * GEMM.depthBlock)
             let kernels = GEMMTile.timeKernels().map { "\($0.tile.rawValue) \(rounded(block / $0.seconds / 1e9))" }
-            output.line("micro-kernels on one cache-resident \(GEMM.rowBlock)×\(GEMMTile.timedColumns)×\(GEMM.depthBlock) block, GFLOP/s: \(kernels.joined(separator: ", "))")
+            output.line(
+                "micro-kernels on one cache-resident \(GEMM.rowBlock)×\(GEMMTile.timedColumns)×\(GEMM.depthBlock) block, GFLOP/s: \(kernels.joined(separator: ", "))"
+            )
             output.line("    n  threads  best GFLOP/s  median GFLOP/s  repeats")
         }
         for threads in threadCounts {
@@ -149,7 +153,9 @@ enum BenchCommand: Subcommand {
         measure(Product(m: n, n: n, k: n), threads: threads, repeats: repeats, tile: tile)
     }
 
-    static func measure(_ product: Product, threads: Int, repeats: Int?, tile: GEMMTile = .selected) -> (best: Double, median: Double, repeats: Int) {
+    static func measure(_ product: Product, threads: Int, repeats: Int?, tile: GEMMTile = .selected) -> (
+        best: Double, median: Double, repeats: Int
+    ) {
         let (m, n, k, batch) = (product.m, product.n, product.k, product.batch)
         let (transposeA, transposeB) = (product.layout.first == "t", product.layout.last == "t")
         var generator = SeededGenerator(seed: UInt64(m * 31 + n * 7 + k))

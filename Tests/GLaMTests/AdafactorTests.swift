@@ -143,7 +143,10 @@ struct AdafactorTests {
     func squareSumInPieces() {
         let x = testValues(1_003, seed: 41).map { $0 * 1e3 }
         let whole = x.withUnsafeBufferPointer { Adafactor.sumOfSquares($0.baseAddress!, count: $0.count) }
-        for cuts in [[0, 1_003], [0, 3, 11, 140, 141, 1_000, 1_003], [0, 7, 8, 9, 17, 500, 1_003], Array(stride(from: 0, to: 1_003, by: 13)) + [1_003]] {
+        for cuts in [
+            [0, 1_003], [0, 3, 11, 140, 141, 1_000, 1_003], [0, 7, 8, 9, 17, 500, 1_003],
+            Array(stride(from: 0, to: 1_003, by: 13)) + [1_003],
+        ] {
             var sum = SquareSum()
             x.withUnsafeBufferPointer { buffer in
                 for (start, end) in zip(cuts, cuts.dropFirst()) { sum.add(buffer.baseAddress! + start, count: end - start, at: start) }

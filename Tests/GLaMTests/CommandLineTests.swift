@@ -62,16 +62,23 @@ struct CommandLineTests {
         let model = runGlam(["bench", "model", "--config", "tiny", "--batch", "1", "--length", "8", "--repeats", "1", "--json"])
         #expect(model.status == 0, "\(model.err)")
         #expect(model.out.split(separator: "\n").count == 3 && model.out.contains("\"mode\": \"train step\""))
-        let rows = try model.out.split(separator: "\n").map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        let rows = try model.out.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
         #expect(rows.allSatisfy { ($0["mfu"] as? Double ?? 0) > 0 && ($0["gemm_peak_gflops"] as? Double ?? 0) > 0 })
         let sweep = runGlam(["bench", "model", "--config", "tiny", "--batch", "1", "--length", "8", "--repeats", "1", "--experts", "4,16"])
         #expect(sweep.status == 0, "\(sweep.err)")
         #expect(sweep.out.contains("tiny E=16 B=1 T=8 train step") && sweep.out.contains("train step time at E = 16 over E = 4"))
         #expect(runGlam(["bench", "model", "--config", "tiny-dense", "--experts", "4"]).status == 2)
         // --scaling: 1 thread against T, paired runs, one row per mode with both speeds.
-        let scaling = runGlam(["bench", "model", "--config", "tiny", "--batch", "1", "--length", "8", "--repeats", "2", "--threads", "2", "--scaling", "--json"])
+        let scaling = runGlam([
+            "bench", "model", "--config", "tiny", "--batch", "1", "--length", "8", "--repeats", "2", "--threads", "2", "--scaling",
+            "--json",
+        ])
         #expect(scaling.status == 0, "\(scaling.err)")
-        let scaled = try scaling.out.split(separator: "\n").map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        let scaled = try scaling.out.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
         #expect(scaled.map { $0["mode"] as? String } == ["forward", "forward+backward", "train step"])
         #expect(scaled.allSatisfy { $0["threads"] as? Int == 2 && $0["repeats"] as? Int == 2 })
         for row in scaled {
@@ -82,9 +89,13 @@ struct CommandLineTests {
         #expect(runGlam(["bench", "model", "--config", "tiny", "--threads", "1", "--scaling"]).status == 2)
         #expect(runGlam(["bench", "gemm", "--scaling"]).status == 2)
         #expect(runGlam(["bench", "model", "--config", "tiny", "--experts", "4,x"]).status == 2)
-        let decode = runGlam(["bench", "decode", "--config", "tiny", "--batch", "1,3", "--prompt", "4", "--tokens", "5", "--repeats", "1", "--json"])
+        let decode = runGlam([
+            "bench", "decode", "--config", "tiny", "--batch", "1,3", "--prompt", "4", "--tokens", "5", "--repeats", "1", "--json",
+        ])
         #expect(decode.status == 0, "\(decode.err)")
-        let decoded = try decode.out.split(separator: "\n").map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        let decoded = try decode.out.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
         #expect(decoded.map { $0["batch"] as? Int } == [1, 3] && decoded.allSatisfy { ($0["tokens_per_second"] as? Double ?? 0) > 0 })
         #expect(runGlam(["bench", "model", "--config", "nonexistent"]).status == 2)
         #expect(runGlam(["bench", "moe", "--capacity-factor", "-1"]).status == 2)
@@ -159,7 +170,9 @@ struct CommandLineTests {
         let long = runGlam(["train", "--config", "small", "--length", "65536", "--batch", "1", "--output", scratch.path("l").path])
         #expect(long.status == 2 && long.err.contains("T = 65536"), "\(long.err)")
         try Data("tiny corpus".utf8).write(to: scratch.path("small.txt"))
-        let tinyCorpus = runGlam(["train", "--config", "tiny", "--corpus", scratch.path("small.txt").path, "--output", scratch.path("s").path])
+        let tinyCorpus = runGlam([
+            "train", "--config", "tiny", "--corpus", scratch.path("small.txt").path, "--output", scratch.path("s").path,
+        ])
         #expect(tinyCorpus.status == 2 && tinyCorpus.err.contains("at most"), "\(tinyCorpus.err)")
         let bench = runGlam(["bench", "model", "--config", "glam-64b-64e"])
         #expect(bench.status == 2 && bench.err.contains("more than 80% of this machine"))
@@ -185,7 +198,10 @@ struct CommandLineTests {
         // The mesh sums partial results across cores in another order than one device (and Adafactor's
         // sums of squares across shards), so the losses agree to rounding, not bit for bit: within one
         // unit of the printed fourth decimal.
-        let (meshLosses, oneLosses) = (losses(mesh.out).compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }, losses(one.out).compactMap { Double($0.trimmingCharacters(in: .whitespaces)) })
+        let (meshLosses, oneLosses) = (
+            losses(mesh.out).compactMap { Double($0.trimmingCharacters(in: .whitespaces)) },
+            losses(one.out).compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        )
         #expect(meshLosses.count == 2 && oneLosses.count == 2, "\(mesh.out)")
         #expect(zip(meshLosses, oneLosses).allSatisfy { abs($0 - $1) <= 1.01e-4 }, "mesh \(meshLosses), one device \(oneLosses)")
         // Every printed step sent exactly the predicted bytes.

@@ -121,7 +121,9 @@ struct GEMMTests {
         #expect(fastMatmul([], [], m: 3, n: 4, k: 0, transposeA: false, transposeB: false, initial: c0) == c0)
     }
 
-    @Test("results are bitwise identical for 1, 2, 3 and 8 threads", arguments: [(300, 200, 517), (1, 1000, 64), (250, 3, 1000), (200, 70, 2600)])
+    @Test(
+        "results are bitwise identical for 1, 2, 3 and 8 threads",
+        arguments: [(300, 200, 517), (1, 1000, 64), (250, 3, 1000), (200, 70, 2600)])
     func threadCountDoesNotChangeBits(shape: (Int, Int, Int)) {
         let (m, n, k) = shape
         let a = testValues(m * k, seed: 9), b = testValues(k * n, seed: 10)

@@ -255,7 +255,10 @@ public enum GEMM {
                 while p + 16 <= k {
                     for slot in 0..<16 {
                         let r = bitReversed4[slot]
-                        block[slot] = r < mr ? UnsafeRawPointer(src + (rows.lowerBound + r) * a.rowStride + p).loadUnaligned(as: SIMD16<Float>.self) : SIMD16()
+                        block[slot] =
+                            r < mr
+                            ? UnsafeRawPointer(src + (rows.lowerBound + r) * a.rowStride + p).loadUnaligned(as: SIMD16<Float>.self)
+                            : SIMD16()
                     }
                     transposeBitReversed16x16(block)
                     for q in 0..<16 {
@@ -346,7 +349,8 @@ public enum GEMM {
                             }
                             transposeBitReversed16x16(block)
                             for i in 0..<16 {
-                                UnsafeMutableRawPointer(out + (p + bitReversed4[i]) * nr + j).storeBytes(of: block[i], as: SIMD16<Float>.self)
+                                UnsafeMutableRawPointer(out + (p + bitReversed4[i]) * nr + j).storeBytes(
+                                    of: block[i], as: SIMD16<Float>.self)
                             }
                         }
                         p += 16
@@ -367,31 +371,25 @@ public enum GEMM {
 /// The four-bit numbers 0..<16 with their bits reversed.
 let bitReversed4 = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15]
 
-/// Transposes the 16 × 16 block `block[r][c]` (16 vectors of 16 floats) in registers.
+/// Transposes the 16 × 16 block in `block` (16 vectors of 16 floats) in registers, up to a bit
+/// reversal of both indices.
 ///
-/// Four rounds of the perfect unshuffle: the 32 lanes of rows `s` and `s + 8` split into their
-/// even lanes (new row 2s) and odd lanes (new row 2s + 1). Four rounds move the element at
-/// row r, column c to row bitrev(c), column bitrev(r) (bitrev: the four bits reversed). So the
-/// rows are loaded into bit-reversed slots first, and output row i is column bitrev(i) of the
-/// input: `block[i]` holds the values `input[r][bitrev(i)]` for r = 0..<16 after the call.
+/// Four rounds of the perfect unshuffle: the 32 lanes of vectors `s` and `s + 8` split into their
+/// even lanes (new vector 2s) and odd lanes (new vector 2s + 1). Four rounds move the element in
+/// vector v, lane c to vector bitrev(c), lane bitrev(v) (bitrev: the four bits reversed). So a
+/// caller loads input row r into vector bitrev(r); after the call, vector i is column bitrev(i) of
+/// the input, its lane r the input's element (r, bitrev(i)).
 @inline(__always)
 func transposeBitReversed16x16(_ block: UnsafeMutablePointer<SIMD16<Float>>) {
-    for _ in 0..<4 {
-        var next = (
-            SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(),
-            SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>()
-        )
-        withUnsafeMutableBytes(of: &next) { raw in
-            let out = raw.baseAddress!.assumingMemoryBound(to: SIMD16<Float>.self)
+    withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 16) { scratch in
+        let next = scratch.baseAddress!
+        for _ in 0..<4 {
             for s in 0..<8 {
                 let pair = SIMD32<Float>(lowHalf: block[s], highHalf: block[s + 8])
-                out[2 * s] = pair.evenHalf
-                out[2 * s + 1] = pair.oddHalf
+                next[2 * s] = pair.evenHalf
+                next[2 * s + 1] = pair.oddHalf
             }
-        }
-        withUnsafeBytes(of: &next) { raw in
-            let out = raw.baseAddress!.assumingMemoryBound(to: SIMD16<Float>.self)
-            for r in 0..<16 { block[r] = out[r] }
+            block.update(from: next, count: 16)
         }
     }
 }

@@ -71,7 +71,9 @@ public struct Adafactor: Sendable, Equatable {
 
     /// Updates parameter `path`'s `weight` in place with `gradient` at 0-based `step` and learning
     /// rate `learningRate`, and its statistics in `slots`.
-    public mutating func update(_ path: ParameterPath, weight: inout Tensor<Float>, gradient g: Tensor<Float>, step: Int, learningRate: Float) {
+    public mutating func update(
+        _ path: ParameterPath, weight: inout Tensor<Float>, gradient g: Tensor<Float>, step: Int, learningRate: Float
+    ) {
         update(weight: &weight, gradient: g, slot: &slots[path], step: step, learningRate: learningRate)
     }
 
