@@ -288,10 +288,27 @@ public enum GEMM {
             }
         } else {
             // Columns are contiguous (a transposed operand): each step of p reads `height` neighbours.
-            for p in 0..<k {
-                let column = src + p * a.columnStride + rows.lowerBound * a.rowStride
-                let out = dst + p * mr
-                for r in 0..<height { out[r] = column[r * a.rowStride] }
+            if a.rowStride == 1 && height == mr && (mr == 12 || mr == 6) {
+                // Whole panels, as vectors of 8 + 4 or 4 + 2 floats.
+                for p in 0..<k {
+                    let column = UnsafeRawPointer(src + p * a.columnStride + rows.lowerBound)
+                    let out = UnsafeMutableRawPointer(dst + p * mr)
+                    if mr == 12 {
+                        out.storeBytes(of: column.loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+                        out.storeBytes(
+                            of: column.loadUnaligned(fromByteOffset: 32, as: SIMD4<Float>.self), toByteOffset: 32, as: SIMD4<Float>.self)
+                    } else {
+                        out.storeBytes(of: column.loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
+                        out.storeBytes(
+                            of: column.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self), toByteOffset: 16, as: SIMD2<Float>.self)
+                    }
+                }
+            } else {
+                for p in 0..<k {
+                    let column = src + p * a.columnStride + rows.lowerBound * a.rowStride
+                    let out = dst + p * mr
+                    for r in 0..<height { out[r] = column[r * a.rowStride] }
+                }
             }
         }
         if height < mr {
