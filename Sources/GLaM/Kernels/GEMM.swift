@@ -244,69 +244,52 @@ public enum GEMM {
     ) {
         let src = a.base + item * a.batchStride + depth.lowerBound * a.columnStride
         let height = rows.count, k = depth.count
-        if a.columnStride == 1 && height == mr && mr <= 16 {
-            // Rows are contiguous: 16 values of each of the MR rows (the rest of a 16-row block
-            // zero), transposed in registers, give Ã for 16 steps of p. Each store writes 16
-            // floats at p·MR; its lanes past MR fall on the next p, which is stored after it, so
-            // only the stores that would reach past the block's 16·MR floats are trimmed to MR.
+        if a.columnStride == 1 {
             var p = 0
-            withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 16) { buffer in
-                let block = buffer.baseAddress!
-                while p + 16 <= k {
-                    for slot in 0..<16 {
-                        let r = bitReversed4[slot]
-                        block[slot] =
-                            r < mr
-                            ? UnsafeRawPointer(src + (rows.lowerBound + r) * a.rowStride + p).loadUnaligned(as: SIMD16<Float>.self)
-                            : SIMD16()
-                    }
-                    transposeBitReversed16x16(block)
-                    for q in 0..<16 {
-                        let values = block[bitReversed4[q]], out = dst + (p + q) * mr
-                        if q * mr + 16 <= 16 * mr {
-                            UnsafeMutableRawPointer(out).storeBytes(of: values, as: SIMD16<Float>.self)
-                        } else {
-                            for r in 0..<mr { out[r] = values[r] }
+            if height == mr && mr <= 16 {
+                // 16 values of each of the MR rows, transposed in registers, give Ã for 16 steps
+                // of p. Each store writes 16 floats at p·MR; its lanes past MR fall on the next p,
+                // which is stored after it, so only the stores that would reach past the block's
+                // 16·MR floats are trimmed to MR.
+                withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 16) { buffer in
+                    let block = buffer.baseAddress!
+                    while p + 16 <= k {
+                        loadTransposed16x16(into: block, from: src + rows.lowerBound * a.rowStride + p, rowStride: a.rowStride, rows: mr)
+                        for q in 0..<16 {
+                            let values = block[bitReversed4(q)], out = dst + (p + q) * mr
+                            if q * mr + 16 <= 16 * mr {
+                                UnsafeMutableRawPointer(out).storeBytes(of: values, as: SIMD16<Float>.self)
+                            } else {
+                                for r in 0..<mr { out[r] = values[r] }
+                            }
                         }
+                        p += 16
                     }
-                    p += 16
                 }
             }
+            // The rest: read each row along p, write it with stride MR.
             for r in 0..<height {
                 let row = src + (rows.lowerBound + r) * a.rowStride
                 for q in p..<k { dst[q * mr + r] = row[q] }
             }
-        } else if a.columnStride == 1 {
-            // Rows are contiguous: read each along p, write it with stride MR.
-            for r in 0..<height {
-                let row = src + (rows.lowerBound + r) * a.rowStride
-                var out = dst + r
-                for p in 0..<k {
-                    out.pointee = row[p]
-                    out += mr
-                }
-            }
         } else {
             // Columns are contiguous (a transposed operand): each step of p reads `height` neighbours.
-            if a.rowStride == 1 && height == mr && (mr == 12 || mr == 6) {
-                // Whole panels, as vectors of 8 + 4 or 4 + 2 floats.
-                for p in 0..<k {
-                    let column = UnsafeRawPointer(src + p * a.columnStride + rows.lowerBound)
-                    let out = UnsafeMutableRawPointer(dst + p * mr)
-                    if mr == 12 {
-                        out.storeBytes(of: column.loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
-                        out.storeBytes(
-                            of: column.loadUnaligned(fromByteOffset: 32, as: SIMD4<Float>.self), toByteOffset: 32, as: SIMD4<Float>.self)
-                    } else {
-                        out.storeBytes(of: column.loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
-                        out.storeBytes(
-                            of: column.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self), toByteOffset: 16, as: SIMD2<Float>.self)
+            for p in 0..<k {
+                let column = src + p * a.columnStride + rows.lowerBound * a.rowStride
+                let out = dst + p * mr
+                if a.rowStride == 1 {
+                    // Contiguous: four floats at a time, then the rest.
+                    var r = 0
+                    while r + 4 <= height {
+                        UnsafeMutableRawPointer(out + r).storeBytes(
+                            of: UnsafeRawPointer(column + r).loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
+                        r += 4
                     }
-                }
-            } else {
-                for p in 0..<k {
-                    let column = src + p * a.columnStride + rows.lowerBound * a.rowStride
-                    let out = dst + p * mr
+                    while r < height {
+                        out[r] = column[r]
+                        r += 1
+                    }
+                } else {
                     for r in 0..<height { out[r] = column[r * a.rowStride] }
                 }
             }
@@ -360,14 +343,10 @@ public enum GEMM {
                     let block = buffer.baseAddress!
                     while p + 16 <= depth.upperBound {
                         for j in stride(from: 0, to: nr, by: 16) {
-                            for slot in 0..<16 {
-                                let column = src + (j0 + j + bitReversed4[slot]) * b.columnStride + p
-                                block[slot] = UnsafeRawPointer(column).loadUnaligned(as: SIMD16<Float>.self)
-                            }
-                            transposeBitReversed16x16(block)
-                            for i in 0..<16 {
-                                UnsafeMutableRawPointer(out + (p + bitReversed4[i]) * nr + j).storeBytes(
-                                    of: block[i], as: SIMD16<Float>.self)
+                            loadTransposed16x16(into: block, from: src + (j0 + j) * b.columnStride + p, rowStride: b.columnStride, rows: 16)
+                            for q in 0..<16 {
+                                UnsafeMutableRawPointer(out + (p + q) * nr + j).storeBytes(
+                                    of: block[bitReversed4(q)], as: SIMD16<Float>.self)
                             }
                         }
                         p += 16
@@ -385,19 +364,26 @@ public enum GEMM {
     }
 }
 
-/// The four-bit numbers 0..<16 with their bits reversed.
-let bitReversed4 = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15]
+/// `x` (0..<16) with its four bits reversed.
+@inline(__always)
+func bitReversed4(_ x: Int) -> Int {
+    (x & 1) << 3 | (x & 2) << 1 | (x & 4) >> 1 | (x & 8) >> 3
+}
 
-/// Transposes the 16 × 16 block in `block` (16 vectors of 16 floats) in registers, up to a bit
-/// reversal of both indices.
+/// Loads the 16 × 16 block whose row r is the 16 floats at `base + r · rowStride` for r < `rows`
+/// (zeros below) and transposes it in registers: afterwards column q of the block is
+/// `block[bitReversed4(q)]`.
 ///
 /// Four rounds of the perfect unshuffle: the 32 lanes of vectors `s` and `s + 8` split into their
 /// even lanes (new vector 2s) and odd lanes (new vector 2s + 1). Four rounds move the element in
-/// vector v, lane c to vector bitrev(c), lane bitrev(v) (bitrev: the four bits reversed). So a
-/// caller loads input row r into vector bitrev(r); after the call, vector i is column bitrev(i) of
-/// the input, its lane r the input's element (r, bitrev(i)).
+/// vector v, lane c to vector bitrev(c), lane bitrev(v) (bitrev: the four bits reversed). So row r
+/// is loaded into vector bitrev(r); after the rounds, vector bitrev(q) holds column q, its lane r
+/// the element (r, q).
 @inline(__always)
-func transposeBitReversed16x16(_ block: UnsafeMutablePointer<SIMD16<Float>>) {
+func loadTransposed16x16(into block: UnsafeMutablePointer<SIMD16<Float>>, from base: UnsafePointer<Float>, rowStride: Int, rows: Int) {
+    for r in 0..<16 {
+        block[bitReversed4(r)] = r < rows ? UnsafeRawPointer(base + r * rowStride).loadUnaligned(as: SIMD16<Float>.self) : SIMD16()
+    }
     withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 16) { scratch in
         let next = scratch.baseAddress!
         for _ in 0..<4 {
