@@ -150,8 +150,9 @@ struct GEMMTests {
                 #expect(maxError(product, reference) <= Float(k) * 2e-7 + 1e-6)
                 single += product
             }
-            // Batched: 1 and 2 threads take the per-item schedule (9 ≥ 4 tasks per worker · 2), 3 the shared one.
-            for threads in [1, 2, 3] {
+            // Batched: 1 and 2 threads take the per-item schedule (9 ≥ 4 items per worker · 2); 3 and
+            // 4 the shared one, 3 with one task per item, 4 with four (rows and columns split in two).
+            for threads in [1, 2, 3, 4] {
                 let c = fastMatmul(a, b, m: m, n: n, k: k, batch: batch, transposeA: transposeA, transposeB: transposeB, threads: threads)
                 #expect(
                     c.map { $0.bitPattern } == single.map { $0.bitPattern },
