@@ -37,14 +37,18 @@ struct HeadMatmulTests {
         return (a, b)
     }
 
-    @Test("every layout and transpose gives the bits of matmul on contiguous copies of the heads, at 1 and 2 threads")
+    @Test(
+        "every layout and transpose gives the bits of matmul on contiguous copies of the heads, at 1, 2 and 8 threads (one task per head, or each item's heads shared out)"
+    )
     func matchesTransposedMatmul() throws {
         for (index, (aLayout, bLayout, outLayout, transposeA, transposeB)) in Self.cases.enumerated() {
             // Sizes over one register tile and one depth block (k = 300 > 256), and a small one.
             for (m, n, k) in [(37, 45, 64), (130, 70, 300), (1, 5, 3), (4, 3, 0)] {
-                let (a, b) = Self.operands(aLayout, bLayout, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, seed: UInt64(index))
-                let expected = matmul(Self.headMajor(a, aLayout), Self.headMajor(b, bLayout), transposeA: transposeA, transposeB: transposeB)
-                for threads in [1, 2] {
+                let (a, b) = Self.operands(
+                    aLayout, bLayout, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, seed: UInt64(index))
+                let expected = matmul(
+                    Self.headMajor(a, aLayout), Self.headMajor(b, bLayout), transposeA: transposeA, transposeB: transposeB)
+                for threads in [1, 2, 8] {  // 12 heads: one task each at 1 and 2 threads, fewer than 2 per thread at 8
                     let got = try withThreadCount(threads) {
                         headMatmul(a, aLayout, b, bLayout, transposeA: transposeA, transposeB: transposeB, output: outLayout)
                     }
@@ -60,10 +64,12 @@ struct HeadMatmulTests {
     @Test("the Double loop agrees with the Float GEMM")
     func doubleAgreesWithFloat() {
         for (index, (aLayout, bLayout, outLayout, transposeA, transposeB)) in Self.cases.enumerated() {
-            let (a, b) = Self.operands(aLayout, bLayout, transposeA: transposeA, transposeB: transposeB, m: 9, n: 11, k: 40, seed: 50 + UInt64(index))
+            let (a, b) = Self.operands(
+                aLayout, bLayout, transposeA: transposeA, transposeB: transposeB, m: 9, n: 11, k: 40, seed: 50 + UInt64(index))
             let float = headMatmul(a, aLayout, b, bLayout, transposeA: transposeA, transposeB: transposeB, output: outLayout)
             let double = headMatmul(
-                Tensor(shape: a.shape, scalars: a.scalars.map(Double.init)), aLayout, Tensor(shape: b.shape, scalars: b.scalars.map(Double.init)),
+                Tensor(shape: a.shape, scalars: a.scalars.map(Double.init)), aLayout,
+                Tensor(shape: b.shape, scalars: b.scalars.map(Double.init)),
                 bLayout, transposeA: transposeA, transposeB: transposeB, output: outLayout)
             #expect(zip(float.scalars, double.scalars).allSatisfy { abs(Double($0) - $1) < 1e-4 }, "case \(index)")
         }

@@ -62,12 +62,30 @@ public func headMatmul<Scalar>(
                     let fa = UnsafeRawPointer(baseA).assumingMemoryBound(to: Float.self)
                     let fb = UnsafeRawPointer(baseB).assumingMemoryBound(to: Float.self)
                     let fc = UnsafeMutableRawPointer(baseC).assumingMemoryBound(to: Float.self)
-                    for item in 0..<batch {  // one batched product over the heads per item
-                        GEMM.multiply(
-                            m: m, n: n, k: k, batch: heads,
-                            a: MatrixOperand(base: fa + item * sa.item, rowStride: opA.row, columnStride: opA.column, batchStride: sa.head),
-                            b: MatrixOperand(base: fb + item * sb.item, rowStride: opB.row, columnStride: opB.column, batchStride: sb.head),
-                            c: fc + item * sc.item, ldc: sc.row, cBatchStride: sc.head)
+                    if batch * heads >= 2 * Parallelism.threadCount {
+                        // Enough heads to share out: one task per (item, head), each product on
+                        // one thread. (Else each item's heads are one batched product, shared out.)
+                        let (pa, pb, pc) = (SendablePointer(fa), SendablePointer(fb), SendableMutablePointer(fc))
+                        Parallelism.forEachTask(batch * heads) { task in
+                            let (item, h) = task.quotientAndRemainder(dividingBy: heads)
+                            GEMM.multiply(
+                                m: m, n: n, k: k,
+                                a: MatrixOperand(
+                                    base: pa.base + item * sa.item + h * sa.head, rowStride: opA.row, columnStride: opA.column),
+                                b: MatrixOperand(
+                                    base: pb.base + item * sb.item + h * sb.head, rowStride: opB.row, columnStride: opB.column),
+                                c: pc.base + item * sc.item + h * sc.head, ldc: sc.row, threads: 1)
+                        }
+                    } else {
+                        for item in 0..<batch {  // one batched product over the heads per item
+                            GEMM.multiply(
+                                m: m, n: n, k: k, batch: heads,
+                                a: MatrixOperand(
+                                    base: fa + item * sa.item, rowStride: opA.row, columnStride: opA.column, batchStride: sa.head),
+                                b: MatrixOperand(
+                                    base: fb + item * sb.item, rowStride: opB.row, columnStride: opB.column, batchStride: sb.head),
+                                c: fc + item * sc.item, ldc: sc.row, cBatchStride: sc.head)
+                        }
                     }
                 } else {
                     for item in 0..<batch {
