@@ -31,41 +31,59 @@ struct CrashTests {
         return (Dictionary(pairs, uniquingKeysWith: { first, _ in first }), pairs.map(\.0))
     }
 
+    /// The number of complete step records (lines with a training loss) in a run directory's
+    /// metrics.jsonl so far: 0 before the file exists.
+    static func loggedSteps(_ directory: URL) -> Int {
+        guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent("metrics.jsonl").path) else { return 0 }
+        guard let lastNewline = data.lastIndex(of: UInt8(ascii: "\n")) else { return 0 }
+        return String(decoding: data[...lastNewline], as: UTF8.self).split(separator: "\n").filter { $0.contains("\"ce\"") }.count
+    }
+
     @Test("kill -9 during training, resume, repeat: the same losses as an uninterrupted run, nothing duplicated or left behind")
     func killAndResume() throws {
         let glam = try Self.glamExecutable()
         let scratch = ScratchDirectory()
         let corpus = scratch.path("corpus.txt")
         try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
-        let steps = 8
+        let steps = 24
         func arguments(_ directory: URL) -> [String] {
-            ["train", "--config", "tiny", "--batch", "2", "--length", "32", "--corpus", corpus.path, "--steps", "\(steps)",
-                "--checkpoint-every", "1", "--evaluate-every", "4", "--output", directory.path]
+            [
+                "train", "--config", "tiny", "--batch", "2", "--length", "32", "--corpus", corpus.path, "--steps", "\(steps)",
+                "--checkpoint-every", "1", "--evaluate-every", "4", "--output", directory.path,
+            ]
         }
         let reference = scratch.path("reference")
         #expect(runGlam(arguments(reference)).status == 0)
 
         let interrupted = scratch.path("interrupted")
         var kills = 0
-        for delay in [0.3, 0.5, 0.4, 0.0] {
+        // Each run but the last is killed once it has logged two more steps than the file held when
+        // it started (then after a few more milliseconds, so kills land at different points of a
+        // step), whatever the speed of the machine; the last runs to the end.
+        for extraDelay in [0.0, 0.013, 0.007, nil] {
             let hasCheckpoint = FileManager.default.fileExists(atPath: interrupted.appendingPathComponent("checkpoint.safetensors").path)
+            let loggedBefore = Self.loggedSteps(interrupted)
             let process = Process()
             process.executableURL = glam
             process.arguments = arguments(interrupted) + [hasCheckpoint ? "--resume" : "--force"]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
-            if delay > 0 {
-                Thread.sleep(forTimeInterval: delay)
+            if let extraDelay {
+                let deadline = Date().addingTimeInterval(120)
+                while process.isRunning && Self.loggedSteps(interrupted) < loggedBefore + 2 && Date() < deadline {
+                    Thread.sleep(forTimeInterval: 0.002)
+                }
+                Thread.sleep(forTimeInterval: extraDelay)
                 if process.isRunning {
                     kill(process.processIdentifier, SIGKILL)
                     kills += 1
                 }
             }
             process.waitUntilExit()
-            if delay == 0 { #expect(process.terminationStatus == 0 && process.terminationReason == .exit) }
+            if extraDelay == nil { #expect(process.terminationStatus == 0 && process.terminationReason == .exit) }
         }
-        #expect(kills >= 1, "no run was still going when killed")
+        #expect(kills == 3, "only \(kills) of 3 runs were still going when killed")
         let (expected, _) = try Self.losses(reference)
         let (got, order) = try Self.losses(interrupted)
         #expect(order == Array(1...steps))
