@@ -71,11 +71,9 @@ extension Variable {
                             p[j] = l
                             peak = Swift.max(peak, l)
                         }
-                        var total: Scalar = extraZeroLogit ? Scalar.exp(-peak) : 0
-                        for j in 0..<k {
-                            p[j] = Scalar.exp(p[j] - peak)
-                            total += p[j]
-                        }
+                        Tensor<Scalar>.exponentials(p, minus: peak, into: p, count: k)
+                        var total: Scalar = extraZeroLogit ? Tensor<Scalar>.exponential(ofNonPositive: -peak) : 0
+                        for j in 0..<k { total += p[j] }
                         for j in 0..<k { p[j] /= total }
                     }
                 }
