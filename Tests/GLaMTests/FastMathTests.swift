@@ -67,4 +67,25 @@ struct FastMathTests {
         #expect(close(x.logSumExp(), xd.logSumExp(), 1e-6))
         #expect(x.softmax().scalars[4 * 37 + 3] == 0 && x.softmax().scalars[4 * 37 + 20] == 0)
     }
+
+    @Test("row maximum, sum and dot product: every count from 0 to 40 (vectors and tails) against plain loops; the maximum exact")
+    func rowReductions() {
+        var generator = SeededGenerator(seed: 78)
+        for count in 0...40 {
+            let x = (0..<count).map { _ in generator.nextUniform() - 0.5 }, y = (0..<count).map { _ in generator.nextUniform() - 0.5 }
+            x.withUnsafeBufferPointer { px in
+                y.withUnsafeBufferPointer { py in
+                    let (a, b) = (px.baseAddress ?? UnsafePointer(bitPattern: 64)!, py.baseAddress ?? UnsafePointer(bitPattern: 64)!)
+                    #expect(Tensor<Float>.rowMaximum(a, count: count, initial: -.infinity) == (x.max() ?? -.infinity), "count \(count)")
+                    #expect(Tensor<Float>.rowMaximum(a, count: count, initial: 0.25) == max(0.25, x.max() ?? 0.25), "count \(count)")
+                    let sum = x.reduce(0.0) { $0 + Double($1) }, dot = zip(x, y).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                    #expect(abs(Double(Tensor<Float>.rowSum(a, count: count)) - sum) <= 1e-5, "count \(count)")
+                    #expect(abs(Double(Tensor<Float>.rowDot(a, b, count: count)) - dot) <= 1e-5, "count \(count)")
+                }
+            }
+        }
+        // A NaN is passed over by the maximum, as Swift.max(peak, nan) keeps peak.
+        let withNaN: [Float] = (0..<20).map { $0 == 3 || $0 == 18 ? .nan : Float($0) }
+        #expect(withNaN.withUnsafeBufferPointer { Tensor<Float>.rowMaximum($0.baseAddress!, count: 20, initial: -.infinity) } == 19)
+    }
 }

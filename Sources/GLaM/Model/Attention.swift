@@ -65,15 +65,15 @@ extension Variable {
                         let visibleRow = mask.value.baseAddress! + (batch * t + query) * k
                         let x = logits.value.baseAddress! + row * k, p = out + row * k
                         let biasRow = hasBias ? biasScalars.value.baseAddress! + (row % (n * t)) * k : nil
-                        var peak: Scalar = extraZeroLogit ? 0 : -Scalar.infinity
-                        for j in 0..<k {
-                            let l = visibleRow[j] ? (biasRow.map { x[j] + $0[j] } ?? x[j]) : masked
-                            p[j] = l
-                            peak = Swift.max(peak, l)
+                        if let biasRow {
+                            for j in 0..<k { p[j] = visibleRow[j] ? x[j] + biasRow[j] : masked }
+                        } else {
+                            for j in 0..<k { p[j] = visibleRow[j] ? x[j] : masked }
                         }
+                        let peak = Tensor<Scalar>.rowMaximum(p, count: k, initial: extraZeroLogit ? 0 : -Scalar.infinity)
                         Tensor<Scalar>.exponentials(p, minus: peak, into: p, count: k)
-                        var total: Scalar = extraZeroLogit ? Tensor<Scalar>.exponential(ofNonPositive: -peak) : 0
-                        for j in 0..<k { total += p[j] }
+                        let zeroLogit: Scalar = extraZeroLogit ? Tensor<Scalar>.exponential(ofNonPositive: -peak) : 0
+                        let total = zeroLogit + Tensor<Scalar>.rowSum(p, count: k)
                         for j in 0..<k { p[j] /= total }
                     }
                 }
@@ -90,8 +90,7 @@ extension Variable {
                             let visibleRow = mask.value.baseAddress! + (batch * t + query) * k
                             let p = ps.value.baseAddress! + row * k, gr = gs.value.baseAddress! + row * k
                             let d = out + row * k
-                            var dot: Scalar = 0
-                            for j in 0..<k { dot += gr[j] * p[j] }
+                            let dot = Tensor<Scalar>.rowDot(gr, p, count: k)
                             for j in 0..<k { d[j] = visibleRow[j] ? p[j] * (gr[j] - dot) : 0 }
                         }
                     }

@@ -85,11 +85,9 @@ extension Tensor {
     @_specialize(where Scalar == Float)
     public func softmax() -> Tensor {
         mapRows { x, y, n in
-            var peak = -Scalar.infinity
-            for j in 0..<n { peak = Swift.max(peak, x[j]) }
+            let peak = Self.rowMaximum(x, count: n, initial: -Scalar.infinity)
             Self.exponentials(x, minus: peak, into: y, count: n)
-            var total: Scalar = 0
-            for j in 0..<n { total += y[j] }
+            let total = Self.rowSum(y, count: n)
             for j in 0..<n { y[j] /= total }
         }
     }
@@ -98,12 +96,8 @@ extension Tensor {
     @_specialize(where Scalar == Float)
     public func logSoftmax() -> Tensor {
         mapRows { x, y, n in
-            var peak = -Scalar.infinity
-            for j in 0..<n { peak = Swift.max(peak, x[j]) }
-            Self.exponentials(x, minus: peak, into: y, count: n)  // y as scratch
-            var total: Scalar = 0
-            for j in 0..<n { total += y[j] }
-            let logTotal = Scalar.log(total)
+            let peak = Self.rowMaximum(x, count: n, initial: -Scalar.infinity)
+            let logTotal = Scalar.log(Self.sumOfExponentials(x, minus: peak, count: n))
             for j in 0..<n { y[j] = (x[j] - peak) - logTotal }  // shift first: exact when x[j] == peak
         }
     }
@@ -122,8 +116,7 @@ extension Tensor {
             return Tensor(shape: newShape, generating: rows, grain: Parallelism.rowsPerTask(rowLength: n)) { range, out in
                 for row in range {
                     let values = input.base + row * n
-                    var peak = -Scalar.infinity
-                    for j in 0..<n { peak = Swift.max(peak, values[j]) }
+                    let peak = Self.rowMaximum(values, count: n, initial: -Scalar.infinity)
                     out[row] = peak + Scalar.log(Self.sumOfExponentials(values, minus: peak, count: n))
                 }
             }
@@ -192,29 +185,92 @@ extension Tensor {
     }
 
     /// `Σ_j e^(x[j] − shift)` over `j < count` (each term ≤ 1), the terms computed as
-    /// `exponentials(_:minus:into:count:)` does and added one by one in index order.
+    /// `exponentials(_:minus:into:count:)` does. For Float the sum is `rowSum`'s: sixteen running
+    /// lane sums, then halves added pairwise.
     @inline(__always)
     static func sumOfExponentials(_ x: UnsafePointer<Scalar>, minus shift: Scalar, count: Int) -> Scalar {
-        var total: Scalar = 0
         guard Scalar.self == Float.self else {
+            var total: Scalar = 0
             for j in 0..<count { total += Scalar.exp(x[j] - shift) }
             return total
         }
         let xs = UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), s = unsafeBitCast(shift, to: Float.self)
-        var sum: Float = 0
+        var lanes = SIMD16<Float>()
         var j = 0
-        while j < count {
-            let lanes = Swift.min(16, count - j)
-            var v = SIMD16<Float>(repeating: 0)
-            if lanes == 16 {
-                v = UnsafeRawPointer(xs + j).loadUnaligned(as: SIMD16<Float>.self) - s
-            } else {
-                for lane in 0..<lanes { v[lane] = xs[j + lane] - s }
-            }
-            let e = FastMath.exponential(ofNonPositive: v)
-            for lane in 0..<lanes { sum += e[lane] }
-            j += lanes
+        while j + 16 <= count {
+            lanes += FastMath.exponential(ofNonPositive: UnsafeRawPointer(xs + j).loadUnaligned(as: SIMD16<Float>.self) - s)
+            j += 16
         }
-        return unsafeBitCast(sum, to: Scalar.self)
+        if j < count {
+            var v = SIMD16<Float>(repeating: 0)
+            for lane in 0..<(count - j) { v[lane] = xs[j + lane] - s }
+            let e = FastMath.exponential(ofNonPositive: v)
+            for lane in 0..<(count - j) { lanes[lane] += e[lane] }
+        }
+        return unsafeBitCast(FastMath.pairwiseSum(lanes), to: Scalar.self)
+    }
+
+    /// `Σ_j x[j]` over `j < count`: for Float sixteen running lane sums (lane l adds x[l], x[l + 16],
+    /// …), then halves added pairwise, a fixed order that depends on nothing but `count`; in index
+    /// order for other scalars.
+    @inline(__always)
+    static func rowSum(_ x: UnsafePointer<Scalar>, count: Int) -> Scalar {
+        guard Scalar.self == Float.self else {
+            var total: Scalar = 0
+            for j in 0..<count { total += x[j] }
+            return total
+        }
+        let xs = UnsafeRawPointer(x).assumingMemoryBound(to: Float.self)
+        var lanes = SIMD16<Float>()
+        var j = 0
+        while j + 16 <= count {
+            lanes += UnsafeRawPointer(xs + j).loadUnaligned(as: SIMD16<Float>.self)
+            j += 16
+        }
+        for lane in 0..<(count - j) { lanes[lane] += xs[j + lane] }
+        return unsafeBitCast(FastMath.pairwiseSum(lanes), to: Scalar.self)
+    }
+
+    /// `Σ_j x[j]·y[j]` over `j < count`, in `rowSum`'s order.
+    @inline(__always)
+    static func rowDot(_ x: UnsafePointer<Scalar>, _ y: UnsafePointer<Scalar>, count: Int) -> Scalar {
+        guard Scalar.self == Float.self else {
+            var total: Scalar = 0
+            for j in 0..<count { total += x[j] * y[j] }
+            return total
+        }
+        let xs = UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), ys = UnsafeRawPointer(y).assumingMemoryBound(to: Float.self)
+        var lanes = SIMD16<Float>()
+        var j = 0
+        while j + 16 <= count {
+            lanes +=
+                UnsafeRawPointer(xs + j).loadUnaligned(as: SIMD16<Float>.self)
+                * UnsafeRawPointer(ys + j).loadUnaligned(as: SIMD16<Float>.self)
+            j += 16
+        }
+        for lane in 0..<(count - j) { lanes[lane] += xs[j + lane] * ys[j + lane] }
+        return unsafeBitCast(FastMath.pairwiseSum(lanes), to: Scalar.self)
+    }
+
+    /// `max(initial, x[0], …, x[count − 1])`, NaNs ignored as `Swift.max` ignores a NaN second
+    /// argument; for Float sixteen lanes at a time (a maximum is the same in any order).
+    @inline(__always)
+    static func rowMaximum(_ x: UnsafePointer<Scalar>, count: Int, initial: Scalar) -> Scalar {
+        guard Scalar.self == Float.self else {
+            var peak = initial
+            for j in 0..<count { peak = Swift.max(peak, x[j]) }
+            return peak
+        }
+        let xs = UnsafeRawPointer(x).assumingMemoryBound(to: Float.self)
+        var lanes = SIMD16<Float>(repeating: unsafeBitCast(initial, to: Float.self))
+        var j = 0
+        while j + 16 <= count {
+            let v = UnsafeRawPointer(xs + j).loadUnaligned(as: SIMD16<Float>.self)
+            lanes = lanes.replacing(with: v, where: v .> lanes)
+            j += 16
+        }
+        var peak = lanes.max()
+        for k in j..<count { peak = Swift.max(peak, xs[k]) }
+        return unsafeBitCast(peak, to: Scalar.self)
     }
 }

@@ -89,6 +89,15 @@ enum FastMath {
         }
     }
 
+    /// The sum of 16 lanes in a fixed order: the high half added to the low half, four times.
+    @inline(__always)
+    static func pairwiseSum(_ v: SIMD16<Float>) -> Float {
+        let v8 = v.lowHalf + v.highHalf
+        let v4 = v8.lowHalf + v8.highHalf
+        let v2 = v4.lowHalf + v4.highHalf
+        return v2[0] + v2[1]
+    }
+
     /// tanh of every element of `x` into `y` (`count` elements).
     static func tanh(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
         var i = 0
