@@ -82,6 +82,9 @@ extension Tensor {
     }
 
     /// Softmax along the last axis: `exp(xᵢ − max x) / Σⱼ exp(xⱼ − max x)`.
+    ///
+    /// For Float, exp is FastMath's sixteen-lane polynomial (within 2 ulps of libm; 0 below
+    /// e^−87.34) and the sum runs in sixteen lanes; for Double both are plain.
     @_specialize(where Scalar == Float)
     public func softmax() -> Tensor {
         mapRows { x, y, n in
@@ -92,7 +95,8 @@ extension Tensor {
         }
     }
 
-    /// Log-softmax along the last axis: `(xᵢ − max x) − log Σⱼ exp(xⱼ − max x)`.
+    /// Log-softmax along the last axis: `(xᵢ − max x) − log Σⱼ exp(xⱼ − max x)` (exp and the sum
+    /// for Float as in `softmax()`).
     @_specialize(where Scalar == Float)
     public func logSoftmax() -> Tensor {
         mapRows { x, y, n in
@@ -102,7 +106,8 @@ extension Tensor {
         }
     }
 
-    /// `log Σⱼ exp(xⱼ)` along the last axis, kept with size 1 (computed stably around the max).
+    /// `log Σⱼ exp(xⱼ)` along the last axis, kept with size 1 (computed stably around the max;
+    /// exp and the sum for Float as in `softmax()`).
     @_specialize(where Scalar == Float)
     public func logSumExp() -> Tensor {
         let n = shape.last ?? 1
