@@ -161,6 +161,36 @@ struct GEMMTests {
         }
     }
 
+    @Test(
+        "products of 1 to 3 rows (B read unpacked) give the bits of the same rows of a taller, packed product, for both layouts of A, accumulating or not, at 1 and 2 threads"
+    )
+    func fewRowsMatchPackedRows() {
+        let extra = 12  // rows added to make the packed path run (it takes 4 rows and more)
+        for (m, n, k) in [(1, 37, 300), (2, 600, 600), (3, 16, 3), (1, 1100, 257)] {  // tails, 512-column tasks, depth blocks
+            let opA = testValues((m + extra) * k, seed: 41), b = testValues(k * n, seed: 42), c0 = testValues((m + extra) * n, seed: 43)
+            for transposeA in [false, true] {
+                // op(A) is `[m + extra, k]`; stored transposed it is `[k, m + extra]`.
+                func stored(_ rows: Int) -> [Float] {
+                    transposeA ? (0..<k).flatMap { p in (0..<rows).map { opA[$0 * k + p] } } : Array(opA[0..<(rows * k)])
+                }
+                for initial in [nil, c0] {
+                    let tall = fastMatmul(
+                        stored(m + extra), b, m: m + extra, n: n, k: k, transposeA: transposeA, transposeB: false, initial: initial,
+                        threads: 1)
+                    for threads in [1, 2] {
+                        let few = fastMatmul(
+                            stored(m), b, m: m, n: n, k: k, transposeA: transposeA, transposeB: false,
+                            initial: initial.map { Array($0[0..<(m * n)]) },
+                            threads: threads)
+                        #expect(
+                            few.map(\.bitPattern) == tall[0..<(m * n)].map(\.bitPattern),
+                            "m \(m) n \(n) k \(k), transposed A \(transposeA), accumulate \(initial != nil), \(threads) threads")
+                    }
+                }
+            }
+        }
+    }
+
     @Test("batched products, with a matrix shared across the batch")
     func batched() {
         let (batch, m, n, k) = (5, 9, 18, 40)
