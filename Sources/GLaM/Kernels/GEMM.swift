@@ -224,9 +224,7 @@ public enum GEMM {
                         }
                     } else {
                         for p in p0..<p1 {
-                            var row = SIMD16<Float>()
-                            for lane in 0..<lanes { row[lane] = bItem[p * b.rowStride + j + lane] }
-                            multiplyAdd(&sum, aRow[p * a.columnStride], row)
+                            multiplyAdd(&sum, aRow[p * a.columnStride], FastMath.partialVector(bItem + p * b.rowStride + j, count: lanes))
                         }
                     }
                     let add = accumulate || p0 > 0

@@ -207,10 +207,8 @@ extension Tensor {
             j += 16
         }
         if j < count {
-            var v = SIMD16<Float>(repeating: 0)
-            for lane in 0..<(count - j) { v[lane] = xs[j + lane] - s }
-            let e = FastMath.exponential(ofNonPositive: v)
-            for lane in 0..<(count - j) { lanes[lane] += e[lane] }
+            let e = FastMath.exponential(ofNonPositive: FastMath.partialVector(xs + j, count: count - j) - s)
+            for lane in 0..<(count - j) { lanes[lane] += e[lane] }  // lanes past count unused
         }
         return unsafeBitCast(FastMath.pairwiseSum(lanes), to: Scalar.self)
     }

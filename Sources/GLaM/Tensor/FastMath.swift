@@ -82,9 +82,7 @@ enum FastMath {
             i += 16
         }
         if i < count {
-            var v = SIMD16<Float>(repeating: 0)
-            for j in 0..<(count - i) { v[j] = x[i + j] - shift }
-            let e = exponential(ofNonPositive: v)
+            let e = exponential(ofNonPositive: partialVector(x + i, count: count - i) - shift)  // lanes past count unused
             for j in 0..<(count - i) { y[i + j] = e[j] }
         }
     }
@@ -98,6 +96,15 @@ enum FastMath {
         return v2[0] + v2[1]
     }
 
+    /// The `count` (at most 16) floats at `x` in the first lanes, zeros in the rest: the tail of a
+    /// loop that runs sixteen lanes at a time.
+    @inline(__always)
+    static func partialVector(_ x: UnsafePointer<Float>, count: Int) -> SIMD16<Float> {
+        var v = SIMD16<Float>(repeating: 0)
+        for lane in 0..<count { v[lane] = x[lane] }
+        return v
+    }
+
     /// tanh of every element of `x` into `y` (`count` elements).
     static func tanh(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
         var i = 0
@@ -107,9 +114,7 @@ enum FastMath {
             i += 16
         }
         if i < count {
-            var v = SIMD16<Float>(repeating: 0)
-            for j in 0..<(count - i) { v[j] = x[i + j] }
-            let t = tanh(v)
+            let t = tanh(partialVector(x + i, count: count - i))
             for j in 0..<(count - i) { y[i + j] = t[j] }
         }
     }
@@ -150,12 +155,10 @@ extension Tensor {
                     var i = range.lowerBound
                     while i < range.upperBound {
                         let lanes = Swift.min(16, range.upperBound - i)
-                        var v = SIMD16<Float>(repeating: 0)
-                        if lanes == 16 {
-                            v = UnsafeRawPointer(x.base + i).loadUnaligned(as: SIMD16<Float>.self)
-                        } else {
-                            for lane in 0..<lanes { v[lane] = x.base[i + lane] }
-                        }
+                        let v =
+                            lanes == 16
+                            ? UnsafeRawPointer(x.base + i).loadUnaligned(as: SIMD16<Float>.self)
+                            : FastMath.partialVector(x.base + i, count: lanes)
                         let u = Float(0.7978845608028654) * (v + Float(0.044715) * v * v * v)
                         let t = FastMath.tanh(u)
                         let g = Float(0.5) * v * (1 + t)
