@@ -3,9 +3,9 @@
 
 For every thread count and size, the two are run alternately for --rounds rounds (default 3) and
 each side keeps its best GFLOP/s, so a noisy neighbour hurts both alike. numpy runs in a child
-process with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its environment (they force
-OpenBLAS' slower Haswell kernel on this machine; see shared machine notes) and
-OPENBLAS_NUM_THREADS set to the thread count. Nothing else in the environment changes.
+process with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its environment (a host that
+sets them can pin OpenBLAS to an older kernel than its CPU runs, Haswell's on an AVX-512 machine,
+which would flatter glam) and OPENBLAS_NUM_THREADS set to the thread count. Nothing else in the environment changes.
 
 With --model-shapes it times the products a training step of `small` (B = 8, T = 128) and
 `medium` (B = 4, T = 256) runs instead, in their forward and backward layouts (`glam bench gemm
