@@ -251,7 +251,12 @@ public enum GEMM {
         let mr = tile.rows, nr = tile.columns
         let (i0, i1, j0, j1) = (rows.lowerBound, rows.upperBound, columns.lowerBound, columns.upperBound)
         let bItem = UnsafePointer(packedB)
+        // The end of the task's B̃ (whole column panels): what the 12 × 32 kernel reads ahead stays below it.
+        let bEnd = bItem + ((j1 + nr - 1) / nr) * nr * k
+        var checksum: Int32 = 0
         ScratchBuffers.withBuffer(count: rowBlock * min(k, depthChunk)) { packedA in
+            // Kept where the compiler cannot drop it, so that it keeps the loads that read ahead.
+            defer { UnsafeMutableRawPointer(packedA).storeBytes(of: checksum, as: Int32.self) }
             var c0 = 0
             while c0 < k {
                 let c1 = min(k, c0 + depthChunk)
@@ -294,9 +299,14 @@ public enum GEMM {
                                     depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
                                     rows: rows, columns: columns, accumulate: accumulateBlock)
                             case .rows12Columns32:
-                                microKernel12x32(
+                                // B̃ is laid out in the order the tiles use it, so the block after
+                                // this one is the next KC × NR at panelB + kc·NR; each of the
+                                // block's (up to) eight row panels reads an eighth of it ahead.
+                                let ahead = panelB + kc * nr + ((i - i0) / mr % (rowBlock / mr)) * kc * nr / (rowBlock / mr)
+                                checksum &+= microKernel12x32(
                                     depth: kc, packedA: panelA, packedB: panelB, c: target, ldc: ldc,
-                                    rows: rows, columns: columns, accumulate: accumulateBlock)
+                                    rows: rows, columns: columns, accumulate: accumulateBlock,
+                                    ahead: UnsafeRawPointer(min(ahead, bEnd - kc * 4)))
                             }
                             i += mr
                         }
