@@ -119,10 +119,12 @@ func rmsNormBackward<Scalar>(
             scale.scalars.withUnsafeBufferPointer { ps in
                 r.scalars.withUnsafeBufferPointer { pr in
                     let (gs, xs, ss, rs) = (UncheckedSendable(pg), UncheckedSendable(px), UncheckedSendable(ps), UncheckedSendable(pr))
-                    // dscale_j = Σ_rows g·(x·r), rows in order, one task per chunk of columns.
+                    // dscale_j = Σ_rows g·(x·r), rows in order, one task per chunk of columns: sixteen
+                    // or more columns, about `elementsPerTask` products.
+                    let columnsPerTask = max(16, (Parallelism.elementsPerTask / rows + 15) / 16 * 16)
                     let dScale: Tensor<Scalar>? =
                         needScale
-                        ? Tensor<Scalar>(shape: scale.shape, generating: m) { columns, out in
+                        ? Tensor<Scalar>(shape: scale.shape, generating: m, grain: columnsPerTask) { columns, out in
                             for j in columns { out[j] = 0 }
                             for row in 0..<rows {
                                 let (gRow, xRow, reciprocal) = (gs.value.baseAddress! + row * m, xs.value.baseAddress! + row * m, rs.value[row])
