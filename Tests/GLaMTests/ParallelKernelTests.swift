@@ -51,6 +51,23 @@ struct ParallelKernelTests {
         }
     }
 
+    @Test(
+        "sums written out (vectorised across elements, or eight rows side by side along the last axis) give the bits of the closure-folded reduction",
+        arguments: [[1024, 256], [13, 5], [7, 1], [3, 8, 65_536], [1024, 8], [2, 1100, 3]])
+    func writtenOutSumsMatchFoldedReduction(shape: [Int]) {
+        var scalars = testValues(shape.reduce(1, *), seed: 9)
+        // Signed zeros, an infinity and a NaN in the first rows: 0 + (−0) is +0, and NaN spreads.
+        for (index, value) in [-0.0, -0.0, .infinity, .nan].enumerated() where index < scalars.count {
+            scalars[index * 3 % scalars.count] = Float(value)
+        }
+        let x = Tensor(shape: shape, scalars: scalars)
+        for axis in 0..<shape.count {
+            let written = x.sum(alongAxis: axis), folded = x.reduced(alongAxis: axis, initial: 0) { $0 + $1 }
+            #expect(written.shape == folded.shape)
+            #expect(written.scalars.map(\.bitPattern) == folded.scalars.map(\.bitPattern), "\(shape) axis \(axis)")
+        }
+    }
+
     @Test("permutations and row-wise kernels equal plain loops on large tensors")
     func layoutAndRowsMatchLoops() {
         let x = values([3, 200, 90], seed: 4)
@@ -125,7 +142,9 @@ struct ParallelKernelTests {
         #expect(results.withLock { $0 }.allSatisfy { $0 == [Int](repeating: 1, count: 200) })
     }
 
-    @Test("RMSNorm's one-pass backward gives the same bits as its definition from tensor operations", arguments: [[3, 5], [2, 300, 256], [700, 64]])
+    @Test(
+        "RMSNorm's one-pass backward gives the same bits as its definition from tensor operations",
+        arguments: [[3, 5], [2, 300, 256], [700, 64]])
     func rmsNormBackwardMatchesReference(shape: [Int]) {
         let m = shape.last!
         let x = values(shape, seed: 61), g = values(shape, seed: 62)
@@ -135,7 +154,9 @@ struct ParallelKernelTests {
             let fast = rmsNormBackward(g, x: x, scale: scale, reciprocalRMS: r, needX: needX, needScale: needScale)
             let reference = referenceRMSNormBackward(g, x: x, scale: scale, reciprocalRMS: r, needX: needX, needScale: needScale)
             #expect(fast.map { $0?.shape } == reference.map { $0?.shape })
-            #expect(fast.map { $0?.scalars.map(\.bitPattern) } == reference.map { $0?.scalars.map(\.bitPattern) }, "\(shape) \(needX) \(needScale)")
+            #expect(
+                fast.map { $0?.scalars.map(\.bitPattern) } == reference.map { $0?.scalars.map(\.bitPattern) },
+                "\(shape) \(needX) \(needScale)")
         }
     }
 
