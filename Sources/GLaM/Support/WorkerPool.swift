@@ -26,12 +26,14 @@ final class WorkerPool: @unchecked Sendable {
         var body: UncheckedSendable<(Int) -> Void>?
         var count = 0
         var next = 0
-        var completed = 0
         var joined = 0
         var allowed = 0
     }
 
     private let job = Mutex(Job())
+    /// Tasks of the current job that have finished, read by the waiting caller without the lock
+    /// (spinning on the lock would contend with the workers claiming tasks).
+    private let completed = Atomic<Int>(0)
     /// The generation of the latest job, read by spinning workers without the lock.
     private let published = Atomic<Int>(0)
     /// Set while a loop uses the pool; a second concurrent or nested loop uses Dispatch instead.
@@ -53,9 +55,10 @@ final class WorkerPool: @unchecked Sendable {
         let helpers = min(threads - 1, Self.maximumWorkers)
         startWorkers(upTo: helpers)
         withoutActuallyEscaping(body) { escapable in
+            completed.store(0, ordering: .relaxed)  // no task of an earlier job is still counting: its caller waited for all
             let generation = job.withLock { state -> Int in
                 state.generation += 1
-                (state.body, state.count, state.next, state.completed) = (UncheckedSendable(escapable), count, 0, 0)
+                (state.body, state.count, state.next) = (UncheckedSendable(escapable), count, 0)
                 (state.joined, state.allowed) = (0, helpers)
                 return state.generation
             }
@@ -68,7 +71,7 @@ final class WorkerPool: @unchecked Sendable {
             for worker in asleep { semaphores[worker].signal() }
             work(generation: generation)
             // Wait for tasks that workers claimed to finish.
-            while job.withLock({ $0.completed }) < count {}
+            while completed.load(ordering: .acquiring) < count {}
             job.withLock { $0.body = nil }
         }
         return true
@@ -85,7 +88,7 @@ final class WorkerPool: @unchecked Sendable {
             guard let task = claim?.task else { return }
             claim!.body.value(task)
             claim = nil  // release the body before the caller can see the task completed
-            job.withLock { $0.completed += 1 }
+            completed.add(1, ordering: .releasing)
         }
     }
 
@@ -113,7 +116,9 @@ final class WorkerPool: @unchecked Sendable {
                     sleeping.withLock { $0[index] = true }
                     if published.load(ordering: .acquiring) == seen {
                         semaphores[index].wait()
-                    } else if !sleeping.withLock({ flags in defer { flags[index] = false }; return flags[index] }) {
+                    } else if !sleeping.withLock({ flags in
+                        defer { flags[index] = false }; return flags[index]
+                    }) {
                         semaphores[index].wait()  // the caller saw the flag and signalled: consume it
                     }
                     spins = 0
