@@ -268,16 +268,17 @@ public enum GEMM {
                 // 1024 × 256 × 2048 product, whose Ã comes from memory for only 256 columns, went
                 // from 106 to 115 GFLOP/s); a transposed A, whose rows of memory are depth steps,
                 // a depth block at a time, all the task's rows of each step together.
-                let panelsOuter = a.columnStride == 1
-                for outer in 0..<(panelsOuter ? (i1 - i0 + mr - 1) / mr : (c1 - c0 + depthBlock - 1) / depthBlock) {
-                    for inner in 0..<(panelsOuter ? (c1 - c0 + depthBlock - 1) / depthBlock : (i1 - i0 + mr - 1) / mr) {
-                        let i = i0 + (panelsOuter ? outer : inner) * mr
-                        let p0 = c0 + (panelsOuter ? inner : outer) * depthBlock
-                        let kc = min(depthBlock, c1 - p0)
-                        packRowPanel(
-                            a, item: item, rows: i..<min(i1, i + mr), panelHeight: mr, depth: p0..<(p0 + kc),
-                            into: packedA + (p0 - c0) * rowBlock + (i - i0) * kc)
-                    }
+                func pack(rowPanel i: Int, depthBlock p0: Int) {
+                    let kc = min(depthBlock, c1 - p0)
+                    packRowPanel(
+                        a, item: item, rows: i..<min(i1, i + mr), panelHeight: mr, depth: p0..<(p0 + kc),
+                        into: packedA + (p0 - c0) * rowBlock + (i - i0) * kc)
+                }
+                let panels = stride(from: i0, to: i1, by: mr), blocks = stride(from: c0, to: c1, by: depthBlock)
+                if a.columnStride == 1 {
+                    for i in panels { for p0 in blocks { pack(rowPanel: i, depthBlock: p0) } }
+                } else {
+                    for p0 in blocks { for i in panels { pack(rowPanel: i, depthBlock: p0) } }
                 }
                 var j = j0
                 while j < j1 {

@@ -9,6 +9,14 @@ extension Tensor {
         return (outer, shape[axis], inner)
     }
 
+    /// How a reduction over `length` values for each of `inner` columns is cut into tasks: chunks
+    /// of `columns` columns (about `elementsPerTask` input elements, at least 64 columns), `chunks`
+    /// of them per outer slice.
+    static func columnChunks(length: Int, inner: Int) -> (columns: Int, chunks: Int) {
+        let columns = Swift.min(inner, Swift.max(64, Parallelism.elementsPerTask / Swift.max(1, length)))
+        return (columns, (inner + columns - 1) / columns)
+    }
+
     /// Reduces along one axis, keeping it with size 1: `out[o, 0, i] = fold(x[o, 0..<n, i])`.
     ///
     /// Work is split into tasks of whole output elements (`outer` slices, each cut into chunks of
@@ -19,9 +27,7 @@ extension Tensor {
         var newShape = shape
         newShape[axis] = 1
         guard outer * inner > 0 else { return Tensor(shape: newShape, scalars: []) }
-        // Columns per task: about `elementsPerTask` input elements, at least 64 columns.
-        let columns = Swift.min(inner, Swift.max(64, Parallelism.elementsPerTask / Swift.max(1, length)))
-        let chunks = (inner + columns - 1) / columns
+        let (columns, chunks) = Self.columnChunks(length: length, inner: inner)
         let out = scalars.withUnsafeBufferPointer { px in
             let x = SendablePointer(px.baseAddress!)
             return [Scalar].filled(count: outer * inner) { buffer in
@@ -84,8 +90,7 @@ extension Tensor {
                     return
                 }
                 // Tasks of whole output elements, as in `reduced`.
-                let columns = Swift.min(inner, Swift.max(64, Parallelism.elementsPerTask / Swift.max(1, length)))
-                let chunks = (inner + columns - 1) / columns
+                let (columns, chunks) = Self.columnChunks(length: length, inner: inner)
                 Parallelism.forEachRow(outer * chunks, rowLength: Swift.max(1, length * columns)) { task in
                     let o = task / chunks
                     let i0 = (task % chunks) * columns, i1 = Swift.min(inner, i0 + columns)
