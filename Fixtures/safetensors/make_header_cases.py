@@ -4,6 +4,12 @@ bytes) under a header written by hand; the reference's verdict (accepted, or rej
 message) goes into manifest.json. The Swift reader must reject every case the reference rejects and
 accept every case it accepts (SafeTensorsTests). Files end in .case so that nothing else mistakes
 them for fixtures.
+
+Beside them, every single-byte corruption of one richer file (corruption_base.case: three tensors
+of three dtypes and a metadata entry) by each of five bytes (NUL, '"', '9', '}', 0xFF) at every
+position of its length prefix and header, also judged by the reference: corruptions.json holds,
+per (position, byte), whether it accepts the file and, when it does, the metadata and every
+tensor's dtype, shape and values, so the Swift reader must agree on the verdict and on the numbers.
 """
 import json
 import os
@@ -75,6 +81,52 @@ def verdict(path):
         return {"accepted": False, "reference_error": f"{type(error).__name__}: {error}"[:200]}
 
 
+BASE_HEADER = ('{"__metadata__":{"note":"base"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
+               '"b":{"dtype":"I32","shape":[1,1],"data_offsets":[8,12]},"c":{"dtype":"F64","shape":[],"data_offsets":[12,20]}}')
+BASE_DATA = struct.pack("<ff", 1.5, -2.0) + struct.pack("<i", 7) + struct.pack("<d", 0.25)
+REPLACEMENTS = [0x00, 0x22, 0x39, 0x7D, 0xFF]
+
+
+def contents(path):
+    """The reference's reading of a file: metadata and every tensor (dtype, shape, values)."""
+    with safe_open(path, framework="numpy") as handle:
+        tensors = {}
+        for name in sorted(handle.keys()):
+            value = handle.get_tensor(name)
+            tensors[name] = {"dtype": str(value.dtype), "shape": list(value.shape),
+                             "values": [float(v) for v in np.asarray(value, dtype=np.float64).reshape(-1)]}
+        return {"metadata": handle.metadata() or {}, "tensors": tensors}
+
+
+def corruptions():
+    raw = BASE_HEADER.encode()
+    base = struct.pack("<Q", len(raw)) + raw + BASE_DATA
+    with open(os.path.join(HERE, "corruption_base.case"), "wb") as handle:
+        handle.write(base)
+    scratch = os.path.join(HERE, "corruption.tmp")
+    cases = []
+    try:
+        for position in range(8 + len(raw)):
+            for byte in REPLACEMENTS:
+                if base[position] == byte:
+                    continue
+                with open(scratch, "wb") as handle:
+                    handle.write(base[:position] + bytes([byte]) + base[position + 1:])
+                try:
+                    case = {"position": position, "byte": byte, "accepted": True, **contents(scratch)}
+                except Exception as error:
+                    case = {"position": position, "byte": byte, "accepted": False,
+                            "reference_error": f"{type(error).__name__}: {error}"[:160]}
+                cases.append(case)
+    finally:
+        os.remove(scratch)
+    with open(os.path.join(HERE, "corruptions.json"), "w") as handle:
+        json.dump({"reference": "safetensors " + __import__("safetensors").__version__, "base": "corruption_base.case",
+                   "cases": cases}, handle, indent=0, sort_keys=True)
+        handle.write("\n")
+    print(sum(c["accepted"] for c in cases), "of", len(cases), "single-byte corruptions accepted by the reference")
+
+
 def main():
     os.makedirs(HERE, exist_ok=True)
     manifest = {}
@@ -89,6 +141,7 @@ def main():
                   sort_keys=True)
         handle.write("\n")
     print(sum(not v["accepted"] for v in manifest.values()), "of", len(manifest), "cases rejected by the reference")
+    corruptions()
 
 
 if __name__ == "__main__":

@@ -10,79 +10,79 @@ struct AutogradTests {
     let y23 = randomDoubleTensor([2, 3], seed: 2)
     let positive23 = randomDoubleTensor([2, 3], seed: 3, in: 0.5..<2)
 
-    @Test func arithmeticWithBroadcasting() {
+    @Test func arithmeticWithBroadcasting() throws {
         let row = randomDoubleTensor([3], seed: 4)
         let column = randomDoubleTensor([2, 1], seed: 5)
-        checkGradients([x23, y23]) { $0[0] + $0[1] }
-        checkGradients([x23, row]) { $0[0] - $0[1] }
-        checkGradients([x23, column]) { $0[0] * $0[1] }
-        checkGradients([x23, positive23]) { $0[0] / $0[1] }
-        checkGradients([row, positive23]) { $0[0] / $0[1] }
-        checkGradients([x23]) { 3 * $0[0] + 0.5 }
-        checkGradients([x23]) { -$0[0] * 2 }
+        try checkGradients([x23, y23]) { $0[0] + $0[1] }
+        try checkGradients([x23, row]) { $0[0] - $0[1] }
+        try checkGradients([x23, column]) { $0[0] * $0[1] }
+        try checkGradients([x23, positive23]) { $0[0] / $0[1] }
+        try checkGradients([row, positive23]) { $0[0] / $0[1] }
+        try checkGradients([x23]) { 3 * $0[0] + 0.5 }
+        try checkGradients([x23]) { -$0[0] * 2 }
     }
 
-    @Test func pointwiseFunctions() {
-        checkGradients([x23]) { $0[0].exp() }
-        checkGradients([positive23]) { $0[0].log() }
-        checkGradients([x23]) { $0[0].tanh() }
-        checkGradients([positive23]) { $0[0].squareRoot() }
-        checkGradients([x23]) { $0[0].squared() }
-        checkGradients([randomDoubleTensor([4, 5], seed: 6, in: -3..<3)]) { $0[0].gelu() }
+    @Test func pointwiseFunctions() throws {
+        try checkGradients([x23]) { $0[0].exp() }
+        try checkGradients([positive23]) { $0[0].log() }
+        try checkGradients([x23]) { $0[0].tanh() }
+        try checkGradients([positive23]) { $0[0].squareRoot() }
+        try checkGradients([x23]) { $0[0].squared() }
+        try checkGradients([randomDoubleTensor([4, 5], seed: 6, in: -3..<3)]) { $0[0].gelu() }
         // ReLU away from the kink at 0, where the derivative is undefined.
-        checkGradients([Tensor(shape: [4], scalars: [-1.5, -0.2, 0.3, 2])]) { $0[0].relu() }
+        try checkGradients([Tensor(shape: [4], scalars: [-1.5, -0.2, 0.3, 2])]) { $0[0].relu() }
     }
 
-    @Test func reductions() {
+    @Test func reductions() throws {
         let x = randomDoubleTensor([2, 3, 4], seed: 7)
-        checkGradients([x]) { $0[0].sum(alongAxes: [1]) }
-        checkGradients([x]) { $0[0].sum(alongAxes: [0, 2]) }
-        checkGradients([x]) { $0[0].mean(alongAxes: [-1]) }
-        checkGradients([x]) { $0[0].sum() }
-        checkGradients([x]) { $0[0].mean() }
+        try checkGradients([x]) { $0[0].sum(alongAxes: [1]) }
+        try checkGradients([x]) { $0[0].sum(alongAxes: [0, 2]) }
+        try checkGradients([x]) { $0[0].mean(alongAxes: [-1]) }
+        try checkGradients([x]) { $0[0].sum() }
+        try checkGradients([x]) { $0[0].mean() }
     }
 
-    @Test func softmaxFamily() {
+    @Test func softmaxFamily() throws {
         let logits = randomDoubleTensor([3, 5], seed: 8, in: -2..<2)
-        checkGradients([logits]) { $0[0].softmax() }
-        checkGradients([logits]) { $0[0].logSoftmax() }
-        checkGradients([logits]) { $0[0].logSumExp() }
+        try checkGradients([logits]) { $0[0].softmax() }
+        try checkGradients([logits]) { $0[0].logSoftmax() }
+        try checkGradients([logits]) { $0[0].logSumExp() }
     }
 
-    @Test func rmsNorm() {
+    @Test func rmsNorm() throws {
         let x = randomDoubleTensor([2, 3, 6], seed: 9)
         let scale = randomDoubleTensor([6], seed: 10, in: 0.5..<1.5)
-        checkGradients([x, scale]) { rmsNormalized($0[0], scale: $0[1], epsilon: 1e-6) }
+        try checkGradients([x, scale]) { rmsNormalized($0[0], scale: $0[1], epsilon: 1e-6) }
     }
 
-    @Test func layout() {
+    @Test func layout() throws {
         let x = randomDoubleTensor([2, 3, 4], seed: 11)
-        checkGradients([x]) { $0[0].reshaped(to: [6, 4]) }
-        checkGradients([x]) { $0[0].transposed(permutation: [2, 0, 1]) }
-        checkGradients([x]) { $0[0].transposed() }
+        try checkGradients([x]) { $0[0].reshaped(to: [6, 4]) }
+        try checkGradients([x]) { $0[0].transposed(permutation: [2, 0, 1]) }
+        try checkGradients([x]) { $0[0].transposed() }
         let table = randomDoubleTensor([5, 3], seed: 12)
-        checkGradients([table]) { $0[0].gatheringRows([4, 0, 4, 2]) }  // row 4 used twice
+        try checkGradients([table]) { $0[0].gatheringRows([4, 0, 4, 2]) }  // row 4 used twice
     }
 
     @Test("matmul: all transposes, batched, and shared matrices", arguments: [(false, false), (true, false), (false, true), (true, true)])
-    func matrixProducts(transposes: (Bool, Bool)) {
+    func matrixProducts(transposes: (Bool, Bool)) throws {
         let (tA, tB) = transposes
         let (m, k, n) = (2, 3, 4)
         let a = randomDoubleTensor(tA ? [k, m] : [m, k], seed: 13)
         let b = randomDoubleTensor(tB ? [n, k] : [k, n], seed: 14)
-        checkGradients([a, b]) { matmul($0[0], $0[1], transposeA: tA, transposeB: tB) }
+        try checkGradients([a, b]) { matmul($0[0], $0[1], transposeA: tA, transposeB: tB) }
         let batchedA = randomDoubleTensor(tA ? [2, k, m] : [2, m, k], seed: 15)
         let batchedB = randomDoubleTensor(tB ? [2, n, k] : [2, k, n], seed: 16)
-        checkGradients([batchedA, batchedB]) { matmul($0[0], $0[1], transposeA: tA, transposeB: tB) }
-        checkGradients([batchedA, b]) { matmul($0[0], $0[1], transposeA: tA, transposeB: tB) }
-        checkGradients([a, batchedB]) { matmul($0[0], $0[1], transposeA: tA, transposeB: tB) }
+        try checkGradients([batchedA, batchedB]) { matmul($0[0], $0[1], transposeA: tA, transposeB: tB) }
+        try checkGradients([batchedA, b]) { matmul($0[0], $0[1], transposeA: tA, transposeB: tB) }
+        try checkGradients([a, batchedB]) { matmul($0[0], $0[1], transposeA: tA, transposeB: tB) }
     }
 
     @Test("a composite: softmax attention over a tiny sequence")
-    func composite() {
+    func composite() throws {
         let q = randomDoubleTensor([2, 3, 4], seed: 17), k = randomDoubleTensor([2, 3, 4], seed: 18)
         let v = randomDoubleTensor([2, 3, 4], seed: 19)
-        checkGradients([q, k, v]) { x in
+        try checkGradients([q, k, v]) { x in
             let weights = matmul(x[0], x[1], transposeB: true).softmax()  // [2, 3, 3]
             return matmul(weights, x[2])  // [2, 3, 4]
         }

@@ -19,23 +19,24 @@ func randomDoubleTensor(_ shape: [Int], seed: UInt64, in range: Range<Double> = 
         })
 }
 
-/// Checks the tape's gradients of `f` at `inputs` against central differences.
+/// Checks the tape's gradients of `f` at `inputs` against central differences. An error thrown by
+/// `f` fails the calling test with that error.
 ///
 /// - Returns: the largest discrepancy found, for reporting.
 @discardableResult
 func checkGradients(
     _ inputs: [Tensor<Double>], step: Double = 1e-6, tolerance: Double = 1e-6,
     sourceLocation: SourceLocation = #_sourceLocation,
-    _ f: ([Variable<Double>]) -> Variable<Double>
-) -> Double {
+    _ f: ([Variable<Double>]) throws -> Variable<Double>
+) throws -> Double {
     let tape = Tape<Double>()
     let variables = inputs.map { tape.variable($0) }
-    let output = f(variables)
+    let output = try f(variables)
     let weights = randomDoubleTensor(output.shape, seed: 99)
     let gradients = tape.gradients(of: output, seed: weights)
 
-    func objective(_ values: [Tensor<Double>]) -> Double {
-        let y = f(values.map { Variable(constant: $0) }).value
+    func objective(_ values: [Tensor<Double>]) throws -> Double {
+        let y = try f(values.map { Variable(constant: $0) }).value
         return zip(y.scalars, weights.scalars).reduce(0) { $0 + $1.0 * $1.1 }
     }
     var worst = 0.0
@@ -46,7 +47,7 @@ func checkGradients(
             var plus = inputs, minus = inputs
             plus[index].scalars[element] += step
             minus[index].scalars[element] -= step
-            let numeric = (objective(plus) - objective(minus)) / (2 * step)
+            let numeric = (try objective(plus) - objective(minus)) / (2 * step)
             let error = abs(analytic.scalars[element] - numeric)
             worst = max(worst, error)
             #expect(

@@ -129,17 +129,35 @@ struct SafeTensorsTests {
         }
     }
 
-    @Test("corrupting any single header byte never crashes the reader")
+    @Test("every single-byte corruption of a header gets the reference reader's verdict and, when accepted, its numbers")
     func corruptedHeaderBytes() throws {
-        let bytes = try Data(contentsOf: fixturesDirectory.appendingPathComponent("safetensors/reference.safetensors"))
-        let headerEnd = 8 + Int(bytes[0]) + Int(bytes[1]) << 8
-        for position in 0..<headerEnd {
-            for replacement: UInt8 in [0x00, 0x22, 0x39, 0x7D, 0xFF] {
-                var corrupted = bytes
-                corrupted[position] = replacement
-                // Either a valid file or a SafeTensorsError: anything else (a trap) fails the run.
-                if let file = try? SafeTensorsFile(bytes: corrupted, name: "corrupted") {
-                    for tensor in file.tensors.values { _ = tensor.floatTensor() }
+        let folder = fixturesDirectory.appendingPathComponent("safetensors/headers")
+        let base = try Data(contentsOf: folder.appendingPathComponent("corruption_base.case"))
+        let manifest = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("corruptions.json"))) as? [String: Any])
+        let cases = try #require(manifest["cases"] as? [[String: Any]])
+        #expect(cases.count > 900)
+        let dtypes = ["float32": SafeTensorsDType.float32, "int32": .int32, "float64": .float64]
+        for verdict in cases {
+            let position = try #require(verdict["position"] as? Int), byte = try #require(verdict["byte"] as? Int)
+            var corrupted = base
+            corrupted[position] = UInt8(byte)
+            let label = "byte \(byte) at \(position)"
+            switch Result(catching: { () throws(SafeTensorsError) in try SafeTensorsFile(bytes: corrupted, name: "corrupted") }) {
+            case .failure(let error):
+                #expect(verdict["accepted"] as? Bool == false, "\(label): rejected here (\(error.reason)), accepted by the reference")
+                #expect(error.file == "corrupted" && !error.reason.isEmpty)
+            case .success(let file):
+                #expect(verdict["accepted"] as? Bool == true, "\(label): accepted here, rejected by the reference (\(verdict["reference_error"] ?? ""))")
+                guard verdict["accepted"] as? Bool == true else { continue }
+                #expect(file.metadata == (verdict["metadata"] as? [String: String]), "\(label)")
+                let expected = try #require(verdict["tensors"] as? [String: [String: Any]])
+                #expect(Set(file.tensors.keys) == Set(expected.keys), "\(label)")
+                for (name, tensor) in expected {
+                    let read = try #require(file.tensors[name], "\(label): \(name)")
+                    #expect(read.dtype == dtypes[tensor["dtype"] as? String ?? ""], "\(label): \(name)")
+                    #expect(read.shape == (tensor["shape"] as? [Int]), "\(label): \(name)")
+                    #expect(read.floatTensor().scalars.map(Double.init) == (tensor["values"] as? [Double]), "\(label): \(name)")
                 }
             }
         }
