@@ -118,6 +118,28 @@ class KitTests(unittest.TestCase):
         with self.assertRaisesRegex(gf.FixtureError, "not a readable safetensors file"):
             gf.read(self.path("d.safetensors"))
 
+    def test_describe_lists_every_key_tensor_and_default_tolerance(self):
+        for kind, schema in gf.SCHEMAS.items():
+            text = gf.describe(kind).splitlines()
+            self.assertEqual(text[0], f"kind {kind}")
+            self.assertEqual(text[1], "  config keys: " + ", ".join(schema.config_keys))
+            for title, table in (("input", schema.inputs), ("param", schema.params), ("expected", schema.expected)):
+                for name, (shape, meaning) in table.items():
+                    line = [l for l in text if l.split() and l.split()[0] == f"{title}.{name}"]
+                    self.assertEqual(len(line), 1, f"{kind}: {title}.{name}")
+                    self.assertIn(shape, line[0])
+                    self.assertIn(meaning, line[0])
+                    tol = schema.tolerances.get(name) if title == "expected" else None
+                    if tol is not None:
+                        self.assertIn(f"(atol {tol[0]}, rtol {tol[1]})", line[0], f"{kind}: {name}")
+                    else:
+                        self.assertNotIn("(atol ", line[0], f"{kind}: {name}")
+        result = subprocess.run([sys.executable, os.path.join(HERE, "glam_fixtures.py"), "describe", "top2_gating"],
+                                capture_output=True, text=True, check=True)
+        self.assertEqual(result.stdout.strip(), gf.describe("top2_gating"))
+        usage = subprocess.run([sys.executable, os.path.join(HERE, "glam_fixtures.py")], capture_output=True, text=True)
+        self.assertTrue(usage.stdout.startswith("usage: "))
+
     @unittest.skipUnless(os.path.exists(GLAM), "no glam binary")
     def test_verdicts_and_first_mismatch_agree_with_glam_verify(self):
         fixture = gf.read(SPEC)
@@ -135,6 +157,40 @@ class KitTests(unittest.TestCase):
         report = gf.compare(gf.read(self.path("e.safetensors")), {**fixture.expected})
         self.assertEqual((report.passed, report.failed), (1, 1))
         self.assertIn("first mismatch at [0, 6, 3, 1]", [c for c in report.comparisons if not c.passed][0].detail)
+
+    @unittest.skipUnless(os.path.exists(GLAM), "no glam binary")
+    def test_pass_fail_rule_agrees_with_glam_verify_on_boundary_cases(self):
+        """|a − e| ≤ atol + rtol·|e| at and just past equality, for positive and negative errors, NaN
+        and infinite expectations: the kit and glam verify give the same verdict on each, and where
+        the numbers are exact binary fractions the verdict is the rule's in exact arithmetic."""
+        from fractions import Fraction
+        fixture = gf.read(SPEC)
+        dispatch = fixture.expected["dispatch"]
+        index = tuple(np.argwhere(dispatch == 1)[0])  # glam computes this element as exactly 1
+        cases = [(0.25, 0.25, 0.0), (0.25, 0.2499, 0.0), (-0.25, 0.25, 0.0), (-0.25, 0.0, 1 / 3), (0.25, 0.0, 0.2),
+                 (0.25, 0.0, 0.19), (0.5, 0.25, 0.125), (0.5, 0.25, 0.12), (0.0, 0.0, 0.0), (2.0 ** -20, 0.0, 0.0),
+                 (2.0 ** -20, 2.0 ** -20, 0.0), (float("nan"), 1e30, 1e30), (float("inf"), 1e30, 1e30), (-2.0, 1.0, 0.0)]
+        for offset, atol, rtol in cases:
+            expected = dispatch.copy()
+            expected[index] = np.float32(1 + offset)
+            tensors = {"input." + k: v for k, v in fixture.inputs.items()}
+            tensors["expected.dispatch"] = expected
+            path = self.path("boundary.safetensors")
+            gf.write(path, "top2_gating", fixture.config, fixture.source, tensors, tolerance={"expected.dispatch": [atol, rtol]})
+            glam = subprocess.run([GLAM, "verify", path], capture_output=True, text=True).returncode
+            self.assertIn(glam, (0, 1), f"glam verify on {offset, atol, rtol}")
+            kit = gf.compare(gf.read(path), {"dispatch": dispatch})
+            self.assertEqual(kit.failed == 0, glam == 0, f"kit and glam verify disagree on offset {offset}, atol {atol}, rtol {rtol}")
+            e = float(np.float32(1 + offset))
+            if np.isfinite(e):
+                bound = Fraction(atol) + Fraction(rtol) * abs(Fraction(e))
+                exact = abs(Fraction(1) - Fraction(e)) <= bound
+                # Where atol + rtol·|e| rounds in double (rtol 0.2, 1/3) the rule is the double one;
+                # where double arithmetic is exact the verdict must be the exact one.
+                if Fraction(atol + rtol * abs(e)) == bound:
+                    self.assertEqual(glam == 0, exact, f"offset {offset}, atol {atol}, rtol {rtol}")
+            else:
+                self.assertNotEqual(glam, 0, f"a non-finite expectation {e} must fail")
 
     @unittest.skipUnless(os.path.exists(GLAM), "no glam binary")
     def test_glam_fixture_files_read_with_the_kit(self):

@@ -10,6 +10,11 @@ of three dtypes and a metadata entry) by each of five bytes (NUL, '"', '9', '}',
 position of its length prefix and header, also judged by the reference: corruptions.json holds,
 per (position, byte), whether it accepts the file and, when it does, the metadata and every
 tensor's dtype, shape and values, so the Swift reader must agree on the verdict and on the numbers.
+
+And every byte class of a JSON string: a tensor name holding each byte 0x00-0xFF raw, each byte
+after a backslash, \\u escapes (surrogate pairs, lone halves) and UTF-8 sequences (valid, overlong,
+surrogates, past U+10FFFF, truncated, stray continuation bytes): strings.json holds each name's
+bytes (hex), the reference's verdict and, when accepted, the name it decodes.
 """
 import json
 import os
@@ -127,6 +132,38 @@ def corruptions():
     print(sum(c["accepted"] for c in cases), "of", len(cases), "single-byte corruptions accepted by the reference")
 
 
+def string_cases():
+    names = [bytes([b]) for b in range(256)] + [b"\\" + bytes([b]) for b in range(256)]
+    names += [b"\\u00e9", b"\\u00E9", b"\\ud83d\\ude00", b"\\ud83d", b"\\ude00", b"\\ud83dx", b"\\u12", b"\\u12g4",
+              b"\\u0000", b"\\u001f", b"\\/", b"\xc3\xa9", b"\xc2\x80", b"\xdf\xbf", b"\xe0\xa0\x80", b"\xef\xbf\xbf",
+              b"\xf0\x90\x80\x80", b"\xf4\x8f\xbf\xbf", b"\xc0\x80", b"\xc1\xbf", b"\xe0\x80\x80", b"\xf0\x80\x80\x80",
+              b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xe2\x82", b"\xf0\x9f\x98",
+              b"\x80", b"\xbf", b"\xc3", b"\xc3(", b"\xe2(\xa1", b"\xef\xbb\xbf"]
+    scratch = os.path.join(HERE, "string.tmp")
+    cases = []
+    try:
+        for name in names:
+            raw = b'{"' + name + b'":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+            with open(scratch, "wb") as handle:
+                handle.write(struct.pack("<Q", len(raw)) + raw + DATA)
+            try:
+                with safe_open(scratch, framework="numpy") as handle:
+                    keys = list(handle.keys())
+                    for key in keys:
+                        handle.get_tensor(key)
+                case = {"name": name.hex(), "accepted": True, "decoded": keys[0]}
+            except Exception as error:
+                case = {"name": name.hex(), "accepted": False, "reference_error": f"{type(error).__name__}: {error}"[:160]}
+            cases.append(case)
+    finally:
+        os.remove(scratch)
+    with open(os.path.join(HERE, "strings.json"), "w") as handle:
+        json.dump({"reference": "safetensors " + __import__("safetensors").__version__, "cases": cases}, handle, indent=0,
+                  sort_keys=True, ensure_ascii=True)
+        handle.write("\n")
+    print(sum(c["accepted"] for c in cases), "of", len(cases), "tensor names accepted by the reference")
+
+
 def main():
     os.makedirs(HERE, exist_ok=True)
     manifest = {}
@@ -142,6 +179,7 @@ def main():
         handle.write("\n")
     print(sum(not v["accepted"] for v in manifest.values()), "of", len(manifest), "cases rejected by the reference")
     corruptions()
+    string_cases()
 
 
 if __name__ == "__main__":

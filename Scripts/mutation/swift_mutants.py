@@ -463,6 +463,8 @@ def find_mutants(file, source):
             if rest and rest[-1].text == "{" or not _balanced(rest):
                 continue
             depths, _ = _depths(rest)
+            if any(t.text == "," and d == 0 for t, d in zip(rest, depths)):
+                continue  # several bindings on one line (var a = 0, b = 0)
             eq = next((j for j, t in enumerate(rest) if t.text == "=" and depths[j] == 0), None)
             if eq is not None and eq + 1 < len(rest) and rest[-1].text not in ("{",):
                 add_expression(rest[eq + 1:])

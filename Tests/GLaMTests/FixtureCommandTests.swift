@@ -47,6 +47,57 @@ struct FixtureCommandTests {
         #expect(gating.tensors["input.paddings"]?.floatTensor().scalars.contains(1) == true)
     }
 
+    @Test("every option of glam fixture changes what its help says it changes, and nothing is ignored")
+    func everyOptionTakesEffect() throws {
+        let scratch = ScratchDirectory()
+        func written(_ kind: String, _ options: [String]) throws -> (file: SafeTensorsFile, config: [String: Any]) {
+            let out = scratch.path("option.safetensors").path
+            let result = runGlam(["fixture", "--kind", kind] + options + ["--out", out])
+            try #require(result.status == 0, "\(kind) \(options): \(result.err)")
+            let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: out))
+            let config = try #require(try JSONSerialization.jsonObject(with: Data((file.metadata["config"] ?? "").utf8)) as? [String: Any])
+            return (file, config)
+        }
+        let gating = ["--experts", "4", "--group-size", "64"]
+        let base = try written("top2_gating", gating)
+        #expect(base.file.tensors["input.logits"]?.shape == [1, 64, 4])
+        #expect(try written("top2_gating", gating + ["--experts", "6"]).file.tensors["input.logits"]?.shape == [1, 64, 6])
+        #expect(try written("top2_gating", gating + ["--groups", "3"]).file.tensors["input.logits"]?.shape == [3, 64, 4])
+        #expect(try written("top2_gating", gating + ["--group-size", "20"]).file.tensors["input.logits"]?.shape == [1, 20, 4])
+        #expect(try written("top2_gating", gating + ["--capacity-factor", "1.5"]).config["capacity_factor"] as? Double == 1.5)
+        let fixedCapacity = try written("top2_gating", gating + ["--capacity-factor", "none", "--expert-capacity", "3"])
+        #expect(fixedCapacity.config["expert_capacity"] as? Int == 3 && fixedCapacity.config["capacity_factor"] is NSNull)
+        #expect(fixedCapacity.file.tensors["expected.combine"]?.shape == [1, 64, 4, 3])
+        #expect(try written("top2_gating", gating + ["--legacy", "false"]).config["legacy_mtf_behavior"] as? Bool == false)
+        #expect(base.config["legacy_mtf_behavior"] as? Bool == true)
+        #expect(try written("top2_gating", gating + ["--logit-cap", "5"]).config["gating_logit_cap"] as? Double == 5)
+        let padded = try #require(try written("top2_gating", gating + ["--padding", "0.5"]).file.tensors["input.paddings"])
+        let share = Double(padded.floatTensor().scalars.filter { $0 == 1 }.count) / 64
+        #expect(share > 0.25 && share < 0.75, "padding share \(share)")
+        func spread(_ file: SafeTensorsFile) throws -> Double {
+            let x = try #require(file.tensors["input.logits"]).floatTensor().scalars.map(Double.init)
+            return (x.map { $0 * $0 }.reduce(0, +) / Double(x.count)).squareRoot()
+        }
+        let scaled = try spread(try written("top2_gating", gating + ["--logit-scale", "3"]).file) / spread(base.file)
+        #expect(scaled > 2.4 && scaled < 3.6, "logit scale 3 gave a spread ratio of \(scaled)")
+
+        let layer = ["--experts", "4", "--batch", "2", "--length", "4", "--model-dim", "6", "--hidden", "10"]
+        let moe = try written("moe_layer", layer)
+        #expect(moe.file.tensors["input.x"]?.shape == [2, 4, 6] && moe.file.tensors["param.wi"]?.shape == [4, 6, 10])
+        #expect(try written("moe_layer", layer + ["--batch", "3"]).file.tensors["input.x"]?.shape == [3, 4, 6])
+        #expect(try written("moe_layer", layer + ["--length", "5"]).file.tensors["input.x"]?.shape == [2, 5, 6])
+        #expect(try written("moe_layer", layer + ["--model-dim", "8"]).file.tensors["param.gate"]?.shape == [8, 4])
+        #expect(try written("moe_layer", layer + ["--hidden", "12"]).file.tensors["param.wo"]?.shape == [4, 12, 6])
+        #expect(try written("moe_layer", layer + ["--activation", "relu"]).config["activation"] as? String == "relu")
+        #expect(try written("moe_layer", layer + ["--groups", "2"]).config["num_groups"] as? Int == 2)
+
+        let model = try written("glam_lm", ["--batch", "2", "--length", "4"])
+        #expect(model.file.tensors["input.tokens"]?.shape == [2, 4] && model.config["num_groups"] as? Int == 1)
+        #expect(try written("glam_lm", ["--batch", "2", "--length", "4", "--groups", "2"]).config["num_groups"] as? Int == 2)
+        let dense = try written("glam_lm", ["--config", "small-dense", "--batch", "1", "--length", "2"])
+        #expect(dense.config["num_experts"] as? Int == 0 && dense.config["model_dim"] as? Int == 256)
+    }
+
     @Test("the seed decides the inputs: the same seed gives the same bytes, another seed other inputs")
     func seeded() throws {
         let scratch = ScratchDirectory()

@@ -244,6 +244,32 @@ struct ModelTests {
         #expect(throws: ModelError.self) { try decoder.prefill([]) }
     }
 
+    @Test("a prompt longer than one prefill chunk generates what the full forward pass predicts, token by token")
+    func promptLongerThanOneChunk() throws {
+        let configuration = ModelConfiguration(
+            vocabSize: 50, modelDim: 16, numLayers: 2, numHeads: 2, headDim: 8, ffDim: 24, numExperts: 4, capacityFactor: 4)
+        let parameters = ModelParameters(configuration: configuration, seed: 9)
+        var generator = SeededGenerator(seed: 77)
+        let length = IncrementalDecoder.prefillChunk + IncrementalDecoder.prefillChunk / 2 + 3  // two chunks, the second partial
+        let prompt = (0..<length).map { _ in Int(generator.next() % 50) }
+        let generated = try IncrementalDecoder.generate(parameters: parameters, prompt: prompt, count: 3, strategy: .greedy, seed: 1)
+        #expect(generated.count == 3)
+        var checked = 0
+        for i in 0..<3 {
+            let tokens = prompt + generated[..<i]
+            let full: DecoderOutput<Float> = try parameters.constants(TokenBatch(batchSize: 1, length: tokens.count, tokens: tokens))
+            #expect(full.gatings.allSatisfy { $0.routing.overCapacity == [0, 0] }, "the full pass dropped tokens")
+            let last = Array(full.logits.value.scalars[((tokens.count - 1) * 50)...])
+            let order = last.indices.sorted { last[$0] > last[$1] }
+            // Chunked prefill routes each chunk as its own group, so logits agree to rounding: compare
+            // the choice only where the full pass's top two are clearly apart.
+            guard last[order[0]] - last[order[1]] > 1e-3 else { continue }
+            #expect(generated[i] == order[0], "token \(i) after a \(tokens.count)-token context")
+            checked += 1
+        }
+        #expect(checked >= 2)
+    }
+
     @Test("two rows decoded together: prefill, a chunk and steps give each row's full forward pass")
     func batchedDecoding() throws {
         // Two rows of different tokens: the cache [B, L, N, D] must keep each row's keys and values apart.

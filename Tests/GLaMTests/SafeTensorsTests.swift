@@ -163,6 +163,37 @@ struct SafeTensorsTests {
         }
     }
 
+    @Test("every byte class of a JSON string in a tensor name gets the reference reader's verdict and decoding")
+    func stringByteClasses() throws {
+        let folder = fixturesDirectory.appendingPathComponent("safetensors/headers")
+        let manifest = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("strings.json"))) as? [String: Any])
+        let cases = try #require(manifest["cases"] as? [[String: Any]])
+        #expect(cases.count > 500)
+        for verdict in cases {
+            let hex = try #require(verdict["name"] as? String)
+            let name = stride(from: 0, to: hex.count, by: 2).map { offset -> UInt8 in
+                let start = hex.index(hex.startIndex, offsetBy: offset)
+                return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)!
+            }
+            let header = Array("{\"".utf8) + name + Array("\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}".utf8)
+            var bytes = Data()
+            withUnsafeBytes(of: UInt64(header.count).littleEndian) { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: header)
+            bytes.append(contentsOf: [0, 0, 0xC0, 0x3F])  // 1.5
+            let accepted = try #require(verdict["accepted"] as? Bool)
+            switch Result(catching: { () throws(SafeTensorsError) in try SafeTensorsFile(bytes: bytes, name: "names") }) {
+            case .failure(let error):
+                #expect(!accepted, "name bytes \(hex): rejected here (\(error.reason)), accepted by the reference")
+            case .success(let file):
+                #expect(accepted, "name bytes \(hex): accepted here, rejected by the reference (\(verdict["reference_error"] ?? ""))")
+                if accepted {
+                    #expect(Array(file.tensors.keys) == [try #require(verdict["decoded"] as? String)], "name bytes \(hex)")
+                }
+            }
+        }
+    }
+
     @Test("an unreadable path is an error naming the file")
     func missingFile() {
         do {

@@ -182,6 +182,47 @@ struct TraceTests {
         #expect((object["predictions"] as? [String: Any])?["position"] as? Int == 39)
     }
 
+    @Test("every choice's queue position, slot and outcome follow GShard's counting rule, recomputed by counting", arguments: 0..<40)
+    func queuePositionsByCounting(seed: Int) throws {
+        var generator = SeededGenerator(seed: UInt64(seed) + 500)
+        let g = 1 + Int(generator.next() % 2), s = 3 + Int(generator.next() % 7), e = 2 + Int(generator.next() % 4)
+        let factor = [0.25, 0.5, 1.0, 2.0][Int(generator.next() % 4)]
+        let logits = (0..<(g * s * e)).map { _ in Double(generator.next() >> 11) * 0x1p-53 * 4 - 2 }
+        let paddings = (0..<(g * s)).map { _ in generator.next() % 5 == 0 ? 1.0 : 0.0 }
+        let configuration = Top2GatingConfiguration(
+            numExperts: e, capacityFactor: factor, secondExpertPolicy: .all, legacyMTFBehavior: seed % 2 == 0, seed: 7)
+        let padding = Tensor(shape: [g, s], scalars: paddings)
+        let gating = try top2Gating(
+            logits: Variable(constant: Tensor(shape: [g, s, e], scalars: logits)), paddings: padding, configuration: configuration)
+        let trace = MoELayerTrace(layer: 0, gating: gating, paddings: padding, configuration: configuration)
+        let c = gating.routing.capacity
+        // Top-1 and top-2 by the logits (softmax keeps the order; random logits have no ties).
+        func ranked(_ t: Int) -> [Int] { (0..<e).sorted { logits[t * e + $0] > logits[t * e + $1] } }
+        for t in 0..<(g * s) {
+            let route = trace.tokens[t]
+            let group = (t / s * s)..<(t / s * s + s)
+            guard paddings[t] == 0 else {
+                #expect(route.outcomes == [.padding, .padding] && route.slots == [-1, -1])
+                continue
+            }
+            let (first, second) = (ranked(t)[0], ranked(t)[1])
+            let real = group.filter { paddings[$0] == 0 }
+            // Top-1: the real tokens before t in its group that chose the same expert first.
+            let firstPosition = real.filter { $0 < t && ranked($0)[0] == first }.count
+            // Top-2: after every kept top-1 assignment of that expert, then in token order.
+            let keptFirst = min(c, real.filter { ranked($0)[0] == second }.count)
+            let secondPosition = keptFirst + real.filter { $0 < t && ranked($0)[1] == second }.count
+            #expect(route.experts == [first, second], "token \(t)")
+            #expect(route.queuePositions == [firstPosition, secondPosition], "token \(t)")
+            for (k, position) in [firstPosition, secondPosition].enumerated() {
+                #expect(route.outcomes[k] == (position < c ? .kept : .overCapacity), "token \(t) choice \(k)")
+                #expect(route.slots[k] == (position < c ? position : -1), "token \(t) choice \(k)")
+                let slot = k == 0 ? gating.routing.firstSlot[t] : gating.routing.secondSlot[t]
+                #expect(slot == (position < c ? position : -1), "token \(t) choice \(k)")
+            }
+        }
+    }
+
     @Test("a mesh trace equals the one-device trace: bitwise on a data mesh, to rounding with H split over mdl")
     func meshTraceEqualsOneDevice() throws {
         let arguments = ["--prompt", String(repeating: "The hacker ", count: 4)]

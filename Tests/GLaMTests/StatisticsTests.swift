@@ -1,0 +1,72 @@
+// The expert statistics that `glam train` prints and logs, recomputed from their definitions on
+// padded batches: requested loads counted from the router's probabilities, kept loads from the
+// dispatch tensor, the entropy from the probabilities, over two shares of a batch as on a mesh.
+
+import Foundation
+import Testing
+
+@testable import GLaM
+
+struct StatisticsTests {
+    @Test("expert loads, drops, imbalance and router entropy on padded batches equal their definitions", arguments: 0..<12)
+    func expertStatisticsOnPaddedBatches(seed: Int) throws {
+        var generator = SeededGenerator(seed: UInt64(seed) + 900)
+        let (g, s, e) = (2, 6 + Int(generator.next() % 5), 3 + Int(generator.next() % 3))
+        let configuration = Top2GatingConfiguration(numExperts: e, capacityFactor: [0.5, 1.0, 2.0][seed % 3], secondExpertPolicy: .all)
+        var gatings: [Top2GatingResult<Float>] = []
+        var requested = [Int](repeating: 0, count: e), kept = [Int](repeating: 0, count: e)
+        var entropySum = 0.0, realTokens = 0
+        for _ in 0..<2 {  // two shares of the batch, as two data cores hold them
+            let logits = (0..<(g * s * e)).map { _ in Float(Double(generator.next() >> 11) * 0x1p-53 * 6 - 3) }
+            // At least one padded token per share; a whole group padded in some seeds.
+            var paddings = (0..<(g * s)).map { _ in generator.next() % 3 == 0 ? Float(1) : 0 }
+            paddings[0] = 1
+            if seed % 4 == 0 { for t in s..<(2 * s) { paddings[t] = 1 } }
+            let gating = try top2Gating(
+                logits: Variable(constant: Tensor(shape: [g, s, e], scalars: logits)),
+                paddings: Tensor(shape: [g, s], scalars: paddings), configuration: configuration)
+            gatings.append(gating)
+            let dispatch = gating.dispatchTensor()  // [G, S, E, C]
+            let c = dispatch.shape[3]
+            for t in 0..<(g * s) where paddings[t] == 0 {
+                let row = logits[(t * e)..<((t + 1) * e)].map(Double.init)
+                let top = row.enumerated().sorted { $0.element > $1.element }.prefix(2).map(\.offset)
+                for expert in top { requested[expert] += 1 }
+                let maximum = row.max()!
+                let exps = row.map { Foundation.exp($0 - maximum) }
+                let p = exps.map { $0 / exps.reduce(0, +) }
+                entropySum += -p.reduce(0) { $0 + ($1 > 0 ? $1 * Foundation.log($1) : 0) }
+                realTokens += 1
+            }
+            for t in 0..<(g * s) {
+                #expect(paddings[t] == 0 || dispatch.scalars[(t * e * c)..<((t + 1) * e * c)].allSatisfy { $0 == 0 }, "a pad is dispatched")
+                for expert in 0..<e {
+                    kept[expert] += Int(dispatch.scalars[((t * e + expert) * c)..<((t * e + expert + 1) * c)].reduce(0, +))
+                }
+            }
+        }
+        let statistics = ExpertLayerStatistics(layer: 2, gatings: gatings)
+        #expect(statistics.layer == 2)
+        #expect(statistics.requested == requested)
+        #expect(statistics.kept == kept)
+        let totalRequested = Double(requested.reduce(0, +)), mean = totalRequested / Double(e)
+        #expect(abs(statistics.droppedFraction - (totalRequested - Double(kept.reduce(0, +))) / totalRequested) < 1e-12)
+        #expect(abs(statistics.requestedImbalance - Double(requested.max()!) / mean) < 1e-12)
+        #expect(abs(statistics.requestedMinimumShare - Double(requested.min()!) / mean) < 1e-12)
+        let keptMean = Double(kept.reduce(0, +)) / Double(e)
+        #expect(abs(statistics.keptImbalance - Double(kept.max()!) / keptMean) < 1e-12)
+        #expect(abs(statistics.routerEntropy - entropySum / Double(realTokens)) < 1e-5)
+    }
+
+    @Test("statistics of an all-padding step are zero loads, no drops, balance 1 and entropy 0")
+    func allPadding() throws {
+        let configuration = Top2GatingConfiguration(numExperts: 4, capacityFactor: 1, secondExpertPolicy: .all)
+        let gating = try top2Gating(
+            logits: Variable(constant: Tensor<Float>(shape: [1, 4, 4], scalars: (0..<16).map { Float($0 % 5) })),
+            paddings: Tensor<Float>(shape: [1, 4], scalars: [1, 1, 1, 1]), configuration: configuration)
+        let statistics = ExpertLayerStatistics(layer: 0, gatings: [gating])
+        #expect(statistics.requested == [0, 0, 0, 0] && statistics.kept == [0, 0, 0, 0])
+        #expect(statistics.droppedFraction == 0 && statistics.requestedImbalance == 1 && statistics.requestedMinimumShare == 1)
+        #expect(statistics.routerEntropy == 0)
+    }
+}
