@@ -28,6 +28,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -99,13 +100,18 @@ def stratified(candidates, count, rng, taken_lines):
 
 
 def run(command, cwd, timeout, env=None):
+    """Runs a command in its own process group; on a timeout the whole group is killed (swift test
+    runs the test binary as a child, which a hung mutant would otherwise keep alive)."""
     started = time.time()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               start_new_session=True)
     try:
-        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-        return result.returncode, result.stdout + result.stderr, time.time() - started
-    except subprocess.TimeoutExpired as error:
-        output = (error.stdout or b"").decode(errors="replace") if isinstance(error.stdout, bytes) else (error.stdout or "")
-        return None, output, time.time() - started
+        output, _ = process.communicate(timeout=timeout)
+        return process.returncode, output, time.time() - started
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        return None, output or "", time.time() - started
 
 
 def copy_repository(work):
@@ -234,7 +240,8 @@ def main():
         raise SystemExit("generate: the instrumented build still fails after 20 attempts")
     if not args.only:
         compiled = len(swift)
-        swift = sorted(stratified(swift, args.sample, random.Random(args.seed), set()), key=lambda m: m.number)
+        swift = stratified(swift, args.sample, random.Random(args.seed), set())
+        random.Random(args.seed).shuffle(swift)  # every folder early in the run
         print(f"  {compiled} mutants compile; running {len(swift)} of them", flush=True)
 
     glam = os.path.join(work, ".build", "release", "glam")
@@ -243,7 +250,8 @@ def main():
     profiles = os.path.join(scratch, "profiles")
     os.makedirs(profiles)
     base_env["LLVM_PROFILE_FILE"] = os.path.join(profiles, "mutant-%p.profraw")
-    reach, baseline = coverage_by_suite(work, scratch, base_env, glam)
+    reach, cost = coverage_by_suite(work, scratch, base_env, glam)
+    baseline = sum(cost.values())
     timeout = args.timeout or max(120.0, 4 * baseline)
     print(f"  no mutant on: every suite passes ({baseline:.0f} s in all); a mutant's run times out after {timeout:.0f} s", flush=True)
 
@@ -271,16 +279,24 @@ def main():
 
     for m in swift:
         env = dict(base_env, GLAM_MUTANT=str(m.number))
-        suites = sorted(reach.get((m.file, m.line), set()) - {"verify"})
-        if not suites and "verify" not in reach.get((m.file, m.line), set()):
+        # A line with no counter at all (a constant that is initialised statically) may still be
+        # used by any test: it gets every suite.
+        reaching = reach[(m.file, m.line)] if (m.file, m.line) in reach else set(cost)
+        suites = sorted(reaching - {"verify"})
+        if not suites and "verify" not in reaching:
             record(m, "survived", "no test reaches its line", 0)
             continue
+        # The suites that reach the line, quickest first, one process each: the first that fails
+        # kills the mutant, so only survivors pay for every suite.
         status, output, seconds = 0, "", 0.0
-        if suites:
-            selection = "^GLaMTests\\.(" + "|".join(suites) + ")/"
-            status, output, seconds = run(["swift", "test", "--skip-build", "--filter", selection] + FLAGS, work, timeout, env)
+        for suite in sorted(suites, key=lambda name: cost.get(name, 0)):
+            selection = "^GLaMTests\\." + suite + "/"
+            status, output, spent = run(["swift", "test", "--skip-build", "--filter", selection] + FLAGS, work, timeout, env)
+            seconds += spent
             for leftover in os.listdir(profiles):
                 os.remove(os.path.join(profiles, leftover))
+            if status != 0:
+                break
         if status is None:
             record(m, "killed", "tests timed out", seconds)
             continue
@@ -332,7 +348,7 @@ def llvm_tool(name):
 def coverage_by_suite(work, scratch, env, glam):
     """Runs each test suite (and `glam verify Fixtures/`) alone on the instrumented build with no
     mutant on; every one must pass. Returns {(file, line): suites whose run executes that line}
-    and the seconds all of it took. A mutant is run against the suites that reach its line only:
+    and the seconds each suite took. A mutant is run against the suites that reach its line only:
     one that no test reaches survives without a run."""
     listing = subprocess.run(["swift", "test", "--skip-build", "--list-tests"] + FLAGS, cwd=work, capture_output=True,
                              text=True, env=env).stdout
@@ -341,13 +357,13 @@ def coverage_by_suite(work, scratch, env, glam):
         raise SystemExit("generate: no test suites listed")
     binaries = [os.path.join(work, ".build", "release", "GLaMPackageTests.xctest"), glam]
     profiles = os.path.dirname(env["LLVM_PROFILE_FILE"])
-    reach, total = collections.defaultdict(set), 0.0
+    reach, cost = {}, {}
     for suite in suites + ["verify"]:
         if suite == "verify":
             status, output, seconds = run([glam, "verify", "Fixtures/"], work, 900, env)
         else:
             status, output, seconds = run(["swift", "test", "--skip-build", "--filter", f"^GLaMTests\\.{suite}/"] + FLAGS, work, 1800, env)
-        total += seconds
+        cost[suite] = seconds
         if status != 0:
             raise SystemExit(f"generate: {suite} fails with no mutant on:\n{output[-3000:]}")
         raws = [os.path.join(profiles, f) for f in os.listdir(profiles)]
@@ -363,10 +379,11 @@ def coverage_by_suite(work, scratch, env, glam):
                 current = os.path.relpath(line[3:], work)
             elif line.startswith("DA:") and current:
                 number, count = line[3:].split(",")[:2]
+                reach.setdefault((current, int(number)), set())
                 if int(count) > 0:
                     reach[(current, int(number))].add(suite)
         print(f"    {suite}: passes ({seconds:.0f} s)", flush=True)
-    return reach, total
+    return reach, cost
 
 
 def summarise(results, invalid, files):

@@ -89,4 +89,26 @@ struct DataTests {
             TextDataset.rows(step: 0, batchSize: batch, rowCount: rows, seed: 6)
                 != TextDataset.rows(step: 0, batchSize: batch, rowCount: rows, seed: 5))
     }
+
+    @Test("each epoch's order is a uniform random permutation: every row at every place, every order, equally often")
+    func epochOrderIsUniform() {
+        // One batch of all 4 rows per epoch, so each step is one epoch's whole permutation.
+        let epochs = 6000
+        var place = [[Int]](repeating: [Int](repeating: 0, count: 4), count: 4)  // [row][position]
+        var orders: [[Int]: Int] = [:]
+        for step in 0..<epochs {
+            let order = TextDataset.rows(step: step, batchSize: 4, rowCount: 4, seed: 11)
+            #expect(order.sorted() == [0, 1, 2, 3], "epoch \(step) is not a permutation: \(order)")
+            for (position, row) in order.enumerated() { place[row][position] += 1 }
+            orders[order, default: 0] += 1
+        }
+        // Binomial: 1500 ± 34 per (row, place), 250 ± 15.5 per order; bounds at about 4.5 standard deviations.
+        #expect(place.joined().allSatisfy { abs($0 - epochs / 4) < 150 }, "places: \(place)")
+        #expect(orders.count == 24 && orders.values.allSatisfy { abs($0 - epochs / 24) < 70 }, "orders: \(orders.values.sorted())")
+    }
+
+    @Test("packing rows of length 0 is refused")
+    func zeroLengthRowsAreRefused() async {
+        await #expect(processExitsWith: .failure) { _ = PackedRows(documents: [[1, 2, 9]], length: 0) }
+    }
 }
