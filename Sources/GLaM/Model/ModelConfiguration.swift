@@ -103,8 +103,9 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
     ]
 
     /// Why a configuration is unusable, or nil when it is fine: sizes of at least 1 (num_experts 0
-    /// for a dense model) and at most `limits`, finite weights and epsilon, a capacity factor in
-    /// (0, 1e6], and a capacity for an MoE model.
+    /// for a dense model, relative_buckets 2) and at most `limits`, relative_max_distance above
+    /// relative_buckets / 2, finite weights and epsilon ≥ 0, a capacity factor in [0, 1e6], and for
+    /// an MoE model a positive capacity factor or expert capacity.
     public var problem: String? {
         for (name, value) in [
             ("vocab_size", vocabSize), ("model_dim", modelDim), ("num_layers", numLayers), ("num_heads", numHeads),

@@ -30,30 +30,6 @@ extension Tensor {
         geluAndTanh().gelu
     }
 
-    /// The scalar GELU (tanh approximation).
-    @_specialize(where Scalar == Float)
-    @inlinable
-    public static func gelu(_ x: Scalar) -> Scalar {
-        let c = Scalar(0.7978845608028654)  // √(2/π)
-        let a = Scalar(0.044715)
-        let u: Scalar = c * (x + a * x * x * x)
-        return Scalar(0.5) * x * (1 + Scalar.tanh(u))
-    }
-
-    /// d gelu(x) / dx for the tanh approximation:
-    /// ½(1 + t) + ½·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²), with t = tanh(√(2/π)(x + 0.044715x³)).
-    @_specialize(where Scalar == Float)
-    @inlinable
-    public static func geluDerivative(_ x: Scalar) -> Scalar {
-        let c = Scalar(0.7978845608028654)
-        let a = Scalar(0.044715)
-        let x2: Scalar = x * x
-        let t: Scalar = Scalar.tanh(c * (x + a * x2 * x))
-        let inner: Scalar = c * (1 + 3 * a * x2)
-        let half: Scalar = Scalar(0.5)
-        return half * (1 + t) + half * x * (1 - t * t) * inner
-    }
-
     /// Applies `body(input, output, n)` to every row of the last axis (`n` elements each), rows
     /// spread over workers in fixed groups (`Parallelism.forEachRow`).
     @inline(__always)
