@@ -53,6 +53,23 @@ struct CompareTests {
         #expect(runGlam(["compare", "--shard", "2/2", "--output", scratch.path("bad").path]).status == 2)
     }
 
+    @Test("compare's MoE variants activate as many FFN weights per token as the dense baseline (top-2 of E experts)")
+    func equalActivatedCompute() throws {
+        let parsed = try Arguments(["--experts", "4,8,64"], command: "compare", options: ["experts"], flags: [])
+        let variants = try SweepSettings(parsed).variants
+        let dense = variants[0].configuration
+        #expect(variants.map(\.experts) == [0, 4, 8, 64] && dense.numExperts == 0)
+        for variant in variants.dropFirst() {
+            let moe = variant.configuration
+            #expect(moe.numExperts == variant.experts)
+            // A dense layer computes 3·M·H (wi_gate, wi_linear, wo); an MoE layer's two experts 2 · 2·M·H_moe.
+            #expect(2 * 2 * moe.modelDim * moe.moeHiddenDim == 3 * dense.modelDim * dense.ffDim, "E = \(variant.experts)")
+            let activated = ParameterCount(moe).activated, baseline = ParameterCount(dense).activated
+            let routers = (0..<moe.numLayers).filter(moe.isMoELayer).count * moe.modelDim * moe.numExperts
+            #expect(activated == baseline + routers, "E = \(variant.experts): \(activated) vs \(baseline) + \(routers)")
+        }
+    }
+
     @Test("a run interrupted after its first evaluation resumes from its checkpoint to the same numbers, bit for bit")
     func interruptedRunResumes() throws {
         struct Interrupted: Error {}

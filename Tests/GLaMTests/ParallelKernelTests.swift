@@ -2,6 +2,7 @@
 // they equal plain loops written here, and the bits never depend on the thread count.
 
 import Dispatch
+import Foundation
 import Synchronization
 import Testing
 
@@ -111,6 +112,22 @@ struct ParallelKernelTests {
         for threads in [2, 3] {
             let many = try withThreadCount(threads) { try step() }
             #expect(many.loss == one.loss && many.parameters == one.parameters, "threads \(threads)")
+        }
+    }
+
+    @Test("the worker pool runs tasks at the same time: two tasks of one job meet, in every one of many jobs")
+    func workerPoolRunsConcurrently() {
+        for job in 0..<200 {
+            let arrived = Mutex(0)
+            let met = Mutex([false, false])
+            Parallelism.forEachTask(2, threads: 2) { task in
+                arrived.withLock { $0 += 1 }
+                // Each task waits (up to 5 s) for the other to start: only a second thread can run it.
+                let deadline = Date().addingTimeInterval(5)
+                while arrived.withLock({ $0 }) < 2 && Date() < deadline {}
+                met.withLock { $0[task] = arrived.withLock { $0 } == 2 }
+            }
+            #expect(met.withLock { $0 } == [true, true], "job \(job): the two tasks never ran at once")
         }
     }
 

@@ -5,6 +5,10 @@
 import Foundation
 import Testing
 
+#if canImport(FoundationXML)
+    import FoundationXML
+#endif
+
 @testable import GLaM
 
 struct StatisticsTests {
@@ -68,5 +72,46 @@ struct StatisticsTests {
         #expect(statistics.requested == [0, 0, 0, 0] && statistics.kept == [0, 0, 0, 0])
         #expect(statistics.droppedFraction == 0 && statistics.requestedImbalance == 1 && statistics.requestedMinimumShare == 1)
         #expect(statistics.routerEntropy == 0)
+    }
+
+    @Test("a line chart is well-formed SVG whose ticks, lines and bands all lie inside the plot area", arguments: [false, true])
+    func chartGeometry(logarithmicX: Bool) throws {
+        let series = [
+            ChartSeries(name: "train", points: [(1, 9.5), (10, 6.1), (100, 4.2), (300, 3.9)], color: "#1f77b4",
+                        band: [(1, 9.0, 10.0), (100, 4.0, 4.5), (300, 3.5, 4.1)]),
+            ChartSeries(name: "validation <&>", points: [(50, 5.0), (300, 4.4)], color: "#d62728"),
+        ]
+        let svg = lineChartSVG(title: "loss & more", xLabel: "step", yLabel: "nats", series: series, logarithmicX: logarithmicX)
+        let parser = XMLParser(data: Data(svg.utf8))
+        #expect(parser.parse(), "not well-formed XML: \(parser.parserError.map { "\($0)" } ?? "")")
+        #expect(svg.hasSuffix("</svg>\n"))
+        // The plot area, from the axes: the x axis runs from (left, bottom) to (right, bottom), the y axis up to top.
+        let axis = try #require(svg.firstMatch(of: /<line x1="([0-9.]+)" y1="([0-9.]+)" x2="([0-9.]+)" y2="[0-9.]+" stroke="black"\/>\s*<line x1="[0-9.]+" y1="([0-9.]+)"/))
+        let (left, bottom, right, top) = (Double(axis.output.1)!, Double(axis.output.2)!, Double(axis.output.3)!, Double(axis.output.4)!)
+        // Every x tick, and every point of every line and band, lies inside it.
+        let ticks = svg.matches(of: /<line x1="([0-9.e+-]+)" y1="[0-9.]+" x2="[0-9.e+-]+" y2="([0-9.]+)" stroke="black"\/>/)
+            .filter { Double($0.output.2) == bottom + 5 }.map { Double($0.output.1)! }
+        #expect(ticks.count >= 2 && ticks.allSatisfy { $0 >= left - 1e-9 && $0 <= right + 1e-9 }, "x ticks \(ticks) outside [\(left), \(right)]")
+        let points = svg.matches(of: /points="([^"]*)"/).flatMap { $0.output.1.split(separator: " ") }.map { pair in
+            pair.split(separator: ",").map { Double($0)! }
+        }
+        #expect(points.count == 4 + 2 + 6)
+        #expect(points.allSatisfy { $0[0] >= left - 0.05 && $0[0] <= right + 0.05 && $0[1] >= top - 0.05 && $0[1] <= bottom + 0.05 },
+                "points outside the plot area: \(points)")
+        #expect(svg.contains("validation &lt;&amp;&gt;") && svg.contains("loss &amp; more"))
+    }
+
+    @Test("a byte-level tokenizer needs 257 ids (256 bytes and end of text): 257 trains with no merges, 256 is refused")
+    func smallestVocabulary() throws {
+        let tokenizer = try BytePairTokenizer.train(on: "abc abc abd", vocabularySize: 257)
+        #expect(tokenizer.merges.isEmpty && tokenizer.vocabularySize == 257)
+        #expect(throws: ModelError.self) { try BytePairTokenizer.train(on: "abc", vocabularySize: 256) }
+        #expect(try BytePairTokenizer.train(on: "abc abc abd", vocabularySize: 258).merges.count == 1)
+    }
+
+    @Test("the planner's TPU v4 chip is the published one: 32 GiB of HBM, 275 TFLOP/s bfloat16, 1.2 TB/s")
+    func tpuFigures() {
+        #expect(TPUv4.hbmBytes == Double(32 << 30))
+        #expect(TPUv4.peakFLOPs == 275e12 && TPUv4.hbmBandwidth == 1.2e12)
     }
 }

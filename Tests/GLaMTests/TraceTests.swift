@@ -213,6 +213,12 @@ struct TraceTests {
             let keptFirst = min(c, real.filter { ranked($0)[0] == second }.count)
             let secondPosition = keptFirst + real.filter { $0 < t && ranked($0)[1] == second }.count
             #expect(route.experts == [first, second], "token \(t)")
+            // Gates: the router's probabilities of the two choices (softmax of the logits), renormalised.
+            let row = logits[(t * e)..<((t + 1) * e)], top = row.max()!
+            let p = row.map { Foundation.exp($0 - top) }, total = p.reduce(0, +)
+            let raw = [p[first] / total, p[second] / total]
+            #expect(zip(route.rawGates, raw).allSatisfy { abs($0 - $1) < 1e-12 }, "token \(t): \(route.rawGates) vs \(raw)")
+            #expect(zip(route.renormalizedGates, raw.map { $0 / (raw[0] + raw[1]) }).allSatisfy { abs($0 - $1) < 1e-12 })
             #expect(route.queuePositions == [firstPosition, secondPosition], "token \(t)")
             for (k, position) in [firstPosition, secondPosition].enumerated() {
                 #expect(route.outcomes[k] == (position < c ? .kept : .overCapacity), "token \(t) choice \(k)")

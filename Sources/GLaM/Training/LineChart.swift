@@ -25,6 +25,7 @@ public struct ChartSeries: Sendable {
 
 /// An SVG document plotting `series` (optionally with a logarithmic x axis).
 public func lineChartSVG(title: String, xLabel: String, yLabel: String, series: [ChartSeries], logarithmicX: Bool = false) -> String {
+    let (title, xLabel, yLabel) = (escapedForXML(title), escapedForXML(xLabel), escapedForXML(yLabel))
     let (width, height, left, right, top, bottom) = (720.0, 440.0, 70.0, 20.0, 40.0, 60.0)
     let bandPoints: [(x: Double, y: Double)] = series.flatMap { $0.band.flatMap { [(x: $0.x, y: $0.low), (x: $0.x, y: $0.high)] } }
     let all = (series.flatMap(\.points) + bandPoints)
@@ -68,9 +69,25 @@ public func lineChartSVG(title: String, xLabel: String, yLabel: String, series: 
         let ly = top + 16 + Double(index) * 18
         svg +=
             "<line x1=\"\(width - right - 170)\" y1=\"\(ly - 4)\" x2=\"\(width - right - 145)\" y2=\"\(ly - 4)\" stroke=\"\(s.color)\" stroke-width=\"3\"/>"
-        svg += "<text x=\"\(width - right - 140)\" y=\"\(ly)\">\(s.name)</text>\n"
+        svg += "<text x=\"\(width - right - 140)\" y=\"\(ly)\">\(escapedForXML(s.name))</text>\n"
     }
     return svg + "</svg>\n"
+}
+
+/// `text` with XML's five special characters as entities, for text and attributes of an SVG.
+func escapedForXML(_ text: String) -> String {
+    var out = ""
+    for character in text {
+        switch character {
+        case "&": out += "&amp;"
+        case "<": out += "&lt;"
+        case ">": out += "&gt;"
+        case "\"": out += "&quot;"
+        case "'": out += "&apos;"
+        default: out.append(character)
+        }
+    }
+    return out
 }
 
 /// Axis ticks at round values inside `[low, high]`: multiples of 1, 2 or 5 × 10^k, about five of
