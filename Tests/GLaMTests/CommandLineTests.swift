@@ -101,6 +101,16 @@ struct CommandLineTests {
         #expect(runGlam(["bench", "moe", "--capacity-factor", "-1"]).status == 2)
     }
 
+    @Test("each bench's --repeats accepts 1...1000 and names that range when refusing 0 or 1001")
+    func repeatsRange() {
+        for bench in ["gemm", "moe", "model", "decode"] {
+            for bad in ["0", "1001"] {
+                let result = runGlam(["bench", bench, "--repeats", bad])
+                #expect(result.status == 2 && result.err.contains("--repeats must be an integer in 1...1000"), "bench \(bench) --repeats \(bad): \(result.err)")
+            }
+        }
+    }
+
     @Test("params: the paper's headline model, JSON fields, unknown names")
     func params() throws {
         let result = runGlam(["params", "--config", "glam-64b-64e", "--json"])

@@ -5,6 +5,10 @@
 import Foundation
 import Testing
 
+#if canImport(FoundationXML)
+    import FoundationXML
+#endif
+
 @testable import GLaM
 @testable import GLaMCLI
 
@@ -226,6 +230,23 @@ struct TraceTests {
                 let slot = k == 0 ? gating.routing.firstSlot[t] : gating.routing.secondSlot[t]
                 #expect(slot == (position < c ? position : -1), "token \(t) choice \(k)")
             }
+        }
+    }
+
+    @Test("the routing chart is well-formed SVG and everything it draws lies inside its width and height")
+    func routingChartGeometry() throws {
+        let scratch = ScratchDirectory()
+        let svgPath = scratch.path("routing.svg").path
+        let result = runGlam(["trace", "--prompt", "The hacker wrote <code> & ran it", "--svg", svgPath])
+        try #require(result.status == 0, "\(result.err)")
+        let svg = try String(contentsOfFile: svgPath, encoding: .utf8)
+        #expect(XMLParser(data: Data(svg.utf8)).parse(), "not well-formed XML")
+        let size = try #require(svg.firstMatch(of: /<svg [^>]*width="([0-9]+)" height="([0-9]+)"/))
+        let (width, height) = (Double(size.output.1)!, Double(size.output.2)!)
+        for match in svg.matches(of: /\b(x|y|x1|y1|x2|y2|cx|cy)="(-?[0-9.]+)"/) {
+            let value = Double(match.output.2)!
+            let limit = match.output.1.hasPrefix("x") || match.output.1 == "cx" ? width : height
+            #expect(value >= 0 && value <= limit, "\(match.output.1) = \(value) outside 0...\(limit)")
         }
     }
 
