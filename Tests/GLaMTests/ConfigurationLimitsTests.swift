@@ -80,4 +80,18 @@ struct ConfigurationLimitsTests {
             }
         }
     }
+
+    @Test("training options: batch in 1...4096 and sequence length in 2...65536, each refused one past its limits by name")
+    func trainingOptionLimits() {
+        for (value, accepted) in [(1, true), (0, false), (4096, true), (4097, false)] {
+            var options = TrainingOptions()
+            options.batchSize = value
+            #expect((options.problem == nil) == accepted && (accepted || options.problem!.contains("batch size")), "batch \(value)")
+        }
+        for (value, accepted) in [(2, true), (1, false), (65536, true), (65537, false)] {
+            var options = TrainingOptions()
+            options.sequenceLength = value
+            #expect((options.problem == nil) == accepted && (accepted || options.problem!.contains("sequence length")), "length \(value)")
+        }
+    }
 }

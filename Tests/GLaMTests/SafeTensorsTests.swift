@@ -194,6 +194,16 @@ struct SafeTensorsTests {
         }
     }
 
+    @Test("a tensor's bytes must be its shape's size times the dtype's; zero dimensions are allowed, negative ones are not")
+    func tensorShapeAndBytes() throws {
+        #expect(try SafeTensor(dtype: .float32, shape: [0, 4], bytes: []).scalarCount == 0)
+        #expect(try SafeTensor(dtype: .float32, shape: [], bytes: [0, 0, 0xC0, 0x3F]).floatTensor().scalars == [1.5])
+        #expect(try SafeTensor(dtype: .float64, shape: [2, 3], bytes: [UInt8](repeating: 0, count: 48)).shape == [2, 3])
+        #expect(throws: SafeTensorsError.self) { try SafeTensor(dtype: .float64, shape: [2, 3], bytes: [UInt8](repeating: 0, count: 47)) }
+        #expect(throws: SafeTensorsError.self) { try SafeTensor(dtype: .float32, shape: [-1], bytes: []) }
+        #expect(throws: SafeTensorsError.self) { try SafeTensor(dtype: .int64, shape: [1 << 31, 1 << 31], bytes: []) }
+    }
+
     @Test("an unreadable path is an error naming the file")
     func missingFile() {
         do {

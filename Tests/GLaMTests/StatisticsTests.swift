@@ -99,6 +99,9 @@ struct StatisticsTests {
         #expect(points.allSatisfy { $0[0] >= left - 0.05 && $0[0] <= right + 0.05 && $0[1] >= top - 0.05 && $0[1] <= bottom + 0.05 },
                 "points outside the plot area: \(points)")
         #expect(svg.contains("validation &lt;&amp;&gt;") && svg.contains("loss &amp; more"))
+        // Every y grid line has its label, and every x tick its label.
+        let grid = svg.matches(of: /stroke="#ddd"/).count, yLabels = svg.matches(of: /text-anchor="end"/).count
+        #expect(grid >= 2 && yLabels == grid, "\(grid) y grid lines, \(yLabels) labels")
     }
 
     @Test("a byte-level tokenizer needs 257 ids (256 bytes and end of text): 257 trains with no merges, 256 is refused")
@@ -107,6 +110,15 @@ struct StatisticsTests {
         #expect(tokenizer.merges.isEmpty && tokenizer.vocabularySize == 257)
         #expect(throws: ModelError.self) { try BytePairTokenizer.train(on: "abc", vocabularySize: 256) }
         #expect(try BytePairTokenizer.train(on: "abc abc abd", vocabularySize: 258).merges.count == 1)
+    }
+
+    @Test("byte-pair encoding applies a merge at its leftmost occurrence first: aaa is [aa, a]")
+    func leftmostMergeFirst() throws {
+        let tokenizer = try BytePairTokenizer(merges: [BytePairTokenizer.Merge(97, 97)])
+        let pair = tokenizer.encode("aa")
+        #expect(pair.count == 1)
+        #expect(tokenizer.encode("aaa") == pair + [97])
+        #expect(tokenizer.encode("aaaa") == pair + pair)
     }
 
     @Test("the planner's TPU v4 chip is the published one: 32 GiB of HBM, 275 TFLOP/s bfloat16, 1.2 TB/s")
