@@ -69,6 +69,7 @@ struct StatisticsTests {
             logits: Variable(constant: Tensor<Float>(shape: [1, 4, 4], scalars: (0..<16).map { Float($0 % 5) })),
             paddings: Tensor<Float>(shape: [1, 4], scalars: [1, 1, 1, 1]), configuration: configuration)
         let statistics = ExpertLayerStatistics(layer: 0, gatings: [gating])
+        #expect(gating.routerEntropy == 0)
         #expect(statistics.requested == [0, 0, 0, 0] && statistics.kept == [0, 0, 0, 0])
         #expect(statistics.droppedFraction == 0 && statistics.requestedImbalance == 1 && statistics.requestedMinimumShare == 1)
         #expect(statistics.routerEntropy == 0)
@@ -102,6 +103,28 @@ struct StatisticsTests {
         // Every y grid line has its label, and every x tick its label.
         let grid = svg.matches(of: /stroke="#ddd"/).count, yLabels = svg.matches(of: /text-anchor="end"/).count
         #expect(grid >= 2 && yLabels == grid, "\(grid) y grid lines, \(yLabels) labels")
+    }
+
+    @Test("the validation loss is the cross-entropy per real token over the validation batches, recomputed from the logits")
+    func validationLossByDefinition() throws {
+        let trainer = try tinyTrainer()
+        var options = trainer.options
+        options.evaluationBatches = 2
+        let loss = try Trainer.validationLoss(parameters: trainer.parameters, options: options, dataset: trainer.dataset)
+        var total = 0.0, tokens = 0
+        let b = min(options.batchSize, trainer.dataset.validation.count)
+        for k in 0..<min(2, trainer.dataset.validation.count / b) {
+            let batch = trainer.dataset.validation.batch(rows: Array((k * b)..<((k + 1) * b)))
+            let output: DecoderOutput<Float> = try trainer.parameters.constants(batch)
+            let logits = output.logits.value.scalars.map(Double.init), v = output.logits.shape[2]
+            for position in 0..<(b * batch.length) where batch.paddings![position] == 0 {
+                let row = logits[(position * v)..<((position + 1) * v)], top = row.max()!
+                let logZ = top + Foundation.log(row.map { Foundation.exp($0 - top) }.reduce(0, +))
+                total += logZ - row[row.startIndex + batch.targets![position]]
+                tokens += 1
+            }
+        }
+        #expect(tokens > 0 && abs(loss - total / Double(tokens)) < 1e-4 * (total / Double(tokens)), "\(loss) vs \(total / Double(tokens))")
     }
 
     @Test("a byte-level tokenizer needs 257 ids (256 bytes and end of text): 257 trains with no merges, 256 is refused")
