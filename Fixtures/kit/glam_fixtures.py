@@ -19,6 +19,7 @@ infinite difference fails; a shape mismatch fails. A failure names the [i, j, â€
 first element out of tolerance (row-major) and both values there.
 """
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -172,7 +173,8 @@ def read(path):
     if not isinstance(config, dict) or not isinstance(tolerance, dict):
         raise FixtureError(f"{path}: config and tolerance must be JSON objects")
     for name, value in tolerance.items():
-        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) and v >= 0 for v in value)):
+        if not (isinstance(value, list) and len(value) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in value)):
             raise FixtureError(f"{path}: tolerance for {name} is not [atol, rtol] with non-negative numbers")
     schema = SCHEMAS[kind]
     missing = [key for key in schema.config_keys if key not in config]

@@ -5,6 +5,7 @@ verdicts against `glam verify`'s on the same files.
     python3 Fixtures/kit/test_glam_fixtures.py [--glam PATH]     (without a glam binary the cross-checks are skipped)
 """
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -201,6 +202,89 @@ class KitTests(unittest.TestCase):
         self.assertEqual(set(fixture.expected), {"y", "aux_loss", "grad.x", "grad.gate", "grad.wi", "grad.wo"})
         self.assertIn("not an independent reference", fixture.source)
         self.assertNotIn(out, fixture.source)
+
+    def test_name_patterns_match_one_or_more_characters_between_prefix_and_suffix(self):
+        """`<name>` stands for a non-empty middle: the rule restated as a regular expression must
+        agree with the kit's matcher on every pattern of every kind and names built around it."""
+        import random
+        import re
+        rng = random.Random(26)
+        patterns = {p for schema in gf.SCHEMAS.values() for table in (schema.inputs, schema.params, schema.expected, schema.tolerances)
+                    for p in table}
+        self.assertTrue(any("<name>" in p and not p.endswith("<name>") for p in patterns), "a pattern with a suffix")
+        for pattern in sorted(patterns):
+            if "<name>" in pattern:
+                prefix, suffix = pattern.split("<name>")
+                regex = re.compile(re.escape(prefix) + ".+" + re.escape(suffix))
+                middles = ["", "x", "layers.0.moe.wi", ".", "a.b"] + ["".join(rng.choice("ab.") for _ in range(rng.randint(0, 4))) for _ in range(20)]
+                names = [prefix + m + suffix for m in middles] + [prefix + suffix[:-1], prefix[:-1] + "x" + suffix, prefix, suffix]
+            else:
+                regex = re.compile(re.escape(pattern))
+                names = [pattern, pattern + "x", pattern[:-1], "x" + pattern]
+            for name in names:
+                self.assertEqual(gf._pattern_match(pattern, name), regex.fullmatch(name) is not None, f"{pattern!r} vs {name!r}")
+
+    def test_tolerance_of_an_unknown_expected_tensor_is_an_error(self):
+        fixture = gf.read(SPEC)
+        self.assertEqual(fixture.tolerance_for("combine"), gf.SCHEMAS["top2_gating"].tolerances["combine"])
+        for name in ["combined", "", "grad.x", "aux_loss.x"]:
+            with self.assertRaisesRegex(gf.FixtureError, f"{name} is not an expected tensor of kind top2_gating"):
+                fixture.tolerance_for(name)
+
+    def test_malformed_tolerances_are_refused_by_the_kit_and_by_glam(self):
+        fixture = gf.read(SPEC)
+        tensors = {"input." + k: v for k, v in fixture.inputs.items()}
+        tensors.update({"expected." + k: v for k, v in fixture.expected.items()})
+        from safetensors.numpy import save_file
+        for value in [[1e-5], [1e-5, 0, 0], [-1e-5, 0], [0, -1], ["1e-5", 0], None, {"atol": 1}, [True, 0], [0, False], [float("nan"), 0], [float("inf"), 0], [0, 0]]:
+            path = self.path("tolerance.safetensors")
+            metadata = {"format": "glam-fixture", "version": "1", "kind": "top2_gating", "config": json.dumps(fixture.config),
+                        "source": "", "tolerance": json.dumps({"expected.combine": value})}
+            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path, metadata=metadata)
+            valid = value == [0, 0] and [type(v) for v in value] == [int, int]
+            if valid:
+                self.assertEqual(gf.read(path).tolerance_for("combine"), (0, 0))
+            else:
+                with self.assertRaisesRegex(gf.FixtureError, "not \\[atol, rtol\\]", msg=f"{value}"):
+                    gf.read(path)
+            if os.path.exists(GLAM):
+                status = subprocess.run([GLAM, "verify", path], capture_output=True, text=True).returncode
+                self.assertEqual(status != 2, valid, f"glam verify on tolerance {value}: exit {status}")
+
+    @unittest.skipUnless(os.path.exists(GLAM), "no glam binary")
+    def test_required_config_keys_and_default_tolerances_agree_with_glam_verify(self):
+        """The kit and glam are two implementations of one contract: on every committed fixture,
+        removing any config key is refused by both or by neither, and each expected tensor is
+        compared with the same default tolerance (glam prints the one it used)."""
+        import re
+        from safetensors import safe_open
+        from safetensors.numpy import save_file
+        for committed in COMMITTED:
+            with safe_open(committed, "np") as handle:
+                metadata = dict(handle.metadata())
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+            config = json.loads(metadata["config"])
+            for key in sorted(config):
+                reduced = dict(config)
+                del reduced[key]
+                path = self.path("reduced.safetensors")
+                save_file(tensors, path, metadata={**metadata, "config": json.dumps(reduced)})
+                try:
+                    gf.read(path)
+                    kit_refuses = False
+                except gf.FixtureError:
+                    kit_refuses = True
+                status = subprocess.run([GLAM, "verify", path], capture_output=True, text=True).returncode
+                self.assertEqual(kit_refuses, status == 2, f"{os.path.basename(committed)} without {key!r}: kit refuses {kit_refuses}, glam exit {status}")
+            if "tolerance" in metadata:
+                continue
+            fixture = gf.read(committed)
+            result = subprocess.run([GLAM, "verify", committed], capture_output=True, text=True)
+            used = {m.group(1): (float(m.group(2)), float(m.group(3)))
+                    for m in re.finditer(r"(expected\.\S+)\s+max\|Δ\| \S+\s+\(atol (\S+), rtol (\S+)\)", result.stdout)}
+            self.assertEqual(set(used), {"expected." + name for name in fixture.expected}, os.path.basename(committed))
+            for name in fixture.expected:
+                self.assertEqual(tuple(map(float, fixture.tolerance_for(name))), used["expected." + name], f"{os.path.basename(committed)} {name}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,20 @@ Case classes (chosen by a seeded generator, so `--seed S --cases N` is repeatabl
             2^63-1, 1e300, null, strings, nested objects) for one key, checksum recomputed;
   training  checkpoints with hostile training options, step counters or tokenizers (out-of-range
             merges, a merge bomb), checksum recomputed;
-  cli       hostile values for every option of every subcommand.
+  cli       hostile values for every option of every subcommand;
+  streams   commands whose standard output is closed or a pipe nobody reads, or whose standard
+            error is closed: exit 2 with "cannot write to standard output" (never a trap or
+            SIGPIPE), or the command's own status when it writes nothing there;
+  targets   --out, --dump, --svg and a run's own files pointed at a FIFO, a directory, a device
+            node made in the scratch directory (when this user may make one), a link to one, or
+            the command's own input: exit 2 and the target exactly as it was;
+  forged    checkpoints with a NaN, infinite or (for Adafactor's second moments) negative value in
+            one tensor, checksum recomputed: every command must refuse them (exit 0 is a failure:
+            it would compute from poisoned state);
+  conflict  --resume with an option that would change the run (another value of --batch,
+            --length, --seed, --config, --peak-lr …, or another corpus): exit 2 naming it;
+  concurrent two `glam train` on one run directory: the second exits 2 naming the first's pid, the
+            first finishes with every step logged once and its own checkpoint.
 
 Usage: python3 Scripts/fuzz/fuzz.py [--glam .build/release/glam] [--cases 300] [--seed 0]
 Ends with "N passed, N failed"; exit 1 if any case failed.
@@ -24,15 +37,18 @@ Ends with "N passed, N failed"; exit 1 if any case failed.
 import argparse
 import collections
 import json
+import math
 import os
 import random
 import resource
 import shutil
+import stat
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+import socket
 import zlib
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -102,12 +118,18 @@ class Fuzzer:
         self.call(["train", "--config", "tiny", "--steps", "2", "--batch", "2", "--length", "32", "--corpus", self.corpus,
                    "--output", seed_run], check=True)
         self.checkpoint = os.path.join(seed_run, "checkpoint.safetensors")
+        self.other_corpus = os.path.join(work, "other-corpus.txt")  # another slice of the same text
+        with open(self.other_corpus, "w", encoding="utf-8") as handle:
+            handle.write(open(os.path.join(ROOT, "Fixtures", "corpus", "jargon-4.4.7.txt"), encoding="utf-8").read()[30000:60000])
 
     def limit(self):
         resource.setrlimit(resource.RLIMIT_AS, (self.memory, self.memory))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    def call(self, arguments, check=False):
+    def call(self, arguments, check=False, refuse=False, fragment=None, succeed=False):
+        """Runs one case. `refuse`: only exit 2 holds (the input must be refused); `fragment`: the
+        message must contain it; `succeed`: only exit 0 holds. No exit-2 message may be empty or one of
+        Foundation's error codes."""
         started = time.time()
         try:
             result = subprocess.run([self.glam] + arguments, capture_output=True, text=True, errors="replace",
@@ -116,15 +138,27 @@ class Fuzzer:
             return "hang", f"no answer in {self.timeout} s", time.time() - started
         if check and result.returncode != 0:
             sys.exit(f"fuzz: seeding failed: glam {' '.join(arguments)}: {result.stderr}")
-        if result.returncode in (0, 1, 2):
-            stderr_lines = [line for line in result.stderr.splitlines() if line.strip()]
-            if result.returncode == 2 and not stderr_lines:
-                return "silent", "exit 2 without a message", time.time() - started
-            self.statuses[result.returncode] += 1
-            if self.verbose:
-                print(f"  exit {result.returncode}: glam {' '.join(a[:40] for a in arguments)} :: {(stderr_lines or [''])[-1][:150]}")
-            return "ok", "", time.time() - started
-        return "crash", f"exit {result.returncode}: {result.stderr.strip()[-300:]}", time.time() - started
+        return self.judge(arguments, result.returncode, result.stderr, refuse, fragment, started, succeed)
+
+    def judge(self, arguments, status, stderr, refuse, fragment, started, succeed=False):
+        elapsed = time.time() - started
+        if status not in (0, 1, 2):
+            return "crash", f"exit {status}: {stderr.strip()[-300:]}", elapsed
+        stderr_lines = [line for line in stderr.splitlines() if line.strip()]
+        if status == 2 and not stderr_lines:
+            return "silent", "exit 2 without a message", elapsed
+        if status == 2 and ("Domain=" in stderr or "(null)" in stderr):
+            return "message", f"a raw Foundation error: {stderr.strip()[-200:]}", elapsed
+        if refuse and status != 2:
+            return "accepted", f"exit {status} where the input must be refused: {stderr.strip()[-200:]}", elapsed
+        if succeed and status != 0:
+            return "refused", f"exit {status} where the command must succeed: {stderr.strip()[-200:]}", elapsed
+        if fragment is not None and fragment not in stderr:
+            return "message", f"exit {status} without {fragment!r}: {stderr.strip()[-200:]}", elapsed
+        self.statuses[status] += 1
+        if self.verbose:
+            print(f"  exit {status}: glam {' '.join(a[:40] for a in arguments)} :: {(stderr_lines or [''])[-1][:150]}")
+        return "ok", "", elapsed
 
     # --- mutants -------------------------------------------------------------------------------
 
@@ -263,8 +297,204 @@ class Fuzzer:
             arguments += ["--repeats", "1"]
         return " ".join(arguments[:2]), self.call(arguments)
 
+    # --- streams, targets, forged state, resume conflicts, concurrent runs ---------------------
+
+    def scratch_run(self):
+        """A new run directory holding a copy of the seed run's checkpoint."""
+        run = tempfile.mkdtemp(dir=self.work)
+        shutil.copy(self.checkpoint, os.path.join(run, "checkpoint.safetensors"))
+        return run
+
+    def streams_case(self):
+        run = tempfile.mkdtemp(dir=self.work)
+        commands = [
+            ["params"], ["--help"], ["plan", "--config", "glam-64b-64e", "--mesh", "64x16"], ["verify", self.rng.choice(self.fixtures)],
+            ["generate", "--checkpoint", self.checkpoint, "--prompt", "The", "--tokens", "3"], ["trace", "--prompt", "The hacker"],
+            ["train", "--config", "tiny", "--steps", "2", "--batch", "2", "--length", "32", "--corpus", self.corpus, "--output", run],
+            ["fixture", "--kind", "top2_gating", "--experts", "4", "--group-size", "8", "--out", os.path.join(run, "f.safetensors")],
+        ]
+        arguments = self.rng.choice(commands)
+        bad = arguments[0] != "--help" and self.rng.random() < 0.25  # an unknown option: the message goes to standard error
+        if bad:
+            arguments = arguments[:1] + ["--no-such-option"] + arguments[1:]
+        mode = self.rng.choice(["closed", "broken", "stderr-closed"])
+        started = time.time()
+        read_end, write_end = os.pipe()
+        if mode == "broken":
+            os.close(read_end)
+
+        def prepare():
+            self.limit()
+            if mode == "closed":
+                os.close(1)
+            if mode == "stderr-closed":
+                os.close(2)
+        try:
+            child = subprocess.Popen([self.glam] + arguments,
+                                     stdout=write_end if mode == "broken" else (subprocess.PIPE if mode == "stderr-closed" else None),
+                                     stderr=subprocess.PIPE if mode != "stderr-closed" else None, preexec_fn=prepare, cwd=self.work)
+        finally:
+            os.close(write_end)
+            if mode != "broken":
+                os.close(read_end)
+        try:
+            _, stderr = child.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            return f"{arguments[0]} {mode}", ("hang", f"no answer in {self.timeout} s", time.time() - started)
+        stderr = (stderr or b"").decode(errors="replace")
+        detail = f"{arguments[0]}{' (bad option)' if bad else ''} {mode}"
+        if mode == "stderr-closed":
+            expected = 2 if bad else 0
+            if child.returncode != expected:
+                return detail, ("crash" if child.returncode not in (0, 1, 2) else "status",
+                                f"exit {child.returncode}, expected {expected}", time.time() - started)
+            self.statuses[child.returncode] += 1
+            return detail, ("ok", "", time.time() - started)
+        fragment = "unknown option" if bad else "cannot write to standard output"
+        return detail, self.judge(arguments, child.returncode, stderr, True, fragment, started)
+
+    def targets_case(self):
+        directory = tempfile.mkdtemp(dir=self.work)
+        kind = self.rng.choice(["fifo", "directory", "socket", "link", "input"])
+        target = os.path.join(directory, "target")
+        keep = None
+        if kind == "fifo":
+            os.mkfifo(target)
+        elif kind == "directory":
+            os.mkdir(target)
+        elif kind == "socket":
+            sock = socket.socket(socket.AF_UNIX)
+            sock.bind(target)
+            keep = sock
+        elif kind == "link":
+            os.mkfifo(target + ".fifo")
+            os.symlink(target + ".fifo", target)
+        else:
+            shutil.copy(self.checkpoint, target)
+        before = (os.lstat(target).st_mode, open(target, "rb").read() if kind == "input" else None)
+        choices = [
+            ["fixture", "--kind", self.rng.choice(["top2_gating", "moe_layer"]), "--out", target],
+            ["trace", "--prompt", "The", self.rng.choice(["--dump", "--svg"]), target],
+        ]
+        if kind == "input":
+            choices = [["trace", "--checkpoint", target, "--prompt", "The", self.rng.choice(["--dump", "--svg"]), target]]
+        else:
+            run = tempfile.mkdtemp(dir=self.work)
+            name = self.rng.choice(["metrics.jsonl", "checkpoint.safetensors", "loss.svg"])
+            os.rename(target, os.path.join(run, name))
+            if kind == "link":  # the link's target stays where it is
+                pass
+            target = os.path.join(run, name)
+            before = (os.lstat(target).st_mode, None)
+            choices = [["train", "--config", "tiny", "--steps", "1", "--batch", "2", "--length", "32", "--corpus", self.corpus,
+                        "--output", run, self.rng.choice(["--force", "--resume"])]]
+        arguments = self.rng.choice(choices)
+        outcome = self.call(arguments, refuse=True)
+        after = (os.lstat(target).st_mode, open(target, "rb").read() if kind == "input" else None)
+        if keep is not None:
+            keep.close()
+        if outcome[0] == "ok" and after != before:
+            outcome = ("changed", f"the {kind} target {target} was changed", outcome[2])
+        return f"{kind} {arguments[0]}", outcome
+
+    def forged_case(self, path):
+        header, body = read_safetensors(self.checkpoint)
+        optimizer = self.rng.random() < 0.5
+        names = sorted(k for k in header if k != "__metadata__" and k.startswith("optimizer.") == optimizer)
+        name = self.rng.choice(names)
+        entry = header[name]
+        begin, end = entry["data_offsets"]
+        value = self.rng.choice([math.nan, math.inf, -math.inf] + ([-1e-3, -1e30] if optimizer else []))
+        index = self.rng.randrange((end - begin) // 4)
+        body = bytearray(body)
+        body[begin + 4 * index:begin + 4 * index + 4] = struct.pack("<f", value)
+        body = bytes(body)
+        resum(header, body)
+        write_safetensors(path, header, body)
+        # Generation and tracing read only the weights; a resumed run reads both.
+        which = "resume" if optimizer else self.rng.choice(["generate", "trace", "resume"])
+        if which == "generate":
+            return f"{name} {value} generate", self.call(["generate", "--checkpoint", path, "--prompt", "The", "--tokens", "2"], refuse=True, fragment=name)
+        if which == "trace":
+            return f"{name} {value} trace", self.call(["trace", "--checkpoint", path, "--prompt", "The"], refuse=True, fragment=name)
+        run = tempfile.mkdtemp(dir=self.work)
+        shutil.copy(path, os.path.join(run, "checkpoint.safetensors"))
+        outcome = self.call(["train", "--resume", "--output", run, "--corpus", self.corpus, "--steps", "3"], refuse=True, fragment=name)
+        shutil.rmtree(run, ignore_errors=True)
+        return f"{name} {value} resume", outcome
+
+    def conflict_case(self):
+        # The seed run: tiny, B 2, T 32, seed 0, the default schedule and intervals.
+        stored = {"--config": "tiny", "--batch": "2", "--length": "32", "--seed": "0", "--checkpoint-every": "100",
+                  "--evaluate-every": "50", "--constant-steps": "10000", "--peak-lr": "0.01", "--corpus": self.corpus}
+        others = {"--config": ["small", "tiny-dense"], "--batch": ["1", "4"], "--length": ["16", "64"], "--seed": ["1", "7"],
+                  "--checkpoint-every": ["0", "7"], "--evaluate-every": ["0", "7"], "--constant-steps": ["1", "7"],
+                  "--peak-lr": ["0.5", "0.02"], "--corpus": [self.other_corpus]}
+        option = self.rng.choice(sorted(stored))
+        run = self.scratch_run()
+        same = self.rng.random() < 0.2
+        value = stored[option] if same else self.rng.choice(others[option])
+        arguments = ["train", "--resume", "--output", run, "--steps", "3", option, value]
+        if option != "--corpus":
+            arguments += ["--corpus", self.corpus]
+        if same:  # the run's own value is no conflict: the run continues
+            return f"{option} same", self.call(arguments, succeed=True)
+        fragment = "is not the corpus" if option == "--corpus" else f"{option} {value}"
+        return f"{option} {value}", self.call(arguments, refuse=True, fragment=fragment)
+
+    def concurrent_case(self):
+        run = tempfile.mkdtemp(dir=self.work)
+        steps = 12
+        arguments = [self.glam, "train", "--config", "tiny", "--steps", str(steps), "--batch", "2", "--length", "32",
+                     "--checkpoint-every", "4", "--corpus", self.corpus, "--output", run]
+        started = time.time()
+        first = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=self.limit, cwd=self.work)
+        lock = os.path.join(run, ".glam.lock")
+        while first.poll() is None and not (os.path.exists(lock) and open(lock).read().strip()):
+            time.sleep(0.005)
+        if first.poll() is not None:
+            return "train", ("crash" if first.returncode else "status", f"the first run ended ({first.returncode}) before the second started",
+                             time.time() - started)
+        second = subprocess.run(arguments + [self.rng.choice(["--force", "--resume"])], capture_output=True, text=True, errors="replace",
+                                timeout=self.timeout, preexec_fn=self.limit, cwd=self.work)
+        try:
+            first.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            return "train", ("hang", f"the first run gave no answer in {self.timeout} s", time.time() - started)
+        outcome = self.judge(arguments[1:], second.returncode, second.stderr, True, f"(pid {first.pid})", started)
+        if outcome[0] != "ok":
+            return "train second", outcome
+        if first.returncode != 0:
+            return "train first", ("status", f"the first run exited {first.returncode}", time.time() - started)
+        with open(os.path.join(run, "metrics.jsonl")) as handle:
+            logged = [json.loads(line)["step"] for line in handle if '"ce"' in line]
+        header, _ = read_safetensors(os.path.join(run, "checkpoint.safetensors"))
+        if logged != list(range(1, steps + 1)) or header["__metadata__"]["step"] != str(steps):
+            return "train first", ("changed", f"steps logged {logged}, checkpoint at step {header['__metadata__']['step']}",
+                                   time.time() - started)
+        shutil.rmtree(run, ignore_errors=True)
+        return "train", outcome
+
     def case(self):
-        kind = self.rng.choice(["header", "entry", "config", "training", "cli"])
+        kind = self.rng.choice(KINDS)
+        if kind == "streams":
+            detail, outcome = self.streams_case()
+            return kind, detail, outcome
+        if kind == "targets":
+            detail, outcome = self.targets_case()
+            return kind, detail, outcome
+        if kind == "forged":
+            detail, outcome = self.forged_case(os.path.join(self.work, "case.safetensors"))
+            return kind, detail, outcome
+        if kind == "conflict":
+            detail, outcome = self.conflict_case()
+            return kind, detail, outcome
+        if kind == "concurrent":
+            detail, outcome = self.concurrent_case()
+            return kind, detail, outcome
         path = os.path.join(self.work, "case.safetensors")
         if kind == "header":
             source = self.rng.choice(self.fixtures + [self.checkpoint] * 4)
@@ -284,6 +514,9 @@ class Fuzzer:
             return kind, detail, self.run_file_case(path, True)
         detail, outcome = self.cli_case()
         return kind, detail, outcome
+
+
+KINDS = ["header", "entry", "config", "training", "cli", "streams", "targets", "forged", "conflict", "concurrent"]
 
 
 def main():
@@ -320,7 +553,7 @@ def main():
         print("FAIL", failure)
     print(f"{args.cases} cases in {time.time() - started:.0f} s (seed {args.seed}, memory cap {args.memory_gb:g} GB, "
           f"timeout {args.timeout:g} s):")
-    for kind in ["header", "entry", "config", "training", "cli"]:
+    for kind in KINDS:
         total = sum(v for (k, _), v in counts.items() if k == kind)
         bad = total - counts[(kind, "ok")]
         print(f"  {kind:9s} {total:5d} cases, {bad} failed")

@@ -2,6 +2,9 @@
 // `--flag`s and positional arguments. Anything unknown or malformed is a `UsageError`, which the
 // tool reports on stderr with exit status 2.
 
+import Foundation
+import GLaM
+
 /// Bad usage or bad input: reported as one line on stderr, exit status 2.
 public struct UsageError: Error, CustomStringConvertible {
     /// The one-line message.
@@ -76,5 +79,30 @@ struct Arguments {
                 "\(command): --\(name) must be a comma-separated list of integers in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
         }
         return values.map { $0! }
+    }
+
+    /// Like `integerList`, but a value given twice is refused (each value names one run or one
+    /// measurement, so a repeat would do the same work twice under one name).
+    func distinctIntegerList(_ name: String, in range: ClosedRange<Int>) throws(UsageError) -> [Int]? {
+        guard let values = try integerList(name, in: range) else { return nil }
+        var seen: Set<Int> = []
+        for value in values where !seen.insert(value).inserted {
+            throw UsageError("\(command): --\(name) lists \(value) twice, got '\(options[name]!)'")
+        }
+        return values
+    }
+
+    /// The file named by output option `name`, checked before any work is done: it must not exist
+    /// or be a regular file, and must not be one of `inputs` (``FileAccess/checkWritable(_:protecting:)``).
+    /// Nil when the option is absent.
+    func outputFile(_ name: String, protecting inputs: [URL] = []) throws(UsageError) -> URL? {
+        guard let path = options[name] else { return nil }
+        let url = URL(fileURLWithPath: path)
+        do {
+            try FileAccess.checkWritable(url, protecting: inputs)
+        } catch {
+            throw UsageError("\(command): --\(name): \(error)")
+        }
+        return url
     }
 }

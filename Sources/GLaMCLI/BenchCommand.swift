@@ -85,6 +85,7 @@ enum BenchCommand: Subcommand {
             Product(m: $0, n: $0, k: $0)
         }
         if let shape = try parsed.integerList("shape", in: 1...65536) {
+            guard parsed.value("size") == nil else { throw UsageError("bench: --size and --shape cannot be combined (--shape sets M, N and K)") }
             guard shape.count == 3 || shape.count == 4 else {
                 throw UsageError("bench: --shape must be M,N,K or M,N,K,BATCH, got '\(parsed.value("shape")!)'")
             }
@@ -93,8 +94,18 @@ enum BenchCommand: Subcommand {
                 throw UsageError("bench: --layout must be nn, tn, nt or tt, got '\(layout)'")
             }
             let product = Product(m: shape[0], n: shape[1], k: shape[2], batch: shape.count == 4 ? shape[3] : 1, layout: layout)
-            guard Double(product.batch) * Double(max(product.m, product.n)) * Double(product.k) <= Double(1 << 28) else {
-                throw UsageError("bench: --shape \(parsed.value("shape")!) is larger than 2^28 elements per operand")
+            let operands = [[product.m, product.k], [product.k, product.n], [product.m, product.n]].map {
+                CheckedSize.product([product.batch] + $0)
+            }
+            guard operands.allSatisfy({ $0 <= 1 << 28 }) else {
+                throw UsageError("bench: --shape \(parsed.value("shape")!) is larger than 2^28 elements in A, B or C")
+            }
+            // A, B, C, and the packed copies of A and B.
+            let bytes = CheckedSize.product([4, CheckedSize.sum(operands + operands.prefix(2))])
+            guard MemoryEstimate.fits(bytes) else {
+                throw UsageError(
+                    "bench: --shape \(parsed.value("shape")!) needs about \(MemoryEstimate.describe(bytes)), more than 80% of this machine's \(MemoryEstimate.describe(MemoryEstimate.physicalMemory))"
+                )
             }
             products = [product]
         }
@@ -216,11 +227,26 @@ enum BenchCommand: Subcommand {
         }
         if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
         let repeats = try parsed.integer("repeats", in: 1...1000)
+        let configuration = Top2GatingConfiguration(numExperts: e, capacityFactor: factor)
+        let capacity: Int
+        do { capacity = try configuration.capacity(groupSize: s) } catch { throw UsageError("bench: \(error.description)") }
+        // x, its router logits and gates, the dispatched tokens and the experts' outputs [G, E, C, M]
+        // and the result, in float32; the dense implementation adds the dispatch and combine
+        // tensors [G, S, E, C].
+        let floats = CheckedSize.sum([
+            CheckedSize.product([3, g, s, m]), CheckedSize.product([4, g, s, e]), CheckedSize.product([2, g, e, capacity, m]),
+            implementation == .dense ? CheckedSize.product([2, g, s, e, capacity]) : 0,
+        ])
+        let bytes = CheckedSize.product([4, floats])
+        guard MemoryEstimate.fits(bytes) else {
+            throw UsageError(
+                "bench: G=\(g) S=\(s) E=\(e) M=\(m) (capacity \(capacity)) needs about \(MemoryEstimate.describe(bytes)), more than 80% of this machine's \(MemoryEstimate.describe(MemoryEstimate.physicalMemory))"
+            )
+        }
         var generator = SeededGenerator(seed: 2021)
         let x = Variable(constant: Tensor<Float>.randomNormal(shape: [g, s, m], generator: &generator))  // [G, S, M]
         let router = Variable(
             constant: Tensor<Float>.randomUniform(shape: [m, e], bound: (3 / Float(m)).squareRoot(), generator: &generator))
-        let configuration = Top2GatingConfiguration(numExperts: e, capacityFactor: factor)
         func once() throws -> Double {
             let start = DispatchTime.now().uptimeNanoseconds
             let logits = matmul(x, router)  // [G, S, E]
@@ -255,7 +281,7 @@ enum BenchCommand: Subcommand {
         guard (b * t) % named.numGroups == 0 else { throw UsageError("bench: B·T must be divisible by num_groups") }
         if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
         let repeats = try parsed.integer("repeats", in: 1...1000)
-        let expertCounts = try parsed.integerList("experts", in: 1...1024) ?? [named.numExperts]
+        let expertCounts = try parsed.distinctIntegerList("experts", in: 1...1024) ?? [named.numExperts]
         if named.numExperts == 0 && parsed.value("experts") != nil {
             throw UsageError("bench: --experts needs an MoE configuration; '\(name)' is dense")
         }
@@ -369,11 +395,21 @@ enum BenchCommand: Subcommand {
         guard let configuration = ModelConfiguration.named(name) else {
             throw UsageError("bench: unknown configuration '\(name)' (see 'glam params')")
         }
-        let batches = try parsed.integerList("batch", in: 1...1024) ?? [1, 8]
+        let batches = try parsed.distinctIntegerList("batch", in: 1...1024) ?? [1, 8]
         let prompt = try parsed.integer("prompt", in: 1...65536) ?? 64
         let count = try parsed.integer("tokens", in: 1...65536) ?? 64
         if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
         let repeats = try parsed.integer("repeats", in: 1...1000)
+        for b in batches {
+            // Bounded by a training step's estimate at T = prompt + tokens: decoding keeps less (the
+            // KV cache, one chunk's attention maps), so what passes here fits.
+            let estimate = MemoryEstimate(configuration: configuration, batchSize: b, length: prompt + count)
+            guard estimate.fits() else {
+                throw UsageError(
+                    "bench: \(name) decode with B = \(b) and \(prompt) + \(count) positions may need up to \(MemoryEstimate.describe(estimate.totalBytes)), more than 80% of this machine's \(MemoryEstimate.describe(MemoryEstimate.physicalMemory))"
+                )
+            }
+        }
         let parameters = ModelParameters(configuration: configuration, seed: 1)
         for b in batches {
             var generator = SeededGenerator(seed: 3)

@@ -3,6 +3,9 @@
 // Exit status (the "The glam command line" article): 0 success, 1 a check failed, 2 bad usage or bad input
 // (with a one-line message on stderr naming the problem).
 
+import Foundation
+import GLaM
+
 /// One `glam` subcommand.
 protocol Subcommand {
     /// The word after `glam`.
@@ -91,8 +94,18 @@ public enum CommandLineTool {
             output.error("glam: \(error.description)\n")
             return 2
         } catch {
-            output.error("glam \(command.name): \(error)\n")
+            output.error("glam \(command.name): \(message(error))\n")
             return 2
         }
+    }
+
+    /// An error in one line: the library's own errors by their description, Foundation's file
+    /// errors by the file and the POSIX cause (never `Error Domain=NSCocoaErrorDomain Code=512 "(null)"`).
+    static func message(_ error: any Error) -> String {
+        let bridged = error as NSError
+        guard bridged.domain == NSCocoaErrorDomain || bridged.domain == NSPOSIXErrorDomain else { return "\(error)" }
+        let cause = FileAccess.describe(error)
+        guard let path = bridged.userInfo[NSFilePathErrorKey] as? String ?? (bridged.userInfo[NSURLErrorKey] as? URL)?.path else { return cause }
+        return "\(path): \(cause)"
     }
 }

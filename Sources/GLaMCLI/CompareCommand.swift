@@ -59,29 +59,43 @@ enum CompareCommand: Subcommand {
         let settings = try SweepSettings(parsed)
         var shard = (index: 0, count: 1)
         if let text = parsed.value("shard") {
-            let parts = text.split(separator: "/").compactMap { Int($0) }
-            guard parts.count == 2, parts[1] >= 1, parts[1] <= 1024, (0..<parts[1]).contains(parts[0]) else {
+            let parts = text.split(separator: "/", omittingEmptySubsequences: false).map { Int($0) }
+            guard parts.count == 2, let i = parts[0], let n = parts[1], n >= 1, n <= 1024, (0..<n).contains(i) else {
                 throw UsageError("compare: --shard must be I/N with 0 ≤ I < N ≤ 1024, got '\(text)'")
             }
-            shard = (parts[0], parts[1])
+            shard = (i, n)
         }
         let directory = URL(fileURLWithPath: parsed.value("output") ?? "runs/compare")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        do { try FileAccess.createDirectory(directory) } catch { throw UsageError("compare: \(error.description)") }
         let settingsURL = directory.appendingPathComponent("sweep.json")
-        if let stored = try? String(contentsOf: settingsURL, encoding: .utf8) {
-            if parsed.has("force") {
-                try? FileManager.default.removeItem(at: directory.appendingPathComponent("runs"))
-            } else if stored != settings.json {
+        let runsURL = directory.appendingPathComponent("runs")
+        if !FileManager.default.fileExists(atPath: settingsURL.path) {
+            // Runs without their settings: nothing says they belong to this sweep.
+            let held = (try? FileManager.default.contentsOfDirectory(atPath: runsURL.path)) ?? []
+            if !held.isEmpty && !parsed.has("force") {
+                throw UsageError(
+                    "compare: \(directory.path) holds runs (\(runsURL.path)) but no sweep.json naming their settings; pass --force to start over in it, or another --output"
+                )
+            }
+            if parsed.has("force") { try? FileManager.default.removeItem(at: runsURL) }
+        } else if parsed.has("force") {
+            try? FileManager.default.removeItem(at: runsURL)
+        } else {
+            let stored: String
+            do {
+                stored = try FileAccess.readText(settingsURL)
+            } catch {
+                throw UsageError("compare: \(error.description); pass --force to start over")
+            }
+            if stored != settings.json {
                 throw UsageError("compare: \(directory.path) holds a sweep with other settings; pass --force to start over in it, or another --output")
             } else if !parsed.has("resume") {
                 throw UsageError("compare: \(directory.path) already holds this sweep; pass --resume to continue it or --force to start over")
             }
         }
-        try Data(settings.json.utf8).write(to: settingsURL)
+        try FileAccess.writeAtomically(Data(settings.json.utf8), to: settingsURL)
 
-        guard let corpus = try? String(contentsOfFile: settings.corpus, encoding: .utf8) else {
-            throw UsageError("compare: cannot read the corpus at \(settings.corpus) (run from the repository root or pass --corpus FILE)")
-        }
+        let corpus = try TrainCommand.corpus(settings.corpus, command: "compare")
         let variants = settings.variants
         let trainingText = TextDataset.trainingText(of: corpus)
         let most = BytePairTokenizer.maximumVocabularySize(for: trainingText)
@@ -129,7 +143,7 @@ enum CompareCommand: Subcommand {
         // Other shards' runs, read once this shard's own are done: used when they are finished.
         var missing: [String] = []
         for (index, run) in runs.enumerated() where index % shard.count != shard.index {
-            let points = SweepRun.readPoints(directory.appendingPathComponent("runs/\(run.variant.name)-seed\(run.seed)/points.jsonl"))
+            let points = try SweepRun.readPoints(directory.appendingPathComponent("runs/\(run.variant.name)-seed\(run.seed)/points.jsonl"))
             if let last = points.last, last.step == settings.options.steps {
                 records.append(RunRecord(variant: run.variant.name, seed: run.seed, points: points))
             } else {
@@ -143,8 +157,8 @@ enum CompareCommand: Subcommand {
             return 0
         }
         let report = CompareReport(records: records, variants: variants.sorted { $0.experts < $1.experts }, settings: settings)  // dense, then by E
-        try Data(report.jsonl().utf8).write(to: directory.appendingPathComponent("compare.jsonl"))
-        try Data(report.svg().utf8).write(to: directory.appendingPathComponent("compare.svg"))
+        try FileAccess.writeAtomically(Data(report.jsonl().utf8), to: directory.appendingPathComponent("compare.jsonl"))
+        try FileAccess.writeAtomically(Data(report.svg().utf8), to: directory.appendingPathComponent("compare.svg"))
         output.line("")
         for line in report.tables() { output.line(line) }
         output.line("wrote \(directory.appendingPathComponent("compare.svg").path) and compare.jsonl")
@@ -186,7 +200,7 @@ struct SweepSettings {
         let first = UInt64(try parsed.integer("seed", in: 0...Int(Int32.max)) ?? 0)
         let count = try parsed.integer("seeds", in: 1...100) ?? 1
         seeds = (0..<UInt64(count)).map { first + $0 }
-        experts = try parsed.integerList("experts", in: 2...1024) ?? experts
+        experts = try parsed.distinctIntegerList("experts", in: 2...1024) ?? experts
         corpus = parsed.value("corpus") ?? corpus
         if let text = parsed.value("capacity-factor") {
             guard let value = Double(text), value > 0, value <= 1000 else {

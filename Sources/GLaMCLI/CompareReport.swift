@@ -59,13 +59,18 @@ struct SweepRun {
     /// Trains to the end (or reads a finished run), calling `progress(step, validation, newSteps,
     /// resumed)` after each evaluation; `resumed` marks steps taken by an earlier process.
     func train(progress: (Int, Double, Int, Bool) throws -> Void) throws -> RunRecord {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        do { try FileAccess.createDirectory(directory) } catch { throw UsageError("compare: \(error.description)") }
+        let lock = try RunDirectoryLock(directory, command: "compare")
+        defer { lock.unlock() }
         let pointsURL = directory.appendingPathComponent("points.jsonl")
         let checkpointURL = directory.appendingPathComponent("checkpoint.safetensors")
+        // Temporary files of writes a killed process never finished.
+        FileAccess.removeStaleTemporaries(of: pointsURL)
+        FileAccess.removeStaleTemporaries(of: checkpointURL)
         var options = settings.options
         options.seed = seed
         let steps = options.steps
-        var points = Self.readPoints(pointsURL)
+        var points = try Self.readPoints(pointsURL)
         if let last = points.last, last.step == steps {
             try progress(steps, last.validationCE, steps, true)
             return RunRecord(variant: variant.name, seed: seed, points: points)
@@ -141,16 +146,39 @@ struct SweepRun {
         }
     }
 
-    static func readPoints(_ url: URL) -> [RunPoint] {
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(RunPoint.self, from: Data($0.utf8)) }
+    /// The points of a run's points.jsonl, in order of step; none when the file does not exist.
+    ///
+    /// - Throws: `UsageError` naming the file and line when a line is not a point record or the
+    ///   steps do not increase: a report built over a gap would pair values of different steps.
+    static func readPoints(_ url: URL) throws(UsageError) -> [RunPoint] {
+        guard FileManager.default.fileExists(atPath: url.path) else { return [] }
+        let data: Data
+        do { data = try FileAccess.read(url) } catch { throw UsageError("compare: \(error.description)") }
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        var points: [RunPoint] = []
+        for (index, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() {
+            guard let point = try? decoder.decode(RunPoint.self, from: Data(line)) else {
+                throw UsageError(
+                    "compare: \(url.path) line \(index + 1) is not a point record; the run's results are damaged (remove its directory to rerun it, or pass --force)"
+                )
+            }
+            if let last = points.last, point.step <= last.step {
+                throw UsageError("compare: \(url.path) line \(index + 1) has step \(point.step) after step \(last.step); the run's results are damaged")
+            }
+            points.append(point)
+        }
+        return points
     }
 
     static func writePoints(_ points: [RunPoint], to url: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        // A diverging run's NaN or infinite loss is recorded as a string, so that it can be written
+        // (and resumed past) at all.
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         let lines = try points.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
-        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: url, options: .atomic)
+        try FileAccess.writeAtomically(Data((lines.joined(separator: "\n") + "\n").utf8), to: url)
     }
 }
 
@@ -182,20 +210,24 @@ struct CompareReport {
             "| step | training FLOPs | " + variants.map(\.name).joined(separator: " | ") + " |",
             "|---|---|" + String(repeating: "---|", count: variants.count),
         ]
+        // Rows keyed by step: a model evaluated at other steps than the first leaves its cell empty
+        // rather than showing another step's value.
         let curves = variants.map { curve($0.name) }
-        for (index, point) in curves[0].enumerated() {
-            let cells = curves.map { $0.indices.contains(index) ? Self.spread($0[index].values) : "–" }
-            lines.append("| \(point.step) | " + String(format: "%.3g", point.flops) + " | " + cells.joined(separator: " | ") + " |")
+        for step in Set(curves.flatMap { $0.map(\.step) }).sorted() {
+            let points = curves.map { curve in curve.first { $0.step == step } }
+            let cells = points.map { $0.map { Self.spread($0.values) } ?? "–" }
+            let flops = points.compactMap { $0?.flops }.first ?? .nan
+            lines.append("| \(step) | " + String(format: "%.3g", flops) + " | " + cells.joined(separator: " | ") + " |")
         }
         lines += ["", "Paired difference MoE − dense at the last step (negative: MoE better), per seed:", ""]
         lines.append("| model | " + settings.seeds.map { "seed \($0)" }.joined(separator: " | ") + " | mean | MoE better in |")
         lines.append("|---|" + String(repeating: "---|", count: settings.seeds.count + 2))
         for variant in variants.dropFirst() {
-            let differences = settings.seeds.map { seed -> Double in
-                let moe = records.first { $0.variant == variant.name && $0.seed == seed }?.points.last?.validationCE ?? .nan
-                let dense = records.first { $0.variant == "dense" && $0.seed == seed }?.points.last?.validationCE ?? .nan
-                return moe - dense
+            let final = settings.options.steps
+            func finalLoss(_ name: String, _ seed: UInt64) -> Double {
+                records.first { $0.variant == name && $0.seed == seed }?.points.first { $0.step == final }?.validationCE ?? .nan
             }
+            let differences = settings.seeds.map { finalLoss(variant.name, $0) - finalLoss("dense", $0) }
             lines.append(
                 "| \(variant.name) | " + differences.map { String(format: "%+.4f", $0) }.joined(separator: " | ")
                     + String(
@@ -234,6 +266,7 @@ struct CompareReport {
     func jsonl() -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         var out = ""
         for record in records {
             for point in record.points {

@@ -47,7 +47,8 @@ enum FixtureCommand: Subcommand {
             flags: [])
         guard parsed.positionals.isEmpty else { throw UsageError("fixture: unexpected argument '\(parsed.positionals[0])'") }
         guard let kind = parsed.value("kind") else { throw UsageError("fixture: --kind top2_gating|moe_layer|glam_lm is required") }
-        guard let out = parsed.value("out") else { throw UsageError("fixture: --out FILE is required") }
+        guard let outURL = try parsed.outputFile("out") else { throw UsageError("fixture: --out FILE is required") }
+        let out = parsed.value("out")!  // as given, for messages
         let allowed: [String: [String]] = [
             "top2_gating": commonOptions + gatingOptions + ["group-size"],
             "moe_layer": commonOptions + gatingOptions + ["batch", "length", "model-dim", "hidden", "activation"],
@@ -89,8 +90,10 @@ enum FixtureCommand: Subcommand {
                 throw UsageError("fixture: --activation must be gelu_tanh or relu, got '\(activation)'")
             }
             try checkSize(g, b * t / g, e, capacity: capacity(layer, groupSize: b * t / g))
-            guard e * m * h <= maximumElements, b * t * max(m, h) <= maximumElements else {
-                throw UsageError("fixture: E·M·H = \(e * m * h) or B·T·H is over the \(maximumElements)-element limit")
+            let (weights, activations) = (CheckedSize.product([e, m, h]), CheckedSize.product([b, t, max(m, h)]))
+            guard weights <= maximumElements, activations <= maximumElements else {
+                throw UsageError(
+                    "fixture: E·M·H = \(e)·\(m)·\(h) or B·T·max(M, H) = \(b)·\(t)·\(max(m, h)) is over the \(maximumElements)-element limit")
             }
             layer["num_groups"] = g
             layer["activation"] = activation
@@ -114,8 +117,8 @@ enum FixtureCommand: Subcommand {
             guard (b * t) % configuration.numGroups == 0 else {
                 throw UsageError("fixture: \(configuration.numGroups) groups must divide the \(b)·\(t) tokens")
             }
-            let parameterCount = ParameterPath.all(in: configuration).map { $0.shape(in: configuration).reduce(1, *) }.reduce(0, +)
-            guard parameterCount <= maximumElements / 4, b * t * configuration.vocabSize <= maximumElements else {
+            let parameterCount = CheckedSize.sum(ParameterPath.all(in: configuration).map { CheckedSize.product($0.shape(in: configuration)) })
+            guard parameterCount <= maximumElements / 4, CheckedSize.product([b, t, configuration.vocabSize]) <= maximumElements else {
                 throw UsageError("fixture: \(name) with B·T = \(b * t) is too large for a fixture (parameters or logits over the limit)")
             }
             let parameters = ModelParameters(configuration: configuration, seed: seed)
@@ -156,7 +159,7 @@ enum FixtureCommand: Subcommand {
             ])
         let fixture = try GoldenFixture(file, name: out)
         for (name, tensor) in try fixture.computedExpectations() { file.tensors[name] = SafeTensor(tensor) }
-        try file.write(to: URL(fileURLWithPath: out))
+        try file.write(to: outURL)
         let expected = file.tensors.keys.filter { $0.hasPrefix("expected.") }.count
         output.line("wrote \(out): \(kind), \(file.tensors.count) tensors (\(expected) expected), computed by glam \(glamVersion)")
         return 0
@@ -194,8 +197,7 @@ enum FixtureCommand: Subcommand {
 
     /// Refuses a combine tensor [G, S, E, C] over the element limit.
     static func checkSize(_ g: Int, _ s: Int, _ e: Int, capacity c: Int) throws {
-        let (product, overflow) = g.multipliedReportingOverflow(by: s * e * max(c, 1))
-        guard !overflow, product <= maximumElements else {
+        guard CheckedSize.product([g, s, e, max(c, 1)]) <= maximumElements else {
             throw UsageError("fixture: the combine tensor [G, S, E, C] = [\(g), \(s), \(e), \(c)] is over the \(maximumElements)-element limit")
         }
     }

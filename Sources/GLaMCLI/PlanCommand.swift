@@ -35,10 +35,11 @@ enum PlanCommand: Subcommand {
         guard let name = parsed.value("config") else { throw UsageError("plan: --config NAME is required (see 'glam params')") }
         guard let configuration = ModelConfiguration.named(name) else { throw UsageError("plan: unknown configuration '\(name)'") }
         let meshText = parsed.value("mesh") ?? "1x1"
-        let parts = meshText.split(separator: "x").compactMap { Int($0) }
-        guard parts.count == 2, parts.allSatisfy({ $0 >= 1 }) else {
+        let fields = meshText.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+        guard fields.count == 2, fields.allSatisfy({ ($0 ?? 0) >= 1 }) else {
             throw UsageError("plan: --mesh must be DATAxMDL with positive integers, e.g. 64x16; got '\(meshText)'")
         }
+        let parts = fields.map { $0! }
         if parsed.has("virtual") {
             return try virtualMesh(parsed, name: name, configuration: configuration, data: parts[0], model: parts[1], output: &output)
         }

@@ -42,6 +42,12 @@ enum TraceCommand: Subcommand {
             flags: ["json"])
         guard parsed.positionals.isEmpty else { throw UsageError("trace: unexpected argument '\(parsed.positionals[0])'") }
         guard let prompt = parsed.value("prompt"), !prompt.isEmpty else { throw UsageError("trace: --prompt TEXT is required") }
+        let inputs = parsed.value("checkpoint").map { [URL(fileURLWithPath: $0)] } ?? []
+        let dumpURL = try parsed.outputFile("dump", protecting: inputs)
+        let svgURL = try parsed.outputFile("svg", protecting: inputs)
+        if let dumpURL, dumpURL.standardizedFileURL == svgURL?.standardizedFileURL {
+            throw UsageError("trace: --dump and --svg name the same file \(dumpURL.path)")
+        }
         let (trained, tokenizer, source) = try model(checkpoint: parsed.value("checkpoint"), seed: parsed.integer("seed", in: 0...Int.max))
         let ids = tokenizer.encode(prompt)
         guard (1...1024).contains(ids.count) else {
@@ -83,10 +89,8 @@ enum TraceCommand: Subcommand {
             run.logits = output.logits.value
         }
 
-        if let path = parsed.value("dump") { try run.dump(to: URL(fileURLWithPath: path)) }
-        if let path = parsed.value("svg") {
-            try Data(TraceChart.svg(run).utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-        }
+        if let dumpURL { try run.dump(to: dumpURL, protecting: inputs) }
+        if let svgURL { try FileAccess.writeAtomically(Data(TraceChart.svg(run).utf8), to: svgURL, protecting: inputs) }
         if parsed.has("json") {
             output.line(try run.json())
         } else {

@@ -216,7 +216,7 @@ extension TraceRun {
 
     /// Writes every traced intermediate, by its trace name, as one safetensors file (F32), with the
     /// prompt, its token ids and the configuration in the metadata.
-    func dump(to url: URL) throws {
+    func dump(to url: URL, protecting inputs: [URL] = []) throws {
         var tensors: [String: SafeTensor] = [:]
         for name in trace.names { tensors[name] = SafeTensor(trace[name]!) }
         tensors["input.tokens"] = SafeTensor(int32: tokens.map { Int32($0) }, shape: [1, tokens.count])
@@ -227,9 +227,9 @@ extension TraceRun {
                 "names": trace.names.joined(separator: ","),
             ])
         do {
-            try file.write(to: url)
+            try file.write(to: url, protecting: inputs)
         } catch {
-            throw UsageError("trace: cannot write \(url.path): \(error.localizedDescription)")
+            throw UsageError("trace: \(error)")
         }
     }
 }

@@ -67,32 +67,41 @@ enum TrainCommand: Subcommand {
             configuration.numGroups = groups
         }
         let mesh = try parsed.value("mesh").map(Self.mesh)
-        let corpusPath = parsed.value("corpus") ?? "Fixtures/corpus/jargon-4.4.7.txt"
-        guard let corpus = try? String(contentsOfFile: corpusPath, encoding: .utf8) else {
-            throw UsageError("train: cannot read the corpus at \(corpusPath) (run from the repository root or pass --corpus FILE)")
-        }
+        let corpusPath = parsed.value("corpus") ?? Self.defaultCorpus
+        let corpus = try Self.corpus(corpusPath, command: "train")
         let directory = URL(fileURLWithPath: parsed.value("output") ?? "runs/\(configName)")
         let checkpointURL = directory.appendingPathComponent("checkpoint.safetensors")
-        let existing = ["checkpoint.safetensors", "metrics.jsonl"].filter {
-            FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path)
+        let metricsURL = directory.appendingPathComponent("metrics.jsonl")
+        let lossCurveURL = directory.appendingPathComponent("loss.svg")
+        do { try FileAccess.createDirectory(directory) } catch { throw UsageError("train: \(error.description)") }
+        // One process per run directory, from here to the end.
+        let lock = try RunDirectoryLock(directory, command: "train")
+        defer { lock.unlock() }
+        for url in [checkpointURL, metricsURL, lossCurveURL] {
+            do { try FileAccess.checkWritable(url) } catch { throw UsageError("train: \(error.description)") }
         }
-        if !existing.isEmpty && !parsed.has("resume") && !parsed.has("force") {
+        let hasCheckpoint = FileManager.default.fileExists(atPath: checkpointURL.path)
+        let hasMetrics = FileManager.default.fileExists(atPath: metricsURL.path)
+        if parsed.has("resume") && !hasCheckpoint {
             throw UsageError(
-                "train: \(directory.path) already holds a run (\(existing.joined(separator: ", "))); pass --resume to continue it or --force to start over in it"
+                "train: cannot resume: \(directory.path) has no checkpoint.safetensors"
+                    + (hasMetrics ? " (the run stopped before its first save); pass --force to start it over" : "; start a run there without --resume"))
+        }
+        if (hasCheckpoint || hasMetrics) && !parsed.has("resume") && !parsed.has("force") {
+            throw UsageError(
+                hasCheckpoint
+                    ? "train: \(directory.path) already holds a run (checkpoint.safetensors\(hasMetrics ? ", metrics.jsonl" : "")); pass --resume to continue it or --force to start over in it"
+                    : "train: \(directory.path) holds metrics.jsonl of a run that stopped before its first checkpoint; pass --force to start over in it"
             )
         }
-        do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        } catch {
-            throw UsageError("train: cannot create \(directory.path): \((error as NSError).localizedDescription)")
-        }
-        for path in TrainingCheckpoint.removeStaleTemporaries(of: checkpointURL) {
+        for path in FileAccess.removeStaleTemporaries(of: checkpointURL) {
             output.line("removed \(path), left by an interrupted checkpoint write")
         }
         let steps = try parsed.integer("steps", in: 0...10_000_000)
 
         let trainer: any TrainingSession
         let started = Date()
+        var runName = configName
         if parsed.has("resume") {
             let checkpoint: TrainingCheckpoint
             do {
@@ -100,10 +109,17 @@ enum TrainCommand: Subcommand {
             } catch {
                 throw UsageError("train: cannot resume: \(error.description)")
             }
+            runName = Self.name(of: checkpoint.parameters.configuration)
+            try Self.checkResumeOptions(parsed, checkpoint: checkpoint, named: configuration)
             var options = checkpoint.options
             if let steps { options.steps = steps }
-            try Self.checkMemory(checkpoint.parameters.configuration, name: configName, options: options, maximumVocabulary: nil)
+            try Self.checkMemory(checkpoint.parameters.configuration, name: runName, options: options, maximumVocabulary: nil)
             let dataset = TextDataset(text: corpus, tokenizer: checkpoint.tokenizer, length: options.sequenceLength)
+            if let recorded = checkpoint.dataFingerprint, recorded != dataset.fingerprint {
+                throw UsageError(
+                    "train: cannot resume: --corpus \(corpusPath) is not the corpus the run trained on (its rows' fingerprint is \(dataset.fingerprint), the checkpoint recorded \(recorded)); pass the run's corpus, or start a new run"
+                )
+            }
             var resumed = checkpoint
             resumed.options = options
             trainer = try session(mesh: mesh) {
@@ -113,7 +129,7 @@ enum TrainCommand: Subcommand {
                     try Trainer(resuming: resumed, dataset: dataset)
                 }
             }
-            output.line("resuming \(checkpointURL.path) at step \(checkpoint.step) of \(options.steps)")
+            output.line("resuming \(checkpointURL.path) (\(runName)) at step \(checkpoint.step) of \(options.steps)")
         } else {
             var options = TrainingOptions()
             if let steps { options.steps = steps }
@@ -159,16 +175,15 @@ enum TrainCommand: Subcommand {
                     try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
                 }
             }
-            try? FileManager.default.removeItem(at: directory.appendingPathComponent("metrics.jsonl"))
+            try? FileManager.default.removeItem(at: metricsURL)
         }
         let options = trainer.options
         let count = ParameterCount(trainer.configuration)
         output.line(
-            "\(configName): \(count.total) parameters (\(count.activated) activated per token); \(trainer.dataset.training.count) training rows, "
+            "\(runName): \(count.total) parameters (\(count.activated) activated per token); \(trainer.dataset.training.count) training rows, "
                 + "\(trainer.dataset.validation.count) validation rows of \(options.sequenceLength) tokens; batch \(options.batchSize); "
                 + "\(Parallelism.threadCount) threads; tokenizer ready in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
 
-        let metricsURL = directory.appendingPathComponent("metrics.jsonl")
         if parsed.has("resume") {
             // Steps after the checkpoint's were lost with the process that ran them; they run again.
             let dropped = try Self.cutMetrics(metricsURL, after: trainer.step)
@@ -184,7 +199,7 @@ enum TrainCommand: Subcommand {
             metrics = try FileHandle(forWritingTo: metricsURL)
             try metrics.seekToEnd()
         } catch {
-            throw UsageError("train: cannot open \(metricsURL.path): \((error as NSError).localizedDescription)")
+            throw UsageError("train: cannot open \(metricsURL.path): \(FileAccess.describe(error))")
         }
         defer { try? metrics.close() }
         func log(_ object: [String: Any]) throws {
@@ -192,7 +207,7 @@ enum TrainCommand: Subcommand {
                 let data = try JSONSerialization.data(withJSONObject: Self.finiteJSON(object), options: [.sortedKeys])
                 try metrics.write(contentsOf: data + Data("\n".utf8))
             } catch {
-                throw UsageError("train: cannot write \(metricsURL.path): \((error as NSError).localizedDescription)")
+                throw UsageError("train: cannot write \(metricsURL.path): \(FileAccess.describe(error))")
             }
         }
 
@@ -256,9 +271,8 @@ enum TrainCommand: Subcommand {
             }
         }
         if trainer.step == firstStep { try trainer.checkpoint.write(to: checkpointURL) }
-        try writeLossCurve(
-            metricsURL: metricsURL, to: directory.appendingPathComponent("loss.svg"), title: "glam train --config \(configName)")
-        output.line("saved \(checkpointURL.path), \(metricsURL.path), \(directory.appendingPathComponent("loss.svg").path)")
+        try writeLossCurve(metricsURL: metricsURL, to: lossCurveURL, title: "glam train --config \(runName)")
+        output.line("saved \(checkpointURL.path), \(metricsURL.path), \(lossCurveURL.path)")
         output.line("continue a prompt: \(executableName) generate --checkpoint \(checkpointURL.path) --prompt \"The hacker\"")
         output.line("follow it through the model: \(executableName) trace --checkpoint \(checkpointURL.path) --prompt \"The hacker\"")
         return 0
@@ -297,20 +311,101 @@ enum TrainCommand: Subcommand {
 
     /// Removes the records of `metricsURL` logged after step `step` (1-based steps; the records of
     /// steps a resumed run repeats). Returns how many were removed; the file is rewritten atomically.
+    ///
+    /// A last line without its newline is a record the killed process did not finish: it is removed
+    /// too. Any other line that is not a JSON record with a step is refused (the file is not what
+    /// this run wrote), rather than kept or skipped: skipping it would leave steps logged twice.
     static func cutMetrics(_ metricsURL: URL, after step: Int) throws -> Int {
-        guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return 0 }
-        var kept: [Substring] = [], dropped = 0
-        for line in text.split(separator: "\n") {
-            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-            if let logged = (object?["step"] as? NSNumber)?.intValue, logged > step { dropped += 1 } else { kept.append(line) }
+        guard FileManager.default.fileExists(atPath: metricsURL.path) else { return 0 }
+        let data: Data
+        do { data = try FileAccess.read(metricsURL) } catch { throw UsageError("train: \(error.description)") }
+        var lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        var dropped = 0
+        if let last = lines.last, !last.isEmpty {
+            lines.removeLast()  // torn: written up to the kill
+            dropped += 1
+        } else if !lines.isEmpty {
+            lines.removeLast()  // the empty piece after the final newline
+        }
+        var kept: [Data.SubSequence] = []
+        for (index, line) in lines.enumerated() {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+                let logged = (object["step"] as? NSNumber)?.intValue
+            else {
+                throw UsageError(
+                    "train: \(metricsURL.path) line \(index + 1) is not a metrics record of glam train; move the file away to resume, or pass --force to start over"
+                )
+            }
+            if logged > step { dropped += 1 } else { kept.append(line) }
         }
         guard dropped > 0 else { return 0 }
+        var text = Data()
+        for line in kept { text.append(contentsOf: line + [UInt8(ascii: "\n")]) }
         do {
-            try Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8).write(to: metricsURL, options: .atomic)
+            try FileAccess.writeAtomically(text, to: metricsURL)
         } catch {
-            throw UsageError("train: cannot rewrite \(metricsURL.path): \((error as NSError).localizedDescription)")
+            throw UsageError("train: cannot rewrite \(metricsURL.path): \(error)")
         }
         return dropped
+    }
+
+    /// Refuses, on `--resume`, any option that would change the run: it continues with the
+    /// checkpoint's settings, so a different value would be silently ignored. `--steps` (to extend
+    /// or shorten the run), `--mesh`, `--threads` and `--checkpoint-every`/`--evaluate-every` of the
+    /// same value are accepted.
+    static func checkResumeOptions(_ parsed: Arguments, checkpoint: TrainingCheckpoint, named: ModelConfiguration) throws {
+        let stored = checkpoint.options
+        var conflicts: [String] = []
+        // num_groups is the run's routing setting (`--groups`), not part of the configuration's name.
+        var named = named
+        named.numGroups = checkpoint.parameters.configuration.numGroups
+        if parsed.value("config") != nil, named != checkpoint.parameters.configuration {
+            conflicts.append("--config \(parsed.value("config")!) (the run is \(name(of: checkpoint.parameters.configuration)))")
+        }
+        let integers: [(option: String, range: ClosedRange<Int>, stored: Int)] = [
+            ("batch", 1...4096, stored.batchSize), ("length", 2...65536, stored.sequenceLength), ("seed", 0...Int.max, Int(exactly: stored.seed) ?? -1),
+            ("checkpoint-every", 0...10_000_000, stored.checkpointEvery), ("evaluate-every", 0...10_000_000, stored.evaluateEvery),
+            ("constant-steps", 1...10_000_000, stored.schedule.constantSteps),
+        ]
+        for (option, range, value) in integers {
+            if let given = try parsed.integer(option, in: range), given != value { conflicts.append("--\(option) \(given) (the run's is \(value))") }
+        }
+        if let text = parsed.value("peak-lr"), Float(text) != stored.schedule.peak {
+            conflicts.append("--peak-lr \(text) (the run's is \(stored.schedule.peak))")
+        }
+        guard conflicts.isEmpty else {
+            throw UsageError(
+                "train: --resume continues the run with its own settings, which these options would change: \(conflicts.joined(separator: ", ")); drop them, or start a new run in another --output"
+            )
+        }
+    }
+
+    /// The name of `configuration` among the named ones (`glam params`), with its num_groups when
+    /// that is not the named one's, or a description of it.
+    static func name(of configuration: ModelConfiguration) -> String {
+        for named in ModelConfiguration.named {
+            var candidate = named.configuration
+            candidate.numGroups = configuration.numGroups
+            if candidate == configuration {
+                return named.name + (named.configuration.numGroups == configuration.numGroups ? "" : " with num_groups \(configuration.numGroups)")
+            }
+        }
+        return "an unnamed configuration (\(configuration.numLayers) layers, M \(configuration.modelDim), \(configuration.numExperts) experts)"
+    }
+
+    /// The corpus a run trains on.
+    static let defaultCorpus = "Fixtures/corpus/jargon-4.4.7.txt"
+
+    /// The UTF-8 text of the corpus at `path`, or a usage error naming what is wrong with it.
+    static func corpus(_ path: String, command: String) throws(UsageError) -> String {
+        do {
+            return try FileAccess.readText(URL(fileURLWithPath: path))
+        } catch {
+            let missingDefault = path == defaultCorpus && !FileManager.default.fileExists(atPath: path)
+            // "cannot read PATH: cause" → "cannot read the corpus PATH: cause"
+            let message = "cannot read the corpus " + error.description.dropFirst("cannot read ".count)
+            throw UsageError("\(command): \(message)\(missingDefault ? " (run from the repository root or pass --corpus FILE)" : "")")
+        }
     }
 
     /// Refuses a run whose estimated memory exceeds 80% of this machine's.
@@ -367,7 +462,7 @@ enum TrainCommand: Subcommand {
 
     /// The training and validation loss curves of a metrics file as an SVG chart.
     static func writeLossCurve(metricsURL: URL, to url: URL, title: String) throws {
-        let lines = (try String(contentsOf: metricsURL, encoding: .utf8)).split(separator: "\n")
+        let lines = String(decoding: try FileAccess.read(metricsURL), as: UTF8.self).split(separator: "\n")
         var training: [(x: Double, y: Double)] = [], validation: [(x: Double, y: Double)] = []
         for line in lines {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
@@ -382,7 +477,7 @@ enum TrainCommand: Subcommand {
                 ChartSeries(name: "training batch", points: training, color: "#1f77b4"),
                 ChartSeries(name: "validation", points: validation, color: "#d62728"),
             ])
-        try Data(svg.utf8).write(to: url, options: .atomic)
+        try FileAccess.writeAtomically(Data(svg.utf8), to: url)
     }
 
     static func duration(_ seconds: Double) -> String {

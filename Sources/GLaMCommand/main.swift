@@ -14,9 +14,8 @@ import GLaMCLI
     _ = mallopt(-2, 256 << 20)
 #endif
 
-let status = CommandLineTool.run(
-    Array(CommandLine.arguments.dropFirst()),
-    output: Output(
-        standard: { FileHandle.standardOutput.write(Data($0.utf8)) },
-        error: { FileHandle.standardError.write(Data($0.utf8)) }))
-exit(status)
+// A reader that goes away (`glam params | head -1`) makes writes fail with EPIPE, which
+// Output.processStreams reports as exit status 2, instead of killing the process mid-write.
+signal(SIGPIPE, SIG_IGN)
+
+exit(CommandLineTool.run(Array(CommandLine.arguments.dropFirst()), output: .processStreams))

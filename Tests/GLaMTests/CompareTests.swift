@@ -124,7 +124,7 @@ struct CompareTests {
             {"layers":[{"busiest":1.5,"dropped":0.1,"entropy":1.9,"layer":0}],"step":50,"training_flops":1e12,"validation_ce":5.1}
             """
         try Data(older.utf8).write(to: url)
-        let points = SweepRun.readPoints(url)
+        let points = try SweepRun.readPoints(url)
         #expect(points.map(\.step) == [0, 50])
         let layer = try #require(points.last?.layers.first)
         #expect(layer.busiest == 1.5 && layer.quietest == nil && layer.idle == nil && layer.longestIdle == nil)

@@ -163,26 +163,92 @@ struct HostileInputTests {
         #expect(configuration.jsonString().contains("Infinity") && configuration.problem != nil)
     }
 
-    @Test("a non-finite step from the command line is skipped, logged with a null loss, and the run goes on")
+    @Test("a run whose updates overflow skips each non-finite one, never applies a null loss, and goes on to the end")
     func nonFiniteStepFromTheCommandLine() throws {
         let scratch = ScratchDirectory()
-        let directory = scratch.path("run")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let url = try Self.checkpoint(in: scratch) { file in
-            var embedding = try #require(file.tensors["embedding"]).floatTensor()
-            embedding.scalars[0] = .infinity
-            file.tensors["embedding"] = SafeTensor(embedding)
-        }
-        try FileManager.default.copyItem(at: url, to: directory.appendingPathComponent("checkpoint.safetensors"))
         let corpus = scratch.path("corpus.txt")
         try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
-        let resumed = runGlam(["train", "--resume", "--steps", "3", "--output", directory.path, "--corpus", corpus.path])
-        #expect(resumed.status == 0, "\(resumed.err)")
-        #expect(resumed.out.contains("update skipped") && resumed.out.contains("skipped 2"))
-        let records = try String(contentsOf: directory.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        // A learning rate of 1e30 makes the first update's weights overflow the next forward pass.
+        let run = runGlam([
+            "train", "--config", "tiny", "--steps", "4", "--batch", "2", "--length", "32", "--peak-lr", "1e30", "--corpus", corpus.path,
+            "--output", scratch.path("run").path,
+        ])
+        #expect(run.status == 0, "\(run.err)")
+        #expect(run.out.contains("update skipped") && run.out.contains("step     4/4"), "\(run.out)")
+        let records = try String(contentsOf: scratch.path("run/metrics.jsonl"), encoding: .utf8).split(separator: "\n")
         let steps = try records.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
             .filter { $0["applied"] != nil }
-        #expect(steps.count == 2 && steps.allSatisfy { $0["loss"] is NSNull && $0["applied"] as? Bool == false })
+        #expect(steps.count == 4)
+        let skipped = steps.filter { $0["applied"] as? Bool == false }
+        #expect(!skipped.isEmpty, "\(steps)")
+        // A non-finite loss is logged as null, and such a step is never applied.
+        #expect(steps.allSatisfy { !($0["loss"] is NSNull) || $0["applied"] as? Bool == false }, "\(steps)")
+        #expect(steps.last?["skipped_total"] as? Int == skipped.count)
+    }
+
+    @Test("a checkpoint holding a NaN or infinite weight is refused on load, by every command, naming the parameter")
+    func nonFiniteWeightsAreRefused() throws {
+        let scratch = ScratchDirectory()
+        let corpus = scratch.path("corpus.txt")
+        try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
+        for (name, value) in [("embedding", Float.infinity), ("layers.1.attention.wq", -Float.infinity), ("layers.0.moe.wi", Float.nan)] {
+            let url = try Self.checkpoint(in: scratch) { file in
+                var weight = try #require(file.tensors[name]).floatTensor()
+                weight.scalars[weight.scalarCount / 2] = value
+                file.tensors[name] = SafeTensor(weight)
+            }
+            do {
+                _ = try TrainingCheckpoint(contentsOf: url)
+                Issue.record("a \(value) in \(name) was accepted")
+            } catch {
+                #expect(error.description.contains(name) && error.description.contains("non-finite"), "\(error)")
+            }
+            let generated = runGlam(["generate", "--checkpoint", url.path, "--prompt", "The", "--tokens", "2"])
+            #expect(generated.status == 2 && generated.out.isEmpty && generated.err.contains(name), "\(generated.err)")
+            let traced = runGlam(["trace", "--checkpoint", url.path, "--prompt", "The"])
+            #expect(traced.status == 2 && traced.err.contains(name), "\(traced.err)")
+            let directory = scratch.path("run-\(name)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: url, to: directory.appendingPathComponent("checkpoint.safetensors"))
+            let resumed = runGlam(["train", "--resume", "--output", directory.path, "--corpus", corpus.path])
+            #expect(resumed.status == 2 && resumed.err.contains(name) && resumed.err.split(separator: "\n").count == 1, "\(resumed.err)")
+        }
+    }
+
+    @Test("Adafactor second moments that are NaN, infinite or negative are refused on resume, naming the statistic")
+    func forgedOptimizerStateIsRefused() throws {
+        let scratch = ScratchDirectory()
+        // (The tiny model's weights are too small to factor: every statistic is a full `.v`; the
+        // factored `.vr`/`.vc` go through the same check, below.)
+        for (slot, value) in [
+            ("optimizer.layers.0.moe.wi.v", Float.nan), ("optimizer.layers.2.moe.wo.v", -1e-3),
+            ("optimizer.layers.0.attention.relative_bias.v", Float.infinity), ("optimizer.embedding.v", -0.5),
+            ("optimizer.final_norm.scale.v", -Float.infinity),
+        ] {
+            let url = try Self.checkpoint(in: scratch) { file in
+                var statistic = try #require(file.tensors[slot], "\(slot) in \(file.tensors.keys.sorted())").floatTensor()
+                statistic.scalars[statistic.scalarCount - 1] = value
+                file.tensors[slot] = SafeTensor(statistic)
+            }
+            do {
+                _ = try TrainingCheckpoint(contentsOf: url)
+                Issue.record("\(value) in \(slot) was accepted")
+            } catch {
+                #expect(error.description.contains(slot) && error.description.contains("≥ 0"), "\(error)")
+            }
+        }
+        for value in [Float.nan, -Float.leastNonzeroMagnitude, Float.infinity] {
+            let tensor = SafeTensor(Tensor(shape: [2, 3], scalars: [0, 1, 2, 3, 4, value]))
+            #expect(throws: ModelError.self) { _ = try TrainingCheckpoint.secondMoment(tensor, "optimizer.x.vr", file: "f") }
+        }
+        #expect(try TrainingCheckpoint.secondMoment(SafeTensor(Tensor(shape: [2], scalars: [0, 5])), "optimizer.x.vc", file: "f").scalars == [0, 5])
+        // Zero is a valid second moment (an expert that never received a token), and loads.
+        let zero = try Self.checkpoint(in: scratch) { file in
+            let slot = "optimizer.layers.0.moe.wi.v"
+            let statistic = try #require(file.tensors[slot]).floatTensor()
+            file.tensors[slot] = SafeTensor(Tensor(shape: statistic.shape, scalars: [Float](repeating: 0, count: statistic.scalarCount)))
+        }
+        #expect(throws: Never.self) { _ = try TrainingCheckpoint(contentsOf: zero) }
     }
 
     @Test("stale temporary checkpoints of dead processes are removed; resume cuts metrics.jsonl back to the checkpoint")

@@ -72,6 +72,10 @@ public struct TextDataset: Sendable {
     public let training: PackedRows
     /// Held-out validation rows.
     public let validation: PackedRows
+    /// CRC-32 of the row length and every training and validation row's tokens and segment ids, as
+    /// 8 hex digits: what a training checkpoint records of its data, so that a resumed run refuses
+    /// another corpus (or the same one edited), which would silently continue on different data.
+    public let fingerprint: String
 
     /// The corpus's documents: paragraphs separated by blank lines, without empty ones.
     public static func documents(of text: String) -> [String] {
@@ -106,6 +110,21 @@ public struct TextDataset: Sendable {
         }
         self.training = PackedRows(documents: training, length: length)
         self.validation = PackedRows(documents: validation, length: length)
+        var crc = CRC32()
+        crc.update(Array("\(length)|".utf8))
+        for rows in [self.training, self.validation] {
+            for values in [rows.tokens, rows.segments] {
+                var bytes: [UInt8] = []
+                bytes.reserveCapacity(4 * values.count + 1)
+                for value in values {
+                    let word = UInt32(truncatingIfNeeded: value)  // little-endian
+                    bytes += [UInt8(word & 0xFF), UInt8(word >> 8 & 0xFF), UInt8(word >> 16 & 0xFF), UInt8(word >> 24)]
+                }
+                bytes.append(0x7C)
+                crc.update(bytes)
+            }
+        }
+        fingerprint = String(format: "%08x", crc.value)
     }
 
     /// Rows of training batch `step` (0-based): epoch `step / batchesPerEpoch`, shuffled by (seed, epoch).

@@ -155,9 +155,9 @@ public struct SafeTensorsFile: Sendable, Equatable {
     public init(contentsOf url: URL) throws(SafeTensorsError) {
         let data: Data
         do {
-            data = try Data(contentsOf: url, options: .mappedIfSafe)
+            data = try FileAccess.contents(url)
         } catch {
-            throw SafeTensorsError(file: url.path, reason: "cannot read the file (\(error.localizedDescription))")
+            throw SafeTensorsError(file: url.path, reason: "cannot read the file (\(error.cause))")
         }
         try self.init(bytes: data, name: url.path)
     }
@@ -313,12 +313,15 @@ public struct SafeTensorsFile: Sendable, Equatable {
     /// Writes the file atomically: to a temporary file beside `url`, then renamed over it, so a
     /// crash mid-write never leaves a truncated file at `url`.
     ///
+    /// - Parameters:
+    ///   - url: the target: absent or a regular file (``FileAccess/writeAtomically(_:to:protecting:beforeRename:)``).
+    ///   - inputs: files the caller read, which `url` must not be.
     /// - Throws: `SafeTensorsError` for a tensor named `__metadata__` (the format reserves the name,
-    ///   so the file could not be read back), or the file system's error.
-    public func write(to url: URL) throws {
+    ///   so the file could not be read back), or `ModelError` naming the target and the cause.
+    public func write(to url: URL, protecting inputs: [URL] = []) throws {
         if tensors["__metadata__"] != nil {
             throw SafeTensorsError(file: url.path, reason: "a tensor cannot be named __metadata__ (the format reserves that name)")
         }
-        try serialized().write(to: url, options: .atomic)
+        try FileAccess.writeAtomically(serialized(), to: url, protecting: inputs)
     }
 }

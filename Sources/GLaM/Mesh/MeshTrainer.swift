@@ -63,6 +63,7 @@ public final class MeshTrainer {
         let c = checkpoint.parameters.configuration
         try layout.check(c, batchSize: checkpoint.options.batchSize)
         try Trainer.validate(options: checkpoint.options, configuration: c, dataset: dataset)
+        try Trainer.checkSameData(checkpoint, dataset)
         self.layout = layout
         configuration = c
         options = checkpoint.options
@@ -96,7 +97,8 @@ public final class MeshTrainer {
     /// The checkpoint of the current state, gathered (resumable on one device or any mesh).
     public var checkpoint: TrainingCheckpoint {
         TrainingCheckpoint(
-            parameters: parameters, optimizer: optimizer, step: step, skippedSteps: skippedSteps, options: options, tokenizer: tokenizer)
+            parameters: parameters, optimizer: optimizer, step: step, skippedSteps: skippedSteps, options: options, tokenizer: tokenizer,
+            dataFingerprint: dataset.fingerprint)
     }
 
     /// Runs step `step` on every core and advances. The report's losses are those of the whole

@@ -30,7 +30,8 @@ extension GLaMModel where Weight == Tensor<Float> {
     ///   - expected: when given, the checkpoint's configuration must equal it.
     /// - Throws: `ModelError` naming the file and what does not match: an unreadable or malformed
     ///   file, a missing or invalid configuration, a configuration different from `expected` (with
-    ///   the differing keys), or parameter names and shapes that do not fit the configuration.
+    ///   the differing keys), parameter names and shapes that do not fit the configuration, or a
+    ///   weight that is NaN or infinite.
     public init(contentsOf url: URL, expecting expected: ModelConfiguration? = nil) throws(ModelError) {
         let file: SafeTensorsFile
         do {
@@ -64,7 +65,13 @@ extension GLaMModel where Weight == Tensor<Float> {
             guard !tensor.dtype.isInteger else {
                 throw ModelError("\(name): parameter \(tensorName) is \(tensor.dtype.rawValue), not a float type")
             }
-            tensors[path] = tensor.floatTensor()
+            let weight = tensor.floatTensor()
+            if let index = weight.scalars.firstIndex(where: { !$0.isFinite }) {
+                throw ModelError(
+                    "\(name): parameter \(tensorName) holds \(weight.scalars[index]) at element \(index); a model with a non-finite weight computes nothing meaningful"
+                )
+            }
+            tensors[path] = weight
         }
         do {
             try self.init(configuration: configuration, tensors: tensors)

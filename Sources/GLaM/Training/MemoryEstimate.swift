@@ -9,7 +9,8 @@
 //                 8·T·H (the FFN's or the experts' hidden units, with capacity factor slack), and
 //                 the logits with their softmax and gradient, 4·T·V          → 4 bytes each
 //
-// Every product is overflow-checked: a configuration too large to count is too large to train.
+// Every product is overflow-checked (CheckedSize): a configuration too large to count is too large
+// to train.
 
 import Foundation
 
@@ -22,24 +23,7 @@ public struct MemoryEstimate: Sendable, Equatable {
 
     /// The estimate for `configuration` trained on batches of `batchSize` rows of `length` tokens.
     public init(configuration c: ModelConfiguration, batchSize b: Int, length t: Int) {
-        func product(_ factors: [Int]) -> Int {
-            var total = 1
-            for factor in factors {
-                let (value, overflow) = total.multipliedReportingOverflow(by: max(factor, 0))
-                if overflow { return Int.max }
-                total = value
-            }
-            return total
-        }
-        func sum(_ terms: [Int]) -> Int {
-            var total = 0
-            for term in terms {
-                let (value, overflow) = total.addingReportingOverflow(term)
-                if overflow { return Int.max }
-                total = value
-            }
-            return total
-        }
+        let (product, sum) = (CheckedSize.product, CheckedSize.sum)
         // P from every parameter's shape, overflow-checked (a configuration from a file may be huge).
         parameterBytes = product([16, c.problem == nil ? sum(ParameterPath.all(in: c).map { product($0.shape(in: c)) }) : Int.max])
         let hidden = max(c.ffDim, 2 * c.moeHiddenDim)
@@ -56,7 +40,10 @@ public struct MemoryEstimate: Sendable, Equatable {
     public static var physicalMemory: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory) }
 
     /// Whether the estimate fits in 80% of `available` bytes.
-    public func fits(in available: Int = physicalMemory) -> Bool { Double(totalBytes) <= 0.8 * Double(available) }
+    public func fits(in available: Int = physicalMemory) -> Bool { Self.fits(totalBytes, in: available) }
+
+    /// Whether `bytes` fit in 80% of `available` bytes (the margin every size check of glam keeps).
+    public static func fits(_ bytes: Int, in available: Int = physicalMemory) -> Bool { Double(bytes) <= 0.8 * Double(available) }
 
     /// `bytes` as "12.3 GB".
     public static func describe(_ bytes: Int) -> String {

@@ -122,8 +122,12 @@ public final class Trainer {
     }
 
     /// Continues a run from a checkpoint (with the dataset rebuilt from the same corpus).
+    ///
+    /// - Throws: `ModelError` when the options do not fit the data, or when `dataset` is not the data
+    ///   the checkpoint recorded (its fingerprint differs).
     public init(resuming checkpoint: TrainingCheckpoint, dataset: TextDataset) throws(ModelError) {
         try Self.validate(options: checkpoint.options, configuration: checkpoint.parameters.configuration, dataset: dataset)
+        try Self.checkSameData(checkpoint, dataset)
         parameters = checkpoint.parameters
         optimizer = checkpoint.optimizer
         step = checkpoint.step
@@ -138,6 +142,15 @@ public final class Trainer {
     public static func checkGroups(options: TrainingOptions, configuration: ModelConfiguration) throws(ModelError) {
         guard (options.batchSize * options.sequenceLength) % configuration.numGroups == 0 else {
             throw ModelError("num_groups \(configuration.numGroups) does not divide B·T = \(options.batchSize * options.sequenceLength)")
+        }
+    }
+
+    /// Throws unless `dataset` is the data `checkpoint` was trained on (when it recorded it).
+    static func checkSameData(_ checkpoint: TrainingCheckpoint, _ dataset: TextDataset) throws(ModelError) {
+        if let recorded = checkpoint.dataFingerprint, recorded != dataset.fingerprint {
+            throw ModelError(
+                "the data is not the run's: its packed rows have fingerprint \(dataset.fingerprint), the checkpoint recorded \(recorded) (another corpus, or the same corpus edited)"
+            )
         }
     }
 
@@ -161,7 +174,8 @@ public final class Trainer {
     /// The checkpoint of the current state.
     public var checkpoint: TrainingCheckpoint {
         TrainingCheckpoint(
-            parameters: parameters, optimizer: optimizer, step: step, skippedSteps: skippedSteps, options: options, tokenizer: tokenizer)
+            parameters: parameters, optimizer: optimizer, step: step, skippedSteps: skippedSteps, options: options, tokenizer: tokenizer,
+            dataFingerprint: dataset.fingerprint)
     }
 
     /// Runs step `step` on its batch and advances.

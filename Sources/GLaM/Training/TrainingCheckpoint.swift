@@ -3,7 +3,8 @@
 //
 //   tensors:   <parameter names>, optimizer.<name>.vr / .vc / .v
 //   metadata:  format "glam-checkpoint", config (model JSON), step, skipped_steps, training
-//              (TrainingOptions JSON: seed, batch, length, schedule …), tokenizer (BPE JSON),
+//              (TrainingOptions JSON: seed, batch, length, schedule …), tokenizer (BPE JSON), data
+//              (the fingerprint of the packed training and validation rows),
 //              checksum (CRC-32 of every tensor's name, shape and bytes and every other metadata
 //              entry, in sorted order)
 //
@@ -25,12 +26,16 @@ public struct TrainingCheckpoint: Sendable, Equatable {
     public var options: TrainingOptions
     /// The tokenizer the run trains with.
     public var tokenizer: BytePairTokenizer
+    /// The `TextDataset.fingerprint` of the run's data (metadata `data`), or nil when not recorded
+    /// (checkpoints written before glam recorded it): a resumed trainer refuses other data.
+    public var dataFingerprint: String?
 
     /// A checkpoint from parts.
     public init(
         parameters: ModelParameters, optimizer: Adafactor, step: Int, skippedSteps: Int, options: TrainingOptions,
-        tokenizer: BytePairTokenizer
+        tokenizer: BytePairTokenizer, dataFingerprint: String? = nil
     ) {
+        self.dataFingerprint = dataFingerprint
         self.parameters = parameters
         self.optimizer = optimizer
         self.step = step
@@ -45,6 +50,7 @@ public struct TrainingCheckpoint: Sendable, Equatable {
             "format": "glam-checkpoint", "step": "\(step)", "skipped_steps": "\(skippedSteps)",
             "training": options.jsonString(), "tokenizer": tokenizer.jsonString(),
         ])
+        if let dataFingerprint { file.metadata["data"] = dataFingerprint }
         for (path, slot) in optimizer.slots {
             switch slot {
             case .factored(let vr, let vc):
@@ -66,13 +72,14 @@ public struct TrainingCheckpoint: Sendable, Equatable {
     ///   - beforeRename: called after the temporary file is complete, before the rename (tests use it
     ///     to simulate a crash).
     public func write(to url: URL, beforeRename: (() throws -> Void)? = nil) throws {
-        try AtomicFile.write(safeTensorsFile().serialized(), to: url, beforeRename: beforeRename)
+        try FileAccess.writeAtomically(safeTensorsFile().serialized(), to: url, beforeRename: beforeRename)
     }
 
     /// Reads a checkpoint, verifying its checksum and that every part fits.
     ///
     /// - Throws: `ModelError` naming the file and the problem (corrupt, truncated, not a training
-    ///   checkpoint, mismatched names or shapes).
+    ///   checkpoint, mismatched names or shapes, a non-finite weight, a second moment that is
+    ///   negative or not finite).
     public init(contentsOf url: URL) throws(ModelError) {
         let file: SafeTensorsFile
         do {
@@ -111,17 +118,33 @@ public struct TrainingCheckpoint: Sendable, Equatable {
                 guard options.adafactor.isFactored(shape), vr.shape == leading + [shape[shape.count - 2]],
                     vc.shape == leading + [shape[shape.count - 1]]
                 else { throw ModelError("\(name): optimizer statistics of \(parameter) do not fit its shape \(shape)") }
-                optimizer.slots[path] = .factored(vr: vr.floatTensor(), vc: vc.floatTensor())
+                optimizer.slots[path] = .factored(
+                    vr: try Self.secondMoment(vr, "optimizer.\(parameter).vr", file: name),
+                    vc: try Self.secondMoment(vc, "optimizer.\(parameter).vc", file: name))
             } else if let v = file.tensors["optimizer.\(parameter).v"] {
                 guard v.shape == shape else {
                     throw ModelError("\(name): optimizer statistic of \(parameter) has shape \(v.shape), not \(shape)")
                 }
-                optimizer.slots[path] = .full(v: v.floatTensor())
+                optimizer.slots[path] = .full(v: try Self.secondMoment(v, "optimizer.\(parameter).v", file: name))
             } else if step > skipped {  // at least one update was applied
                 throw ModelError("\(name): no optimizer statistics for \(parameter)")
             }
         }
-        self.init(parameters: parameters, optimizer: optimizer, step: step, skippedSteps: skipped, options: options, tokenizer: tokenizer)
+        self.init(
+            parameters: parameters, optimizer: optimizer, step: step, skippedSteps: skipped, options: options, tokenizer: tokenizer,
+            dataFingerprint: file.metadata["data"])
+    }
+
+    /// A stored Adafactor second-moment statistic, which is a running mean of squared gradients:
+    /// every element must be finite and ≥ 0 (a NaN or negative one would poison every later update).
+    static func secondMoment(_ tensor: SafeTensor, _ tensorName: String, file: String) throws(ModelError) -> Tensor<Float> {
+        guard !tensor.dtype.isInteger else { throw ModelError("\(file): \(tensorName) is \(tensor.dtype.rawValue), not a float type") }
+        let moment = tensor.floatTensor()
+        if let index = moment.scalars.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
+            throw ModelError(
+                "\(file): \(tensorName) holds \(moment.scalars[index]) at element \(index); Adafactor's second moments are finite and ≥ 0")
+        }
+        return moment
     }
 
     /// CRC-32 (IEEE) of every tensor (name, dtype, shape, bytes) and every metadata entry except the
@@ -154,83 +177,4 @@ struct CRC32 {
     }
 
     var value: UInt32 { state ^ 0xFFFF_FFFF }
-}
-
-/// Atomic file replacement: write a temporary file in the same directory, flush it, rename it.
-enum AtomicFile {
-    /// Writes `data` to `url` atomically: a temporary file `.NAME.tmp-PID-RANDOM` beside it, flushed
-    /// to disk, renamed over `url`, and the directory flushed so that the rename itself survives a
-    /// power cut. Errors are `ModelError`s naming the file and the cause in one line.
-    static func write(_ data: Data, to url: URL, beforeRename: (() throws -> Void)? = nil) throws {
-        let directory = url.deletingLastPathComponent()
-        let temporary = directory.appendingPathComponent(
-            ".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))")
-        guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-            throw ModelError("cannot write \(url.path): cannot create a file in \(directory.path) (\(String(cString: strerror(errno))))")
-        }
-        do {
-            do {
-                let handle = try FileHandle(forWritingTo: temporary)
-                defer { try? handle.close() }
-                try handle.write(contentsOf: data)
-                try handle.synchronize()
-            } catch {
-                throw ModelError("cannot write \(url.path): \(describe(error))")
-            }
-            try beforeRename?()
-            guard rename(temporary.path, url.path) == 0 else {
-                throw ModelError("cannot write \(url.path): rename failed (\(String(cString: strerror(errno))))")
-            }
-            synchronizeDirectory(directory)
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw error
-        }
-    }
-
-    /// Flushes a directory's entries (the rename) to disk; a failure to flush is not an error the
-    /// caller can act on, so it is ignored.
-    static func synchronizeDirectory(_ directory: URL) {
-        let descriptor = open(directory.path, O_RDONLY)
-        guard descriptor >= 0 else { return }
-        _ = fsync(descriptor)
-        close(descriptor)
-    }
-
-    /// Removes the temporary files that writes of `url` left behind when their process died (a
-    /// `kill -9` during a save): `.NAME.tmp-PID-*` beside `url` whose PID is not a live process.
-    /// Returns the paths removed.
-    @discardableResult
-    static func removeStaleTemporaries(of url: URL) -> [String] {
-        let directory = url.deletingLastPathComponent()
-        let prefix = ".\(url.lastPathComponent).tmp-"
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return [] }
-        var removed: [String] = []
-        for name in names where name.hasPrefix(prefix) {
-            let rest = name.dropFirst(prefix.count).split(separator: "-")
-            guard rest.count == 2, let pid = Int32(rest[0]), UInt32(rest[1]) != nil else { continue }
-            // kill(pid, 0) fails with ESRCH only when no such process exists.
-            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }
-            let path = directory.appendingPathComponent(name).path
-            if (try? FileManager.default.removeItem(atPath: path)) != nil { removed.append(path) }
-        }
-        return removed
-    }
-
-    /// An error in one line: the POSIX cause when there is one.
-    static func describe(_ error: any Error) -> String {
-        let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
-        return ns.localizedDescription
-    }
-}
-
-extension TrainingCheckpoint {
-    /// Removes temporary files of interrupted writes of the checkpoint at `url` (their process is
-    /// gone); returns their paths.
-    @discardableResult
-    public static func removeStaleTemporaries(of url: URL) -> [String] { AtomicFile.removeStaleTemporaries(of: url) }
 }

@@ -169,12 +169,21 @@ public struct GoldenFixture {
         }
         var tolerances: [String: Tolerance] = [:]
         if let toleranceText = metadata["tolerance"] {
-            guard let map = (try? JSONSerialization.jsonObject(with: Data(toleranceText.utf8))) as? [String: Any] else {
+            // The strict reader: a boolean is not a number here (Foundation's reader would give
+            // `true` as 1), and NaN is not JSON.
+            guard case .object(let map)? = try? parseStrictJSON(Array(toleranceText.utf8)) else {
                 throw fail("tolerance is not a JSON object")
             }
+            func number(_ value: StrictJSONValue) -> Double? {
+                switch value {
+                case .integer(let n): Double(n)
+                case .float(let x): x
+                default: nil
+                }
+            }
             for (tensor, value) in map {
-                guard let pair = value as? [Any], pair.count == 2, let atol = (pair[0] as? NSNumber)?.doubleValue,
-                    let rtol = (pair[1] as? NSNumber)?.doubleValue, atol >= 0, rtol >= 0
+                guard case .array(let pair) = value, pair.count == 2, let atol = number(pair[0]), let rtol = number(pair[1]),
+                    atol >= 0, rtol >= 0, atol.isFinite, rtol.isFinite
                 else { throw fail("tolerance for \(tensor) is not [atol, rtol] with non-negative numbers") }
                 tolerances[tensor] = Tolerance(absolute: atol, relative: rtol)
             }

@@ -1,0 +1,31 @@
+// Size arithmetic for everything a user can size (a tensor's elements, a training step's memory, a
+// benchmark's operands): products and sums that saturate at Int.max instead of trapping on
+// overflow, so that a size too large to count is refused with a message like any other size that
+// is too large, rather than crashing the process while it is checked.
+
+/// Saturating size arithmetic.
+public enum CheckedSize {
+    /// The product of `factors`: 0 when one is 0 or negative (an empty extent), else the exact
+    /// product, or `Int.max` when that exceeds it.
+    public static func product(_ factors: [Int]) -> Int {
+        if factors.contains(where: { $0 <= 0 }) { return 0 }
+        var total = 1
+        for factor in factors {
+            let (value, overflow) = total.multipliedReportingOverflow(by: factor)
+            if overflow { return Int.max }
+            total = value
+        }
+        return total
+    }
+
+    /// The sum of `terms` (a negative term counts as 0), or `Int.max` when it overflows.
+    public static func sum(_ terms: [Int]) -> Int {
+        var total = 0
+        for term in terms {
+            let (value, overflow) = total.addingReportingOverflow(max(term, 0))
+            if overflow { return Int.max }
+            total = value
+        }
+        return total
+    }
+}
