@@ -18,4 +18,4 @@ import GLaMCLI
 // Output.processStreams reports as exit status 2, instead of killing the process mid-write.
 signal(SIGPIPE, SIG_IGN)
 
-exit(CommandLineTool.run(Array(CommandLine.arguments.dropFirst()), output: .processStreams))
+exit(CommandLineTool.run(Array(CommandLine.arguments.dropFirst()), output: .processStreams()))
