@@ -143,8 +143,7 @@ struct HostileInputTests {
         let directory = scratch.path("run")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: url, to: directory.appendingPathComponent("checkpoint.safetensors"))
-        let corpus = scratch.path("corpus.txt")
-        try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
+        let corpus = try scratch.corpus()
         let resumed = runGlam(["train", "--resume", "--output", directory.path, "--corpus", corpus.path])
         #expect(resumed.status == 2 && resumed.err.contains("sequence length"), "\(resumed.err)")
         #expect(resumed.err.split(separator: "\n").count == 1)
@@ -166,8 +165,7 @@ struct HostileInputTests {
     @Test("a run whose updates overflow skips each non-finite one, never applies a null loss, and goes on to the end")
     func nonFiniteStepFromTheCommandLine() throws {
         let scratch = ScratchDirectory()
-        let corpus = scratch.path("corpus.txt")
-        try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
+        let corpus = try scratch.corpus()
         // A learning rate of 1e30 makes the first update's weights overflow the next forward pass.
         let run = runGlam([
             "train", "--config", "tiny", "--steps", "4", "--batch", "2", "--length", "32", "--peak-lr", "1e30", "--corpus", corpus.path,
@@ -189,8 +187,7 @@ struct HostileInputTests {
     @Test("a checkpoint holding a NaN or infinite weight is refused on load, by every command, naming the parameter")
     func nonFiniteWeightsAreRefused() throws {
         let scratch = ScratchDirectory()
-        let corpus = scratch.path("corpus.txt")
-        try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
+        let corpus = try scratch.corpus()
         for (name, value) in [("embedding", Float.infinity), ("layers.1.attention.wq", -Float.infinity), ("layers.0.moe.wi", Float.nan)] {
             let url = try Self.checkpoint(in: scratch) { file in
                 var weight = try #require(file.tensors[name]).floatTensor()
@@ -254,8 +251,7 @@ struct HostileInputTests {
     @Test("stale temporary checkpoints of dead processes are removed; resume cuts metrics.jsonl back to the checkpoint")
     func nothingLeftBehindNothingDuplicated() throws {
         let scratch = ScratchDirectory()
-        let corpus = scratch.path("corpus.txt")
-        try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
+        let corpus = try scratch.corpus()
         let directory = scratch.path("run")
         let common = ["--config", "tiny", "--corpus", corpus.path, "--output", directory.path, "--batch", "2", "--length", "32"]
         #expect(runGlam(["train", "--steps", "3"] + common).status == 0)

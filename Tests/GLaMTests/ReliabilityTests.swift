@@ -242,8 +242,7 @@ struct ReliabilityTests {
     @Test("a run directory has one owner: a second train or compare is refused at once, naming the owner's pid")
     func oneProcessPerRunDirectory() throws {
         let scratch = ScratchDirectory()
-        let corpus = scratch.path("corpus.txt")
-        try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
+        let corpus = try scratch.corpus()
         let directory = scratch.path("run")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let common = ["--config", "tiny", "--corpus", corpus.path, "--output", directory.path, "--batch", "2", "--length", "32", "--steps", "1"]
@@ -268,8 +267,7 @@ struct ReliabilityTests {
     @Test("resume refuses, by name, every option that would change the run, and names the run's own configuration")
     func resumeRefusesConflictingOptions() throws {
         let scratch = ScratchDirectory()
-        let corpus = scratch.path("corpus.txt")
-        try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
+        let corpus = try scratch.corpus()
         let directory = scratch.path("run")
         let base = ["--corpus", corpus.path, "--output", directory.path]
         let first = runGlam(
@@ -324,8 +322,7 @@ struct ReliabilityTests {
     @Test("a run that stopped before its first checkpoint is not offered --resume; damaged metrics are refused, torn ones cut")
     func runsWithoutCheckpointsAndDamagedMetrics() throws {
         let scratch = ScratchDirectory()
-        let corpus = scratch.path("corpus.txt")
-        try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
+        let corpus = try scratch.corpus()
         let directory = scratch.path("run")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let metricsURL = directory.appendingPathComponent("metrics.jsonl")

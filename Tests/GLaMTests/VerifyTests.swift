@@ -13,6 +13,13 @@ final class ScratchDirectory {
     init() { try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
     deinit { try? FileManager.default.removeItem(at: url) }
     func path(_ name: String) -> URL { url.appendingPathComponent(name) }
+
+    /// `corpus.txt` here, holding the first `bytes` of the Jargon File cut at a paragraph.
+    func corpus(bytes: Int = 30_000) throws -> URL {
+        let corpus = path("corpus.txt")
+        try Data(try corpusSample(bytes: bytes).utf8).write(to: corpus)
+        return corpus
+    }
 }
 
 struct VerifyTests {
