@@ -19,7 +19,7 @@ extension Output {
     /// to the next file it opens, and its "standard output" would be written into a checkpoint or a
     /// lock file. So each closed one is first taken by the wrong end of a pipe: writes to it fail
     /// with EBADF (and reads see EBADF or end of file), exactly as on the closed descriptor.
-    public static func processStreams() -> Output {
+    package static func processStreams() -> Output {
         StandardStream.reserveClosedDescriptors()
         return Output(
             standard: { StandardStream.output.write($0) },

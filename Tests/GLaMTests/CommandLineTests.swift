@@ -259,3 +259,17 @@ struct CommandLineTests {
         #expect(dense.status == 0 && dense.out.contains("sent per core"), "\(dense.err)")
     }
 }
+
+extension CommandLineTests {
+    @Test("train refuses a --groups that does not divide the batch's tokens, before any work, naming both")
+    func trainGroupsMustDivideTheBatch() throws {
+        let scratch = ScratchDirectory()
+        let corpus = try scratch.corpus()
+        let result = runGlam([
+            "train", "--config", "tiny", "--batch", "2", "--length", "32", "--groups", "3", "--corpus", corpus.path, "--output",
+            scratch.path("run").path,
+        ])
+        #expect(result.status == 2 && result.out.isEmpty && result.err.contains("num_groups 3 does not divide B·T = 64"), "\(result.err)")
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("run/metrics.jsonl").path))
+    }
+}

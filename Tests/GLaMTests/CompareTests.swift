@@ -130,3 +130,60 @@ struct CompareTests {
         #expect(layer.busiest == 1.5 && layer.quietest == nil && layer.idle == nil && layer.longestIdle == nil)
     }
 }
+
+extension CompareTests {
+    @Test("every numeric option of compare accepts both ends of its documented range and refuses the values just outside")
+    func optionRanges() {
+        let options: Set<String> = [
+            "steps", "batch", "length", "evaluate-every", "evaluation-batches", "seed", "seeds", "experts", "capacity-factor",
+            "aux-loss-weight", "peak-lr",
+        ]
+        func parses(_ option: String, _ value: String) -> Bool {
+            guard let parsed = try? Arguments(["--\(option)", value], command: "compare", options: options, flags: []) else { return false }
+            return (try? SweepSettings(parsed)) != nil
+        }
+        for (option, accepted, refused) in [
+            ("steps", ["1", "10000000"], ["0", "10000001"]), ("batch", ["1", "4096"], ["0", "4097"]),
+            ("length", ["2", "65536"], ["1", "65537"]), ("evaluate-every", ["1", "10000000"], ["0", "10000001"]),
+            ("evaluation-batches", ["0", "100000"], ["-1", "100001"]), ("seed", ["0", "2147483647"], ["-1", "2147483648"]),
+            ("seeds", ["1", "100"], ["0", "101"]), ("experts", ["2", "1024", "2,1024"], ["1", "1025", "2,1"]),
+            ("capacity-factor", ["0.001", "1000"], ["0", "-1", "1000.5", "nan", "inf"]),
+            ("aux-loss-weight", ["0", "1000"], ["-0.001", "1000.5", "nan"]), ("peak-lr", ["1e-9", "5"], ["0", "-1", "inf", "nan"]),
+        ] {
+            for value in accepted { #expect(parses(option, value), "--\(option) \(value) should be accepted") }
+            for value in refused { #expect(!parses(option, value), "--\(option) \(value) should be refused") }
+        }
+    }
+
+    @Test("every table of the compare report is well-formed Markdown: each row has its header's columns")
+    func reportTablesAreWellFormed() throws {
+        for seeds in [1, 3] {
+            let parsed = try Arguments(["--experts", "4,8", "--steps", "4", "--seeds", "\(seeds)"], command: "compare", options: ["experts", "steps", "seeds"], flags: [])
+            let settings = try SweepSettings(parsed)
+            let layer = LayerInterval(layer: 0, dropped: 0.1, entropy: 1.2, busiest: 1.5, quietest: 0.5, idle: 0.25, longestIdle: 2)
+            var records: [RunRecord] = []
+            for seed in settings.seeds {
+                for variant in settings.variants {
+                    var points: [RunPoint] = []
+                    for step in [0, 2, 4] {
+                        let loss = 9 - Double(step) - Double(seed) / 10
+                        let layers = variant.experts > 0 && step > 0 ? [layer] : []
+                        points.append(RunPoint(step: step, trainingFLOPs: Double(step) * 1e9, validationCE: loss, layers: layers))
+                    }
+                    records.append(RunRecord(variant: variant.name, seed: seed, points: points))
+                }
+            }
+            let lines = CompareReport(records: records, variants: settings.variants, settings: settings).tables()
+            var tables: [[String]] = [], current: [String] = []
+            for line in lines + [""] {
+                if line.hasPrefix("|") { current.append(line) } else if !current.isEmpty { tables.append(current); current = [] }
+            }
+            #expect(tables.count == 3, "\(lines)")
+            for table in tables {
+                let columns = table[0].filter { $0 == "|" }.count
+                #expect(table.count >= 3 && table[1].allSatisfy { "|-".contains($0) }, "\(table)")
+                for row in table { #expect(row.hasSuffix("|") && row.filter { $0 == "|" }.count == columns, "\(row) in \(table[0])") }
+            }
+        }
+    }
+}

@@ -134,3 +134,25 @@ struct FixtureCommandTests {
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 }
+
+extension FixtureCommandTests {
+    @Test("fixture and plan accept both ends of each size option's range and refuse just outside, with a message")
+    func optionRanges() {
+        let scratch = ScratchDirectory()
+        let out = scratch.path("f.safetensors").path
+        let gating = ["fixture", "--kind", "top2_gating", "--group-size", "8", "--out", out]
+        for (arguments, accepted) in [
+            (gating + ["--experts", "4096"], true), (gating + ["--experts", "4097"], false),
+            (gating + ["--experts", "0"], false), (gating + ["--experts", "2", "--groups", "0"], false),
+            // A plan's step holds 1…2^32 tokens (--tokens is checked against that with --length).
+            (["plan", "--config", "glam-64b-64e", "--tokens", "1", "--length", "1"], true),
+            (["plan", "--config", "glam-64b-64e", "--tokens", "0", "--length", "1"], false),
+            (["plan", "--config", "glam-64b-64e", "--tokens", "4294967296"], true),
+            (["plan", "--config", "glam-64b-64e", "--tokens", "4294967297", "--length", "1"], false),
+        ] {
+            let result = runGlam(arguments)
+            #expect(result.status == (accepted ? 0 : 2), "\(arguments): \(result.err)")
+            if !accepted { #expect(result.err.split(separator: "\n").count == 1 && (result.err.contains("must be") || result.err.contains("must have"))) }
+        }
+    }
+}

@@ -437,6 +437,9 @@ struct ReliabilityTests {
             #expect(result.status == 2 && result.err.contains(option), "\(option) \(value): \(result.err)")
         }
         #expect(runGlam(["bench", "decode", "--batch", "1,1"]).status == 2)
+        // The ends of --shard's range: a shard with no runs of its own reports the others' finished runs.
+        #expect(runGlam(["compare", "--resume", "--shard", "1023/1024"] + arguments).status == 0)
+        #expect(runGlam(["compare", "--resume", "--shard", "0/1025"] + arguments).status == 2)
 
         // A diverged run's NaN validation loss is written and read back (before, encoding threw).
         let url = scratch.path("points.jsonl")

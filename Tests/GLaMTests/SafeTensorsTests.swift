@@ -215,3 +215,45 @@ struct SafeTensorsTests {
         }
     }
 }
+
+extension SafeTensorsTests {
+    @Test("a tensor with a zero extent is valid and empty; a negative extent or a byte count off its shape is refused")
+    func zeroExtents() throws {
+        let empty = try SafeTensor(dtype: .float32, shape: [0, 3], bytes: [])
+        #expect(empty.scalarCount == 0 && empty.floatTensor().shape == [0, 3] && empty.floatTensor().scalars.isEmpty)
+        #expect(throws: SafeTensorsError.self) { _ = try SafeTensor(dtype: .float32, shape: [-1, 3], bytes: []) }
+        #expect(throws: SafeTensorsError.self) { _ = try SafeTensor(dtype: .float32, shape: [1, 3], bytes: [UInt8](repeating: 0, count: 8)) }
+        let file = try SafeTensorsFile(
+            bytes: safetensorsBytes(header: #"{"e":{"dtype":"F32","shape":[4,0],"data_offsets":[0,0]}}"#), name: "empty.safetensors")
+        #expect(file.tensors["e"]?.shape == [4, 0] && file.tensors["e"]?.scalarCount == 0)
+    }
+
+    @Test("a shape too large for its data is reported with the exact bytes it needs, up to the largest addressable count")
+    func exactByteCountOfOversizedShapes() {
+        let limit = Int.max / 8  // the largest element count whose bytes (8 per F64) still fit in Int
+        expectRejected(
+            safetensorsBytes(header: #"{"t":{"dtype":"F64","shape":[\#(limit)],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
+            containing: "needs \(limit * 8) bytes but data_offsets span 8")
+        expectRejected(
+            safetensorsBytes(header: #"{"t":{"dtype":"F64","shape":[\#(limit / 3),3],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
+            containing: "needs \(limit / 3 * 3 * 8) bytes")
+        for shape in ["[\(limit + 1)]", "[3,\(limit / 2)]", "[\(Int.max)]"] {
+            expectRejected(
+                safetensorsBytes(header: #"{"t":{"dtype":"F64","shape":\#(shape),"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
+                containing: "too large to address")
+        }
+    }
+}
+
+extension SafeTensorsTests {
+    @Test("\\u escapes: a surrogate pair is one scalar; a lone high or low surrogate is refused, at each end of its range")
+    func surrogateEscapes() throws {
+        func parsed(_ text: String) -> StrictJSONValue? { try? parseStrictJSON(Array(text.utf8)) }
+        #expect(parsed(#""\uD800\uDC00""#) == .string("\u{10000}"))
+        #expect(parsed(#""\uDBFF\uDFFF""#) == .string("\u{10FFFF}"))
+        #expect(parsed(#""\uD7FF\uE000""#) == .string("\u{D7FF}\u{E000}"))
+        for lone in [#""\uD800""#, #""\uDBFF""#, #""\uDC00""#, #""\uDFFF""#, #""\uDC00\uD800""#, #""\uD800x""#] {
+            #expect(parsed(lone) == nil, "\(lone) was accepted")
+        }
+    }
+}

@@ -97,3 +97,26 @@ struct TensorTests {
         #expect(abs(mean) < 0.03 && abs(variance - 1) < 0.05)
     }
 }
+
+extension TensorTests {
+    @Test("a product with inner dimension 1 is the outer product; an empty inner dimension gives zeros")
+    func innerDimensionOneAndZero() throws {
+        let a = Tensor<Float>(shape: [3, 1], scalars: [1, -2, 0.5])
+        let b = Tensor<Float>(shape: [1, 4], scalars: [3, 0.25, -1, 8])
+        let product = matmul(a, b)
+        #expect(product.shape == [3, 4])
+        #expect(product.scalars == [3, 0.25, -1, 8, -6, -0.5, 2, -16, 1.5, 0.125, -0.5, 4])
+        let empty = matmul(Tensor<Float>(shape: [2, 0], scalars: []), Tensor<Float>(shape: [0, 3], scalars: []))
+        #expect(empty.shape == [2, 3] && empty.scalars == [Float](repeating: 0, count: 6))
+    }
+
+    @Test("transposing an empty tensor permutes its shape and holds nothing")
+    func transposeEmpty() {
+        for shape in [[0, 3], [2, 0, 4], [0]] {
+            let tensor = Tensor<Float>(shape: shape, scalars: [])
+            let permutation = Array((0..<shape.count).reversed())
+            let transposed = tensor.transposed(permutation: permutation)
+            #expect(transposed.shape == permutation.map { shape[$0] } && transposed.scalars.isEmpty)
+        }
+    }
+}

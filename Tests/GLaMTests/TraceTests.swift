@@ -263,9 +263,14 @@ struct TraceTests {
                 return layer
             }
         }
-        // Routing groups: one per row; a data mesh repeats the prompt once per data core.
-        #expect(NSArray(array: layers(single)) == NSArray(array: layers(data)))
-        #expect(NSDictionary(dictionary: single["predictions"] as? [String: Any] ?? [:]) == NSDictionary(dictionary: data["predictions"] as? [String: Any] ?? [:]))
+        // Routing groups: one per row; a data mesh repeats the prompt once per data core. A 1x1 mesh
+        // is one device.
+        for mesh in [data, try Self.json(arguments + ["--mesh", "1x1"])] {
+            #expect(NSArray(array: layers(single)) == NSArray(array: layers(mesh)))
+            #expect(
+                NSDictionary(dictionary: single["predictions"] as? [String: Any] ?? [:])
+                    == NSDictionary(dictionary: mesh["predictions"] as? [String: Any] ?? [:]))
+        }
         let floats: Set<String> = ["gates", "raw_gates", "renormalized_gates", "router_top", "aux_loss_share"]
         let (a, b) = (layers(single, dropping: floats), layers(both, dropping: floats))
         #expect(a.count == b.count && a.count == 2)
@@ -312,5 +317,57 @@ struct TraceTests {
             let refused = runGlam(arguments)
             #expect(refused.status == 2 && refused.err.contains(fragment), "\(arguments): \(refused.err)")
         }
+    }
+}
+
+extension TraceTests {
+    @Test("the traced experts' slots are praxis' dispatch einsum (an empty slot is zero) and each slot's output is gelu(x·Wi[e])·Wo[e]")
+    func expertSlotsFollowTheEinsums() throws {
+        var roomy = tinyConfiguration(experts: 4, capacityFactor: 8)
+        roomy.numGroups = 2
+        var emptySlots = 0, filledSlots = 0
+        for parameters in [Self.droppingModel(), ModelParameters(configuration: roomy, seed: 5)] {
+            let trace = ForwardTrace()
+            let _: DecoderOutput<Float> = try parameters.constants(Self.batch, observer: trace)
+            let dispatch = try #require(trace["layers.0.moe.dispatch"])  // [G, S, E, C]
+            let y = try #require(trace["layers.0.ffn_norm"])  // [B, T, M], the MoE layer's input
+            let inputs = try #require(trace["layers.0.moe.expert_inputs"])  // [E, G, C, M]
+            let outputs = try #require(trace["layers.0.moe.expert_outputs"])  // [E, G, C, M]
+            let (g, s, e, c) = (dispatch.shape[0], dispatch.shape[1], dispatch.shape[2], dispatch.shape[3])
+            let m = y.shape[2]
+            #expect(inputs.shape == [e, g, c, m] && outputs.shape == [e, g, c, m])
+            let wi = parameters[.layer(0, .expertInput)], wo = parameters[.layer(0, .expertOutput)]  // [E, M, H], [E, H, M]
+            let h = wi.shape[2]
+            for expert in 0..<e {
+                for group in 0..<g {
+                    for slot in 0..<c {
+                        // expert_inputs[e, g, c, :] = Σ_s dispatch[g, s, e, c] · y[g, s, :]
+                        var slotInput = [Double](repeating: 0, count: m)
+                        var occupants = 0.0
+                        for token in 0..<s {
+                            let weight = Double(dispatch.scalars[((group * s + token) * e + expert) * c + slot])
+                            occupants += weight
+                            for i in 0..<m { slotInput[i] += weight * Double(y.scalars[(group * s + token) * m + i]) }
+                        }
+                        if occupants == 0 { emptySlots += 1 } else { filledSlots += 1 }
+                        let offset = ((expert * g + group) * c + slot) * m
+                        for i in 0..<m { #expect(Double(inputs.scalars[offset + i]) == slotInput[i], "slot \(expert), \(group), \(slot)") }
+                        // expert_outputs = gelu_tanh(x · Wi[e]) · Wo[e], recomputed in Double.
+                        var hidden = [Double](repeating: 0, count: h)
+                        for j in 0..<h {
+                            var sum = 0.0
+                            for i in 0..<m { sum += slotInput[i] * Double(wi.scalars[(expert * m + i) * h + j]) }
+                            hidden[j] = 0.5 * sum * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (sum + 0.044715 * sum * sum * sum)))
+                        }
+                        for i in 0..<m {
+                            var sum = 0.0
+                            for j in 0..<h { sum += hidden[j] * Double(wo.scalars[(expert * h + j) * m + i]) }
+                            #expect(abs(Double(outputs.scalars[offset + i]) - sum) <= 1e-5 * (1 + abs(sum)), "output of slot \(expert), \(group), \(slot)")
+                        }
+                    }
+                }
+            }
+        }
+        #expect(emptySlots > 0 && filledSlots > 0)
     }
 }

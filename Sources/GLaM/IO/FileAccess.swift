@@ -9,12 +9,12 @@
 import Foundation
 
 /// Whole-file reads and atomic writes, with errors in one line naming the file.
-public enum FileAccess {
+package enum FileAccess {
     /// The bytes of the regular file at `url` (memory-mapped when safe).
     ///
     /// - Throws: `ModelError` naming the file: it does not exist, cannot be read, or is not a
     ///   regular file (a directory, a device, a FIFO).
-    public static func read(_ url: URL) throws(ModelError) -> Data {
+    package static func read(_ url: URL) throws(ModelError) -> Data {
         do {
             return try contents(url)
         } catch {
@@ -45,7 +45,7 @@ public enum FileAccess {
     ///
     /// - Throws: `ModelError` naming the file, as `read(_:)` does, or the byte offset of the first
     ///   byte that is not valid UTF-8 (a truncated or binary file).
-    public static func readText(_ url: URL) throws(ModelError) -> String {
+    package static func readText(_ url: URL) throws(ModelError) -> String {
         let data = try read(url)
         if let text = String(validating: data, as: UTF8.self) { return text }
         var decoder = UTF8()
@@ -73,7 +73,7 @@ public enum FileAccess {
     ///   - beforeRename: called after the temporary file is complete, before the rename (tests use it
     ///     to simulate a crash).
     /// - Throws: `ModelError` naming the file and the cause in one line.
-    public static func writeAtomically(
+    package static func writeAtomically(
         _ data: Data, to url: URL, protecting inputs: [URL] = [], beforeRename: (() throws -> Void)? = nil
     ) throws {
         try checkWritable(url, protecting: inputs)
@@ -108,7 +108,7 @@ public enum FileAccess {
     ///
     /// - Throws: `ModelError` naming the path that could not be made and the POSIX cause (for
     ///   example a parent that is a regular file: "Not a directory").
-    public static func createDirectory(_ url: URL) throws(ModelError) {
+    package static func createDirectory(_ url: URL) throws(ModelError) {
         let path = url.standardizedFileURL.path
         var prefix = path.hasPrefix("/") ? "" : "."
         for component in path.split(separator: "/") {
@@ -128,7 +128,7 @@ public enum FileAccess {
     /// one) that is none of `inputs`.
     ///
     /// - Throws: `ModelError` naming the file and what it is.
-    public static func checkWritable(_ url: URL, protecting inputs: [URL] = []) throws(ModelError) {
+    package static func checkWritable(_ url: URL, protecting inputs: [URL] = []) throws(ModelError) {
         var target = stat()
         guard stat(url.path, &target) == 0 else {
             if errno == ENOENT { return }
@@ -171,7 +171,7 @@ public enum FileAccess {
     /// `kill -9` during a save): `.NAME.tmp-PID-*` beside `url` whose PID is not a live process.
     /// Returns the paths removed.
     @discardableResult
-    public static func removeStaleTemporaries(of url: URL) -> [String] {
+    package static func removeStaleTemporaries(of url: URL) -> [String] {
         let directory = url.deletingLastPathComponent()
         let prefix = ".\(url.lastPathComponent).tmp-"
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return [] }
@@ -189,7 +189,7 @@ public enum FileAccess {
 
     /// A file-system error in one line: the POSIX cause (`strerror`) when Foundation's error wraps
     /// one, else its description (never Foundation's "The operation could not be completed").
-    public static func describe(_ error: any Error) -> String {
+    package static func describe(_ error: any Error) -> String {
         let ns = error as NSError
         if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
             return String(cString: strerror(Int32(underlying.code)))

@@ -314,7 +314,7 @@ public struct SafeTensorsFile: Sendable, Equatable {
     /// crash mid-write never leaves a truncated file at `url`.
     ///
     /// - Parameters:
-    ///   - url: the target: absent or a regular file (``FileAccess/writeAtomically(_:to:protecting:beforeRename:)``).
+    ///   - url: the target: absent or a regular file (a device, a FIFO or a directory is refused).
     ///   - inputs: files the caller read, which `url` must not be.
     /// - Throws: `SafeTensorsError` for a tensor named `__metadata__` (the format reserves the name,
     ///   so the file could not be read back), or `ModelError` naming the target and the cause.

@@ -4,10 +4,10 @@
 // is too large, rather than crashing the process while it is checked.
 
 /// Saturating size arithmetic.
-public enum CheckedSize {
+package enum CheckedSize {
     /// The product of `factors`: 0 when one is 0 or negative (an empty extent), else the exact
     /// product, or `Int.max` when that exceeds it.
-    public static func product(_ factors: [Int]) -> Int {
+    package static func product(_ factors: [Int]) -> Int {
         if factors.contains(where: { $0 <= 0 }) { return 0 }
         var total = 1
         for factor in factors {
@@ -19,7 +19,7 @@ public enum CheckedSize {
     }
 
     /// The sum of `terms` (a negative term counts as 0), or `Int.max` when it overflows.
-    public static func sum(_ terms: [Int]) -> Int {
+    package static func sum(_ terms: [Int]) -> Int {
         var total = 0
         for term in terms {
             let (value, overflow) = total.addingReportingOverflow(max(term, 0))
