@@ -384,8 +384,6 @@ class Fuzzer:
             run = tempfile.mkdtemp(dir=self.work)
             name = self.rng.choice(["metrics.jsonl", "checkpoint.safetensors", "loss.svg"])
             os.rename(target, os.path.join(run, name))
-            if kind == "link":  # the link's target stays where it is
-                pass
             target = os.path.join(run, name)
             before = (os.lstat(target).st_mode, None)
             choices = [["train", "--config", "tiny", "--steps", "1", "--batch", "2", "--length", "32", "--corpus", self.corpus,
@@ -480,20 +478,11 @@ class Fuzzer:
 
     def case(self):
         kind = self.rng.choice(KINDS)
-        if kind == "streams":
-            detail, outcome = self.streams_case()
-            return kind, detail, outcome
-        if kind == "targets":
-            detail, outcome = self.targets_case()
-            return kind, detail, outcome
-        if kind == "forged":
-            detail, outcome = self.forged_case(os.path.join(self.work, "case.safetensors"))
-            return kind, detail, outcome
-        if kind == "conflict":
-            detail, outcome = self.conflict_case()
-            return kind, detail, outcome
-        if kind == "concurrent":
-            detail, outcome = self.concurrent_case()
+        new_classes = {"streams": self.streams_case, "targets": self.targets_case, "conflict": self.conflict_case,
+                       "concurrent": self.concurrent_case,
+                       "forged": lambda: self.forged_case(os.path.join(self.work, "case.safetensors"))}
+        if kind in new_classes:
+            detail, outcome = new_classes[kind]()
             return kind, detail, outcome
         path = os.path.join(self.work, "case.safetensors")
         if kind == "header":
