@@ -77,10 +77,10 @@ public struct Top2GatingConfiguration: Sendable, Equatable {
             guard !overflow else { count = Int.max; break }
             count = product
         }
-        guard Double(count) <= Double(MemoryEstimate.physicalMemory) / 4 else {
+        guard Double(count) <= Double(CheckedSize.physicalMemory) / 4 else {
             throw Invalid(
                 description:
-                    "expert_capacity C = \(capacity) makes \(what) \(shape) about \(MemoryEstimate.describe(count)), more than a quarter of this machine's memory"
+                    "expert_capacity C = \(capacity) makes \(what) \(shape) about \(CheckedSize.describe(count)), more than a quarter of this machine's memory"
             )
         }
     }

@@ -85,11 +85,3 @@ extension GLaMModel where Weight == Tensor<Float> {
         return hash
     }
 }
-
-/// A model, checkpoint or input that does not fit: one line saying what and why.
-public struct ModelError: Error, CustomStringConvertible, Equatable {
-    /// The message.
-    public let description: String
-    /// An error with `message`.
-    public init(_ message: String) { description = message }
-}

@@ -3,6 +3,8 @@
 // overflow, so that a size too large to count is refused with a message like any other size that
 // is too large, rather than crashing the process while it is checked.
 
+import Foundation
+
 /// Saturating size arithmetic.
 package enum CheckedSize {
     /// The product of `factors`: 0 when one is 0 or negative (an empty extent), else the exact
@@ -27,5 +29,13 @@ package enum CheckedSize {
             total = value
         }
         return total
+    }
+
+    /// This machine's physical memory in bytes.
+    package static var physicalMemory: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory) }
+
+    /// `bytes` in words, as "12.3 GB" (`Int.max`, a size too large to count: "more than 9.2 EB").
+    package static func describe(_ bytes: Int) -> String {
+        bytes == Int.max ? "more than 9.2 EB" : String(format: "%.1f GB", Double(bytes) / 1e9)
     }
 }

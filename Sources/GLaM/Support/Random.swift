@@ -61,15 +61,3 @@ public enum CounterRandom {
 
 @inline(__always) private func _log(_ x: Double) -> Double { Foundation.log(x) }
 @inline(__always) private func _cos(_ x: Double) -> Double { Foundation.cos(x) }
-
-extension Tensor where Scalar == Float {
-    /// A tensor of independent N(0, std²) samples drawn in row-major order from `generator`.
-    public static func randomNormal(shape: [Int], standardDeviation: Float = 1, generator: inout SeededGenerator) -> Tensor {
-        Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in generator.nextNormal() * standardDeviation })
-    }
-
-    /// A tensor of independent U(−bound, bound) samples drawn in row-major order from `generator`.
-    public static func randomUniform(shape: [Int], bound: Float, generator: inout SeededGenerator) -> Tensor {
-        Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in (2 * generator.nextUniform() - 1) * bound })
-    }
-}

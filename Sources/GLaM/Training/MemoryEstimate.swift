@@ -37,7 +37,7 @@ public struct MemoryEstimate: Sendable, Equatable {
     public var totalBytes: Int { parameterBytes > Int.max - activationBytes ? Int.max : parameterBytes + activationBytes }
 
     /// This machine's physical memory in bytes.
-    public static var physicalMemory: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory) }
+    public static var physicalMemory: Int { CheckedSize.physicalMemory }
 
     /// Whether the estimate fits in 80% of `available` bytes.
     public func fits(in available: Int = physicalMemory) -> Bool { Self.fits(totalBytes, in: available) }
@@ -46,7 +46,5 @@ public struct MemoryEstimate: Sendable, Equatable {
     public static func fits(_ bytes: Int, in available: Int = physicalMemory) -> Bool { Double(bytes) <= 0.8 * Double(available) }
 
     /// `bytes` as "12.3 GB".
-    public static func describe(_ bytes: Int) -> String {
-        bytes == Int.max ? "more than 9.2 EB" : String(format: "%.1f GB", Double(bytes) / 1e9)
-    }
+    public static func describe(_ bytes: Int) -> String { CheckedSize.describe(bytes) }
 }

@@ -162,19 +162,3 @@ public struct TrainingCheckpoint: Sendable, Equatable {
         return String(format: "%08x", crc.value)
     }
 }
-
-/// CRC-32 with the IEEE polynomial (as zlib), table-driven.
-struct CRC32 {
-    private static let table: [UInt32] = (0..<256).map { n in
-        var c = UInt32(n)
-        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-        return c
-    }
-    private var state: UInt32 = 0xFFFF_FFFF
-
-    mutating func update(_ bytes: [UInt8]) {
-        for byte in bytes { state = Self.table[Int((state ^ UInt32(byte)) & 0xFF)] ^ (state >> 8) }
-    }
-
-    var value: UInt32 { state ^ 0xFFFF_FFFF }
-}
