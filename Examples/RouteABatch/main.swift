@@ -19,7 +19,7 @@ let x = Tensor<Float>.randomNormal(shape: [2, 12, m], generator: &generator)  //
 let gating = Top2GatingConfiguration(numExperts: e, capacityFactor: 1)
 let layer = MoELayerConfiguration(gating: gating, numGroups: 2, activation: .geluTanh)
 let weights = MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))
-let out = try moeLayer(Variable(constant: x), paddings: nil, weights: weights, configuration: layer)
+let out = try weights(Variable(constant: x), paddings: nil, configuration: layer)
 
 let trace = MoELayerTrace(layer: 0, gating: out.gating, paddings: nil, configuration: gating)
 print("capacity C = \(trace.capacity) per expert per group; aux loss \(trace.auxLoss)")

@@ -16,6 +16,13 @@ protocol Subcommand {
     static var help: String { get }
     /// Runs with the arguments after the subcommand name; returns the exit status.
     static func run(_ arguments: [String], output: inout Output) throws -> Int32
+    /// The `--help` text for these arguments (a subcommand with subcommands of its own, such as
+    /// `glam bench`, gives the one named).
+    static func help(for arguments: [String]) -> String
+}
+
+extension Subcommand {
+    static func help(for arguments: [String]) -> String { help }
 }
 
 /// Where a command writes: standard output and standard error (captured in tests).
@@ -78,7 +85,7 @@ public enum CommandLineTool {
         }
         let rest = Array(arguments.dropFirst())
         if rest.contains("--help") || rest.contains("-h") {
-            output.line(command.help)
+            output.line(command.help(for: rest))
             return 0
         }
         #if DEBUG

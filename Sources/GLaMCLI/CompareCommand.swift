@@ -242,7 +242,6 @@ struct SweepSettings {
             "evaluation_batches": options.evaluationBatches, "seeds": seeds.map { Int($0) }, "experts": experts, "corpus": corpus,
             "capacity_factor": capacityFactor, "aux_loss_weight": auxLossWeight, "peak_lr": Double(options.schedule.peak),
         ]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        return String(decoding: data, as: UTF8.self) + "\n"
+        return JSONText.line(object) + "\n"
     }
 }

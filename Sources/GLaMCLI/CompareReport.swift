@@ -274,9 +274,7 @@ struct CompareReport {
                 else { continue }
                 object["model"] = record.variant
                 object["seed"] = Int(record.seed)
-                if let line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
-                    out += String(decoding: line, as: UTF8.self) + "\n"
-                }
+                out += JSONText.line(object) + "\n"
             }
         }
         return out

@@ -154,7 +154,7 @@ enum FixtureCommand: Subcommand {
         var file = SafeTensorsFile(
             tensors: tensors,
             metadata: [
-                "format": "glam-fixture", "version": "1", "kind": kind, "config": try json(config),
+                "format": "glam-fixture", "version": "1", "kind": kind, "config": JSONText.line(config),
                 "source": "glam \(glamVersion), this implementation (not an independent reference): \(command)",
             ])
         let fixture = try GoldenFixture(file, name: out)
@@ -221,9 +221,5 @@ enum FixtureCommand: Subcommand {
         }
         for key in ModelConfiguration.jsonKeys where object[key] == nil { object[key] = NSNull() }
         return object
-    }
-
-    static func json(_ object: [String: Any]) throws -> String {
-        String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
     }
 }

@@ -45,8 +45,7 @@ enum ParamsCommand: Subcommand {
                     "paper_total": named.paperTotal ?? NSNull(), "paper_activated": named.paperActivated ?? NSNull(),
                 ]
             }
-            let data = try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys])
-            output.line(String(decoding: data, as: UTF8.self))
+            output.line(JSONText.line(objects))
             return 0
         }
         output.line("| name | L | M | H | N×D | E | total | activated | total w/o emb | activated w/o emb | paper total / activated |")

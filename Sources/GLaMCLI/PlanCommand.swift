@@ -83,8 +83,7 @@ enum PlanCommand: Subcommand {
                 "config": name, "mesh": [data, model], "batch": batch, "length": length, "groups": groups, "unit": "bytes sent per core per step",
             ]
             for (key, value) in parts { object[key] = value }
-            let json = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            output.line(String(decoding: json, as: UTF8.self))
+            output.line(JSONText.line(object))
             return 0
         }
         output.line("\(name), one training step on a virtual \(data)x\(model) mesh (data × mdl), B = \(batch), T = \(length), G = \(groups):")

@@ -210,8 +210,7 @@ extension TraceRun {
                 "data": mesh.dataCores, "mdl": mesh.modelCores, "bytes_data": mesh.bytesData, "bytes_mdl": mesh.bytesModel,
             ]
         }
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-        return String(decoding: data, as: UTF8.self)
+        return JSONText.line(object)
     }
 
     /// Writes every traced intermediate, by its trace name, as one safetensors file (F32), with the

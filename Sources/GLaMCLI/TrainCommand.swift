@@ -204,8 +204,7 @@ enum TrainCommand: Subcommand {
         defer { try? metrics.close() }
         func log(_ object: [String: Any]) throws {
             do {
-                let data = try JSONSerialization.data(withJSONObject: Self.finiteJSON(object), options: [.sortedKeys])
-                try metrics.write(contentsOf: data + Data("\n".utf8))
+                try metrics.write(contentsOf: Data((JSONText.line(object) + "\n").utf8))
             } catch {
                 throw UsageError("train: cannot write \(metricsURL.path): \(FileAccess.describe(error))")
             }
@@ -294,18 +293,6 @@ enum TrainCommand: Subcommand {
         } catch let error as MeshError {
             guard let mesh else { throw error }
             throw unfitting(mesh, error)
-        }
-    }
-
-    /// `value` with every non-finite number replaced by JSON null: metrics.jsonl writes a skipped
-    /// step's NaN or infinite loss as null (JSON has no NaN).
-    static func finiteJSON(_ value: Any) -> Any {
-        switch value {
-        case let number as Double: return number.isFinite ? number : NSNull()
-        case let number as Float: return number.isFinite ? number : NSNull()
-        case let object as [String: Any]: return object.mapValues(finiteJSON)
-        case let array as [Any]: return array.map(finiteJSON)
-        default: return value
         }
     }
 

@@ -61,10 +61,10 @@ struct CommandLineTests {
         #expect(runGlam(["bench", "moe", "--implementation", "sparse"]).status == 2)
         let model = runGlam(["bench", "model", "--config", "tiny", "--batch", "1", "--length", "8", "--repeats", "1", "--json"])
         #expect(model.status == 0, "\(model.err)")
-        #expect(model.out.split(separator: "\n").count == 3 && model.out.contains("\"mode\": \"train step\""))
         let rows = try model.out.split(separator: "\n").map {
             try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
         }
+        #expect(rows.map { $0["mode"] as? String } == ["forward", "forward+backward", "train step"])
         #expect(rows.allSatisfy { ($0["mfu"] as? Double ?? 0) > 0 && ($0["gemm_peak_gflops"] as? Double ?? 0) > 0 })
         let sweep = runGlam(["bench", "model", "--config", "tiny", "--batch", "1", "--length", "8", "--repeats", "1", "--experts", "4,16"])
         #expect(sweep.status == 0, "\(sweep.err)")
@@ -99,6 +99,29 @@ struct CommandLineTests {
         #expect(decoded.map { $0["batch"] as? Int } == [1, 3] && decoded.allSatisfy { ($0["tokens_per_second"] as? Double ?? 0) > 0 })
         #expect(runGlam(["bench", "model", "--config", "nonexistent"]).status == 2)
         #expect(runGlam(["bench", "moe", "--capacity-factor", "-1"]).status == 2)
+    }
+
+    @Test("each benchmark is a subcommand with its own options and help: another's option is refused, by name")
+    func benchmarksHaveTheirOwnOptions() {
+        let foreign = [
+            ("gemm", ["--config", "tiny"]), ("moe", ["--batch", "1"]), ("model", ["--size", "64"]), ("decode", ["--tile", "6x16"]),
+            ("decode", ["--scaling"]), ("gemm", ["--group-size", "4"]), ("moe", ["--implementation", "dense"]),
+        ]
+        for (bench, arguments) in foreign {
+            let result = runGlam(["bench", bench] + arguments)
+            #expect(result.status == 2 && result.err.contains("bench \(bench): unknown option \(arguments[0])"), "\(bench) \(arguments): \(result.err)")
+            #expect(result.err.split(separator: "\n").count == 1)
+        }
+        let extra = runGlam(["bench", "gemm", "512"])
+        #expect(extra.status == 2 && extra.err.contains("unexpected argument '512'"), "\(extra.err)")
+        let names = ["gemm", "moe", "model", "decode"]
+        for bench in names {
+            let help = runGlam(["bench", bench, "--help"])
+            #expect(help.status == 0 && help.out.contains("USAGE: glam bench \(bench) "), "\(bench)")
+            for other in names where other != bench { #expect(!help.out.contains("glam bench \(other) "), "\(bench) help shows \(other)") }
+        }
+        let overview = runGlam(["bench", "--help"]).out
+        #expect(names.allSatisfy { overview.contains("glam bench \($0) [") })
     }
 
     @Test("each bench's --repeats accepts 1...1000 and names that range when refusing 0 or 1001")

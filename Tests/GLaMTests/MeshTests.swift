@@ -113,10 +113,7 @@ struct ExpertParallelTests {
         paddings[3, 0] = 1
         let configuration = MoELayerConfiguration(
             gating: Top2GatingConfiguration(numExperts: e, capacityFactor: 1.0), numGroups: g, activation: .geluTanh)
-        let single = try moeLayer(
-            Variable(constant: x), paddings: paddings,
-            weights: MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo)),
-            configuration: configuration)
+        let single = try MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))(Variable(constant: x), paddings: paddings, configuration: configuration)
         #expect(single.gating.routing.overCapacity[0] > 0 || single.gating.routing.overCapacity[1] > 0)  // drops happen
 
         let mesh = try DeviceMesh(shape: shape, axisNames: names)

@@ -1,4 +1,5 @@
-// The MoE layer: the dense (praxis einsum) and index-based dispatch agree in value and gradient,
+// The MoE layer: its index-based dispatch and combine equal praxis' dense einsums (the reference in
+// DenseDispatchReference.swift) in value and gradient,
 // gradients pass finite differences in Double (through gates, aux loss and experts), and groups
 // and padding behave as the "Top-2 gating" article says.
 
@@ -27,46 +28,46 @@ struct MoELayerTests {
             gating: Top2GatingConfiguration(numExperts: e, capacityFactor: capacityFactor), numGroups: groups, activation: activation)
     }
 
-    @Test("dense and indexed dispatch agree in value and in every gradient", arguments: ExpertActivation.allCases, [0.5, 1.0, 4.0])
-    func implementationsAgree(activation: ExpertActivation, capacityFactor: Double) throws {
+    @Test("the layer equals praxis' dense dispatch and combine einsums in value and in every gradient",
+          arguments: ExpertActivation.allCases, [0.5, 1.0, 4.0])
+    func equalsDenseEinsums(activation: ExpertActivation, capacityFactor: Double) throws {
         let (x, gate, wi, wo, paddings) = Self.setup()
         let dy = randomDoubleTensor([2, 6, 5], seed: 50)
+        let configuration = Self.configuration(capacityFactor: capacityFactor, activation: activation)
         var results: [[Tensor<Double>]] = []
-        for implementation in DispatchImplementation.allCases {
+        for dense in [true, false] {
             let tape = Tape<Double>()
             let vars = [x, gate, wi, wo].map { tape.variable($0) }
-            let out = try moeLayer(
-                vars[0], paddings: paddings, weights: MoEWeights(gate: vars[1], wi: vars[2], wo: vars[3]),
-                configuration: Self.configuration(capacityFactor: capacityFactor, activation: activation), implementation: implementation)
+            let weights = MoEWeights(gate: vars[1], wi: vars[2], wo: vars[3])
+            let out =
+                dense
+                ? try denseMoELayer(vars[0], paddings: paddings, weights: weights, configuration: configuration)
+                : try weights(vars[0], paddings: paddings, configuration: configuration)
             let loss = (out.output * Variable(constant: dy)).sum() + out.gating.auxLoss
             let grads = tape.gradients(of: loss)
             results.append([out.output.value] + vars.map { grads[$0] ?? Tensor(zeros: $0.shape) })
         }
         for (dense, indexed) in zip(results[0], results[1]) {
+            #expect(dense.shape == indexed.shape)
             #expect(zip(dense.scalars, indexed.scalars).allSatisfy { abs($0 - $1) < 1e-12 })
         }
+        #expect(results[0][0].scalars.contains { $0 != 0 })  // a real output, not two empty ones
     }
 
     @Test("finite differences in Double: output, aux loss and all weights, with drops and padding")
     func gradientCheck() throws {
         let (x, gate, wi, wo, paddings) = Self.setup(seed: 11)
-        for implementation in DispatchImplementation.allCases {
-            try checkGradients([x, gate, wi, wo], tolerance: 1e-6) { v in
-                let out = try moeLayer(  // an error fails the test with it
-                    v[0], paddings: paddings, weights: MoEWeights(gate: v[1], wi: v[2], wo: v[3]),
-                    configuration: Self.configuration(capacityFactor: 0.5), implementation: implementation)
-                return out.output + out.gating.auxLoss  // aux broadcast over the output
-            }
+        try checkGradients([x, gate, wi, wo], tolerance: 1e-6) { v in
+            let out = try MoEWeights(gate: v[1], wi: v[2], wo: v[3])(  // an error fails the test with it
+                v[0], paddings: paddings, configuration: Self.configuration(capacityFactor: 0.5))
+            return out.output + out.gating.auxLoss  // aux broadcast over the output
         }
     }
 
     @Test("padded tokens output zero, are routed nowhere, and do not count in the aux loss's f")
     func padding() throws {
         let (x, gate, wi, wo, paddings) = Self.setup()
-        let out = try moeLayer(
-            Variable(constant: x), paddings: paddings,
-            weights: MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo)),
-            configuration: Self.configuration(capacityFactor: 4))
+        let out = try MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))(Variable(constant: x), paddings: paddings, configuration: Self.configuration(capacityFactor: 4))
         #expect((0..<5).allSatisfy { out.output.value[0, 5, $0] == 0 && out.output.value[1, 4, $0] == 0 })
         let r = out.gating.routing
         #expect(r.firstSlot[5] == -1 && r.secondSlot[5] == -1 && !r.isReal[5])
@@ -77,10 +78,10 @@ struct MoELayerTests {
     func groupsAreIndependent() throws {
         let (x, gate, wi, wo, _) = Self.setup(b: 2, t: 4)
         let weights = MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))
-        let together = try moeLayer(Variable(constant: x), paddings: nil, weights: weights, configuration: Self.configuration(groups: 2))
+        let together = try weights(Variable(constant: x), paddings: nil, configuration: Self.configuration(groups: 2))
         for row in 0..<2 {
             let xi = Tensor(shape: [1, 4, 5], scalars: Array(x.scalars[(row * 20)..<((row + 1) * 20)]))
-            let alone = try moeLayer(Variable(constant: xi), paddings: nil, weights: weights, configuration: Self.configuration(groups: 1))
+            let alone = try weights(Variable(constant: xi), paddings: nil, configuration: Self.configuration(groups: 1))
             #expect(Array(together.output.value.scalars[(row * 20)..<((row + 1) * 20)]) == alone.output.value.scalars)
         }
     }
@@ -89,10 +90,7 @@ struct MoELayerTests {
     func badGroups() {
         let (x, gate, wi, wo, _) = Self.setup()
         #expect(throws: Top2GatingConfiguration.Invalid.self) {
-            try moeLayer(
-                Variable(constant: x), paddings: nil,
-                weights: MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo)),
-                configuration: Self.configuration(groups: 5))
+            try MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))(Variable(constant: x), paddings: nil, configuration: Self.configuration(groups: 5))
         }
     }
 }

@@ -367,7 +367,7 @@ struct ReliabilityTests {
             "loss": Float.nan, "ce": Double.infinity, "lr": 0.01, "step": 3, "applied": false,
             "moe_layers": [["router_entropy": -Double.infinity, "dropped_fraction": 0.25, "load_before_capacity": [1, 2]]],
         ]
-        let data = try JSONSerialization.data(withJSONObject: TrainCommand.finiteJSON(record), options: [.sortedKeys])
+        let data = Data(JSONText.line(record).utf8)
         let back = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(back["loss"] is NSNull && back["ce"] is NSNull && back["lr"] as? Double == 0.01 && back["step"] as? Int == 3)
         let layer = try #require((back["moe_layers"] as? [[String: Any]])?.first)
@@ -482,7 +482,6 @@ struct ReliabilityTests {
             (["bench", "gemm", "--shape", "1,65536,65536"], "2^28"),  // B
             (["bench", "gemm", "--shape", "8,8,8", "--size", "64"], "cannot be combined"),
             (["bench", "moe", "--groups", "4096", "--group-size", "65536", "--model-dim", "4096"], "needs about"),
-            (["bench", "moe", "--groups", "1024", "--group-size", "4096", "--experts", "64", "--implementation", "dense"], "needs about"),
             (["bench", "decode", "--config", "small", "--batch", "1024", "--prompt", "65536"], "may need up to"),
             (["fixture", "--kind", "moe_layer", "--experts", "4096", "--model-dim", "16384", "--hidden", "65536", "--out", "/nonexistent/x"], "limit"),
             (["fixture", "--kind", "top2_gating", "--groups", "1048576", "--group-size", "1048576", "--experts", "4096", "--capacity-factor", "1000", "--out", "/nonexistent/x"], "limit"),

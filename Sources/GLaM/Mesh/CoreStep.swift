@@ -74,10 +74,9 @@ final class CoreStep: @unchecked Sendable {
             let routed = previous.routed!
             let h = tape.variable(previous.open!.residual.value), out = tape.variable(expertOutput!)
             let g1 = tape.variable(routed.gating.firstGate.value), g2 = tape.variable(routed.gating.secondGate.value)
-            // The MoE closing reads only h (and h's shape); y stays on the previous tape.
             x = p.layers[i].closing(
-                OpenLayer(residual: h, ffnInput: h, routed: nil),
-                experts: ExpertReturn(output: out, firstGate: g1, secondGate: g2, slots: routed.slots), layer: i, context: context)
+                residual: h, .experts(ExpertReturn(output: out, firstGate: g1, secondGate: g2, slots: routed.slots)), layer: i,
+                context: context)
             (segment.residual, segment.firstGate, segment.secondGate, segment.expertOutput) = (h, g1, g2, out)
             first = i + 1
         }
@@ -109,7 +108,7 @@ final class CoreStep: @unchecked Sendable {
         let tape = Tape<Float>()
         let weights = expertWeights(s)
         let x = tape.variable(input), wi = tape.variable(weights.wi), wo = tape.variable(weights.wo)
-        let out = experts(x, wi: wi, wo: wo, activation: configuration.moeActivation)
+        let out = MixtureOfExperts(gate: Variable(constant: weights.gate), wi: wi, wo: wo).experts(x, activation: configuration.moeActivation)
         expertPasses.append(ExpertPass(tape: tape, input: x, wi: wi, wo: wo, output: out))
         return out.value
     }

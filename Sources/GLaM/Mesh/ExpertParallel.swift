@@ -1,5 +1,6 @@
 // GShard expert parallelism on the virtual mesh (see the "Sharding over TPU cores" article),
-// forward pass of one MoE layer, built from the layer's own route, experts and combine:
+// forward pass of one MoE layer, built from the layer's own three steps (MoE/MoELayer.swift): route,
+// experts and combine, with the all-to-alls between them:
 //
 //   per core:   its G/n groups [G/n, S, M] → router logits → top-2 gating (group-local)
 //               → dispatch into its slots of every expert         [E, G/n, C, M]
@@ -48,10 +49,13 @@ extension DeviceMesh {
         var perCore = configuration
         perCore.numGroups /= n
         let local = perCore
+        // The layer's weights as constants, made in each core's task (variables are not Sendable).
+        let layer: @Sendable () -> MixtureOfExperts<Variable<Float>> = {
+            MixtureOfExperts(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))
+        }
         let routed: [CoreRouting] = try run { core in
-            let router = MixtureOfExperts(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))
             let x = Variable(constant: inputs[core])  // [G/n, S, M], routed as B = G/n rows of T = S tokens
-            let tokens = try router.route(x, paddings: paddings?[core], configuration: local)
+            let tokens = try layer().route(x, paddings: paddings?[core], configuration: local)
             let (gating, expertIn, slots) = (tokens.gating, tokens.expertInput, tokens.slots)  // expertIn [E, G/n·C, M]
             let c = gating.routing.capacity
             return CoreRouting(
@@ -67,8 +71,9 @@ extension DeviceMesh {
         let expertOut: [Tensor<Float>] = run { core in
             let j = self.coordinates(of: core)[axis]
             let slice = { (t: Tensor<Float>) in Variable(constant: t.split(alongAxis: 0, into: n)[j]) }
+            let local = MixtureOfExperts(gate: Variable(constant: gate), wi: slice(wi), wo: slice(wo))  // its E/n experts
             let input = Variable(constant: byExpert[core].reshaped(to: [localExperts, configuration.numGroups * c, m]))
-            return experts(input, wi: slice(wi), wo: slice(wo), activation: configuration.activation).value.reshaped(to: [
+            return local.experts(input, activation: configuration.activation).value.reshaped(to: [
                 localExperts, configuration.numGroups, c, m,
             ])
         }
@@ -80,10 +85,8 @@ extension DeviceMesh {
         let outputs: [Tensor<Float>] = run { core in
             let out = Variable(constant: byGroup[core].reshaped(to: [e * localGroups * c, m]))
             let r = routed[core]
-            return combinedExpertOutputs(
-                out, firstGate: Variable(constant: r.firstGate), secondGate: Variable(constant: r.secondGate), slots: r.slots,
-                like: Variable(constant: inputs[core]), paddings: paddings?[core]
-            ).value  // [G/n, S, M]
+            let back = ExpertReturn(output: out, firstGate: Variable(constant: r.firstGate), secondGate: Variable(constant: r.secondGate), slots: r.slots)
+            return layer().combine(back, like: Variable(constant: inputs[core]), paddings: paddings?[core]).value  // [G/n, S, M]
         }
         // The aux loss is a mean over groups: average the cores' means along the axis (one group of cores).
         let group = self.group(of: 0, along: axis)

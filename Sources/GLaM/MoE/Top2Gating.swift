@@ -55,38 +55,27 @@ public struct Top2GatingResult<Scalar: TensorScalar> {
         return count == 0 ? 0 : total / Scalar(count)
     }
 
-    /// The combine tensor `[G, S, E, C]`: gate values at (expert, slot) of each dispatched choice.
+    /// The combine tensor `[G, S, E, C]` (praxis `combine_tensor`): the gate value at (expert, slot)
+    /// of each dispatched choice, 0 elsewhere.
     @_specialize(where Scalar == Float)
-    public func combineTensor() -> Tensor<Scalar> { combine().value }
-
-    /// The dispatch tensor `[G, S, E, C]`: 1 where the combine tensor is non-zero.
-    @_specialize(where Scalar == Float)
-    public func dispatchTensor() -> Tensor<Scalar> { combineTensor().map { $0 != 0 ? 1 : 0 } }
-
-    /// The combine tensor as a differentiable value (the dense, einsum-style reference path).
-    @_specialize(where Scalar == Float)
-    public func combine() -> Variable<Scalar> {
+    public func combineTensor() -> Tensor<Scalar> {
         let r = routing
         let (g, s, e, c) = (r.groups, r.groupSize, r.numExperts, r.capacity)
-        var dispatched = [(token: Int, choice: Int, offset: Int)]()
-        for t in 0..<(g * s) {
-            for k in 0..<2 where isDispatched(token: t, choice: k) {
-                let expert = k == 0 ? r.firstExpert[t] : r.secondExpert[t]
-                let slot = k == 0 ? r.firstSlot[t] : r.secondSlot[t]
-                dispatched.append((t, k, (t * e + expert) * c + slot))
-            }
-        }
         let first = firstGate.value, second = secondGate.value
         var out = [Scalar](repeating: 0, count: g * s * e * c)
-        for entry in dispatched { out[entry.offset] = (entry.choice == 0 ? first : second).scalars[entry.token] }
-        let shape = [g, s, e, c]
-        let gates = [firstGate, secondGate]
-        return Variable.record(Tensor(shape: shape, scalars: out), inputs: gates) { grad in
-            var d = [[Scalar](repeating: 0, count: g * s), [Scalar](repeating: 0, count: g * s)]
-            for entry in dispatched { d[entry.choice][entry.token] += grad.scalars[entry.offset] }
-            return d.map { Tensor(shape: [g, s, 1], scalars: $0) }
+        for t in 0..<(g * s) {
+            for k in 0..<2 where isDispatched(token: t, choice: k) {
+                let (expert, slot) = k == 0 ? (r.firstExpert[t], r.firstSlot[t]) : (r.secondExpert[t], r.secondSlot[t])
+                out[(t * e + expert) * c + slot] = (k == 0 ? first : second).scalars[t]
+            }
         }
+        return Tensor(shape: [g, s, e, c], scalars: out)
     }
+
+    /// The dispatch tensor `[G, S, E, C]` (praxis `dispatch_tensor`): 1 where the combine tensor is
+    /// non-zero.
+    @_specialize(where Scalar == Float)
+    public func dispatchTensor() -> Tensor<Scalar> { combineTensor().map { $0 != 0 ? 1 : 0 } }
 }
 
 /// GShard top-2 gating of `logits` `[G, S, E]` (already float32), with optional `paddings`

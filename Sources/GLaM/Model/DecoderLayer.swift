@@ -95,6 +95,15 @@ struct ForwardContext<Scalar: TensorScalar> {
     }
 }
 
+/// What the closing of a layer feeds its residual with: the dense FFN's input y, or an MoE layer's
+/// experts' outputs with their gates.
+enum FeedForwardInput<Scalar: TensorScalar> {
+    /// y = RMS_f(h) `[B, T, M]`, for a dense layer's FFN.
+    case dense(Variable<Scalar>)
+    /// The experts' outputs of an MoE layer, for the combine.
+    case experts(ExpertReturn<Scalar>)
+}
+
 /// A decoder layer cut at its experts: what the opening computed, for the closing.
 struct OpenLayer<Scalar: TensorScalar> {
     /// h = x + Attn(RMS_a(x)) `[B, T, M]`.
@@ -105,16 +114,6 @@ struct OpenLayer<Scalar: TensorScalar> {
     var routed: RoutedTokens<Scalar>?
 }
 
-/// What the experts of an MoE layer send back, and what the combine weighs it with.
-struct ExpertReturn<Scalar: TensorScalar> {
-    /// The experts' outputs on every slot `[E·G·C, M]`.
-    var output: Variable<Scalar>
-    /// Each token's gates `[G, S, 1]`.
-    var firstGate, secondGate: Variable<Scalar>
-    /// Per choice, each token's row in `output` (-1: not dispatched).
-    var slots: [[Int]]
-}
-
 extension DecoderLayer {
     /// Layer `i` on the residual stream `x` `[B, T, M]` → `[B, T, M]`: the opening, the experts of an
     /// MoE layer, the closing. `cache` holds the layer's keys and values when decoding.
@@ -123,15 +122,12 @@ extension DecoderLayer {
     ) throws(ModelError) -> (output: Variable<Scalar>, gating: Top2GatingResult<Scalar>?) where Weight == Variable<Scalar> {
         let open = try opening(x, layer: i, context: context, cache: &cache)
         guard let routed = open.routed, case .moe(let moe) = feedForward else {
-            return (closing(open, experts: nil, layer: i, context: context), nil)
+            return (closing(residual: open.residual, .dense(open.ffnInput), layer: i, context: context), nil)
         }
         let r = routed.gating.routing
-        let out = experts(routed.expertInput, wi: moe.wi, wo: moe.wo, activation: context.moeConfiguration.activation)  // [E, G·C, M]
+        let out = moe.experts(routed.expertInput, activation: context.moeConfiguration.activation)  // [E, G·C, M]
         context.trace("layers.\(i).moe.expert_outputs", out.reshaped(to: [r.numExperts, r.groups, r.capacity, out.shape[2]]))
-        let back = ExpertReturn(
-            output: out.reshaped(to: [r.numExperts * r.groups * r.capacity, out.shape[2]]), firstGate: routed.gating.firstGate,
-            secondGate: routed.gating.secondGate, slots: routed.slots)
-        return (closing(open, experts: back, layer: i, context: context), routed.gating)
+        return (closing(residual: open.residual, .experts(routed.returning(out)), layer: i, context: context), routed.gating)
     }
 
     /// The layer up to its experts: `h = x + Attn(RMS_a(x))`, `y = RMS_f(h)`, and for an MoE layer
@@ -161,23 +157,22 @@ extension DecoderLayer {
     }
 
     /// The layer after its experts: `x' = h + FFN(y)` for a dense layer, `x' = h + Σ_k gate_k ·
-    /// expert output` for an MoE layer (`experts` must then be given).
+    /// expert output` for an MoE layer.
     func closing<Scalar>(
-        _ open: OpenLayer<Scalar>, experts back: ExpertReturn<Scalar>?, layer i: Int, context: ForwardContext<Scalar>
+        residual h: Variable<Scalar>, _ feedForwardInput: FeedForwardInput<Scalar>, layer i: Int, context: ForwardContext<Scalar>
     ) -> Variable<Scalar> where Weight == Variable<Scalar> {
         let out: Variable<Scalar>  // [B, T, M]
-        switch feedForward {
-        case .dense(let ffn):
-            out = ffn(open.ffnInput, nonPadding: context.nonPadding)
+        switch (feedForward, feedForwardInput) {
+        case (.dense(let ffn), .dense(let y)):
+            out = ffn(y, nonPadding: context.nonPadding)
             context.trace("layers.\(i).ffn.output", out)
-        case .moe:
-            guard let back else { preconditionFailure("DecoderLayer.closing: MoE layer \(i) needs its experts' outputs") }
-            out = combinedExpertOutputs(
-                back.output, firstGate: back.firstGate, secondGate: back.secondGate, slots: back.slots, like: open.residual,
-                paddings: context.paddings)
+        case (.moe(let moe), .experts(let back)):
+            out = moe.combine(back, like: h, paddings: context.paddings)
             context.trace("layers.\(i).moe.output", out)
+        default:
+            preconditionFailure("DecoderLayer.closing: layer \(i) is \(feedForward.isMoE ? "MoE" : "dense"), its input is not")
         }
-        let x = open.residual + out  // [B, T, M]
+        let x = h + out  // [B, T, M]
         context.trace("layers.\(i).output", x)
         return x
     }

@@ -133,7 +133,7 @@ extension GoldenFixture {
         let (xv, gv, wiv, wov) = (tape.variable(x), tape.variable(gate), tape.variable(wi), tape.variable(wo))
         let out: MoELayerOutput<Float>
         do {
-            out = try moeLayer(xv, paddings: paddings, weights: MoEWeights(gate: gv, wi: wiv, wo: wov), configuration: configuration)
+            out = try MoEWeights(gate: gv, wi: wiv, wo: wov)(xv, paddings: paddings, configuration: configuration)
         } catch {
             throw fail(error.description)
         }

@@ -1,0 +1,76 @@
+// `glam bench decode`: cached incremental decoding, generated tokens per second (the "The glam
+// command line" article).
+
+import Dispatch
+import GLaM
+
+/// `glam bench decode`.
+enum BenchDecode: Benchmark {
+    static let name = "decode"
+    static let usage = "glam bench decode [--config NAME] [--batch B1,B2,...] [--prompt P] [--tokens N] [--threads T] [--repeats R] [--json]"
+    static let help = """
+        USAGE: \(usage)
+
+        Times cached incremental decoding: a P-token prompt is prefilled (untimed), then N steps each
+        feed one token per row. Defaults: 'small', B = 1 and 8, P = 64, N = 64.
+        Reported: best and median generated tokens/s (B·N per run).
+
+        OPTIONS:
+          --config NAME  a configuration 'glam params' lists (default small)
+          --batch B1,B2,...  batch sizes, each timed (1...1024, distinct)
+          --prompt P    prompt tokens (1...65536)
+          --tokens N    generated tokens (1...65536)
+          --threads T   worker threads (1...256)
+          --repeats R   timed repetitions (1...1000)
+          --json        one JSON object per batch size: config, batch, prompt, tokens, threads,
+                        tokens_per_second, median_tokens_per_second, repeats
+        """
+
+    static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
+        let parsed = try Benchmarking.arguments(arguments, benchmark: name, options: ["config", "batch", "prompt", "tokens", "threads", "repeats"])
+        let name = parsed.value("config") ?? "small"
+        guard let configuration = ModelConfiguration.named(name) else {
+            throw UsageError("bench decode: unknown configuration '\(name)' (see 'glam params')")
+        }
+        let batches = try parsed.distinctIntegerList("batch", in: 1...1024) ?? [1, 8]
+        let prompt = try parsed.integer("prompt", in: 1...65536) ?? 64
+        let count = try parsed.integer("tokens", in: 1...65536) ?? 64
+        if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
+        let repeats = try parsed.integer("repeats", in: 1...1000)
+        for b in batches {
+            // Bounded by a training step's estimate at T = prompt + tokens: decoding keeps less (the
+            // KV cache, one chunk's attention maps), so what passes here fits.
+            let estimate = MemoryEstimate(configuration: configuration, batchSize: b, length: prompt + count)
+            guard estimate.fits() else {
+                throw UsageError(
+                    "bench: \(name) decode with B = \(b) and \(prompt) + \(count) positions may need up to \(MemoryEstimate.describe(estimate.totalBytes)), more than 80% of this machine's \(MemoryEstimate.describe(MemoryEstimate.physicalMemory))"
+                )
+            }
+        }
+        let parameters = ModelParameters(configuration: configuration, seed: 1)
+        for b in batches {
+            var generator = SeededGenerator(seed: 3)
+            let promptTokens = (0..<(b * prompt)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
+            let steps = (0..<count).map { _ in (0..<b).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) } }
+            func once() throws -> Double {
+                var decoder = IncrementalDecoder(parameters: parameters, batchSize: b)
+                _ = try decoder.prefill(promptTokens)
+                let start = DispatchTime.now().uptimeNanoseconds
+                for tokens in steps { _ = try decoder.step(tokens) }
+                return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            }
+            let seconds = try Benchmarking.timings(repeats: repeats, minimumSeconds: 1, maximumRuns: 20, once).sorted()
+            let (best, median) = (Double(b * count) / seconds[0], Double(b * count) / seconds[seconds.count / 2])
+            if parsed.has("json") {
+                output.line(
+                    JSONText.line(["config": name, "batch": b, "prompt": prompt, "tokens": count, "threads": Parallelism.threadCount, "tokens_per_second": best.rounded(), "median_tokens_per_second": median.rounded(), "repeats": seconds.count] as [String: Any])
+                )
+            } else {
+                output.line(
+                    "\(name) decode B=\(b), \(count) tokens after a \(prompt)-token prompt (KV cache): best \(Int(best.rounded())) tokens/s, median \(Int(median.rounded())) over \(seconds.count) runs"
+                )
+            }
+        }
+        return 0
+    }
+}
