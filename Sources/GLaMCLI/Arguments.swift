@@ -95,6 +95,17 @@ struct Arguments {
     /// The file named by output option `name`, checked before any work is done: it must not exist
     /// or be a regular file, and must not be one of `inputs` (``FileAccess/checkWritable(_:protecting:)``).
     /// Nil when the option is absent.
+    /// The mesh of option `name`, `DxM`: D `data` × M `mdl` cores, at most 64 in all; nil when the
+    /// option is not given.
+    func mesh(_ name: String) throws -> DeviceMesh? {
+        guard let text = options[name] else { return nil }
+        let parts = text.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 2, let d = parts[0], let m = parts[1], (1...64).contains(d), (1...64).contains(m), d * m <= 64 else {
+            throw UsageError("\(command): --\(name) must be DATAxMDL with positive integers and at most 64 cores in all, e.g. 2x2; got '\(text)'")
+        }
+        return try DeviceMesh(dataCores: d, modelCores: m)
+    }
+
     func outputFile(_ name: String, protecting inputs: [URL] = []) throws(UsageError) -> URL? {
         guard let path = options[name] else { return nil }
         let url = URL(fileURLWithPath: path)

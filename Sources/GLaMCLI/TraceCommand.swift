@@ -53,7 +53,7 @@ enum TraceCommand: Subcommand {
         guard (1...1024).contains(ids.count) else {
             throw UsageError("trace: the prompt is \(ids.count) tokens; trace takes 1 to 1024 (attention maps grow as T²)")
         }
-        let mesh = try parsed.value("mesh").map(Self.mesh)
+        let mesh = try parsed.mesh("mesh")
         let layout = try mesh.map { try MeshLayout(mesh: $0) }
         let rows = layout?.dataCores ?? 1
         // One routing group per row (the prompt, repeated once per data core on a mesh).
@@ -118,15 +118,6 @@ enum TraceCommand: Subcommand {
             throw UsageError("trace: \(error.description)")
         }
     }
-
-    /// The mesh of `--mesh DxM`.
-    static func mesh(_ text: String) throws -> DeviceMesh {
-        let parts = text.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
-        guard parts.count == 2, let d = parts[0], let m = parts[1], (1...64).contains(d), (1...64).contains(m), d * m <= 64 else {
-            throw UsageError("trace: --mesh must be DATAxMDL with positive integers and at most 64 cores in all, e.g. 2x2; got '\(text)'")
-        }
-        return try DeviceMesh(shape: [d, m], axisNames: ["data", "mdl"])
-    }
 }
 
 /// Where a mesh trace ran: the mesh, the bytes each axis moved, and the cores of each expert.
@@ -140,8 +131,8 @@ struct MeshSummary {
     init(layout: MeshLayout, ledger: CommunicationLedger, numExperts e: Int) {
         let count = layout.mesh.coreCount
         (dataCores, modelCores) = (layout.dataCores, layout.modelCores)
-        bytesData = ledger.bytesSent(along: "data", coreCount: count).reduce(0, +)
-        bytesModel = ledger.bytesSent(along: "mdl", coreCount: count).reduce(0, +)
+        bytesData = ledger.bytesSent(along: DeviceMesh.dataAxisName, coreCount: count).reduce(0, +)
+        bytesModel = ledger.bytesSent(along: DeviceMesh.modelAxisName, coreCount: count).reduce(0, +)
         let perCore = max(e / layout.dataCores, 1)
         coresOfExpert = (0..<e).map { expert in (0..<count).filter { layout.dataCoordinate(of: $0) == expert / perCore } }
     }

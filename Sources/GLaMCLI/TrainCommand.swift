@@ -66,7 +66,7 @@ enum TrainCommand: Subcommand {
             }
             configuration.numGroups = groups
         }
-        let mesh = try parsed.value("mesh").map(Self.mesh)
+        let mesh = try parsed.mesh("mesh")
         let corpusPath = parsed.value("corpus") ?? Self.defaultCorpus
         let corpus = try Self.corpus(corpusPath, command: "train")
         let directory = URL(fileURLWithPath: parsed.value("output") ?? "runs/\(configName)")
@@ -277,15 +277,6 @@ enum TrainCommand: Subcommand {
         return 0
     }
 
-    /// The mesh of `--mesh DxM`: D `data` × M `mdl` cores.
-    static func mesh(_ text: String) throws -> DeviceMesh {
-        let parts = text.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
-        guard parts.count == 2, let d = parts[0], let m = parts[1], (1...64).contains(d), (1...64).contains(m), d * m <= 64 else {
-            throw UsageError("train: --mesh must be DATAxMDL with positive integers and at most 64 cores in all, e.g. 2x2; got '\(text)'")
-        }
-        return try DeviceMesh(shape: [d, m], axisNames: ["data", "mdl"])
-    }
-
     /// Builds a trainer, turning a mesh that does not fit into a usage error.
     static func session(mesh: DeviceMesh?, _ make: () throws -> any TrainingSession) throws -> any TrainingSession {
         do {
@@ -471,29 +462,5 @@ enum TrainCommand: Subcommand {
         guard seconds.isFinite else { return "?" }
         let s = Int(seconds.rounded())
         return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
-    }
-}
-
-/// What `glam train` needs of a trainer, on one device or a mesh.
-protocol TrainingSession: AnyObject {
-    var step: Int { get }
-    var skippedSteps: Int { get }
-    var options: TrainingOptions { get }
-    var dataset: TextDataset { get }
-    var checkpoint: TrainingCheckpoint { get }
-    var configuration: ModelConfiguration { get }
-    func trainStep() throws -> StepReport
-    func validationLoss() throws -> Double
-}
-
-extension Trainer: TrainingSession {
-    var configuration: ModelConfiguration { parameters.configuration }
-}
-
-extension MeshTrainer: TrainingSession {
-    /// Bytes core 0 has sent along `data` and `mdl` so far (every core sends the same).
-    var bytesSentPerCore: (data: Int, model: Int) {
-        let cores = mesh.coreCount
-        return (ledger.bytesSent(along: "data", coreCount: cores)[0], ledger.bytesSent(along: "mdl", coreCount: cores)[0])
     }
 }

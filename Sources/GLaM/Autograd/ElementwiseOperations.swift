@@ -115,7 +115,7 @@ extension Variable {
     @_specialize(where Scalar == Float)
     public func gelu() -> Variable {
         let x = value
-        let c = Scalar(0.7978845608028654), a = Scalar(0.044715), half = Scalar(0.5)
+        let c = Scalar(GELUConstants.sqrtTwoOverPi), a = Scalar(GELUConstants.cubic), half = Scalar(0.5)
         let (y, t) = x.geluAndTanh()  // ½x(1 + t), t = tanh u, in one pass
         return Variable.record(y, inputs: [self]) { g in
             // One pass over x, t and g.

@@ -29,6 +29,16 @@ public struct DeviceMesh: Sendable, Equatable {
         self.axisNames = axisNames
     }
 
+    /// The axis GLaM splits batch rows, routing groups and experts over (praxis' name).
+    public static let dataAxisName = "data"
+    /// The axis GLaM splits the experts' hidden units H over (praxis' name).
+    public static let modelAxisName = "mdl"
+
+    /// A `data × mdl` mesh of d·m cores, the mesh GLaM trains on (`MeshLayout`, `MeshTrainer`).
+    public init(dataCores d: Int, modelCores m: Int) throws(MeshError) {
+        try self.init(shape: [d, m], axisNames: [Self.dataAxisName, Self.modelAxisName])
+    }
+
     /// The number of cores.
     public var coreCount: Int { shape.reduce(1, *) }
 

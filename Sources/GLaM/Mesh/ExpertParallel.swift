@@ -30,7 +30,7 @@ extension DeviceMesh {
     public func expertParallelMoEForward(
         inputs: [Tensor<Float>], paddings: [Tensor<Float>]?, gate: Tensor<Float>, wi: Tensor<Float>, wo: Tensor<Float>,
         configuration: MoELayerConfiguration,
-        along axisName: String = "data", ledger: CommunicationLedger? = nil
+        along axisName: String = DeviceMesh.dataAxisName, ledger: CommunicationLedger? = nil
     ) throws -> (outputs: [Tensor<Float>], auxLoss: Float) {
         let axis = try self.axis(axisName)
         let n = shape[axis]

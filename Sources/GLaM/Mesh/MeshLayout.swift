@@ -19,12 +19,12 @@ public struct MeshLayout: Sendable, Equatable {
 
     /// The layout on `mesh`, whose axes must be named `data` and/or `mdl`.
     public init(mesh: DeviceMesh) throws(MeshError) {
-        for name in mesh.axisNames where name != "data" && name != "mdl" {
+        for name in mesh.axisNames where name != DeviceMesh.dataAxisName && name != DeviceMesh.modelAxisName {
             throw MeshError("mesh axis '\(name)' is not supported: training meshes have a 'data' axis and optionally an 'mdl' axis")
         }
         self.mesh = mesh
-        dataAxis = mesh.axisNames.firstIndex(of: "data")
-        modelAxis = mesh.axisNames.firstIndex(of: "mdl")
+        dataAxis = mesh.axisNames.firstIndex(of: DeviceMesh.dataAxisName)
+        modelAxis = mesh.axisNames.firstIndex(of: DeviceMesh.modelAxisName)
         dataCores = dataAxis.map { mesh.shape[$0] } ?? 1
         modelCores = modelAxis.map { mesh.shape[$0] } ?? 1
     }

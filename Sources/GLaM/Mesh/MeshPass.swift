@@ -98,21 +98,33 @@ extension MeshLayout {
         let c = parameters.configuration
         try check(c, batchSize: batch.batchSize)
         if let problem = batch.problem(vocabularySize: c.vocabSize) { throw ModelError(problem) }
-        var local = c
-        local.numGroups /= dataCores
-        let share = batch.batchSize / dataCores
-        let cores = (0..<mesh.coreCount).map { core in
-            let i = dataCoordinate(of: core)
-            return CoreStep(
-                configuration: local, batch: batch.rows((i * share)..<((i + 1) * share)), parameters: shard(parameters, core: core),
-                observer: observers?[core])
-        }
+        let cores = coreSteps(batch, configuration: c, parameters: { shard(parameters, core: $0) }, observers: observers)
         try MeshPass(layout: self, ledger: ledger).forward(cores)
         return cores.enumerated().map { core, step in
-            let i = dataCoordinate(of: core)
-            return MeshCoreForward(
-                core: core, rows: (i * share)..<((i + 1) * share), logits: step.segments.last!.logits!.value,
+            MeshCoreForward(
+                core: core, rows: rows(of: core, batchSize: batch.batchSize), logits: step.segments.last!.logits!.value,
                 gatings: step.segments.dropLast().map { $0.routed!.gating })
+        }
+    }
+
+    /// The batch rows core `core` holds: its share of B along `data`.
+    func rows(of core: Int, batchSize: Int) -> Range<Int> {
+        let (i, share) = (dataCoordinate(of: core), batchSize / dataCores)
+        return (i * share)..<((i + 1) * share)
+    }
+
+    /// Every core's share of a step on `batch`, the one place a step is split over the cores: its
+    /// rows (B/d along `data`), its routing groups (G/d) and its `parameters(core)`.
+    func coreSteps(
+        _ batch: TokenBatch, configuration c: ModelConfiguration, parameters: (Int) -> ModelParameters,
+        observers: [(any ForwardObserver)?]? = nil
+    ) -> [CoreStep] {
+        var local = c
+        local.numGroups /= dataCores
+        return (0..<mesh.coreCount).map { core in
+            CoreStep(
+                configuration: local, batch: batch.rows(rows(of: core, batchSize: batch.batchSize)), parameters: parameters(core),
+                observer: observers?[core])
         }
     }
 }

@@ -25,7 +25,7 @@ import Foundation
 
 /// Trains a GLaM model on a virtual mesh with expert parallelism, data parallelism and sharded
 /// optimizer state.
-public final class MeshTrainer {
+public final class MeshTrainer: TrainingSession {
     /// How parameters and statistics are laid out.
     public let layout: MeshLayout
     /// The model.
@@ -53,8 +53,8 @@ public final class MeshTrainer {
     public convenience init(
         configuration: ModelConfiguration, options: TrainingOptions, tokenizer: BytePairTokenizer, dataset: TextDataset, mesh: DeviceMesh
     ) throws {
-        let trainer = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
-        try self.init(resuming: trainer.checkpoint, dataset: dataset, mesh: mesh)
+        let start = try Trainer.start(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
+        try self.init(resuming: start, dataset: dataset, mesh: mesh)
     }
 
     /// Continues a run from a checkpoint (from any mesh or one device) on `mesh`.
@@ -81,6 +81,15 @@ public final class MeshTrainer {
 
     /// The mesh.
     public var mesh: DeviceMesh { layout.mesh }
+
+    /// The bytes core 0 has sent along `data` and along `mdl` so far (every core sends the same).
+    public var bytesSentPerCore: (data: Int, model: Int) {
+        let cores = mesh.coreCount
+        return (
+            ledger.bytesSent(along: DeviceMesh.dataAxisName, coreCount: cores)[0],
+            ledger.bytesSent(along: DeviceMesh.modelAxisName, coreCount: cores)[0]
+        )
+    }
 
     /// The whole parameters, gathered from the cores.
     public var parameters: ModelParameters { layout.gather(coreParameters) }
@@ -120,17 +129,9 @@ public final class MeshTrainer {
     /// Forward and backward on every core: per core the gradients of the batch loss (replicated
     /// weights all-reduced over `data`), and the report (`applied`: whether they are all finite).
     private func lossAndGradients() throws -> (gradients: [ModelParameters], report: StepReport) {
-        let d = layout.dataCores
         let rows = TextDataset.rows(step: step, batchSize: options.batchSize, rowCount: dataset.training.count, seed: options.seed)
-        var local = configuration
-        local.numGroups /= d
-        let share = options.batchSize / d
-        let cores = (0..<mesh.coreCount).map { core in
-            let i = layout.dataCoordinate(of: core)
-            return CoreStep(
-                configuration: local, batch: dataset.training.batch(rows: Array(rows[(i * share)..<((i + 1) * share)])),
-                parameters: coreParameters[core])
-        }
+        let parameters = coreParameters
+        let cores = layout.coreSteps(dataset.training.batch(rows: rows), configuration: configuration, parameters: { parameters[$0] })
         let pass = MeshPass(layout: layout, ledger: ledger)
         try pass.forward(cores)
         try pass.backward(cores)
@@ -164,7 +165,7 @@ public final class MeshTrainer {
             d == 1 ? value(perCore[0]) : perCore.reduce(Float(0)) { $0 + value($1) } / Float(d)
         }
         let loss = mean { $0.loss }
-        let finite = loss.isFinite && gradients.allSatisfy { $0.weights.allSatisfy { $0.weight.scalars.allSatisfy(\.isFinite) } }
+        let finite = Adafactor.isFiniteStep(loss: loss, gradients: gradients.flatMap { $0.weights.map(\.weight) })
         let tokens = firstRow.reduce(0) { $0 + cores[$1].batch.paddings!.filter { $0 == 0 }.count }
         let experts = cores[0].moeLayers.enumerated().map { s, layer in
             ExpertLayerStatistics(layer: layer, gatings: firstRow.map { cores[$0].segments[s].routed!.gating })

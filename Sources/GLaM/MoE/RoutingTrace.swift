@@ -96,21 +96,10 @@ public struct MoELayerTrace: Sendable, Equatable {
         let p = gating.probabilities.value.scalars
         let shares = auxiliaryLossShares(
             probabilities: gating.probabilities.value, routing: r, paddings: paddings?.reshaped(to: [g, s]), configuration: configuration)
-        // Queue positions in GShard's order, and who holds each (group, expert, slot).
-        var queue = [[Int]](repeating: [Int](repeating: -1, count: g * s), count: 2)
+        // Who holds each (group, expert, slot); the queue positions are the routing's own.
+        let queue = [r.firstQueuePosition, r.secondQueuePosition]
         var holders = [[SlotHolder]](repeating: [], count: g * e)
         for group in 0..<g {
-            var arrivals = [Int](repeating: 0, count: e)
-            for t in (group * s)..<((group + 1) * s) where r.isReal[t] {
-                queue[0][t] = arrivals[r.firstExpert[t]]
-                arrivals[r.firstExpert[t]] += 1
-            }
-            let keptFirst = arrivals.map { min($0, c) }
-            var secondArrivals = [Int](repeating: 0, count: e)
-            for t in (group * s)..<((group + 1) * s) where r.secondChosen[t] {
-                queue[1][t] = keptFirst[r.secondExpert[t]] + secondArrivals[r.secondExpert[t]]
-                secondArrivals[r.secondExpert[t]] += 1
-            }
             for k in 0..<2 {
                 for t in (group * s)..<((group + 1) * s) where gating.isDispatched(token: t, choice: k) {
                     holders[group * e + (k == 0 ? r.firstExpert[t] : r.secondExpert[t])].append(SlotHolder(token: t, choice: k))

@@ -32,7 +32,15 @@ public struct Top2Routing: Sendable, Equatable {
     /// Whether the second choice is made at all (false for pads and, under `.random`, when the coin
     /// says no): praxis `mask_2` before capacity.
     public var secondChosen: [Bool]
-    /// The slot of the first choice in its expert, or -1 when dropped (or padding).
+    /// The first choice's place in its expert's queue, in GShard's order (praxis
+    /// `position_in_expert_1`: the real tokens of the group before it with the same top-1), whether
+    /// or not it fits the capacity; -1 for padding.
+    public var firstQueuePosition: [Int]
+    /// The second choice's place in its expert's queue, after every kept first choice of that
+    /// expert (praxis `position_in_expert_2`); -1 when not chosen.
+    public var secondQueuePosition: [Int]
+    /// The slot of the first choice in its expert (its queue position when that is below the
+    /// capacity C), or -1 when dropped (or padding).
     public var firstSlot: [Int]
     /// The slot of the second choice in its expert, or -1 when dropped (or not chosen).
     public var secondSlot: [Int]
@@ -109,6 +117,8 @@ public struct Top2Routing: Sendable, Equatable {
             }
         }
 
+        firstQueuePosition = [Int](repeating: -1, count: tokens)
+        secondQueuePosition = [Int](repeating: -1, count: tokens)
         firstSlot = [Int](repeating: -1, count: tokens)
         secondSlot = [Int](repeating: -1, count: tokens)
         var overCount = [0, 0], assigned = [0, 0]
@@ -117,6 +127,7 @@ public struct Top2Routing: Sendable, Equatable {
             for t in (group * s)..<((group + 1) * s) where isReal[t] {
                 let position = arrivals[firstExpert[t]]
                 arrivals[firstExpert[t]] += 1
+                firstQueuePosition[t] = position
                 assigned[0] += 1
                 if position >= capacity { overCount[0] += 1 } else { firstSlot[t] = position }
             }
@@ -126,6 +137,7 @@ public struct Top2Routing: Sendable, Equatable {
                 let expert = secondExpert[t]
                 let position = secondArrivals[expert] + keptFirst[expert]
                 secondArrivals[expert] += 1
+                secondQueuePosition[t] = position
                 assigned[1] += 1
                 if position >= capacity { overCount[1] += 1 } else { secondSlot[t] = position }
             }

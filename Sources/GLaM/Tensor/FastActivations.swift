@@ -1,6 +1,15 @@
 // tanh and GELU on whole Float tensors through the vectorised kernels of Kernels/FastMath.swift,
 // sixteen lanes at a time over the worker pool (libm for other scalar types).
 
+/// The constants of GELU's tanh approximation, `gelu(x) = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`
+/// (praxis `GELU(approximate=True)`), defined once for the forward pass and its derivative.
+enum GELUConstants {
+    /// √(2/π).
+    static let sqrtTwoOverPi = 0.7978845608028654
+    /// The cubic coefficient 0.044715.
+    static let cubic = 0.044715
+}
+
 extension Tensor {
     /// tanh elementwise: vectorised for Float (FastMath, error ≤ 3e-7), libm for Double.
     func fastTanh() -> Tensor {
@@ -21,11 +30,12 @@ extension Tensor {
     /// sixteen lanes at a time, the same operations per element as `gelu()` written as three
     /// passes (`u`, `fastTanh`, `½x(1 + t)`), so the same bits; other scalar types take those passes.
     func geluAndTanh() -> (gelu: Tensor, tanh: Tensor) {
-        let c = Scalar(0.7978845608028654), a = Scalar(0.044715), half = Scalar(0.5)
+        let c = Scalar(GELUConstants.sqrtTwoOverPi), a = Scalar(GELUConstants.cubic), half = Scalar(0.5)
         guard Scalar.self == Float.self, scalarCount > 0 else {
             let t = map { x in c * (x + a * x * x * x) }.fastTanh()
             return (Tensor.zip(self, t) { x, t in half * x * (1 + t) }, t)
         }
+        let (cf, af) = (Float(GELUConstants.sqrtTwoOverPi), Float(GELUConstants.cubic))
         var gelu: Tensor?
         let tanhValues = scalars.withUnsafeBufferPointer { px in
             [Scalar](unsafeUninitializedCapacity: scalarCount) { tanhBuffer, initialized in
@@ -40,7 +50,7 @@ extension Tensor {
                             lanes == 16
                             ? UnsafeRawPointer(x.base + i).loadUnaligned(as: SIMD16<Float>.self)
                             : FastMath.partialVector(x.base + i, count: lanes)
-                        let u = Float(0.7978845608028654) * (v + Float(0.044715) * v * v * v)
+                        let u = cf * (v + af * v * v * v)
                         let t = FastMath.tanh(u)
                         let g = Float(0.5) * v * (1 + t)
                         if lanes == 16 {

@@ -86,7 +86,7 @@ public struct StepReport: Sendable {
 }
 
 /// Trains a GLaM model on a text dataset.
-public final class Trainer {
+public final class Trainer: TrainingSession {
     /// The model's parameters (settable within the module for tests that inject faults).
     public internal(set) var parameters: ModelParameters
     /// The optimizer and its statistics.
@@ -101,24 +101,30 @@ public final class Trainer {
     public let tokenizer: BytePairTokenizer
     /// The data.
     public let dataset: TextDataset
+    /// The model's configuration.
+    public var configuration: ModelConfiguration { parameters.configuration }
 
     /// A fresh run: parameters initialised from `options.seed`.
-    public init(configuration: ModelConfiguration, options: TrainingOptions, tokenizer: BytePairTokenizer, dataset: TextDataset)
+    public convenience init(configuration: ModelConfiguration, options: TrainingOptions, tokenizer: BytePairTokenizer, dataset: TextDataset)
         throws(ModelError)
+    {
+        try self.init(resuming: Self.start(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset), dataset: dataset)
+    }
+
+    /// The state of a run before its first step (parameters initialised from `options.seed`, no
+    /// optimizer statistics yet), the start of every run on one device or a mesh.
+    static func start(configuration: ModelConfiguration, options: TrainingOptions, tokenizer: BytePairTokenizer, dataset: TextDataset)
+        throws(ModelError) -> TrainingCheckpoint
     {
         if let problem = configuration.problem { throw ModelError("invalid configuration: \(problem)") }
         guard configuration.vocabSize == tokenizer.vocabularySize else {
             throw ModelError(
                 "the model's vocabulary (\(configuration.vocabSize)) differs from the tokenizer's (\(tokenizer.vocabularySize))")
         }
-        try Self.validate(options: options, configuration: configuration, dataset: dataset)
-        parameters = ModelParameters(configuration: configuration, seed: options.seed)
-        optimizer = Adafactor(configuration: options.adafactor)
-        step = 0
-        skippedSteps = 0
-        self.options = options
-        self.tokenizer = tokenizer
-        self.dataset = dataset
+        try validate(options: options, configuration: configuration, dataset: dataset)
+        return TrainingCheckpoint(
+            parameters: ModelParameters(configuration: configuration, seed: options.seed), optimizer: Adafactor(configuration: options.adafactor),
+            step: 0, skippedSteps: 0, options: options, tokenizer: tokenizer, dataFingerprint: dataset.fingerprint)
     }
 
     /// Continues a run from a checkpoint (with the dataset rebuilt from the same corpus).
@@ -242,68 +248,5 @@ public final class Trainer {
             tokens += batch.paddings!.filter { $0 == 0 }.count
         }
         return total / Double(max(tokens, 1))
-    }
-}
-
-extension Adafactor {
-    /// Updates every parameter with its gradient (`gradients` is a model of gradient tensors), unless
-    /// the loss or any gradient element is NaN or infinite: then nothing changes (GLaM's skipped
-    /// step). Returns whether the update was applied.
-    mutating func updateIfFinite(
-        _ parameters: inout ModelParameters, gradients: ModelParameters, loss: Float, step: Int, learningRate: Float
-    ) -> Bool {
-        guard loss.isFinite, Self.allFinite(gradients.weights.map(\.weight)) else { return false }
-        update(&parameters, gradients: gradients, step: step, learningRate: learningRate)
-        return true
-    }
-
-    /// Whether every element of every tensor is finite, checked in parallel over fixed chunks.
-    static func allFinite(_ tensors: [Tensor<Float>]) -> Bool {
-        let grain = 1 << 18
-        let chunks = tensors.indices.flatMap { t in
-            stride(from: 0, to: tensors[t].scalarCount, by: grain).map { (tensor: t, start: $0) }
-        }
-        var finite = [Bool](repeating: true, count: chunks.count)
-        finite.withUnsafeMutableBufferPointer { buffer in
-            let out = SendableMutablePointer(buffer.baseAddress!)
-            Parallelism.forEachTask(chunks.count) { task in
-                let (t, start) = chunks[task]
-                let scalars = tensors[t].scalars
-                out.base[task] = scalars[start..<min(scalars.count, start + grain)].allSatisfy(\.isFinite)
-            }
-        }
-        return !finite.contains(false)
-    }
-
-    /// Updates every parameter with its gradient (`gradients` is a model of gradient tensors), the
-    /// weights in parallel: each is one task (largest first), computed exactly as
-    /// `update(_:weight:gradient:step:learningRate:)` would, so the bits never depend on the
-    /// thread count. Each weight is moved out of `parameters` for its update, so that, when nothing
-    /// else holds it, it is updated in place instead of copied first.
-    public mutating func update(_ parameters: inout ModelParameters, gradients: ModelParameters, step: Int, learningRate: Float) {
-        let all = gradients.weights
-        guard !all.isEmpty else { return }
-        let order = all.indices.sorted { all[$0].weight.scalarCount > all[$1].weight.scalarCount }
-        var weights = all.map { entry -> Tensor<Float> in
-            let weight = parameters[entry.path]
-            parameters[entry.path] = Tensor(zeros: [0])  // the only other reference, until the update is done
-            return weight
-        }
-        var updatedSlots = all.map { slots.removeValue(forKey: $0.path) }
-        let optimizer = self
-        weights.withUnsafeMutableBufferPointer { weightBuffer in
-            updatedSlots.withUnsafeMutableBufferPointer { slotBuffer in
-                let (w, s) = (SendableMutablePointer(weightBuffer.baseAddress!), SendableMutablePointer(slotBuffer.baseAddress!))
-                Parallelism.forEachTask(order.count) { task in
-                    let index = order[task]
-                    optimizer.update(
-                        weight: &w.base[index], gradient: all[index].weight, slot: &s.base[index], step: step, learningRate: learningRate)
-                }
-            }
-        }
-        for (index, entry) in all.enumerated() {
-            parameters[entry.path] = weights[index]
-            slots[entry.path] = updatedSlots[index]
-        }
     }
 }
