@@ -17,7 +17,7 @@ enum TraceChart {
         var out = [
             ##"<svg xmlns="http://www.w3.org/2000/svg" width="\##(Int(width))" height="\##(Int(height))" font-family="Helvetica, Arial, sans-serif" font-size="11">"##,
             ##"<rect width="100%" height="100%" fill="white"/>"##,
-            ##"<text x="10" y="18" font-size="13">\##(escaped("glam trace: routing of \"" + run.prompt + "\" (\(t) tokens)"))</text>"##,
+            ##"<text x="10" y="18" font-size="13">\##(escapedForXML("glam trace: routing of \"" + run.prompt + "\" (\(t) tokens)"))</text>"##,
             ##"<text x="10" y="34" fill="#555">shade: router probability · ● kept 1st choice · ○ kept 2nd choice · ✕ dropped (expert full)</text>"##,
         ]
         if layers.isEmpty { out.append(##"<text x="10" y="60">this model has no MoE layer</text>"##) }
@@ -30,7 +30,7 @@ enum TraceChart {
             for route in m.tokens where route.token < t {
                 let y = top + Double(route.token) * cell
                 let label = "\(route.token) " + run.quoted(route.token)
-                out.append(##"<text x="\##(x0 + labelWidth - 6)" y="\##(y + cell - 3)" text-anchor="end">\##(escaped(label))</text>"##)
+                out.append(##"<text x="\##(x0 + labelWidth - 6)" y="\##(y + cell - 3)" text-anchor="end">\##(escapedForXML(label))</text>"##)
                 var probability = [Double](repeating: 0, count: e)
                 for entry in route.routerTop { probability[entry.expert] = entry.probability }
                 for expert in 0..<e {
@@ -58,9 +58,5 @@ enum TraceChart {
         }
         out.append("</svg>")
         return out.joined(separator: "\n") + "\n"
-    }
-
-    static func escaped(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
     }
 }

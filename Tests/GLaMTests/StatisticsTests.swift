@@ -10,6 +10,7 @@ import Testing
 #endif
 
 @testable import GLaM
+@testable import GLaMCLI
 
 struct StatisticsTests {
     @Test("expert loads, drops, imbalance and router entropy on padded batches equal their definitions", arguments: 0..<12)

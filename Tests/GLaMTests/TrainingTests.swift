@@ -6,6 +6,7 @@ import Synchronization
 import Testing
 
 @testable import GLaM
+@testable import GLaMCLI
 
 /// A tiny run on a corpus sample: 512-id tokenizer, rows of 32.
 func tinyTrainer(steps: Int = 6, seed: UInt64 = 3) throws -> Trainer {

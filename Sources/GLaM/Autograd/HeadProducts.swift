@@ -7,7 +7,7 @@
 /// `d op(B) = op(A)ᵀ·G`, each written in its operand's layout and transposed back when the operand
 /// was read transposed; no head is ever copied to another layout.
 @_specialize(where Scalar == Float)
-public func headMatmul<Scalar>(
+package func headMatmul<Scalar>(
     _ a: Variable<Scalar>, _ aLayout: HeadLayout, _ b: Variable<Scalar>, _ bLayout: HeadLayout,
     transposeA: Bool = false, transposeB: Bool = false, output: HeadLayout
 ) -> Variable<Scalar> {

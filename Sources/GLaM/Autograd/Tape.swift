@@ -25,13 +25,13 @@ public final class Tape<Scalar: TensorScalar> {
     private var shapes: [[Int]] = []
 
     /// While false, operations produce constants and nothing is recorded (inference mode).
-    public var isRecording = true
+    package var isRecording = true
 
     /// An empty tape.
     public init() {}
 
     /// The number of variables recorded so far (leaves and operation results).
-    public var count: Int { records.count }
+    package var count: Int { records.count }
 
     /// A new leaf variable (a parameter or input) whose gradient `gradients(of:)` will report.
     @_specialize(where Scalar == Float)
@@ -42,7 +42,7 @@ public final class Tape<Scalar: TensorScalar> {
     }
 
     /// Runs `body` with recording paused: every operation inside produces constants.
-    public func withoutRecording<R>(_ body: () throws -> R) rethrows -> R {
+    package func withoutRecording<R>(_ body: () throws -> R) rethrows -> R {
         let saved = isRecording
         isRecording = false
         defer { isRecording = saved }
@@ -142,7 +142,7 @@ public struct Variable<Scalar: TensorScalar> {
 
     /// The same value as a constant (gradients stop here: `stop_gradient`).
     @_specialize(where Scalar == Float)
-    public func detached() -> Variable { Variable(constant: value) }
+    package func detached() -> Variable { Variable(constant: value) }
 
     /// Records an operation with result `value` and inputs `inputs`, or returns a constant when no
     /// input is recorded or recording is paused. `backward` receives d loss / d result and returns

@@ -218,7 +218,7 @@ extension Variable {
     /// Picks one element of each row of the last axis: `out[..., 0] = x[..., indices[row]]`
     /// (`[..., E] → [..., 1]`); backward puts the gradient back at the picked positions.
     @_specialize(where Scalar == Float)
-    public func gatheringAlongLastAxis(_ indices: [Int]) -> Variable {
+    package func gatheringAlongLastAxis(_ indices: [Int]) -> Variable {
         let n = shape.last ?? 1
         let rows = n == 0 ? 0 : value.scalarCount / n
         precondition(indices.count == rows, "gatheringAlongLastAxis: \(indices.count) indices for \(rows) rows")
@@ -239,7 +239,7 @@ extension Variable {
     /// `out[i] = sources[i] ≥ 0 ? x[sources[i]] : 0` (`[sources.count, M]`). The index-based MoE
     /// dispatch and combine; backward scatter-adds (in increasing i).
     @_specialize(where Scalar == Float)
-    public func gatheringRowsOrZero(_ sources: [Int]) -> Variable {
+    package func gatheringRowsOrZero(_ sources: [Int]) -> Variable {
         precondition(value.rank == 2, "gatheringRowsOrZero: expects [R, M], got \(shape)")
         let (r, m) = (shape[0], shape[1])
         precondition(sources.allSatisfy { $0 < r }, "gatheringRowsOrZero: a row index is out of 0..<\(r)")

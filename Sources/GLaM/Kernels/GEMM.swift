@@ -36,18 +36,18 @@
 /// Element `(i, j)` of batch item `b` is at `base[b·batchStride + i·rowStride + j·columnStride]`.
 /// A transpose is the same memory with the two strides swapped. `batchStride` 0 shares one
 /// matrix across the batch (a weight used by every item).
-public struct MatrixOperand: @unchecked Sendable {
+package struct MatrixOperand: @unchecked Sendable {
     /// The first element.
-    public var base: UnsafePointer<Float>
+    package var base: UnsafePointer<Float>
     /// Distance between rows.
-    public var rowStride: Int
+    package var rowStride: Int
     /// Distance between columns.
-    public var columnStride: Int
+    package var columnStride: Int
     /// Distance between batch items (0: the same matrix for every item).
-    public var batchStride: Int
+    package var batchStride: Int
 
     /// A view of `base` with the given strides.
-    public init(base: UnsafePointer<Float>, rowStride: Int, columnStride: Int, batchStride: Int = 0) {
+    package init(base: UnsafePointer<Float>, rowStride: Int, columnStride: Int, batchStride: Int = 0) {
         self.base = base
         self.rowStride = rowStride
         self.columnStride = columnStride
@@ -56,7 +56,7 @@ public struct MatrixOperand: @unchecked Sendable {
 
     /// A view of the row-major `rows × columns` matrix stored at `base`, or of its transpose
     /// (`columns × rows`) when `transposed` is true.
-    public init(rowMajor base: UnsafePointer<Float>, rows: Int, columns: Int, transposed: Bool = false, batchStride: Int = 0) {
+    package init(rowMajor base: UnsafePointer<Float>, rows: Int, columns: Int, transposed: Bool = false, batchStride: Int = 0) {
         let strides = MatrixOperand.strides(rows: rows, columns: columns, transposed: transposed)
         self.init(base: base, rowStride: strides.row, columnStride: strides.column, batchStride: batchStride)
     }
@@ -69,11 +69,11 @@ public struct MatrixOperand: @unchecked Sendable {
 }
 
 /// The packed, cache-blocked SGEMM driver.
-public enum GEMM {
+package enum GEMM {
     /// Depth block (BLIS `KC`): a 16 × KC panel of B̃ (16 KiB) stays in L1.
-    public static let depthBlock = 256
+    package static let depthBlock = 256
     /// Row block (BLIS `MC`, a multiple of every tile's MR): an MC × KC block of Ã (96 KiB) stays in L2.
-    public static let rowBlock = 96
+    package static let rowBlock = 96
     /// Depth of Ã a task packs at once (BLIS has no such level; a multiple of `depthBlock`): its
     /// 96 × 2048 block (768 KiB) stays in L2 while every column panel runs all its depth blocks.
     static let depthChunk = 8 * depthBlock
@@ -86,7 +86,7 @@ public enum GEMM {
     ///
     /// Shapes: `op(A)` is `[m, k]`, `op(B)` is `[k, n]`, `C` is `[m, n]` with row stride `ldc` and
     /// batch stride `cBatchStride`. The result is bitwise independent of `threads` and of `tile`.
-    public static func multiply(
+    package static func multiply(
         m: Int, n: Int, k: Int, batch: Int = 1,
         a: MatrixOperand, b: MatrixOperand,
         c: UnsafeMutablePointer<Float>, ldc: Int, cBatchStride: Int = 0,

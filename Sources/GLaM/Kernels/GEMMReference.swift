@@ -5,7 +5,7 @@
 ///
 /// `a` is `[m, k]` (or `[k, m]` when `transposeA`), `b` is `[k, n]` (or `[n, k]` when
 /// `transposeB`), row-major; the result is `[m, n]` row-major.
-public func referenceMatmul(
+package func referenceMatmul(
     _ a: [Float], _ b: [Float], m: Int, n: Int, k: Int,
     transposeA: Bool = false, transposeB: Bool = false
 ) -> [Float] {

@@ -16,14 +16,14 @@ import Foundation
 ///
 /// Every tile gives bitwise identical results; they differ only in speed. `selected` is the one
 /// this process uses; `GLAM_GEMM_TILE=6x16` or `12x32` in the environment overrides the timing.
-public enum GEMMTile: String, CaseIterable, Sendable {
+package enum GEMMTile: String, CaseIterable, Sendable {
     /// 6 × 16: one 16-float vector per row; twelve AVX2 or six AVX-512 accumulators.
     case rows6Columns16 = "6x16"
     /// 12 × 32: two 16-float vectors per row; 24 AVX-512 accumulators (SkylakeX's BLIS shape).
     case rows12Columns32 = "12x32"
 
     /// Rows of C per kernel call (`MR`).
-    public var rows: Int {
+    package var rows: Int {
         switch self {
         case .rows6Columns16: 6
         case .rows12Columns32: 12
@@ -31,7 +31,7 @@ public enum GEMMTile: String, CaseIterable, Sendable {
     }
 
     /// Columns of C per kernel call (`NR`), a multiple of 16.
-    public var columns: Int {
+    package var columns: Int {
         switch self {
         case .rows6Columns16: 16
         case .rows12Columns32: 32
@@ -40,7 +40,7 @@ public enum GEMMTile: String, CaseIterable, Sendable {
 
     /// The tile this process uses: the environment's `GLAM_GEMM_TILE` if set to a tile's name,
     /// otherwise the fastest by `timeKernels()`, measured on first use.
-    public static let selected: GEMMTile = {
+    package static let selected: GEMMTile = {
         if let name = ProcessInfo.processInfo.environment["GLAM_GEMM_TILE"], let tile = GEMMTile(rawValue: name) {
             return tile
         }
@@ -49,18 +49,18 @@ public enum GEMMTile: String, CaseIterable, Sendable {
     }()
 
     /// How `selected` was decided: "environment" or "timed".
-    public static var selectionReason: String {
+    package static var selectionReason: String {
         if let name = ProcessInfo.processInfo.environment["GLAM_GEMM_TILE"], GEMMTile(rawValue: name) != nil { return "GLAM_GEMM_TILE" }
         return "timed"
     }
 
     /// The width of the block `timeKernels` multiplies (a multiple of every tile's `NR`).
-    public static let timedColumns = 128
+    package static let timedColumns = 128
 
     /// Times every tile's micro-kernel on one cache-resident `MC × NC × KC` block (96 × 128 × 256,
     /// 6.3 MFLOP), one thread, best of `rounds` after a warm-up, alternating so that a noisy
     /// neighbour hurts each alike. A few milliseconds in all.
-    public static func timeKernels(rounds: Int = 15) -> [(tile: GEMMTile, seconds: Double)] {
+    package static func timeKernels(rounds: Int = 15) -> [(tile: GEMMTile, seconds: Double)] {
         let m = GEMM.rowBlock, n = timedColumns, k = GEMM.depthBlock
         var generator = SeededGenerator(seed: 12_032)
         let a = (0..<(m * k)).map { _ in generator.nextUniform() - 0.5 }

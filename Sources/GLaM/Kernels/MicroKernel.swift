@@ -78,7 +78,7 @@ func microKernel6x16(
 extension GEMM {
     /// Whether this build fuses multiply-adds (built with `-DGLAM_FMA`); results differ in the
     /// last bits between the two, never between thread counts.
-    public static var isFused: Bool {
+    package static var isFused: Bool {
         #if GLAM_FMA
             true
         #else

@@ -16,7 +16,7 @@ public final class CommunicationLedger: Sendable {
     public init() {}
 
     /// Adds `bytes` sent by `core` along `axis`, on a mesh of `coreCount` cores.
-    public func record(axis: String, core: Int, bytes: Int, coreCount: Int) {
+    package func record(axis: String, core: Int, bytes: Int, coreCount: Int) {
         sent.withLock { table in
             var row = table[axis] ?? [Int](repeating: 0, count: coreCount)
             row[core] += bytes
@@ -70,7 +70,7 @@ extension DeviceMesh {
 
     /// All-gather along `axis`: each core receives its group's shards joined along tensor axis
     /// `dimension`, in coordinate order.
-    public func allGather(
+    package func allGather(
         _ shards: [Tensor<Float>], along axisName: String, concatenatingAlong dimension: Int, ledger: CommunicationLedger? = nil
     ) throws(MeshError) -> [Tensor<Float>] {
         try checkShards(shards, "all-gather")
@@ -88,7 +88,7 @@ extension DeviceMesh {
 
     /// Reduce-scatter along `axis`: the group's shards are summed (in coordinate order) and split
     /// along tensor axis `dimension`; the core at coordinate k receives part k.
-    public func reduceScatter(
+    package func reduceScatter(
         _ shards: [Tensor<Float>], along axisName: String, splittingAlong dimension: Int, ledger: CommunicationLedger? = nil
     ) throws(MeshError) -> [Tensor<Float>] {
         try checkShards(shards, "reduce-scatter")

@@ -43,9 +43,9 @@ public final class MeshTrainer: TrainingSession {
     /// The bytes every core has sent, per axis, since the start (or the last `ledger.reset()`).
     public let ledger = CommunicationLedger()
     /// Per core, its parameters (expert weights: its shards).
-    public internal(set) var coreParameters: [ModelParameters]
+    package internal(set) var coreParameters: [ModelParameters]
     /// Per core, the Adafactor statistics of its parameters.
-    public private(set) var coreOptimizers: [Adafactor]
+    package private(set) var coreOptimizers: [Adafactor]
 
     /// A fresh run, initialised exactly as `Trainer` is, then laid out on `mesh`.
     /// - Throws: `MeshError` for a mesh that does not divide the experts, groups, batch or H;
@@ -121,7 +121,7 @@ public final class MeshTrainer: TrainingSession {
 
     /// The gradients of step `step`'s batch loss, gathered into whole tensors, without updating
     /// anything (the communication is counted), and the step's report as if it were applied.
-    public func gradients() throws -> (report: StepReport, gradients: ModelParameters) {
+    package func gradients() throws -> (report: StepReport, gradients: ModelParameters) {
         let (perCore, report) = try lossAndGradients()
         return (report, layout.gather(perCore))
     }

@@ -24,34 +24,34 @@ public struct Top2Routing: Sendable, Equatable {
     /// C, slots per expert per group.
     public let capacity: Int
     /// Whether each token is real (not padding).
-    public var isReal: [Bool]
+    public internal(set) var isReal: [Bool]
     /// Each token's top-1 expert (argmax of the router probabilities).
-    public var firstExpert: [Int]
+    public internal(set) var firstExpert: [Int]
     /// Each token's second expert (greedy, sampled, or as the policy says).
-    public var secondExpert: [Int]
+    public internal(set) var secondExpert: [Int]
     /// Whether the second choice is made at all (false for pads and, under `.random`, when the coin
     /// says no): praxis `mask_2` before capacity.
-    public var secondChosen: [Bool]
+    public internal(set) var secondChosen: [Bool]
     /// The first choice's place in its expert's queue, in GShard's order (praxis
     /// `position_in_expert_1`: the real tokens of the group before it with the same top-1), whether
     /// or not it fits the capacity; -1 for padding.
-    public var firstQueuePosition: [Int]
+    public internal(set) var firstQueuePosition: [Int]
     /// The second choice's place in its expert's queue, after every kept first choice of that
     /// expert (praxis `position_in_expert_2`); -1 when not chosen.
-    public var secondQueuePosition: [Int]
+    public internal(set) var secondQueuePosition: [Int]
     /// The slot of the first choice in its expert (its queue position when that is below the
     /// capacity C), or -1 when dropped (or padding).
-    public var firstSlot: [Int]
+    public internal(set) var firstSlot: [Int]
     /// The slot of the second choice in its expert, or -1 when dropped (or not chosen).
-    public var secondSlot: [Int]
+    public internal(set) var secondSlot: [Int]
     /// The share of top-1 and of top-2 assignments dropped for lack of capacity, exactly as praxis
     /// reports them (`_create_over_capacity_ratio_summary`: with C = 0 it counts every entry).
-    public var overCapacity: [Double]
+    public internal(set) var overCapacity: [Double]
 
     /// Decides the routing from router probabilities `p` `[G, S, E]` (and, for `.sampling`, the
     /// gating logits `[G, S, E]`), with optional paddings `[G, S]` (1 = padding).
     @_specialize(where Scalar == Float)
-    public init<Scalar: TensorScalar>(
+    package init<Scalar: TensorScalar>(
         probabilities p: Tensor<Scalar>, logits: Tensor<Scalar>, paddings: Tensor<Scalar>?,
         capacity: Int, configuration: Top2GatingConfiguration
     ) {

@@ -128,13 +128,13 @@ extension SelfAttention: Equatable where Weight: Equatable {}
 
 /// The keys and values of the positions decoded so far, for one layer: `[B, L, N, D]` each (the
 /// projections' layout, heads interleaved within a position).
-public struct KeyValueCache<Scalar: TensorScalar> {
+struct KeyValueCache<Scalar: TensorScalar> {
     /// `[B, L, N, D]`.
-    public var keys: Tensor<Scalar>
+    var keys: Tensor<Scalar>
     /// `[B, L, N, D]`.
-    public var values: Tensor<Scalar>
+    var values: Tensor<Scalar>
     /// L, the positions cached.
-    public var length: Int { keys.shape[1] }
+    var length: Int { keys.shape[1] }
 }
 
 extension SelfAttention {

@@ -6,12 +6,12 @@
 extension Parallelism {
     /// Elements per task of the pointwise loops (64 KiB of Float): large enough that waking a
     /// worker costs little against the work, small enough to balance two to eight cores.
-    public static let elementsPerTask = 16_384
+    @usableFromInline package static let elementsPerTask = 16_384
 
     /// Calls `body` on consecutive ranges covering `0..<count`, each about `grain` items long
     /// (the last shorter). The ranges depend only on `count` and `grain`; they run on up to
     /// `threadCount` workers when there are at least two, serially otherwise.
-    public static func forEachRange(
+    @usableFromInline package static func forEachRange(
         _ count: Int, grain: Int = elementsPerTask, _ body: @Sendable (Range<Int>) -> Void
     ) {
         guard count > 0 else { return }
@@ -28,14 +28,14 @@ extension Parallelism {
 
     /// Calls `body(row)` for every row in `0..<rows`, where a row costs about `rowLength` elements
     /// work: rows are grouped into tasks of about `elementsPerTask` elements by `forEachRange`.
-    public static func forEachRow(_ rows: Int, rowLength: Int, _ body: @Sendable (_ row: Int) -> Void) {
+    @usableFromInline package static func forEachRow(_ rows: Int, rowLength: Int, _ body: @Sendable (_ row: Int) -> Void) {
         forEachRange(rows, grain: rowsPerTask(rowLength: rowLength)) { range in
             for row in range { body(row) }
         }
     }
 
     /// The number of rows of `rowLength` elements that make about `elementsPerTask` elements.
-    public static func rowsPerTask(rowLength: Int) -> Int {
+    @usableFromInline package static func rowsPerTask(rowLength: Int) -> Int {
         max(1, elementsPerTask / max(1, rowLength))
     }
 }

@@ -31,7 +31,7 @@ public enum Parallelism {
     /// Workers claim tasks from a shared counter, so a worker that wakes late takes fewer. Tasks
     /// must be independent (each writes a disjoint part of the output); then the result does not
     /// depend on `threads` or on which worker ran which task.
-    public static func forEachTask(
+    @usableFromInline package static func forEachTask(
         _ taskCount: Int, threads: Int = Parallelism.threadCount,
         _ body: @Sendable (_ task: Int) -> Void
     ) {
@@ -58,18 +58,18 @@ public enum Parallelism {
 ///
 /// Invariant (the caller's duty): concurrent tasks write disjoint elements through it, and nobody
 /// reads an element another task writes until the parallel loop has returned.
-public struct SendableMutablePointer<Pointee>: @unchecked Sendable {
+@usableFromInline package struct SendableMutablePointer<Pointee>: @unchecked Sendable {
     /// The wrapped pointer.
-    public let base: UnsafeMutablePointer<Pointee>
+    @usableFromInline package let base: UnsafeMutablePointer<Pointee>
     /// Wraps `base`.
-    public init(_ base: UnsafeMutablePointer<Pointee>) { self.base = base }
+    @usableFromInline package init(_ base: UnsafeMutablePointer<Pointee>) { self.base = base }
 }
 
 /// A read-only pointer that may be captured by `@Sendable` closures (the memory must not change
 /// while the parallel loop runs).
-public struct SendablePointer<Pointee>: @unchecked Sendable {
+@usableFromInline package struct SendablePointer<Pointee>: @unchecked Sendable {
     /// The wrapped pointer.
-    public let base: UnsafePointer<Pointee>
+    @usableFromInline package let base: UnsafePointer<Pointee>
     /// Wraps `base`.
-    public init(_ base: UnsafePointer<Pointee>) { self.base = base }
+    @usableFromInline package init(_ base: UnsafePointer<Pointee>) { self.base = base }
 }

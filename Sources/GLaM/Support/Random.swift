@@ -36,10 +36,10 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
 }
 
 /// Stateless, counter-based random numbers: a pure function of (seed, stream, index).
-public enum CounterRandom {
+package enum CounterRandom {
     /// The SplitMix64 finaliser: a bijective 64-bit mixing function.
     @inlinable
-    public static func mix(_ value: UInt64) -> UInt64 {
+    package static func mix(_ value: UInt64) -> UInt64 {
         var z = value
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
@@ -48,13 +48,13 @@ public enum CounterRandom {
 
     /// 64 random bits for `(seed, stream, index)`.
     @inlinable
-    public static func bits(seed: UInt64, stream: UInt64, index: UInt64) -> UInt64 {
+    package static func bits(seed: UInt64, stream: UInt64, index: UInt64) -> UInt64 {
         mix(mix(mix(seed &+ 0x9E37_79B9_7F4A_7C15) ^ stream &* 0xD6E8_FEB8_6659_FD93) ^ index &* 0x9E37_79B9_7F4A_7C15)
     }
 
     /// A uniform `Float` in [0, 1) for `(seed, stream, index)`.
     @inlinable
-    public static func uniform(seed: UInt64, stream: UInt64, index: UInt64) -> Float {
+    package static func uniform(seed: UInt64, stream: UInt64, index: UInt64) -> Float {
         Float(bits(seed: seed, stream: stream, index: index) >> 40) * 0x1p-24
     }
 }

@@ -8,7 +8,7 @@ extension Tensor {
     /// The broadcast shape of `a` and `b` (NumPy rules).
     ///
     /// - Precondition: the shapes are compatible.
-    public static func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int] {
+    @usableFromInline package static func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int] {
         let rank = Swift.max(a.count, b.count)
         let pa = [Int](repeating: 1, count: rank - a.count) + a
         let pb = [Int](repeating: 1, count: rank - b.count) + b
@@ -149,7 +149,7 @@ extension Tensor {
 
     /// This tensor repeated along size-1 (or missing leading) axes to `newShape`.
     @_specialize(where Scalar == Float)
-    public func broadcasted(to newShape: [Int]) -> Tensor {
+    package func broadcasted(to newShape: [Int]) -> Tensor {
         precondition(Tensor.broadcastShape(shape, newShape) == newShape, "broadcasted(to:): \(shape) does not broadcast to \(newShape)")
         return Tensor.zip(Tensor(zeros: newShape), self) { _, x in x }
     }
@@ -157,7 +157,7 @@ extension Tensor {
     /// The sum of this tensor over the axes that broadcasting added to reach its shape from
     /// `targetShape`: the adjoint of `broadcasted(to:)`, used by backward passes.
     @_specialize(where Scalar == Float)
-    public func unbroadcasted(to targetShape: [Int]) -> Tensor {
+    package func unbroadcasted(to targetShape: [Int]) -> Tensor {
         if shape == targetShape { return self }
         let padded = [Int](repeating: 1, count: rank - targetShape.count) + targetShape
         let axes = (0..<rank).filter { padded[$0] == 1 && shape[$0] != 1 }

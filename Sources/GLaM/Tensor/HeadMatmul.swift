@@ -7,7 +7,7 @@
 // (Tests/GLaMTests/HeadMatmulTests.swift).
 
 /// How a `[B, heads, rows, columns]` family of matrices is laid out in memory.
-public enum HeadLayout: Sendable {
+package enum HeadLayout: Sendable {
     /// `[B, N, R, C]`: each head's matrix is contiguous (attention scores and probabilities).
     case headMajor
     /// `[B, R, N, C]`: heads interleaved within each row (a projection `[B, T, N·D]`).
@@ -36,7 +36,7 @@ public enum HeadLayout: Sendable {
 /// Shapes: A's heads are `[m, k]` after `op`, B's `[k, n]`, C's `[m, n]`; all three have the
 /// same B and N. Float runs on the packed GEMM; other scalars on a plain loop.
 @_specialize(where Scalar == Float)
-public func headMatmul<Scalar>(
+package func headMatmul<Scalar>(
     _ a: Tensor<Scalar>, _ aLayout: HeadLayout, _ b: Tensor<Scalar>, _ bLayout: HeadLayout,
     transposeA: Bool = false, transposeB: Bool = false, output: HeadLayout
 ) -> Tensor<Scalar> {

@@ -67,7 +67,7 @@ extension Tensor {
     /// The adjoint of `gatheringRows`: a `[rowCount, M]` tensor where row `r` is the sum of the rows
     /// `i` of this `[indices.count, M]` tensor with `indices[i] == r` (summed in increasing `i`).
     @_specialize(where Scalar == Float)
-    public func scatterAddingRows(_ indices: [Int], rowCount: Int) -> Tensor {
+    package func scatterAddingRows(_ indices: [Int], rowCount: Int) -> Tensor {
         precondition(rank == 2 && shape[0] == indices.count, "scatterAddingRows: expected [\(indices.count), M], got \(shape)")
         let m = shape[1]
         var out = [Scalar](repeating: 0, count: rowCount * m)

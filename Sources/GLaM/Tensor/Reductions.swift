@@ -150,7 +150,7 @@ extension Tensor {
     /// The index of the first maximum along the last axis: `[..., n] → [...]` (ties go to the
     /// lowest index, like `jnp.argmax`).
     @_specialize(where Scalar == Float)
-    public func argmaxAlongLastAxis() -> [Int] {
+    package func argmaxAlongLastAxis() -> [Int] {
         let n = shape.last ?? 1
         precondition(n > 0, "argmax: empty last axis")
         return (0..<(scalarCount / n)).map { row in

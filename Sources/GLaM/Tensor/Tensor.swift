@@ -69,7 +69,7 @@ public struct Tensor<Scalar: TensorScalar>: Sendable, Equatable {
     }
 
     /// Row-major strides of `shape` (in elements).
-    public static func strides(of shape: [Int]) -> [Int] {
+    package static func strides(of shape: [Int]) -> [Int] {
         var strides = [Int](repeating: 1, count: shape.count)
         var stride = 1
         for axis in shape.indices.reversed() {

@@ -23,7 +23,7 @@
 /// The floating-point operations are those of the fast path, in the same order and precision
 /// (noted below where that order is not the formula's obvious reading), so the results are bitwise
 /// equal to `Adafactor.update`.
-public func referenceAdafactorUpdate(
+package func referenceAdafactorUpdate(
     weight: Tensor<Float>, gradient: Tensor<Float>, slot: AdafactorSlot?, step: Int, learningRate: Float,
     configuration c: AdafactorConfiguration
 ) -> (weight: Tensor<Float>, slot: AdafactorSlot) {

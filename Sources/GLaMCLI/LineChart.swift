@@ -4,18 +4,18 @@
 import Foundation
 
 /// One named series of (x, y) points.
-public struct ChartSeries: Sendable {
+struct ChartSeries: Sendable {
     /// The legend label.
-    public var name: String
+    var name: String
     /// The points, in x order.
-    public var points: [(x: Double, y: Double)]
+    var points: [(x: Double, y: Double)]
     /// An SVG colour.
-    public var color: String
+    var color: String
     /// An optional band drawn translucent behind the line (for example the range over seeds), in x order.
-    public var band: [(x: Double, low: Double, high: Double)]
+    var band: [(x: Double, low: Double, high: Double)]
 
     /// A series, with an optional band around it.
-    public init(name: String, points: [(x: Double, y: Double)], color: String, band: [(x: Double, low: Double, high: Double)] = []) {
+    init(name: String, points: [(x: Double, y: Double)], color: String, band: [(x: Double, low: Double, high: Double)] = []) {
         self.name = name
         self.points = points
         self.color = color
@@ -24,7 +24,7 @@ public struct ChartSeries: Sendable {
 }
 
 /// An SVG document plotting `series` (optionally with a logarithmic x axis).
-public func lineChartSVG(title: String, xLabel: String, yLabel: String, series: [ChartSeries], logarithmicX: Bool = false) -> String {
+func lineChartSVG(title: String, xLabel: String, yLabel: String, series: [ChartSeries], logarithmicX: Bool = false) -> String {
     let (title, xLabel, yLabel) = (escapedForXML(title), escapedForXML(xLabel), escapedForXML(yLabel))
     let (width, height, left, right, top, bottom) = (720.0, 440.0, 70.0, 20.0, 40.0, 60.0)
     let bandPoints: [(x: Double, y: Double)] = series.flatMap { $0.band.flatMap { [(x: $0.x, y: $0.low), (x: $0.x, y: $0.high)] } }
