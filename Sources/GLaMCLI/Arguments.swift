@@ -76,7 +76,8 @@ struct Arguments {
         let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
         guard !values.isEmpty, values.allSatisfy({ $0 != nil && range.contains($0!) }) else {
             throw UsageError(
-                "\(command): --\(name) must be a comma-separated list of integers in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+                "\(command): --\(name) must be a comma-separated list of integers in \(range.lowerBound)...\(range.upperBound), got '\(text)'"
+            )
         }
         return values.map { $0! }
     }
@@ -101,7 +102,8 @@ struct Arguments {
         guard let text = options[name] else { return nil }
         let parts = text.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
         guard parts.count == 2, let d = parts[0], let m = parts[1], (1...64).contains(d), (1...64).contains(m), d * m <= 64 else {
-            throw UsageError("\(command): --\(name) must be DATAxMDL with positive integers and at most 64 cores in all, e.g. 2x2; got '\(text)'")
+            throw UsageError(
+                "\(command): --\(name) must be DATAxMDL with positive integers and at most 64 cores in all, e.g. 2x2; got '\(text)'")
         }
         return try DeviceMesh(dataCores: d, modelCores: m)
     }

@@ -112,7 +112,9 @@ public enum CommandLineTool {
         let bridged = error as NSError
         guard bridged.domain == NSCocoaErrorDomain || bridged.domain == NSPOSIXErrorDomain else { return "\(error)" }
         let cause = FileAccess.describe(error)
-        guard let path = bridged.userInfo[NSFilePathErrorKey] as? String ?? (bridged.userInfo[NSURLErrorKey] as? URL)?.path else { return cause }
+        guard let path = bridged.userInfo[NSFilePathErrorKey] as? String ?? (bridged.userInfo[NSURLErrorKey] as? URL)?.path else {
+            return cause
+        }
         return "\(path): \(cause)"
     }
 }

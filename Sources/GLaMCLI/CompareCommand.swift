@@ -88,9 +88,11 @@ enum CompareCommand: Subcommand {
                 throw UsageError("compare: \(error.description); pass --force to start over")
             }
             if stored != settings.json {
-                throw UsageError("compare: \(directory.path) holds a sweep with other settings; pass --force to start over in it, or another --output")
+                throw UsageError(
+                    "compare: \(directory.path) holds a sweep with other settings; pass --force to start over in it, or another --output")
             } else if !parsed.has("resume") {
-                throw UsageError("compare: \(directory.path) already holds this sweep; pass --resume to continue it or --force to start over")
+                throw UsageError(
+                    "compare: \(directory.path) already holds this sweep; pass --resume to continue it or --force to start over")
             }
         }
         try FileAccess.writeAtomically(Data(settings.json.utf8), to: settingsURL)
@@ -100,7 +102,9 @@ enum CompareCommand: Subcommand {
         let trainingText = TextDataset.trainingText(of: corpus)
         let most = BytePairTokenizer.maximumVocabularySize(for: trainingText)
         guard most >= variants[0].configuration.vocabSize else {
-            throw UsageError("compare: the corpus \(settings.corpus) gives at most \(most) token ids; the models need \(variants[0].configuration.vocabSize)")
+            throw UsageError(
+                "compare: the corpus \(settings.corpus) gives at most \(most) token ids; the models need \(variants[0].configuration.vocabSize)"
+            )
         }
         let tokenizer = try BytePairTokenizer.train(on: trainingText, vocabularySize: variants[0].configuration.vocabSize)
         let dataset = TextDataset(text: corpus, tokenizer: tokenizer, length: settings.options.sequenceLength)
@@ -110,7 +114,8 @@ enum CompareCommand: Subcommand {
         let tokensPerEpoch = dataset.training.count * settings.options.sequenceLength
         output.line(
             "corpus \(settings.corpus): \(dataset.training.count) training rows (\(tokensPerEpoch) positions), \(dataset.validation.count) validation rows; "
-                + "a run of \(settings.options.steps) steps reads \(String(format: "%.2f", Double(settings.options.steps * settings.options.batchSize) / Double(dataset.training.count))) epochs")
+                + "a run of \(settings.options.steps) steps reads \(String(format: "%.2f", Double(settings.options.steps * settings.options.batchSize) / Double(dataset.training.count))) epochs"
+        )
         for variant in variants {
             let count = ParameterCount(variant.configuration)
             output.line(
@@ -156,7 +161,8 @@ enum CompareCommand: Subcommand {
                     + "When they are, `glam compare --resume` with the same settings and no --shard writes the report.")
             return 0
         }
-        let report = CompareReport(records: records, variants: variants.sorted { $0.experts < $1.experts }, settings: settings)  // dense, then by E
+        // Dense first, then by E.
+        let report = CompareReport(records: records, variants: variants.sorted { $0.experts < $1.experts }, settings: settings)
         try FileAccess.writeAtomically(Data(report.jsonl().utf8), to: directory.appendingPathComponent("compare.jsonl"))
         try FileAccess.writeAtomically(Data(report.svg().utf8), to: directory.appendingPathComponent("compare.svg"))
         output.line("")
@@ -215,7 +221,9 @@ struct SweepSettings {
             auxLossWeight = value
         }
         if let text = parsed.value("peak-lr") {
-            guard let value = Float(text), value > 0, value.isFinite else { throw UsageError("compare: --peak-lr must be a number > 0, got '\(text)'") }
+            guard let value = Float(text), value > 0, value.isFinite else {
+                throw UsageError("compare: --peak-lr must be a number > 0, got '\(text)'")
+            }
             options.schedule.peak = value
         }
     }

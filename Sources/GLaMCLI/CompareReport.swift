@@ -155,7 +155,8 @@ struct SweepRun {
         let data: Data
         do { data = try FileAccess.read(url) } catch { throw UsageError("compare: \(error.description)") }
         let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         var points: [RunPoint] = []
         for (index, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() {
             guard let point = try? decoder.decode(RunPoint.self, from: Data(line)) else {
@@ -164,7 +165,8 @@ struct SweepRun {
                 )
             }
             if let last = points.last, point.step <= last.step {
-                throw UsageError("compare: \(url.path) line \(index + 1) has step \(point.step) after step \(last.step); the run's results are damaged")
+                throw UsageError(
+                    "compare: \(url.path) line \(index + 1) has step \(point.step) after step \(last.step); the run's results are damaged")
             }
             points.append(point)
         }
@@ -176,7 +178,8 @@ struct SweepRun {
         encoder.outputFormatting = [.sortedKeys]
         // A diverging run's NaN or infinite loss is recorded as a string, so that it can be written
         // (and resumed past) at all.
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         let lines = try points.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
         try FileAccess.writeAtomically(Data((lines.joined(separator: "\n") + "\n").utf8), to: url)
     }
@@ -266,7 +269,8 @@ struct CompareReport {
     func jsonl() -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         var out = ""
         for record in records {
             for point in record.points {

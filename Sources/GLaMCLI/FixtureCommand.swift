@@ -55,7 +55,8 @@ enum FixtureCommand: Subcommand {
             "glam_lm": commonOptions + ["config", "batch", "length"],
         ]
         guard let options = allowed[kind] else {
-            throw UsageError("fixture: unknown --kind '\(kind)' (top2_gating, moe_layer or glam_lm; adafactor_step fixtures come from optax)")
+            throw UsageError(
+                "fixture: unknown --kind '\(kind)' (top2_gating, moe_layer or glam_lm; adafactor_step fixtures come from optax)")
         }
         if let stray = parsed.options.keys.sorted().first(where: { !options.contains($0) }) {
             throw UsageError("fixture: --\(stray) does not apply to --kind \(kind)")
@@ -73,7 +74,8 @@ enum FixtureCommand: Subcommand {
             let s: Int = try parsed.integer("group-size", in: 1...1 << 20) ?? 64
             let e = gating["num_experts"] as! Int
             try checkSize(g, s, e, capacity: capacity(gating, groupSize: s))
-            tensors["input.logits"] = SafeTensor(Tensor.randomNormal(shape: [g, s, e], standardDeviation: Float(scale), generator: &generator))
+            tensors["input.logits"] = SafeTensor(
+                Tensor.randomNormal(shape: [g, s, e], standardDeviation: Float(scale), generator: &generator))
             if padding > 0 { tensors["input.paddings"] = SafeTensor(paddings([g, s], padding, &generator)) }
             config = gating
         case "moe_layer":
@@ -93,7 +95,8 @@ enum FixtureCommand: Subcommand {
             let (weights, activations) = (CheckedSize.product([e, m, h]), CheckedSize.product([b, t, max(m, h)]))
             guard weights <= maximumElements, activations <= maximumElements else {
                 throw UsageError(
-                    "fixture: E·M·H = \(e)·\(m)·\(h) or B·T·max(M, H) = \(b)·\(t)·\(max(m, h)) is over the \(maximumElements)-element limit")
+                    "fixture: E·M·H = \(e)·\(m)·\(h) or B·T·max(M, H) = \(b)·\(t)·\(max(m, h)) is over the \(maximumElements)-element limit"
+                )
             }
             layer["num_groups"] = g
             layer["activation"] = activation
@@ -117,7 +120,8 @@ enum FixtureCommand: Subcommand {
             guard (b * t) % configuration.numGroups == 0 else {
                 throw UsageError("fixture: \(configuration.numGroups) groups must divide the \(b)·\(t) tokens")
             }
-            let parameterCount = CheckedSize.sum(ParameterPath.all(in: configuration).map { CheckedSize.product($0.shape(in: configuration)) })
+            let parameterCount = CheckedSize.sum(
+                ParameterPath.all(in: configuration).map { CheckedSize.product($0.shape(in: configuration)) })
             guard parameterCount <= maximumElements / 4, CheckedSize.product([b, t, configuration.vocabSize]) <= maximumElements else {
                 throw UsageError("fixture: \(name) with B·T = \(b * t) is too large for a fixture (parameters or logits over the limit)")
             }
@@ -198,7 +202,8 @@ enum FixtureCommand: Subcommand {
     /// Refuses a combine tensor [G, S, E, C] over the element limit.
     static func checkSize(_ g: Int, _ s: Int, _ e: Int, capacity c: Int) throws {
         guard CheckedSize.product([g, s, e, max(c, 1)]) <= maximumElements else {
-            throw UsageError("fixture: the combine tensor [G, S, E, C] = [\(g), \(s), \(e), \(c)] is over the \(maximumElements)-element limit")
+            throw UsageError(
+                "fixture: the combine tensor [G, S, E, C] = [\(g), \(s), \(e), \(c)] is over the \(maximumElements)-element limit")
         }
     }
 

@@ -70,7 +70,8 @@ enum PlanCommand: Subcommand {
         let groups = try parsed.integer("groups", in: 1...1 << 30) ?? configuration.numGroups
         let step: StepCommunication
         do {
-            step = try stepCommunication(configuration, batchSize: batch, length: length, groups: groups, dataCores: data, modelCores: model)
+            step = try stepCommunication(
+                configuration, batchSize: batch, length: length, groups: groups, dataCores: data, modelCores: model)
         } catch {
             throw UsageError("plan: \(error.description)")
         }
@@ -80,15 +81,19 @@ enum PlanCommand: Subcommand {
         ]
         if parsed.has("json") {
             var object: [String: Any] = [
-                "config": name, "mesh": [data, model], "batch": batch, "length": length, "groups": groups, "unit": "bytes sent per core per step",
+                "config": name, "mesh": [data, model], "batch": batch, "length": length, "groups": groups,
+                "unit": "bytes sent per core per step",
             ]
             for (key, value) in parts { object[key] = value }
             output.line(JSONText.line(object))
             return 0
         }
-        output.line("\(name), one training step on a virtual \(data)x\(model) mesh (data × mdl), B = \(batch), T = \(length), G = \(groups):")
+        output.line(
+            "\(name), one training step on a virtual \(data)x\(model) mesh (data × mdl), B = \(batch), T = \(length), G = \(groups):")
         output.line("bytes each core sends (float32):")
-        output.line("  over data: \(step.data)  = MoE all-to-alls \(step.allToAll) + gradient all-reduce \(step.gradientAllReduce) + Adafactor sums \(step.optimizerData)")
+        output.line(
+            "  over data: \(step.data)  = MoE all-to-alls \(step.allToAll) + gradient all-reduce \(step.gradientAllReduce) + Adafactor sums \(step.optimizerData)"
+        )
         output.line("  over mdl:  \(step.model)  = expert partial sums \(step.expertAllReduce) + Adafactor sums \(step.optimizerModel)")
         return 0
     }

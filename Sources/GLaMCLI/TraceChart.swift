@@ -23,21 +23,27 @@ enum TraceChart {
         if layers.isEmpty { out.append(##"<text x="10" y="60">this model has no MoE layer</text>"##) }
         for (panel, m) in layers.enumerated() {
             let x0 = 10 + Double(panel) * (panelWidth + gap)
-            out.append(##"<text x="\##(x0)" y="\##(top - 24)" font-size="12">layer \##(m.layer): E = \##(m.numExperts), C = \##(m.capacity)</text>"##)
+            out.append(
+                ##"<text x="\##(x0)" y="\##(top - 24)" font-size="12">layer \##(m.layer): E = \##(m.numExperts), C = \##(m.capacity)</text>"##
+            )
             for expert in 0..<e {
-                out.append(##"<text x="\##(x0 + labelWidth + Double(expert) * cell + cell / 2)" y="\##(top - 6)" text-anchor="middle">\##(expert)</text>"##)
+                out.append(
+                    ##"<text x="\##(x0 + labelWidth + Double(expert) * cell + cell / 2)" y="\##(top - 6)" text-anchor="middle">\##(expert)</text>"##
+                )
             }
             for route in m.tokens where route.token < t {
                 let y = top + Double(route.token) * cell
                 let label = "\(route.token) " + run.quoted(route.token)
-                out.append(##"<text x="\##(x0 + labelWidth - 6)" y="\##(y + cell - 3)" text-anchor="end">\##(escapedForXML(label))</text>"##)
+                out.append(
+                    ##"<text x="\##(x0 + labelWidth - 6)" y="\##(y + cell - 3)" text-anchor="end">\##(escapedForXML(label))</text>"##)
                 var probability = [Double](repeating: 0, count: e)
                 for entry in route.routerTop { probability[entry.expert] = entry.probability }
                 for expert in 0..<e {
                     let x = x0 + labelWidth + Double(expert) * cell
                     let shade = Int(255 - 200 * min(max(probability[expert], 0), 1))
                     out.append(
-                        ##"<rect x="\##(x)" y="\##(y)" width="\##(cell)" height="\##(cell)" fill="rgb(\##(shade),\##(shade),255)" stroke="#ddd"/>"##)
+                        ##"<rect x="\##(x)" y="\##(y)" width="\##(cell)" height="\##(cell)" fill="rgb(\##(shade),\##(shade),255)" stroke="#ddd"/>"##
+                    )
                 }
                 for k in 0..<2 {
                     let cx = x0 + labelWidth + (Double(route.experts[k]) + 0.5) * cell, cy = y + cell / 2
@@ -49,7 +55,8 @@ enum TraceChart {
                                 : ##"<circle cx="\##(cx)" cy="\##(cy)" r="4" fill="none" stroke="#123" stroke-width="1.5"/>"##)
                     case .overCapacity:
                         out.append(
-                            ##"<path d="M\##(cx - 4),\##(cy - 4)L\##(cx + 4),\##(cy + 4)M\##(cx - 4),\##(cy + 4)L\##(cx + 4),\##(cy - 4)" stroke="#d22" stroke-width="2"/>"##)
+                            ##"<path d="M\##(cx - 4),\##(cy - 4)L\##(cx + 4),\##(cy + 4)M\##(cx - 4),\##(cy + 4)L\##(cx + 4),\##(cy - 4)" stroke="#d22" stroke-width="2"/>"##
+                        )
                     case .notChosen, .padding:
                         break
                     }

@@ -68,7 +68,8 @@ enum TraceCommand: Subcommand {
 
         let trace = ForwardTrace()
         var run = TraceRun(
-            prompt: prompt, source: source, tokenizer: tokenizer, configuration: configuration, tokens: ids, texts: ids.map { tokenizer.decode([$0]) },
+            prompt: prompt, source: source, tokenizer: tokenizer, configuration: configuration, tokens: ids,
+            texts: ids.map { tokenizer.decode([$0]) },
             trace: trace, layer: layer, position: position)
         if let layout {
             let ledger = CommunicationLedger()
@@ -80,12 +81,16 @@ enum TraceCommand: Subcommand {
                 throw UsageError("trace: --mesh \(parsed.value("mesh")!) does not fit: \(error.description)")
             }
             // Core 0 holds row 0 (the prompt) and its group.
-            run.moe = zip(moeLayers, cores[0].gatings).map { MoELayerTrace(layer: $0, gating: $1, paddings: nil, configuration: configuration.gating) }
+            run.moe = zip(moeLayers, cores[0].gatings).map {
+                MoELayerTrace(layer: $0, gating: $1, paddings: nil, configuration: configuration.gating)
+            }
             run.logits = cores[0].logits
             run.mesh = MeshSummary(layout: layout, ledger: ledger, numExperts: configuration.numExperts)
         } else {
             let output: DecoderOutput<Float> = try parameters.constants(batch, observer: trace)
-            run.moe = zip(moeLayers, output.gatings).map { MoELayerTrace(layer: $0, gating: $1, paddings: nil, configuration: configuration.gating) }
+            run.moe = zip(moeLayers, output.gatings).map {
+                MoELayerTrace(layer: $0, gating: $1, paddings: nil, configuration: configuration.gating)
+            }
             run.logits = output.logits.value
         }
 

@@ -72,7 +72,9 @@ extension TraceRun {
         var lines = [
             "glam trace \(quotedText(prompt)): \(tokens.count) tokens",
             "model: \(c.numLayers) layers, M = \(c.modelDim), N×D = \(c.numHeads)×\(c.headDim), V = \(c.vocabSize), "
-                + (c.isMoE ? "E = \(c.numExperts) experts (H = \(c.moeHiddenDim)) in layers \(moeLayers.map(String.init).joined(separator: ", "))" : "dense"),
+                + (c.isMoE
+                    ? "E = \(c.numExperts) experts (H = \(c.moeHiddenDim)) in layers \(moeLayers.map(String.init).joined(separator: ", "))"
+                    : "dense"),
             "from \(source)",
             "tokens: " + tokens.indices.map { "\($0):\(quoted($0))" }.joined(separator: " "),
         ]
@@ -85,17 +87,22 @@ extension TraceRun {
             lines += routingTable(layerTrace)
         }
         lines.append("")
-        lines.append("attention of position \(focus) \(quoted(focus)): each head's strongest keys, as position \"token\" probability [relative bucket]")
+        lines.append(
+            "attention of position \(focus) \(quoted(focus)): each head's strongest keys, as position \"token\" probability [relative bucket]"
+        )
         for i in 0..<c.numLayers where isShown(i) {
             for (head, entry) in attention(layer: i).enumerated() {
-                let keys = entry.keys.map { "\($0.key) \(quoted($0.key)) \(format($0.probability, 3)) [\($0.bucket)]" }.joined(separator: "   ")
+                let keys = entry.keys.map { "\($0.key) \(quoted($0.key)) \(format($0.probability, 3)) [\($0.bucket)]" }.joined(
+                    separator: "   ")
                 lines.append("  layer \(i) head \(head): \(keys)   (extra zero logit \(format(entry.extra, 3)))")
             }
         }
         lines.append("")
         lines.append("next token after position \(focus) \(quoted(focus)):")
         lines.append(
-            "  " + predictions().map { "\($0.id) \(quotedText(tokenizer.decode([$0.id]))) \(format($0.probability, 3))" }.joined(separator: "   "))
+            "  "
+                + predictions().map { "\($0.id) \(quotedText(tokenizer.decode([$0.id]))) \(format($0.probability, 3))" }.joined(
+                    separator: "   "))
         return lines
     }
 
@@ -117,7 +124,8 @@ extension TraceRun {
             }
             lines.append(
                 "  " + pad("\(route.token)", 4) + pad(quoted(route.token), 11) + pad(top, 40) + choices[0] + choices[1]
-                    + pad("\(format(route.combineWeights[0], 3)) \(format(route.combineWeights[1], 3))", 13) + format(route.auxLossShare, 4))
+                    + pad("\(format(route.combineWeights[0], 3)) \(format(route.combineWeights[1], 3))", 13) + format(route.auxLossShare, 4)
+            )
             for k in 0..<2 where route.outcomes[k] == .overCapacity {
                 let all = route.filledBy[k].map { "\($0.token) (\($0.choice == 0 ? "1st" : "2nd"))" }
                 let holders = all.count <= 8 ? all.joined(separator: ", ") : all.prefix(8).joined(separator: ", ") + ", …"
@@ -135,7 +143,9 @@ extension TraceRun {
         return lines
     }
 
-    private func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text + " " : text.padding(toLength: width, withPad: " ", startingAt: 0) }
+    private func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text + " " : text.padding(toLength: width, withPad: " ", startingAt: 0)
+    }
 }
 
 /// `text` in quotes, with line breaks, quotes, control characters and undecodable bytes escaped.
@@ -202,7 +212,9 @@ extension TraceRun {
             },
             "predictions": [
                 "position": focus,
-                "top": predictions().map { ["id": $0.id, "text": tokenizer.decode([$0.id]), "probability": number(Double($0.probability))] as [String: Any] },
+                "top": predictions().map {
+                    ["id": $0.id, "text": tokenizer.decode([$0.id]), "probability": number(Double($0.probability))] as [String: Any]
+                },
             ] as [String: Any],
         ]
         if let mesh {

@@ -85,7 +85,9 @@ enum TrainCommand: Subcommand {
         if parsed.has("resume") && !hasCheckpoint {
             throw UsageError(
                 "train: cannot resume: \(directory.path) has no checkpoint.safetensors"
-                    + (hasMetrics ? " (the run stopped before its first save); pass --force to start it over" : "; start a run there without --resume"))
+                    + (hasMetrics
+                        ? " (the run stopped before its first save); pass --force to start it over"
+                        : "; start a run there without --resume"))
         }
         if (hasCheckpoint || hasMetrics) && !parsed.has("resume") && !parsed.has("force") {
             throw UsageError(
@@ -341,12 +343,15 @@ enum TrainCommand: Subcommand {
             conflicts.append("--config \(parsed.value("config")!) (the run is \(name(of: checkpoint.parameters.configuration)))")
         }
         let integers: [(option: String, range: ClosedRange<Int>, stored: Int)] = [
-            ("batch", 1...4096, stored.batchSize), ("length", 2...65536, stored.sequenceLength), ("seed", 0...Int.max, Int(exactly: stored.seed) ?? -1),
+            ("batch", 1...4096, stored.batchSize), ("length", 2...65536, stored.sequenceLength),
+            ("seed", 0...Int.max, Int(exactly: stored.seed) ?? -1),
             ("checkpoint-every", 0...10_000_000, stored.checkpointEvery), ("evaluate-every", 0...10_000_000, stored.evaluateEvery),
             ("constant-steps", 1...10_000_000, stored.schedule.constantSteps),
         ]
         for (option, range, value) in integers {
-            if let given = try parsed.integer(option, in: range), given != value { conflicts.append("--\(option) \(given) (the run's is \(value))") }
+            if let given = try parsed.integer(option, in: range), given != value {
+                conflicts.append("--\(option) \(given) (the run's is \(value))")
+            }
         }
         if let text = parsed.value("peak-lr"), Float(text) != stored.schedule.peak {
             conflicts.append("--peak-lr \(text) (the run's is \(stored.schedule.peak))")
@@ -365,10 +370,12 @@ enum TrainCommand: Subcommand {
             var candidate = named.configuration
             candidate.numGroups = configuration.numGroups
             if candidate == configuration {
-                return named.name + (named.configuration.numGroups == configuration.numGroups ? "" : " with num_groups \(configuration.numGroups)")
+                return named.name
+                    + (named.configuration.numGroups == configuration.numGroups ? "" : " with num_groups \(configuration.numGroups)")
             }
         }
-        return "an unnamed configuration (\(configuration.numLayers) layers, M \(configuration.modelDim), \(configuration.numExperts) experts)"
+        return
+            "an unnamed configuration (\(configuration.numLayers) layers, M \(configuration.modelDim), \(configuration.numExperts) experts)"
     }
 
     /// The corpus a run trains on.

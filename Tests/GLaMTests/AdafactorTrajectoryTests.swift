@@ -142,13 +142,19 @@ struct AdafactorTrajectoryTests {
             for e in (2 * b)..<(2 * b + 2) { for r in 0..<8 { for col in (8 * k)..<(8 * k + 8) { scalars.append(t[e, r, col]) } } }
             return Tensor(shape: [2, 8, 8], scalars: scalars)
         }
-        var shards = (0..<2).map { b in (0..<2).map { k in AdafactorShard(weight: piece(trajectory.initial, b, k), gradient: piece(trajectory.initial, b, k), slot: nil) } }
+        var shards = (0..<2).map { b in
+            (0..<2).map { k in AdafactorShard(weight: piece(trajectory.initial, b, k), gradient: piece(trajectory.initial, b, k), slot: nil)
+            }
+        }
         var next = 0
         for step in 0..<trajectory.steps {
             let gradient = trajectory.gradient(step: step, next: &next)
             optimizer.update(weight: &weight, gradient: gradient, slot: &slot, step: step, learningRate: trajectory.learningRate)
-            shards = (0..<2).map { b in (0..<2).map { k in AdafactorShard(weight: shards[b][k].weight, gradient: piece(gradient, b, k), slot: shards[b][k].slot) } }
-            Adafactor.updateShards(&shards, split: .columns, shape: trajectory.shape, configuration: c, step: step, learningRate: trajectory.learningRate)
+            shards = (0..<2).map { b in
+                (0..<2).map { k in AdafactorShard(weight: shards[b][k].weight, gradient: piece(gradient, b, k), slot: shards[b][k].slot) }
+            }
+            Adafactor.updateShards(
+                &shards, split: .columns, shape: trajectory.shape, configuration: c, step: step, learningRate: trajectory.learningRate)
         }
         for b in 0..<2 {
             for k in 0..<2 {

@@ -109,7 +109,9 @@ struct CommandLineTests {
         ]
         for (bench, arguments) in foreign {
             let result = runGlam(["bench", bench] + arguments)
-            #expect(result.status == 2 && result.err.contains("bench \(bench): unknown option \(arguments[0])"), "\(bench) \(arguments): \(result.err)")
+            #expect(
+                result.status == 2 && result.err.contains("bench \(bench): unknown option \(arguments[0])"),
+                "\(bench) \(arguments): \(result.err)")
             #expect(result.err.split(separator: "\n").count == 1)
         }
         let extra = runGlam(["bench", "gemm", "512"])
@@ -129,7 +131,9 @@ struct CommandLineTests {
         for bench in ["gemm", "moe", "model", "decode"] {
             for bad in ["0", "1001"] {
                 let result = runGlam(["bench", bench, "--repeats", bad])
-                #expect(result.status == 2 && result.err.contains("--repeats must be an integer in 1...1000"), "bench \(bench) --repeats \(bad): \(result.err)")
+                #expect(
+                    result.status == 2 && result.err.contains("--repeats must be an integer in 1...1000"),
+                    "bench \(bench) --repeats \(bad): \(result.err)")
             }
         }
     }

@@ -74,9 +74,11 @@ struct CompareTests {
     func interruptedRunResumes() throws {
         struct Interrupted: Error {}
         let scratch = ScratchDirectory()
-        let parsed = try Arguments(Self.small + ["--corpus", Self.corpus], command: "compare", options: [
-            "steps", "batch", "length", "evaluate-every", "evaluation-batches", "corpus",
-        ], flags: [])
+        let parsed = try Arguments(
+            Self.small + ["--corpus", Self.corpus], command: "compare",
+            options: [
+                "steps", "batch", "length", "evaluate-every", "evaluation-batches", "corpus",
+            ], flags: [])
         let settings = try SweepSettings(parsed)
         let variant = settings.variants[1]
         let text = try String(contentsOfFile: Self.corpus, encoding: .utf8)
@@ -101,7 +103,9 @@ struct CompareTests {
     @Test("an interval's routing summary: quietest load, idle expert-steps and the longest idle run")
     func routingSummary() throws {
         // 3 experts, 4 steps. Expert 2 computes nothing in steps 1–3 (a run of 3); expert 0 nothing in step 3.
-        let steps: [(requested: [Int], kept: [Int])] = [([4, 4, 4], [4, 4, 4]), ([6, 6, 0], [5, 6, 0]), ([9, 3, 0], [6, 3, 0]), ([1, 11, 0], [0, 6, 0])]
+        let steps: [(requested: [Int], kept: [Int])] = [
+            ([4, 4, 4], [4, 4, 4]), ([6, 6, 0], [5, 6, 0]), ([9, 3, 0], [6, 3, 0]), ([1, 11, 0], [0, 6, 0]),
+        ]
         let interval = steps.map { [ExpertLayerStatistics(layer: 2, requested: $0.requested, kept: $0.kept, routerEntropy: 1)] }
         let summary = try #require(SweepRun.summarise(interval).first)
         #expect(summary.layer == 2)
@@ -158,7 +162,9 @@ extension CompareTests {
     @Test("every table of the compare report is well-formed Markdown: each row has its header's columns")
     func reportTablesAreWellFormed() throws {
         for seeds in [1, 3] {
-            let parsed = try Arguments(["--experts", "4,8", "--steps", "4", "--seeds", "\(seeds)"], command: "compare", options: ["experts", "steps", "seeds"], flags: [])
+            let parsed = try Arguments(
+                ["--experts", "4,8", "--steps", "4", "--seeds", "\(seeds)"], command: "compare", options: ["experts", "steps", "seeds"],
+                flags: [])
             let settings = try SweepSettings(parsed)
             let layer = LayerInterval(layer: 0, dropped: 0.1, entropy: 1.2, busiest: 1.5, quietest: 0.5, idle: 0.25, longestIdle: 2)
             var records: [RunRecord] = []

@@ -12,9 +12,9 @@ struct ConfigurationLimitsTests {
     /// (JSON name, the field, the smallest value allowed).
     static var sizes: [(String, WritableKeyPath<ModelConfiguration, Int>, Int)] {
         [
-        ("vocab_size", \.vocabSize, 1), ("model_dim", \.modelDim, 1), ("num_layers", \.numLayers, 1),
-        ("num_heads", \.numHeads, 1), ("head_dim", \.headDim, 1), ("ff_dim", \.ffDim, 1), ("moe_hidden_dim", \.moeHiddenDim, 1),
-        ("num_experts", \.numExperts, 0), ("num_groups", \.numGroups, 1), ("relative_buckets", \.relativeBuckets, 2),
+            ("vocab_size", \.vocabSize, 1), ("model_dim", \.modelDim, 1), ("num_layers", \.numLayers, 1),
+            ("num_heads", \.numHeads, 1), ("head_dim", \.headDim, 1), ("ff_dim", \.ffDim, 1), ("moe_hidden_dim", \.moeHiddenDim, 1),
+            ("num_experts", \.numExperts, 0), ("num_groups", \.numGroups, 1), ("relative_buckets", \.relativeBuckets, 2),
             ("relative_max_distance", \.relativeMaxDistance, 17),  // must exceed relative_buckets / 2 = 16
         ]
     }
@@ -72,7 +72,9 @@ struct ConfigurationLimitsTests {
             ("rmsnorm_epsilon", \.rmsNormEpsilon), ("z_loss_weight", \.zLossWeight), ("aux_loss_weight", \.auxLossWeight),
         ]
         for (name, field) in fields {
-            for (value, accepted) in [(Float(0), true), (1e30, true), (-Float.leastNonzeroMagnitude, false), (.infinity, false), (.nan, false)] {
+            for (value, accepted) in [
+                (Float(0), true), (1e30, true), (-Float.leastNonzeroMagnitude, false), (.infinity, false), (.nan, false),
+            ] {
                 var c = Self.base
                 c[keyPath: field] = value
                 #expect((c.problem == nil) == accepted, "\(name) = \(value): \(c.problem ?? "accepted")")

@@ -14,10 +14,15 @@ struct FixtureCommandTests {
     func everyKind() throws {
         let scratch = ScratchDirectory()
         let cases: [(kind: String, options: [String], expected: Set<String>)] = [
-            ("top2_gating", ["--experts", "16", "--groups", "2", "--group-size", "96", "--capacity-factor", "1.25", "--padding", "0.1"],
-             ["expected.combine", "expected.dispatch", "expected.aux_loss", "expected.over_capacity"]),
-            ("moe_layer", ["--experts", "4", "--batch", "2", "--length", "8", "--model-dim", "8", "--hidden", "12", "--legacy", "false"],
-             ["expected.y", "expected.aux_loss", "expected.grad.x", "expected.grad.gate", "expected.grad.wi", "expected.grad.wo"]),
+            (
+                "top2_gating", ["--experts", "16", "--groups", "2", "--group-size", "96", "--capacity-factor", "1.25", "--padding", "0.1"],
+                ["expected.combine", "expected.dispatch", "expected.aux_loss", "expected.over_capacity"]
+            ),
+            (
+                "moe_layer",
+                ["--experts", "4", "--batch", "2", "--length", "8", "--model-dim", "8", "--hidden", "12", "--legacy", "false"],
+                ["expected.y", "expected.aux_loss", "expected.grad.x", "expected.grad.gate", "expected.grad.wi", "expected.grad.wo"]
+            ),
             ("glam_lm", ["--config", "tiny", "--batch", "1", "--length", "8", "--padding", "0.25"], []),
         ]
         for (kind, options, expected) in cases {
@@ -33,7 +38,8 @@ struct FixtureCommandTests {
             if kind == "glam_lm" {
                 let configuration = try #require(ModelConfiguration.named("tiny"))
                 #expect(names.count == 5 + ParameterPath.all(in: configuration).count)
-                let config = try #require(try JSONSerialization.jsonObject(with: Data((file.metadata["config"] ?? "").utf8)) as? [String: Any])
+                let config = try #require(
+                    try JSONSerialization.jsonObject(with: Data((file.metadata["config"] ?? "").utf8)) as? [String: Any])
                 #expect(config.count == ModelConfiguration.CodingKeys.allCases.count)
                 #expect(file.tensors["input.paddings"]?.floatTensor().scalars == [0, 0, 0, 0, 0, 0, 1, 1])
             } else {
@@ -103,7 +109,9 @@ struct FixtureCommandTests {
         let scratch = ScratchDirectory()
         let paths = ["a", "b", "c"].map { scratch.path("\($0).safetensors").path }
         for (path, seed) in zip(paths, ["1", "1", "2"]) {
-            #expect(runGlam(["fixture", "--kind", "top2_gating", "--experts", "4", "--group-size", "16", "--seed", seed, "--out", path]).status == 0)
+            #expect(
+                runGlam(["fixture", "--kind", "top2_gating", "--experts", "4", "--group-size", "16", "--seed", seed, "--out", path]).status
+                    == 0)
         }
         let bytes = try paths.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
         #expect(bytes[0] == bytes[1])
@@ -152,7 +160,10 @@ extension FixtureCommandTests {
         ] {
             let result = runGlam(arguments)
             #expect(result.status == (accepted ? 0 : 2), "\(arguments): \(result.err)")
-            if !accepted { #expect(result.err.split(separator: "\n").count == 1 && (result.err.contains("must be") || result.err.contains("must have"))) }
+            if !accepted {
+                #expect(
+                    result.err.split(separator: "\n").count == 1 && (result.err.contains("must be") || result.err.contains("must have")))
+            }
         }
     }
 }

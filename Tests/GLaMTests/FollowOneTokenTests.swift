@@ -42,7 +42,8 @@ struct FollowOneTokenTests {
         try trainer.checkpoint.write(to: checkpoint)
         var printed = ""
         for command in commands {
-            let arguments = Array(Self.words(command.replacingOccurrences(of: "runs/small/checkpoint.safetensors", with: checkpoint.path)).dropFirst())
+            let arguments = Array(
+                Self.words(command.replacingOccurrences(of: "runs/small/checkpoint.safetensors", with: checkpoint.path)).dropFirst())
             let result = runGlam(arguments)
             #expect(result.status == 0, "\(command): \(result.err)")
             printed += result.out

@@ -238,7 +238,10 @@ struct HostileInputTests {
             let tensor = SafeTensor(Tensor(shape: [2, 3], scalars: [0, 1, 2, 3, 4, value]))
             #expect(throws: ModelError.self) { _ = try TrainingCheckpoint.secondMoment(tensor, "optimizer.x.vr", file: "f") }
         }
-        #expect(try TrainingCheckpoint.secondMoment(SafeTensor(Tensor(shape: [2], scalars: [0, 5])), "optimizer.x.vc", file: "f").scalars == [0, 5])
+        #expect(
+            try TrainingCheckpoint.secondMoment(SafeTensor(Tensor(shape: [2], scalars: [0, 5])), "optimizer.x.vc", file: "f").scalars == [
+                0, 5,
+            ])
         // Zero is a valid second moment (an expert that never received a token), and loads.
         let zero = try Self.checkpoint(in: scratch) { file in
             let slot = "optimizer.layers.0.moe.wi.v"

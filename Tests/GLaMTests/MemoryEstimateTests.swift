@@ -26,8 +26,9 @@ struct MemoryEstimateTests {
         return (16 * parameterCount(c), 4 * b * (c.numLayers * perLayer + 4 * t * c.vocabSize))
     }
 
-    @Test("the estimate is the documented formula for every named configuration and several batch shapes",
-          arguments: ["tiny", "small", "small-dense", "medium"])
+    @Test(
+        "the estimate is the documented formula for every named configuration and several batch shapes",
+        arguments: ["tiny", "small", "small-dense", "medium"])
     func documentedFormula(name: String) throws {
         let c = try #require(ModelConfiguration.named(name))
         for (b, t) in [(1, 1), (8, 128), (3, 77), (32, 1024)] {

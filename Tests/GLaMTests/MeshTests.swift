@@ -113,7 +113,8 @@ struct ExpertParallelTests {
         paddings[3, 0] = 1
         let configuration = MoELayerConfiguration(
             gating: Top2GatingConfiguration(numExperts: e, capacityFactor: 1.0), numGroups: g, activation: .geluTanh)
-        let single = try MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))(Variable(constant: x), paddings: paddings, configuration: configuration)
+        let single = try MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))(
+            Variable(constant: x), paddings: paddings, configuration: configuration)
         #expect(single.gating.routing.overCapacity[0] > 0 || single.gating.routing.overCapacity[1] > 0)  // drops happen
 
         let mesh = try DeviceMesh(shape: shape, axisNames: names)
@@ -221,7 +222,9 @@ struct PlannerTests {
     func virtualPlan() throws {
         let small = try namedConfiguration("small")
         let step = try stepCommunication(small, batchSize: 8, length: 64, groups: 8, dataCores: 4, modelCores: 2)
-        let json = runGlam(["plan", "--virtual", "--config", "small", "--mesh", "4x2", "--batch", "8", "--length", "64", "--groups", "8", "--json"])
+        let json = runGlam([
+            "plan", "--virtual", "--config", "small", "--mesh", "4x2", "--batch", "8", "--length", "64", "--groups", "8", "--json",
+        ])
         #expect(json.status == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any])
         let expected: [String: Int] = [

@@ -201,7 +201,9 @@ struct MeshTrainingTests {
         let grads = (0..<3).map { _ in
             Tensor<Float>(shape: shape, scalars: (0..<count).map { _ in Float.random(in: -0.1...0.1, using: &generator) })
         }
-        for (step, g) in grads.enumerated() { whole.update(weight: &reference, gradient: g, slot: &wholeSlot, step: step, learningRate: 0.01) }
+        for (step, g) in grads.enumerated() {
+            whole.update(weight: &reference, gradient: g, slot: &wholeSlot, step: step, learningRate: 0.01)
+        }
         for (split, axis) in [(AdafactorShardSplit.rows, 1), (.columns, 2), (.none, 0)] {
             // shards[b][k]: leading half b, part k along `axis` (a leading split alone for .none).
             func parts(_ t: Tensor<Float>) -> [[Tensor<Float>]] {

@@ -28,8 +28,9 @@ struct MoELayerTests {
             gating: Top2GatingConfiguration(numExperts: e, capacityFactor: capacityFactor), numGroups: groups, activation: activation)
     }
 
-    @Test("the layer equals praxis' dense dispatch and combine einsums in value and in every gradient",
-          arguments: ExpertActivation.allCases, [0.5, 1.0, 4.0])
+    @Test(
+        "the layer equals praxis' dense dispatch and combine einsums in value and in every gradient",
+        arguments: ExpertActivation.allCases, [0.5, 1.0, 4.0])
     func equalsDenseEinsums(activation: ExpertActivation, capacityFactor: Double) throws {
         let (x, gate, wi, wo, paddings) = Self.setup()
         let dy = randomDoubleTensor([2, 6, 5], seed: 50)
@@ -67,7 +68,8 @@ struct MoELayerTests {
     @Test("padded tokens output zero, are routed nowhere, and do not count in the aux loss's f")
     func padding() throws {
         let (x, gate, wi, wo, paddings) = Self.setup()
-        let out = try MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))(Variable(constant: x), paddings: paddings, configuration: Self.configuration(capacityFactor: 4))
+        let out = try MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))(
+            Variable(constant: x), paddings: paddings, configuration: Self.configuration(capacityFactor: 4))
         #expect((0..<5).allSatisfy { out.output.value[0, 5, $0] == 0 && out.output.value[1, 4, $0] == 0 })
         let r = out.gating.routing
         #expect(r.firstSlot[5] == -1 && r.secondSlot[5] == -1 && !r.isReal[5])
@@ -90,7 +92,8 @@ struct MoELayerTests {
     func badGroups() {
         let (x, gate, wi, wo, _) = Self.setup()
         #expect(throws: Top2GatingConfiguration.Invalid.self) {
-            try MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))(Variable(constant: x), paddings: nil, configuration: Self.configuration(groups: 5))
+            try MoEWeights(gate: Variable(constant: gate), wi: Variable(constant: wi), wo: Variable(constant: wo))(
+                Variable(constant: x), paddings: nil, configuration: Self.configuration(groups: 5))
         }
     }
 }

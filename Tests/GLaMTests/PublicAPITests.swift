@@ -50,16 +50,18 @@ struct PublicAPITests {
     @Test("every public top-level type and function is placed in the DocC topics")
     func topLevelDeclarationsAreInTheTopics() throws {
         let topics = try String(contentsOf: Self.root.appendingPathComponent("Sources/GLaM/GLaM.docc/GLaM.md"), encoding: .utf8)
-        let linked = Set(topics.components(separatedBy: "``").enumerated().filter { $0.offset % 2 == 1 }.map { link in
-            String(link.element.prefix { $0 != "/" && $0 != "(" && $0 != "-" })
-        })
-        let topLevel = Set(try Self.currentAPI().filter { !$0.contains(": ") || $0.hasPrefix(": ") }.compactMap { line -> String? in
-            let words = line.split(whereSeparator: { " (<:".contains($0) }).map(String.init)
-            guard let kind = words.firstIndex(where: { ["struct", "enum", "class", "protocol", "typealias", "func"].contains($0) }),
-                kind + 1 < words.count
-            else { return nil }
-            return words[kind + 1]
-        })
+        let linked = Set(
+            topics.components(separatedBy: "``").enumerated().filter { $0.offset % 2 == 1 }.map { link in
+                String(link.element.prefix { $0 != "/" && $0 != "(" && $0 != "-" })
+            })
+        let topLevel = Set(
+            try Self.currentAPI().filter { !$0.contains(": ") || $0.hasPrefix(": ") }.compactMap { line -> String? in
+                let words = line.split(whereSeparator: { " (<:".contains($0) }).map(String.init)
+                guard let kind = words.firstIndex(where: { ["struct", "enum", "class", "protocol", "typealias", "func"].contains($0) }),
+                    kind + 1 < words.count
+                else { return nil }
+                return words[kind + 1]
+            })
         let missing = topLevel.subtracting(linked).sorted()
         #expect(topLevel.count > 20)
         #expect(missing.isEmpty, "public declarations the DocC topics of GLaM.md do not place: \(missing)")
@@ -153,8 +155,10 @@ enum PublicDeclarations {
             case ")", "]": parentheses -= 1; statement.append(character)
             case "{":
                 let words = normalized(statement).split(separator: " ")
-                let opensType = words.contains { ["struct", "enum", "class", "protocol", "extension", "actor"].contains(String($0)) }
-                    && words.prefix { isModifier(String($0)) }.count == words.firstIndex { ["struct", "enum", "class", "protocol", "extension", "actor"].contains(String($0)) }
+                let opensType =
+                    words.contains { ["struct", "enum", "class", "protocol", "extension", "actor"].contains(String($0)) }
+                    && words.prefix { isModifier(String($0)) }.count
+                        == words.firstIndex { ["struct", "enum", "class", "protocol", "extension", "actor"].contains(String($0)) }
                 if opensType || statement.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
                     finish(opening: true)
                 } else if scopes.last?.kind == "protocol" {
@@ -237,7 +241,9 @@ enum PublicDeclarations {
                 skippingAttribute += word.filter { $0 == "(" }.count - word.filter { $0 == ")" }.count
                 continue
             }
-            if ["@inlinable", "@usableFromInline", "@discardableResult", "@frozen"].contains(word) || word.hasPrefix("@inline(") { continue }
+            if ["@inlinable", "@usableFromInline", "@discardableResult", "@frozen"].contains(word) || word.hasPrefix("@inline(") {
+                continue
+            }
             if word.hasPrefix("@_specialize(") || word.hasPrefix("@_") {
                 skippingAttribute = word.filter { $0 == "(" }.count - word.filter { $0 == ")" }.count
                 continue

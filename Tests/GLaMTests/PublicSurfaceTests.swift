@@ -64,7 +64,8 @@ struct PublicSurfaceTests {
         let three = Tensor<Double>(3)
         #expect((x * 3).scalars == x.scalars.map { $0 * 3 } && (3 * x).scalars == (x * three).scalars)
         #expect((x * x).scalars == x.scalars.map { $0 * $0 })
-        #expect(x.mean(alongAxis: 1).scalars == [(1 - 2 + 3) / 3, (4.5 + 0 - 6) / 3] && x.mean(alongAxis: 1).shape == [2, 1])  // the axis is kept with size 1
+        // The axis is kept with size 1.
+        #expect(x.mean(alongAxis: 1).scalars == [(1 - 2 + 3) / 3, (4.5 + 0 - 6) / 3] && x.mean(alongAxis: 1).shape == [2, 1])
         #expect(x.mean(alongAxis: 0).scalars == [2.75, -1, -1.5])
         #expect(x.description.contains("[2, 3]"))
     }

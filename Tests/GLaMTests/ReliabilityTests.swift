@@ -191,7 +191,9 @@ struct ReliabilityTests {
         #expect(mkfifo(fifo.path, 0o644) == 0)
         // A FIFO would block a reader forever: it is refused by what it is, before any read.
         for (url, word) in [(fifo, "a FIFO"), (scratch.url, "a directory"), (scratch.path("absent"), String(cString: strerror(ENOENT)))] {
-            #expect(throws: ModelError("cannot read \(url.path): \(url == scratch.path("absent") ? word : "it is \(word), not a regular file")")) {
+            #expect(
+                throws: ModelError("cannot read \(url.path): \(url == scratch.path("absent") ? word : "it is \(word), not a regular file")")
+            ) {
                 _ = try FileAccess.read(url)
             }
             let generated = runGlam(["generate", "--checkpoint", url.path, "--prompt", "x"])
@@ -200,10 +202,14 @@ struct ReliabilityTests {
             #expect(train.status == 2 && train.err.contains("cannot read the corpus") && train.err.contains(word), "\(train.err)")
         }
         // A corpus cut inside a multi-byte character: the offset of the first bad byte, not "run from the repository root".
-        for (bytes, offset) in [(Array("naïve\n\nend ".utf8) + [0xC3], 12), (Array("ab".utf8) + [0xFF] + Array("cd".utf8), 2), ([0x80], 0)] {
+        for (bytes, offset) in [(Array("naïve\n\nend ".utf8) + [0xC3], 12), (Array("ab".utf8) + [0xFF] + Array("cd".utf8), 2), ([0x80], 0)]
+        {
             let url = scratch.path("corpus-\(offset).txt")
             try Data(bytes).write(to: url)
-            #expect(throws: ModelError("cannot read \(url.path): it is not UTF-8 text (the first invalid byte is at byte \(offset) of \(bytes.count))")) {
+            #expect(
+                throws: ModelError(
+                    "cannot read \(url.path): it is not UTF-8 text (the first invalid byte is at byte \(offset) of \(bytes.count))")
+            ) {
                 _ = try FileAccess.readText(url)
             }
             let train = runGlam(["train", "--corpus", url.path, "--output", scratch.path("run").path])
@@ -245,7 +251,9 @@ struct ReliabilityTests {
         let corpus = try scratch.corpus()
         let directory = scratch.path("run")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let common = ["--config", "tiny", "--corpus", corpus.path, "--output", directory.path, "--batch", "2", "--length", "32", "--steps", "1"]
+        let common = [
+            "--config", "tiny", "--corpus", corpus.path, "--output", directory.path, "--batch", "2", "--length", "32", "--steps", "1",
+        ]
         let lock = try RunDirectoryLock(directory, command: "test")
         let refused = runGlam(["train"] + common)
         #expect(refused.status == 2 && refused.err.contains("in use by another glam process (pid \(getpid()))"), "\(refused.err)")
@@ -271,8 +279,10 @@ struct ReliabilityTests {
         let directory = scratch.path("run")
         let base = ["--corpus", corpus.path, "--output", directory.path]
         let first = runGlam(
-            ["train", "--config", "tiny", "--batch", "2", "--length", "32", "--seed", "4", "--steps", "2", "--checkpoint-every", "1",
-             "--evaluate-every", "2", "--constant-steps", "5", "--peak-lr", "0.02"] + base)
+            [
+                "train", "--config", "tiny", "--batch", "2", "--length", "32", "--seed", "4", "--steps", "2", "--checkpoint-every", "1",
+                "--evaluate-every", "2", "--constant-steps", "5", "--peak-lr", "0.02",
+            ] + base)
         #expect(first.status == 0, "\(first.err)")
         let checkpoint = try Data(contentsOf: directory.appendingPathComponent("checkpoint.safetensors"))
         for (option, value, stored) in [
@@ -304,7 +314,9 @@ struct ReliabilityTests {
         #expect(checkpoint.dataFingerprint == trainer.dataset.fingerprint)
         let other = TextDataset(text: try corpusSample(bytes: 60_000), tokenizer: trainer.tokenizer, length: 32)
         #expect(other.fingerprint != trainer.dataset.fingerprint)
-        #expect(TextDataset(text: try corpusSample(bytes: 30_000), tokenizer: trainer.tokenizer, length: 32).fingerprint == trainer.dataset.fingerprint)
+        #expect(
+            TextDataset(text: try corpusSample(bytes: 30_000), tokenizer: trainer.tokenizer, length: 32).fingerprint
+                == trainer.dataset.fingerprint)
         #expect(throws: ModelError.self) { _ = try Trainer(resuming: checkpoint, dataset: other) }
         let mesh = try DeviceMesh(shape: [1, 1], axisNames: ["data", "mdl"])
         #expect(throws: ModelError.self) { _ = try MeshTrainer(resuming: checkpoint, dataset: other, mesh: mesh) }
@@ -332,7 +344,8 @@ struct ReliabilityTests {
         #expect(fresh.status == 2 && fresh.err.contains("before its first checkpoint") && fresh.err.contains("--force"), "\(fresh.err)")
         #expect(!fresh.err.contains("--resume"))
         let resumed = runGlam(["train", "--resume", "--steps", "2"] + common)
-        #expect(resumed.status == 2 && resumed.err.contains("no checkpoint.safetensors") && resumed.err.contains("--force"), "\(resumed.err)")
+        #expect(
+            resumed.status == 2 && resumed.err.contains("no checkpoint.safetensors") && resumed.err.contains("--force"), "\(resumed.err)")
         #expect(runGlam(["train", "--steps", "2", "--force"] + common).status == 0)
 
         // A torn last record (the kill came mid-line) is cut with the records after the checkpoint.
@@ -371,7 +384,9 @@ struct ReliabilityTests {
         let back = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(back["loss"] is NSNull && back["ce"] is NSNull && back["lr"] as? Double == 0.01 && back["step"] as? Int == 3)
         let layer = try #require((back["moe_layers"] as? [[String: Any]])?.first)
-        #expect(layer["router_entropy"] is NSNull && layer["dropped_fraction"] as? Double == 0.25 && layer["load_before_capacity"] as? [Int] == [1, 2])
+        #expect(
+            layer["router_entropy"] is NSNull && layer["dropped_fraction"] as? Double == 0.25
+                && layer["load_before_capacity"] as? [Int] == [1, 2])
     }
 
     // MARK: compare
@@ -381,7 +396,9 @@ struct ReliabilityTests {
         let parsed = try Arguments(["--experts", "4", "--steps", "4"], command: "compare", options: ["experts", "steps"], flags: [])
         let settings = try SweepSettings(parsed)
         let variants = settings.variants
-        func point(_ step: Int, _ ce: Double) -> RunPoint { RunPoint(step: step, trainingFLOPs: Double(step) * 1e9, validationCE: ce, layers: []) }
+        func point(_ step: Int, _ ce: Double) -> RunPoint {
+            RunPoint(step: step, trainingFLOPs: Double(step) * 1e9, validationCE: ce, layers: [])
+        }
         let records = [
             RunRecord(variant: variants[0].name, seed: 0, points: [point(0, 9), point(2, 7), point(4, 5)]),
             RunRecord(variant: variants[1].name, seed: 0, points: [point(0, 9.5), point(3, 6), point(4, 4.25)]),
@@ -432,7 +449,9 @@ struct ReliabilityTests {
         #expect(runGlam(["compare", "--resume"] + arguments).status == 0)
         #expect(!FileManager.default.fileExists(atPath: stale.path))
 
-        for (option, value) in [("--experts", "4,4"), ("--experts", "8,4,8"), ("--shard", "0/x/2"), ("--shard", "0//2"), ("--shard", "1/2/")] {
+        for (option, value) in [
+            ("--experts", "4,4"), ("--experts", "8,4,8"), ("--shard", "0/x/2"), ("--shard", "0//2"), ("--shard", "1/2/"),
+        ] {
             let result = runGlam(["compare", option, value, "--output", scratch.path("bad").path])
             #expect(result.status == 2 && result.err.contains(option), "\(option) \(value): \(result.err)")
         }
@@ -483,9 +502,20 @@ struct ReliabilityTests {
             (["bench", "gemm", "--shape", "8,8,8", "--size", "64"], "cannot be combined"),
             (["bench", "moe", "--groups", "4096", "--group-size", "65536", "--model-dim", "4096"], "needs about"),
             (["bench", "decode", "--config", "small", "--batch", "1024", "--prompt", "65536"], "may need up to"),
-            (["fixture", "--kind", "moe_layer", "--experts", "4096", "--model-dim", "16384", "--hidden", "65536", "--out", "/nonexistent/x"], "limit"),
-            (["fixture", "--kind", "top2_gating", "--groups", "1048576", "--group-size", "1048576", "--experts", "4096", "--capacity-factor", "1000", "--out", "/nonexistent/x"], "limit"),
-            (["plan", "--config", "glam-64b-64e", "--mesh", "2xx2"], "--mesh"), (["plan", "--config", "glam-64b-64e", "--mesh", "x64x16x"], "--mesh"),
+            (
+                [
+                    "fixture", "--kind", "moe_layer", "--experts", "4096", "--model-dim", "16384", "--hidden", "65536", "--out",
+                    "/nonexistent/x",
+                ], "limit"
+            ),
+            (
+                [
+                    "fixture", "--kind", "top2_gating", "--groups", "1048576", "--group-size", "1048576", "--experts", "4096",
+                    "--capacity-factor", "1000", "--out", "/nonexistent/x",
+                ], "limit"
+            ),
+            (["plan", "--config", "glam-64b-64e", "--mesh", "2xx2"], "--mesh"),
+            (["plan", "--config", "glam-64b-64e", "--mesh", "x64x16x"], "--mesh"),
             (["plan", "--config", "glam-64b-64e", "--mesh", "64x"], "--mesh"),
         ] {
             let result = runGlam(arguments)

@@ -148,7 +148,9 @@ struct SafeTensorsTests {
                 #expect(verdict["accepted"] as? Bool == false, "\(label): rejected here (\(error.reason)), accepted by the reference")
                 #expect(error.file == "corrupted" && !error.reason.isEmpty)
             case .success(let file):
-                #expect(verdict["accepted"] as? Bool == true, "\(label): accepted here, rejected by the reference (\(verdict["reference_error"] ?? ""))")
+                #expect(
+                    verdict["accepted"] as? Bool == true,
+                    "\(label): accepted here, rejected by the reference (\(verdict["reference_error"] ?? ""))")
                 guard verdict["accepted"] as? Bool == true else { continue }
                 #expect(file.metadata == (verdict["metadata"] as? [String: String]), "\(label)")
                 let expected = try #require(verdict["tensors"] as? [String: [String: Any]])
@@ -222,7 +224,9 @@ extension SafeTensorsTests {
         let empty = try SafeTensor(dtype: .float32, shape: [0, 3], bytes: [])
         #expect(empty.scalarCount == 0 && empty.floatTensor().shape == [0, 3] && empty.floatTensor().scalars.isEmpty)
         #expect(throws: SafeTensorsError.self) { _ = try SafeTensor(dtype: .float32, shape: [-1, 3], bytes: []) }
-        #expect(throws: SafeTensorsError.self) { _ = try SafeTensor(dtype: .float32, shape: [1, 3], bytes: [UInt8](repeating: 0, count: 8)) }
+        #expect(throws: SafeTensorsError.self) {
+            _ = try SafeTensor(dtype: .float32, shape: [1, 3], bytes: [UInt8](repeating: 0, count: 8))
+        }
         let file = try SafeTensorsFile(
             bytes: safetensorsBytes(header: #"{"e":{"dtype":"F32","shape":[4,0],"data_offsets":[0,0]}}"#), name: "empty.safetensors")
         #expect(file.tensors["e"]?.shape == [4, 0] && file.tensors["e"]?.scalarCount == 0)
@@ -232,14 +236,17 @@ extension SafeTensorsTests {
     func exactByteCountOfOversizedShapes() {
         let limit = Int.max / 8  // the largest element count whose bytes (8 per F64) still fit in Int
         expectRejected(
-            safetensorsBytes(header: #"{"t":{"dtype":"F64","shape":[\#(limit)],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
+            safetensorsBytes(
+                header: #"{"t":{"dtype":"F64","shape":[\#(limit)],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
             containing: "needs \(limit * 8) bytes but data_offsets span 8")
         expectRejected(
-            safetensorsBytes(header: #"{"t":{"dtype":"F64","shape":[\#(limit / 3),3],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
+            safetensorsBytes(
+                header: #"{"t":{"dtype":"F64","shape":[\#(limit / 3),3],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
             containing: "needs \(limit / 3 * 3 * 8) bytes")
         for shape in ["[\(limit + 1)]", "[3,\(limit / 2)]", "[\(Int.max)]"] {
             expectRejected(
-                safetensorsBytes(header: #"{"t":{"dtype":"F64","shape":\#(shape),"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
+                safetensorsBytes(
+                    header: #"{"t":{"dtype":"F64","shape":\#(shape),"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
                 containing: "too large to address")
         }
     }

@@ -5,12 +5,12 @@
 import Foundation
 import Testing
 
+@testable import GLaM
+@testable import GLaMCLI
+
 #if canImport(FoundationXML)
     import FoundationXML
 #endif
-
-@testable import GLaM
-@testable import GLaMCLI
 
 struct StatisticsTests {
     @Test("expert loads, drops, imbalance and router entropy on padded batches equal their definitions", arguments: 0..<12)
@@ -79,8 +79,9 @@ struct StatisticsTests {
     @Test("a line chart is well-formed SVG whose ticks, lines and bands all lie inside the plot area", arguments: [false, true])
     func chartGeometry(logarithmicX: Bool) throws {
         let series = [
-            ChartSeries(name: "train", points: [(1, 9.5), (10, 6.1), (100, 4.2), (300, 3.9)], color: "#1f77b4",
-                        band: [(1, 9.0, 10.0), (100, 4.0, 4.5), (300, 3.5, 4.1)]),
+            ChartSeries(
+                name: "train", points: [(1, 9.5), (10, 6.1), (100, 4.2), (300, 3.9)], color: "#1f77b4",
+                band: [(1, 9.0, 10.0), (100, 4.0, 4.5), (300, 3.5, 4.1)]),
             ChartSeries(name: "validation <&>", points: [(50, 5.0), (300, 4.4)], color: "#d62728"),
         ]
         let svg = lineChartSVG(title: "loss & more", xLabel: "step", yLabel: "nats", series: series, logarithmicX: logarithmicX)
@@ -88,18 +89,24 @@ struct StatisticsTests {
         #expect(parser.parse(), "not well-formed XML: \(parser.parserError.map { "\($0)" } ?? "")")
         #expect(svg.hasSuffix("</svg>\n"))
         // The plot area, from the axes: the x axis runs from (left, bottom) to (right, bottom), the y axis up to top.
-        let axis = try #require(svg.firstMatch(of: /<line x1="([0-9.]+)" y1="([0-9.]+)" x2="([0-9.]+)" y2="[0-9.]+" stroke="black"\/>\s*<line x1="[0-9.]+" y1="([0-9.]+)"/))
+        let axis = try #require(
+            svg.firstMatch(
+                of: /<line x1="([0-9.]+)" y1="([0-9.]+)" x2="([0-9.]+)" y2="[0-9.]+" stroke="black"\/>\s*<line x1="[0-9.]+" y1="([0-9.]+)"/)
+        )
         let (left, bottom, right, top) = (Double(axis.output.1)!, Double(axis.output.2)!, Double(axis.output.3)!, Double(axis.output.4)!)
         // Every x tick, and every point of every line and band, lies inside it.
         let ticks = svg.matches(of: /<line x1="([0-9.e+-]+)" y1="[0-9.]+" x2="[0-9.e+-]+" y2="([0-9.]+)" stroke="black"\/>/)
             .filter { Double($0.output.2) == bottom + 5 }.map { Double($0.output.1)! }
-        #expect(ticks.count >= 2 && ticks.allSatisfy { $0 >= left - 1e-9 && $0 <= right + 1e-9 }, "x ticks \(ticks) outside [\(left), \(right)]")
+        #expect(
+            ticks.count >= 2 && ticks.allSatisfy { $0 >= left - 1e-9 && $0 <= right + 1e-9 }, "x ticks \(ticks) outside [\(left), \(right)]"
+        )
         let points = svg.matches(of: /points="([^"]*)"/).flatMap { $0.output.1.split(separator: " ") }.map { pair in
             pair.split(separator: ",").map { Double($0)! }
         }
         #expect(points.count == 4 + 2 + 6)
-        #expect(points.allSatisfy { $0[0] >= left - 0.05 && $0[0] <= right + 0.05 && $0[1] >= top - 0.05 && $0[1] <= bottom + 0.05 },
-                "points outside the plot area: \(points)")
+        #expect(
+            points.allSatisfy { $0[0] >= left - 0.05 && $0[0] <= right + 0.05 && $0[1] >= top - 0.05 && $0[1] <= bottom + 0.05 },
+            "points outside the plot area: \(points)")
         #expect(svg.contains("validation &lt;&amp;&gt;") && svg.contains("loss &amp; more"))
         // Every y grid line has its label, and every x tick its label.
         let grid = svg.matches(of: /stroke="#ddd"/).count, yLabels = svg.matches(of: /text-anchor="end"/).count

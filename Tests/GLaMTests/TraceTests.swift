@@ -5,12 +5,12 @@
 import Foundation
 import Testing
 
+@testable import GLaM
+@testable import GLaMCLI
+
 #if canImport(FoundationXML)
     import FoundationXML
 #endif
-
-@testable import GLaM
-@testable import GLaMCLI
 
 struct TraceTests {
     /// A tiny MoE model whose capacity is small enough that tokens are dropped.
@@ -259,7 +259,9 @@ struct TraceTests {
         func layers(_ object: [String: Any], dropping keys: Set<String> = []) -> [[String: Any]] {
             ((object["moe_layers"] as? [[String: Any]]) ?? []).map { layer in
                 var layer = layer
-                layer["tokens"] = (layer["tokens"] as? [[String: Any]] ?? []).map { $0.filter { !keys.contains($0.key) && $0.key != "cores" } }
+                layer["tokens"] = (layer["tokens"] as? [[String: Any]] ?? []).map {
+                    $0.filter { !keys.contains($0.key) && $0.key != "cores" }
+                }
                 return layer
             }
         }
@@ -362,7 +364,9 @@ extension TraceTests {
                         for i in 0..<m {
                             var sum = 0.0
                             for j in 0..<h { sum += hidden[j] * Double(wo.scalars[(expert * h + j) * m + i]) }
-                            #expect(abs(Double(outputs.scalars[offset + i]) - sum) <= 1e-5 * (1 + abs(sum)), "output of slot \(expert), \(group), \(slot)")
+                            #expect(
+                                abs(Double(outputs.scalars[offset + i]) - sum) <= 1e-5 * (1 + abs(sum)),
+                                "output of slot \(expert), \(group), \(slot)")
                         }
                     }
                 }

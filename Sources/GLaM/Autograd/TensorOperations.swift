@@ -127,7 +127,9 @@ func rmsNormBackward<Scalar>(
                         ? Tensor<Scalar>(shape: scale.shape, generating: m, grain: columnsPerTask) { columns, out in
                             for j in columns { out[j] = 0 }
                             for row in 0..<rows {
-                                let (gRow, xRow, reciprocal) = (gs.value.baseAddress! + row * m, xs.value.baseAddress! + row * m, rs.value[row])
+                                let (gRow, xRow, reciprocal) = (
+                                    gs.value.baseAddress! + row * m, xs.value.baseAddress! + row * m, rs.value[row]
+                                )
                                 for j in columns { out[j] += gRow[j] * (xRow[j] * reciprocal) }
                             }
                         } : nil
@@ -158,7 +160,9 @@ func referenceRMSNormBackward<Scalar>(
     let m = Scalar(columns)
     let normalized = xv * r  // [..., M]
     // Summed over all rows in order (as [rows, M] along axis 0).
-    let dScale = needScale ? (g * normalized).reshaped(to: [xv.scalarCount / Swift.max(columns, 1), columns]).sum(alongAxis: 0).reshaped(to: sv.shape) : nil
+    let dScale =
+        needScale
+        ? (g * normalized).reshaped(to: [xv.scalarCount / Swift.max(columns, 1), columns]).sum(alongAxis: 0).reshaped(to: sv.shape) : nil
     guard needX else { return [nil, dScale] }
     let gs = g * sv
     let dot = (gs * xv).sum(alongAxis: -1)  // [..., 1]

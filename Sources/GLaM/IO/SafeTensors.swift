@@ -65,12 +65,14 @@ public struct SafeTensor: Sendable, Equatable {
         for dimension in shape {
             let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
             guard dimension >= 0, !overflow else {
-                throw SafeTensorsError(file: "SafeTensor", reason: "shape \(shape) of \(dtype.rawValue) is negative or too large to address")
+                throw SafeTensorsError(
+                    file: "SafeTensor", reason: "shape \(shape) of \(dtype.rawValue) is negative or too large to address")
             }
             count = product
         }
         guard bytes.count == count else {
-            throw SafeTensorsError(file: "SafeTensor", reason: "\(bytes.count) bytes do not match \(dtype.rawValue) \(shape) (\(count) bytes)")
+            throw SafeTensorsError(
+                file: "SafeTensor", reason: "\(bytes.count) bytes do not match \(dtype.rawValue) \(shape) (\(count) bytes)")
         }
         self.init(validated: dtype, shape: shape, bytes: bytes)
     }
@@ -202,7 +204,9 @@ public struct SafeTensorsFile: Sendable, Equatable {
                 case .null: break
                 case .object(let map):
                     for (name, item) in map {
-                        guard case .string(let text) = item else { throw fail("__metadata__ value of \"\(name)\" is \(item.kind), not a string") }
+                        guard case .string(let text) = item else {
+                            throw fail("__metadata__ value of \"\(name)\" is \(item.kind), not a string")
+                        }
                         metadata[name] = text
                     }
                 default: throw fail("__metadata__ is \(value.kind), not a JSON object")
@@ -218,7 +222,9 @@ public struct SafeTensorsFile: Sendable, Equatable {
             guard case .object(let fields) = rawEntry else { throw fail("entry \"\(name)\" is \(rawEntry.kind), not a JSON object") }
             var entry: [String: StrictJSONValue] = [:]
             for (field, value) in fields {
-                guard entry.updateValue(value, forKey: field) == nil else { throw fail("tensor \"\(name)\" has a duplicate field \(field)") }
+                guard entry.updateValue(value, forKey: field) == nil else {
+                    throw fail("tensor \"\(name)\" has a duplicate field \(field)")
+                }
             }
             guard case .string(let dtypeName)? = entry["dtype"] else { throw fail("tensor \"\(name)\" has no dtype string") }
             guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {

@@ -3,7 +3,7 @@
 // of MR × NR (6 × 16 or 12 × 32, whichever `GEMMTile.selected` found faster on this CPU).
 //
 //   pack B̃ (all of op(B), in NR-column panels)                                  ← parallel
-//   for every task (batch b, an even share of the rows, all columns)             ← parallel
+//   for every task (batch b, an even share of the rows, its columns)             ← parallel
 //    for every row block of MC rows in the task
 //     for every chunk of 8 depth blocks                                            ← fixed order
 //       pack the task's MC × 8·KC block of Ã (in the order of A's memory)          ← Ã block in L2
@@ -26,8 +26,10 @@
 // its source in memory order, so that the hardware prefetcher can stream it; a transposed B is
 // transposed 16 × 16 at a time in registers.
 //
-// Each element of C is owned by exactly one task, which sums its depth blocks in a fixed order,
-// so the bits never depend on the thread count. Transposed operands are never materialised: the
+// A task holds all of its rows' columns, except when there are too few row panels to give every
+// worker a share: then the columns are split too. Either way each element of C is owned by exactly
+// one task, which sums its depth blocks in a fixed order, so the bits never depend on the thread
+// count, though the split into tasks does. Transposed operands are never materialised: the
 // packing routines read them through strides. `referenceMatmul` is the plain triple loop that
 // this must agree with (Tests/GLaMTests/GEMMTests.swift).
 

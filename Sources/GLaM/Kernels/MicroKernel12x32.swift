@@ -6,7 +6,7 @@
 // registers and spill, so GEMMTile chooses between the two at run time.
 //
 // Every element of C is the same chain of multiply-adds over p as in the 6 × 16 kernel, in the
-// same order, so the two kernels give identical bits (Tests/GLaMTests/GEMMTileTests.swift).
+// same order, so the two kernels give identical bits (Tests/GLaMTests/GEMMTests.swift).
 //
 // It also reads ahead: every fourth step loads one cache line of the B̃ block that comes after
 // its own, an eighth of that block per call, so that the first row panel to use the next block

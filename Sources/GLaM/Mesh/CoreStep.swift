@@ -108,7 +108,8 @@ final class CoreStep: @unchecked Sendable {
         let tape = Tape<Float>()
         let weights = expertWeights(s)
         let x = tape.variable(input), wi = tape.variable(weights.wi), wo = tape.variable(weights.wo)
-        let out = MixtureOfExperts(gate: Variable(constant: weights.gate), wi: wi, wo: wo).experts(x, activation: configuration.moeActivation)
+        let out = MixtureOfExperts(gate: Variable(constant: weights.gate), wi: wi, wo: wo).experts(
+            x, activation: configuration.moeActivation)
         expertPasses.append(ExpertPass(tape: tape, input: x, wi: wi, wo: wo, output: out))
         return out.value
     }

@@ -85,7 +85,8 @@ extension DeviceMesh {
         let outputs: [Tensor<Float>] = run { core in
             let out = Variable(constant: byGroup[core].reshaped(to: [e * localGroups * c, m]))
             let r = routed[core]
-            let back = ExpertReturn(output: out, firstGate: Variable(constant: r.firstGate), secondGate: Variable(constant: r.secondGate), slots: r.slots)
+            let back = ExpertReturn(
+                output: out, firstGate: Variable(constant: r.firstGate), secondGate: Variable(constant: r.secondGate), slots: r.slots)
             return layer().combine(back, like: Variable(constant: inputs[core]), paddings: paddings?[core]).value  // [G/n, S, M]
         }
         // The aux loss is a mean over groups: average the cores' means along the axis (one group of cores).

@@ -13,9 +13,11 @@ struct MeshPass {
 
     /// The shapes of one MoE layer's exchange: experts E, this core's groups G/d, capacity C, M.
     func exchangeShape(_ cores: [CoreStep], layer s: Int) -> (e: Int, g: Int, c: Int, m: Int) {
-        (cores[0].configuration.numExperts, cores[0].configuration.numGroups, cores[0].segments[s].routed!.gating.routing.capacity, cores[0].configuration.modelDim)
+        (
+            cores[0].configuration.numExperts, cores[0].configuration.numGroups, cores[0].segments[s].routed!.gating.routing.capacity,
+            cores[0].configuration.modelDim
+        )
     }
-
 
     /// The forward pass: segments on every core, and per MoE layer the dispatch all-to-all, the
     /// local experts, the all-reduce of their partial sums over `mdl` and the all-to-all back.
@@ -53,7 +55,8 @@ struct MeshPass {
                 cores[core].backwardExperts(s, gradient: dOut[core].reshaped(to: [e / d, d * g * c, m]))
             }  // [E/d, G·C, M], partial over H
             if let model = layout.modelAxisName, layout.modelCores > 1 { dIn = try mesh.allReduce(dIn, along: model, ledger: ledger) }
-            let dDispatched = try exchange(dIn.map { $0.reshaped(to: [e / d, d * g, c, m]) }, along: layout.dataAxisName, split: 1, join: 0)
+            let dDispatched = try exchange(
+                dIn.map { $0.reshaped(to: [e / d, d * g, c, m]) }, along: layout.dataAxisName, split: 1, join: 0)
             _ = mesh.run { core in
                 cores[core].backwardSegment(s, expertInputGradient: dDispatched[core].reshaped(to: [e, g * c, m]))
             }

@@ -93,7 +93,8 @@ public func top2Gating<Scalar>(
     }
     if let paddings { precondition(paddings.shape == [g, s], "top2Gating: paddings must be [G, S] = [\(g), \(s)], got \(paddings.shape)") }
     let capacity = try configuration.capacity(groupSize: s)
-    try configuration.checkBuffers(capacity: capacity, elements: [g, s, e, capacity], what: "the [G, S, E, C] combine and dispatch tensors")
+    try configuration.checkBuffers(
+        capacity: capacity, elements: [g, s, e, capacity], what: "the [G, S, E, C] combine and dispatch tensors")
 
     var capped = logits  // [G, S, E]
     if configuration.gatingLogitCap > 0 {

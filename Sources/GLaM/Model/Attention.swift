@@ -169,7 +169,8 @@ extension SelfAttention {
         let bias = relativeBias.gatheringColumns(context.buckets, shape: [t, l])  // [N, T, L]
         let scores = headMatmul(q, .tokenMajor, k, .tokenMajor, transposeB: true, output: .headMajor)  // [B, N, T, L]
         // softmax(scores + bias) with the mask and the extra zero logit, in one pass.
-        let probabilities = scores.maskedSoftmax(adding: bias, visible: context.visible, extraZeroLogit: c.attentionExtraLogit)  // [B, N, T, L]
+        // [B, N, T, L]
+        let probabilities = scores.maskedSoftmax(adding: bias, visible: context.visible, extraZeroLogit: c.attentionExtraLogit)
         context.trace("layers.\(i).attention.logits", scores.value + bias.value)  // computed only when traced
         context.trace("layers.\(i).attention.probabilities", probabilities)
         let merged = headMatmul(probabilities, .headMajor, v, .tokenMajor, output: .tokenMajor).reshaped(to: [b, t, n * d])  // [B, T, N·D]

@@ -30,7 +30,9 @@ extension GLaMModel {
     /// for inference. `observer`, when given, receives every named intermediate (Tracer.swift).
     /// - Throws: `ModelError` for a batch or weights that do not fit the configuration.
     @_specialize(where Weight == Variable<Float>, Scalar == Float)
-    public func callAsFunction<Scalar>(_ batch: TokenBatch, observer: (any ForwardObserver)? = nil) throws(ModelError) -> DecoderOutput<Scalar>
+    public func callAsFunction<Scalar>(_ batch: TokenBatch, observer: (any ForwardObserver)? = nil) throws(ModelError) -> DecoderOutput<
+        Scalar
+    >
     where Weight == Variable<Scalar> {
         let c = configuration
         if let problem = c.problem { throw ModelError("invalid configuration: \(problem)") }

@@ -1,8 +1,11 @@
-// Parallel loops over Dispatch workers with a partition that never depends on the thread count.
+// Parallel loops over Dispatch workers, and the determinism rule every parallel loop keeps.
 //
-// Every parallel loop in GLaM splits its work into a fixed list of independent tasks (tiles of a
-// matrix, groups, experts). Each task is computed start to finish by one worker in a fixed order,
-// so the result is bitwise identical for 1, 2 or 8 threads: threads only decide *who* runs a task.
+// Every parallel loop in GLaM splits its work into a list of independent tasks (tiles of a matrix,
+// ranges of elements, groups, experts), and every output element is computed start to finish by
+// one task, by a chain of operations whose order the shapes alone fix. How the work is cut into
+// tasks may depend on the thread count (the GEMM gives each worker an even share of the rows); what
+// each element's arithmetic is may not. So the result is bitwise identical for 1, 2 or 8 threads
+// (tested at several thread counts): threads only decide who computes an element, and when.
 
 import Dispatch
 import Foundation

@@ -108,7 +108,8 @@ public final class Trainer: TrainingSession {
     public convenience init(configuration: ModelConfiguration, options: TrainingOptions, tokenizer: BytePairTokenizer, dataset: TextDataset)
         throws(ModelError)
     {
-        try self.init(resuming: Self.start(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset), dataset: dataset)
+        try self.init(
+            resuming: Self.start(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset), dataset: dataset)
     }
 
     /// The state of a run before its first step (parameters initialised from `options.seed`, no
@@ -123,7 +124,8 @@ public final class Trainer: TrainingSession {
         }
         try validate(options: options, configuration: configuration, dataset: dataset)
         return TrainingCheckpoint(
-            parameters: ModelParameters(configuration: configuration, seed: options.seed), optimizer: Adafactor(configuration: options.adafactor),
+            parameters: ModelParameters(configuration: configuration, seed: options.seed),
+            optimizer: Adafactor(configuration: options.adafactor),
             step: 0, skippedSteps: 0, options: options, tokenizer: tokenizer, dataFingerprint: dataset.fingerprint)
     }
 

@@ -7,7 +7,8 @@ import GLaM
 /// `glam bench decode`.
 enum BenchDecode: Benchmark {
     static let name = "decode"
-    static let usage = "glam bench decode [--config NAME] [--batch B1,B2,...] [--prompt P] [--tokens N] [--threads T] [--repeats R] [--json]"
+    static let usage =
+        "glam bench decode [--config NAME] [--batch B1,B2,...] [--prompt P] [--tokens N] [--threads T] [--repeats R] [--json]"
     static let help = """
         USAGE: \(usage)
 
@@ -27,7 +28,8 @@ enum BenchDecode: Benchmark {
         """
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
-        let parsed = try Benchmarking.arguments(arguments, benchmark: name, options: ["config", "batch", "prompt", "tokens", "threads", "repeats"])
+        let parsed = try Benchmarking.arguments(
+            arguments, benchmark: name, options: ["config", "batch", "prompt", "tokens", "threads", "repeats"])
         let name = parsed.value("config") ?? "small"
         guard let configuration = ModelConfiguration.named(name) else {
             throw UsageError("bench decode: unknown configuration '\(name)' (see 'glam params')")
@@ -63,7 +65,11 @@ enum BenchDecode: Benchmark {
             let (best, median) = (Double(b * count) / seconds[0], Double(b * count) / seconds[seconds.count / 2])
             if parsed.has("json") {
                 output.line(
-                    JSONText.line(["config": name, "batch": b, "prompt": prompt, "tokens": count, "threads": Parallelism.threadCount, "tokens_per_second": best.rounded(), "median_tokens_per_second": median.rounded(), "repeats": seconds.count] as [String: Any])
+                    JSONText.line(
+                        [
+                            "config": name, "batch": b, "prompt": prompt, "tokens": count, "threads": Parallelism.threadCount,
+                            "tokens_per_second": best.rounded(), "median_tokens_per_second": median.rounded(), "repeats": seconds.count,
+                        ] as [String: Any])
                 )
             } else {
                 output.line(

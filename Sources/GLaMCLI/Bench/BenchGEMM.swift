@@ -8,7 +8,8 @@ import GLaM
 /// `glam bench gemm`.
 enum BenchGEMM: Benchmark {
     static let name = "gemm"
-    static let usage = "glam bench gemm [--size N | --shape M,N,K[,BATCH] [--layout nn|tn|nt|tt]] [--threads T] [--repeats R] [--tile 6x16|12x32] [--json]"
+    static let usage =
+        "glam bench gemm [--size N | --shape M,N,K[,BATCH] [--layout nn|tn|nt|tt]] [--threads T] [--repeats R] [--tile 6x16|12x32] [--json]"
     static let help = """
         USAGE: \(usage)
 
@@ -30,12 +31,15 @@ enum BenchGEMM: Benchmark {
         """
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
-        let parsed = try Benchmarking.arguments(arguments, benchmark: name, options: ["size", "shape", "layout", "threads", "repeats", "tile"])
+        let parsed = try Benchmarking.arguments(
+            arguments, benchmark: name, options: ["size", "shape", "layout", "threads", "repeats", "tile"])
         var products = (try parsed.integer("size", in: 1...8192).map { [$0] } ?? [256, 512, 1024, 2048]).map {
             Product(m: $0, n: $0, k: $0)
         }
         if let shape = try parsed.integerList("shape", in: 1...65536) {
-            guard parsed.value("size") == nil else { throw UsageError("bench gemm: --size and --shape cannot be combined (--shape sets M, N and K)") }
+            guard parsed.value("size") == nil else {
+                throw UsageError("bench gemm: --size and --shape cannot be combined (--shape sets M, N and K)")
+            }
             guard shape.count == 3 || shape.count == 4 else {
                 throw UsageError("bench gemm: --shape must be M,N,K or M,N,K,BATCH, got '\(parsed.value("shape")!)'")
             }
@@ -66,7 +70,8 @@ enum BenchGEMM: Benchmark {
         let tile: GEMMTile
         if let name = parsed.value("tile") {
             guard let named = GEMMTile(rawValue: name) else {
-                throw UsageError("bench gemm: --tile must be one of \(GEMMTile.allCases.map(\.rawValue).joined(separator: ", ")), got '\(name)'")
+                throw UsageError(
+                    "bench gemm: --tile must be one of \(GEMMTile.allCases.map(\.rawValue).joined(separator: ", ")), got '\(name)'")
             }
             tile = named
         } else {
@@ -90,7 +95,13 @@ enum BenchGEMM: Benchmark {
                 let label = isSquare ? "\(product.m)" : "\(product.m)×\(product.n)×\(product.k)×\(product.batch) \(product.layout)"
                 if json {
                     output.line(
-                        JSONText.line(["m": product.m, "n": product.n, "k": product.k, "batch": product.batch, "layout": product.layout, "threads": threads, "gflops": Benchmarking.rounded(result.best), "median_gflops": Benchmarking.rounded(result.median), "repeats": result.repeats, "fma": GEMM.isFused, "tile": tile.rawValue] as [String: Any])
+                        JSONText.line(
+                            [
+                                "m": product.m, "n": product.n, "k": product.k, "batch": product.batch, "layout": product.layout,
+                                "threads": threads, "gflops": Benchmarking.rounded(result.best),
+                                "median_gflops": Benchmarking.rounded(result.median), "repeats": result.repeats, "fma": GEMM.isFused,
+                                "tile": tile.rawValue,
+                            ] as [String: Any])
                     )
                 } else {
                     output.line(

@@ -8,7 +8,8 @@ import GLaM
 /// `glam bench moe`.
 enum BenchMoE: Benchmark {
     static let name = "moe"
-    static let usage = "glam bench moe [--groups G] [--group-size S] [--experts E] [--model-dim M] [--capacity-factor F] [--threads T] [--repeats R] [--json]"
+    static let usage =
+        "glam bench moe [--groups G] [--group-size S] [--experts E] [--model-dim M] [--capacity-factor F] [--threads T] [--repeats R] [--json]"
     static let help = """
         USAGE: \(usage)
 
@@ -75,7 +76,12 @@ enum BenchMoE: Benchmark {
         let (best, median) = (tokens / sorted[0], tokens / sorted[sorted.count / 2])
         if parsed.has("json") {
             output.line(
-                JSONText.line(["groups": g, "group_size": s, "experts": e, "model_dim": m, "capacity_factor": factor, "threads": Parallelism.threadCount, "tokens_per_second": best.rounded(), "median_tokens_per_second": median.rounded(), "repeats": seconds.count] as [String: Any])
+                JSONText.line(
+                    [
+                        "groups": g, "group_size": s, "experts": e, "model_dim": m, "capacity_factor": factor,
+                        "threads": Parallelism.threadCount, "tokens_per_second": best.rounded(),
+                        "median_tokens_per_second": median.rounded(), "repeats": seconds.count,
+                    ] as [String: Any])
             )
         } else {
             output.line(

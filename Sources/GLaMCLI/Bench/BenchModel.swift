@@ -8,7 +8,8 @@ import GLaM
 /// `glam bench model`.
 enum BenchModel: Benchmark {
     static let name = "model"
-    static let usage = "glam bench model [--config NAME] [--batch B] [--length T] [--experts E1,E2,...] [--threads T] [--scaling] [--repeats R] [--json]"
+    static let usage =
+        "glam bench model [--config NAME] [--batch B] [--length T] [--experts E1,E2,...] [--threads T] [--scaling] [--repeats R] [--json]"
     static let help = """
         USAGE: \(usage)
 
@@ -118,7 +119,14 @@ enum BenchModel: Benchmark {
                     let (speedUp, medianSpeedUp) = (one.min()! / many.min()!, paired[paired.count / 2])
                     if json {
                         output.line(
-                            JSONText.line(["config": name, "experts": experts, "batch": b, "length": t, "mode": mode, "threads": threads, "tokens_per_second_1_thread": (Double(b * t) / one.min()!).rounded(), "tokens_per_second": (Double(b * t) / many.min()!).rounded(), "speed_up": (speedUp * 1000).rounded() / 1000, "median_speed_up": (medianSpeedUp * 1000).rounded() / 1000, "repeats": one.count] as [String: Any])
+                            JSONText.line(
+                                [
+                                    "config": name, "experts": experts, "batch": b, "length": t, "mode": mode, "threads": threads,
+                                    "tokens_per_second_1_thread": (Double(b * t) / one.min()!).rounded(),
+                                    "tokens_per_second": (Double(b * t) / many.min()!).rounded(),
+                                    "speed_up": (speedUp * 1000).rounded() / 1000,
+                                    "median_speed_up": (medianSpeedUp * 1000).rounded() / 1000, "repeats": one.count,
+                                ] as [String: Any])
                         )
                     } else {
                         output.line(
@@ -133,7 +141,13 @@ enum BenchModel: Benchmark {
                 let mfu = best * forwardFLOPs * (mode == "forward" ? 1 : 3) / peak
                 if json {
                     output.line(
-                        JSONText.line(["config": name, "experts": experts, "batch": b, "length": t, "mode": mode, "threads": Parallelism.threadCount, "tokens_per_second": best.rounded(), "median_tokens_per_second": median.rounded(), "repeats": seconds.count, "mfu": (mfu * 1000).rounded() / 1000, "gemm_peak_gflops": Benchmarking.rounded(peak / 1e9)] as [String: Any])
+                        JSONText.line(
+                            [
+                                "config": name, "experts": experts, "batch": b, "length": t, "mode": mode,
+                                "threads": Parallelism.threadCount, "tokens_per_second": best.rounded(),
+                                "median_tokens_per_second": median.rounded(), "repeats": seconds.count,
+                                "mfu": (mfu * 1000).rounded() / 1000, "gemm_peak_gflops": Benchmarking.rounded(peak / 1e9),
+                            ] as [String: Any])
                     )
                 } else {
                     output.line(
