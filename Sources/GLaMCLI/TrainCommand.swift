@@ -39,13 +39,23 @@ enum TrainCommand: Subcommand {
         the expert hidden size.
 
         OPTIONS (defaults):
-          --config NAME          small (see 'glam params')      --steps N           300
-          --batch B              8                              --length T          128
-          --seed S               0                              --corpus FILE       Fixtures/corpus/jargon-4.4.7.txt
-          --checkpoint-every N   100                            --evaluate-every N  50
-          --constant-steps N     10000 (lr = peak·√(N/max(t,N)))  --peak-lr X        0.01
-          --groups G             the configuration's (1)        --mesh DxM          none (one device)
+          --config NAME          small (see 'glam params')
+          --steps N              \(defaults.steps)
+          --batch B              \(defaults.batchSize)
+          --length T             \(defaults.sequenceLength)
+          --seed S               \(defaults.seed)
+          --corpus FILE          \(defaultCorpus)
+          --checkpoint-every N   \(defaults.checkpointEvery)
+          --evaluate-every N     \(defaults.evaluateEvery)
+          --constant-steps N     \(defaults.schedule.constantSteps) (lr = peak·√(N/max(t,N)))
+          --peak-lr X            \(defaults.schedule.peak)
+          --groups G             the configuration's num_groups
+          --mesh DxM             none (one device)
         """
+
+    /// The options a run takes when none is given: the library's own defaults, which the help
+    /// prints from here rather than restating them.
+    static let defaults = TrainingOptions()
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let parsed = try Arguments(

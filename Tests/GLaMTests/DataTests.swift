@@ -13,6 +13,15 @@ func corpusSample(bytes: Int = 40_000) throws -> String {
 }
 
 struct DataTests {
+    @Test("Box–Muller's first uniform is in (0, 1]: the smallest draw is 2⁻⁵³, not 0 (whose log is −∞), the largest exactly 1")
+    func normalDrawsNeverTakeTheLogOfZero() {
+        #expect(SeededGenerator.openUnitInterval(0) == 0x1p-53)
+        #expect(SeededGenerator.openUnitInterval(UInt64.max) == 1)
+        #expect(SeededGenerator.openUnitInterval(1 << 11) == 2 * 0x1p-53)  // one step of the 53 bits
+        var generator = SeededGenerator(seed: 9)
+        #expect((0..<10_000).allSatisfy { _ in generator.nextNormal().isFinite })
+    }
+
     @Test("BPE training: the most frequent pair first, ties broken by the smaller (left, right) pair")
     func mergeOrder() throws {
         // "ab cd": the chunks "ab" and " cd" give the pairs (97, 98), (32, 99), (99, 100), once each.

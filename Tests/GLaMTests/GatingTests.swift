@@ -169,6 +169,40 @@ struct GatingTests {
             let observed = Double(result.routing.secondExpert.filter { $0 == expert }.count) / Double(s)
             #expect(abs(observed - share) < 0.025, "expert \(expert): \(observed) vs \(share)")
         }
+        // Each token draws its own noise: two tokens' choices are independent, so consecutive
+        // tokens pick the same second expert with probability Σ q² = (1 + 4 + 9) / 36.
+        let second = result.routing.secondExpert
+        let same = Double(zip(second, second.dropFirst()).filter { $0 == $1 }.count) / Double(s - 1)
+        #expect(abs(same - 14.0 / 36) < 0.03, "consecutive tokens agree \(same) of the time")
+    }
+
+    @Test("aux-loss variants are per group: G groups give the mean of each group gated alone; switchTop1 is per batch",
+          arguments: AuxiliaryLossVariant.allCases, [true, false])
+    func auxLossGroups(variant: AuxiliaryLossVariant, legacy: Bool) throws {
+        var generator = SeededGenerator(seed: 5)
+        let (g, s, e) = (3, 8, 4)
+        let logits = (0..<(g * s * e)).map { _ in Double(generator.nextNormal()) * 1.5 }
+        let paddings = (0..<(g * s)).map { $0 % 7 == 3 ? 1.0 : 0 }
+        let together = try gate(logits, g: g, s: s, e: e, paddings: paddings, capacityFactor: 1, legacy: legacy, aux: variant)
+        let alone = try (0..<g).map { group in
+            try gate(
+                Array(logits[(group * s * e)..<((group + 1) * s * e)]), g: 1, s: s, e: e, paddings: Array(paddings[(group * s)..<((group + 1) * s)]),
+                capacityFactor: 1, legacy: legacy, aux: variant)
+        }
+        let aux = together.auxLoss.value.scalar
+        if variant == .switchTop1 {
+            // f and P over the whole batch: regrouping the same tokens changes nothing.
+            let one = try gate(logits, g: 1, s: g * s, e: e, paddings: paddings, capacityFactor: 1, legacy: legacy, aux: variant)
+            #expect(abs(aux - one.auxLoss.value.scalar) < 1e-12)
+            #expect(abs(aux - alone.map { $0.auxLoss.value.scalar }.reduce(0, +) / Double(g)) > 1e-6)  // not the mean of groups
+        } else {
+            #expect(abs(aux - alone.map { $0.auxLoss.value.scalar }.reduce(0, +) / Double(g)) < 1e-12)
+        }
+        // The per-token shares add up to the loss of every variant.
+        let shares = auxiliaryLossShares(
+            probabilities: together.probabilities.value, routing: together.routing, paddings: Tensor(shape: [g, s], scalars: paddings),
+            configuration: Top2GatingConfiguration(numExperts: e, capacityFactor: 1, legacyMTFBehavior: legacy, auxiliaryLoss: variant))
+        #expect(abs(shares.reduce(0, +) - aux) < 1e-12)
     }
 
     @Test("aux-loss variants on a hand-checkable case")

@@ -50,6 +50,22 @@ struct SafeTensorsTests {
         #expect(file.tensors["f32"]?.integers() == nil)
     }
 
+    @Test("the smallest files: a 2-byte header `{}` holds nothing and is read; a 1-byte or empty header is refused")
+    func smallestHeaders() throws {
+        func file(_ header: String) -> Data {
+            var bytes = Data((0..<8).map { UInt8(truncatingIfNeeded: UInt64(header.utf8.count) >> (8 * UInt64($0))) })
+            bytes.append(contentsOf: Array(header.utf8))
+            return bytes
+        }
+        let empty = try SafeTensorsFile(bytes: file("{}"), name: "empty")
+        #expect(empty.tensors.isEmpty && empty.metadata.isEmpty)
+        let spaced = try SafeTensorsFile(bytes: file("{}      "), name: "padded")  // the writer pads with spaces to 8 bytes
+        #expect(spaced.tensors.isEmpty)
+        for header in ["{", " ", ""] {
+            #expect(throws: SafeTensorsError.self) { try SafeTensorsFile(bytes: file(header), name: "short") }
+        }
+    }
+
     @Test("write then read returns the same tensors and metadata")
     func roundTrip() throws {
         let original = SafeTensorsFile(

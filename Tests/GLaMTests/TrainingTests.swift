@@ -25,6 +25,31 @@ func tinyTrainer(steps: Int = 6, seed: UInt64 = 3) throws -> Trainer {
 }
 
 struct TrainingTests {
+    @Test("a run whose validation batch the routing groups do not divide is refused before any step, naming that batch")
+    func validationBatchMustSplitIntoGroups() throws {
+        let sample = try corpusSample(bytes: 30_000)
+        var configuration = try namedConfiguration("tiny")
+        let tokenizer = try BytePairTokenizer.train(on: TextDataset.trainingText(of: sample), vocabularySize: configuration.vocabSize)
+        let dataset = TextDataset(text: sample, tokenizer: tokenizer, length: 32)
+        var options = TrainingOptions()
+        options.batchSize = 32
+        options.sequenceLength = 32
+        let validationRows = min(options.batchSize, dataset.validation.count)
+        try #require(dataset.training.count >= 32 && validationRows < 32 && validationRows > 0)
+        // G = B·T: a training batch is one group per token row set, the validation batch is not.
+        configuration.numGroups = options.batchSize * options.sequenceLength
+        #expect((validationRows * 32) % configuration.numGroups != 0)
+        do {
+            _ = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
+            Issue.record("a validation batch of \(validationRows)·32 tokens in \(configuration.numGroups) groups was accepted")
+        } catch {
+            #expect(error.description.contains("validation batch of \(validationRows)·32 tokens"), "\(error.description)")
+        }
+        // A G that divides both batches is accepted.
+        configuration.numGroups = 32
+        _ = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
+    }
+
     @Test("an interrupted and resumed run gives bitwise the same losses and parameters as an uninterrupted one")
     func resumeIsBitwiseIdentical() throws {
         let straight = try tinyTrainer()

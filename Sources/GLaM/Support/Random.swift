@@ -29,10 +29,13 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
 
     /// A standard normal `Float` (Box–Muller on two uniforms, computed in Double).
     public mutating func nextNormal() -> Float {
-        let u1 = (Double(next() >> 11) + 1) * 0x1p-53  // (0, 1]
+        let u1 = Self.openUnitInterval(next())  // (0, 1]: log(u1) is finite
         let u2 = Double(next() >> 11) * 0x1p-53
         return Float((-2 * _log(u1)).squareRoot() * _cos(2 * Double.pi * u2))
     }
+
+    /// The top 53 bits of `bits` as a Double in (0, 1]: `(n + 1)·2⁻⁵³`, never 0.
+    static func openUnitInterval(_ bits: UInt64) -> Double { (Double(bits >> 11) + 1) * 0x1p-53 }
 }
 
 /// Stateless, counter-based random numbers: a pure function of (seed, stream, index).

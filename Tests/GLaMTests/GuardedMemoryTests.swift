@@ -1,0 +1,77 @@
+// The GEMM never touches memory outside its operands, whatever the layout, sizes, tile or thread
+// count: each operand is placed against a page the process may not read or write (PROT_NONE), at
+// its end and, in a second run, at its start, so that one element read or written past it stops
+// the test with a fault. A read past a buffer that changes no result (a read-ahead, a packing loop
+// one step too long) is still a bug; the AddressSanitizer run finds the same class in CI, this finds
+// it in every run of the suite.
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+import Testing
+
+@testable import GLaM
+
+/// `count` floats placed against an inaccessible page: their last element ends where the page
+/// begins (`atEnd`), or their first starts where it ends.
+final class GuardedFloats {
+    let count: Int
+    private let region: UnsafeMutableRawPointer
+    private let regionSize: Int
+    let pointer: UnsafeMutablePointer<Float>
+
+    init(_ values: [Float], atEnd: Bool) {
+        count = values.count
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let dataPages = (max(values.count, 1) * MemoryLayout<Float>.stride + page - 1) / page
+        regionSize = (dataPages + 2) * page
+        let mapped = mmap(nil, regionSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        precondition(mapped != MAP_FAILED && mapped != nil, "GuardedFloats: mmap failed")
+        region = mapped!
+        // One guard page before the data pages and one after them.
+        precondition(mprotect(region, page, PROT_NONE) == 0 && mprotect(region + (dataPages + 1) * page, page, PROT_NONE) == 0)
+        let bytes = values.count * MemoryLayout<Float>.stride
+        let start = atEnd ? region + (dataPages + 1) * page - bytes : region + page
+        pointer = start.bindMemory(to: Float.self, capacity: max(values.count, 1))
+        for (i, value) in values.enumerated() { pointer[i] = value }
+    }
+
+    var values: [Float] { (0..<count).map { pointer[$0] } }
+
+    deinit { munmap(region, regionSize) }
+}
+
+struct GuardedMemoryTests {
+    @Test(
+        "the GEMM reads and writes only its operands: every layout, edge sizes, both tiles, 1 and 2 threads, operands against guard pages",
+        arguments: [false, true])
+    func gemmStaysInsideItsOperands(atEnd: Bool) {
+        var generator = SeededGenerator(seed: 41)
+        // Sizes at and around the tiles (6, 12, 16, 32), the packing depth of a transposed B (16),
+        // and the unpacked path for fewer than 4 rows.
+        let shapes = [(1, 1, 1), (3, 17, 15), (5, 33, 31), (13, 16, 47), (7, 31, 257), (12, 32, 16), (2, 40, 33), (25, 7, 300)]
+        for (m, n, k) in shapes {
+            for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a = (0..<(m * k)).map { _ in generator.nextUniform() - 0.5 }
+                let b = (0..<(k * n)).map { _ in generator.nextUniform() - 0.5 }
+                let expected = referenceMatmul(a, b, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB)
+                for tile in GEMMTile.allCases {
+                    for threads in [1, 2] {
+                        let ga = GuardedFloats(a, atEnd: atEnd), gb = GuardedFloats(b, atEnd: atEnd)
+                        let gc = GuardedFloats([Float](repeating: .nan, count: m * n), atEnd: atEnd)
+                        GEMM.multiply(
+                            m: m, n: n, k: k,
+                            a: MatrixOperand(rowMajor: ga.pointer, rows: transposeA ? k : m, columns: transposeA ? m : k, transposed: transposeA),
+                            b: MatrixOperand(rowMajor: gb.pointer, rows: transposeB ? n : k, columns: transposeB ? k : n, transposed: transposeB),
+                            c: gc.pointer, ldc: n, threads: threads, tile: tile)
+                        let got = gc.values
+                        let close = zip(got, expected).allSatisfy { abs($0 - $1) <= 1e-5 * (1 + abs($1)) * Float(k) }
+                        #expect(close, "m \(m) n \(n) k \(k) tA \(transposeA) tB \(transposeB) tile \(tile.rawValue) threads \(threads)")
+                    }
+                }
+            }
+        }
+    }
+}
