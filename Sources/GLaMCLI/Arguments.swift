@@ -93,9 +93,6 @@ struct Arguments {
         return values
     }
 
-    /// The file named by output option `name`, checked before any work is done: it must not exist
-    /// or be a regular file, and must not be one of `inputs` (``FileAccess/checkWritable(_:protecting:)``).
-    /// Nil when the option is absent.
     /// The mesh of option `name`, `DxM`: D `data` × M `mdl` cores, at most 64 in all; nil when the
     /// option is not given.
     func mesh(_ name: String) throws -> DeviceMesh? {
@@ -108,6 +105,9 @@ struct Arguments {
         return try DeviceMesh(dataCores: d, modelCores: m)
     }
 
+    /// The file named by output option `name`, checked before any work is done: it must not exist
+    /// or be a regular file, and must not be one of `inputs` (``FileAccess/checkWritable(_:protecting:)``).
+    /// Nil when the option is absent.
     func outputFile(_ name: String, protecting inputs: [URL] = []) throws(UsageError) -> URL? {
         guard let path = options[name] else { return nil }
         let url = URL(fileURLWithPath: path)
