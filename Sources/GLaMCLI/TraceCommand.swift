@@ -62,7 +62,7 @@ enum TraceCommand: Subcommand {
         let parameters = GLaMModel(configuration: configuration) { trained[$0] }
         let t = ids.count
         let batch = TokenBatch(batchSize: rows, length: t, tokens: Array((0..<rows).map { _ in ids }.joined()))
-        let moeLayers = (0..<configuration.numLayers).filter(configuration.isMoELayer)
+        let moeLayers = configuration.moeLayers
         let layer = try parsed.integer("layer", in: 0...(configuration.numLayers - 1))
         let position = try parsed.integer("position", in: 0...(t - 1))
 

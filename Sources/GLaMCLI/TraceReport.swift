@@ -68,7 +68,7 @@ extension TraceRun {
     /// The text report, line by line.
     func text() -> [String] {
         let c = configuration
-        let moeLayers = (0..<c.numLayers).filter(c.isMoELayer)
+        let moeLayers = c.moeLayers
         var lines = [
             "glam trace \(quotedText(prompt)): \(tokens.count) tokens",
             "model: \(c.numLayers) layers, M = \(c.modelDim), N×D = \(c.numHeads)×\(c.headDim), V = \(c.vocabSize), "
@@ -174,7 +174,7 @@ extension TraceRun {
             "model": [
                 "layers": configuration.numLayers, "model_dim": configuration.modelDim, "num_heads": configuration.numHeads,
                 "head_dim": configuration.headDim, "num_experts": configuration.numExperts, "vocab_size": configuration.vocabSize,
-                "moe_layers": (0..<configuration.numLayers).filter(configuration.isMoELayer),
+                "moe_layers": configuration.moeLayers,
             ] as [String: Any],
             "tokens": tokens.indices.map { ["position": $0, "id": tokens[$0], "text": texts[$0]] as [String: Any] },
             "moe_layers": moe.filter { isShown($0.layer) }.map { m -> [String: Any] in

@@ -248,6 +248,19 @@ struct TraceTests {
             let limit = match.output.1.hasPrefix("x") || match.output.1 == "cx" ? width : height
             #expect(value >= 0 && value <= limit, "\(match.output.1) = \(value) outside 0...\(limit)")
         }
+        // One panel per MoE layer side by side, none over another: each panel's expert columns
+        // (the header numbers) lie to the right of the previous panel's last column.
+        let titles = svg.matches(of: /<text x="([0-9.]+)" y="[0-9.]+" font-size="12">layer ([0-9]+):/).map { Double($0.output.1)! }
+        #expect(titles.count >= 2, "the default model shows more than one MoE layer")
+        let headers = svg.matches(of: /<text x="([0-9.]+)" y="[0-9.]+" text-anchor="middle">([0-9]+)<\/text>/).map {
+            (x: Double($0.output.1)!, expert: Int($0.output.2)!)
+        }
+        let experts = (headers.map(\.expert).max() ?? 0) + 1
+        try #require(headers.count == titles.count * experts)
+        for panel in 1..<titles.count {
+            let previousLast = headers[panel * experts - 1].x, first = headers[panel * experts].x
+            #expect(titles[panel] > previousLast && first > previousLast, "panel \(panel) starts at \(titles[panel]), the previous ends at \(previousLast)")
+        }
     }
 
     @Test("a mesh trace equals the one-device trace: bitwise on a data mesh, to rounding with H split over mdl")

@@ -88,7 +88,7 @@ public func stepCommunication(
     func allToAll(_ n: Int, _ bytes: Int) -> Int { n > 1 ? (n - 1) * bytes / n : 0 }
     func allReduce(_ n: Int, _ bytes: Int) -> Int { n > 1 ? 2 * (n - 1) * bytes / n : 0 }
     var out = StepCommunication()
-    let moeLayers = (0..<c.numLayers).filter(c.isMoELayer).count
+    let moeLayers = c.moeLayers.count
     if moeLayers > 0 {
         let (e, mDim) = (c.numExperts, c.modelDim)
         let capacity: Int

@@ -50,7 +50,7 @@ final class CoreStep: @unchecked Sendable {
         context = ForwardContext(configuration: configuration, batch: batch, observer: observer)
         self.batch = batch
         self.parameters = parameters
-        moeLayers = (0..<configuration.numLayers).filter(configuration.isMoELayer)
+        moeLayers = configuration.moeLayers
     }
 
     var configuration: ModelConfiguration { context.configuration }

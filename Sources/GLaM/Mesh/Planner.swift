@@ -85,7 +85,7 @@ public func planTrainingStep(
     let forward = 2 * matrix + attention
     let training = 3 * forward
 
-    let moeLayers = (0..<c.numLayers).filter(c.isMoELayer).count
+    let moeLayers = c.moeLayers.count
     let communication = try stepCommunication(
         c, batchSize: tokensPerStep / length, length: length, groups: d, dataCores: d, modelCores: m, assumptions: .tpu)
     let capacity = c.isMoE ? (try? c.gating.capacity(groupSize: tokensPerStep / d)) ?? 0 : 0

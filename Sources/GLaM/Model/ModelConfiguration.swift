@@ -87,6 +87,9 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
     /// Whether layer `i` (from 0) is an MoE layer: the even layers of an MoE model.
     public func isMoELayer(_ i: Int) -> Bool { isMoE && i % 2 == 0 }
 
+    /// The indices of the MoE layers, in order (`DecoderOutput.gatings[k]` is layer `moeLayers[k]`).
+    public var moeLayers: [Int] { (0..<numLayers).filter(isMoELayer) }
+
     /// The gating settings of the MoE layers.
     public var gating: Top2GatingConfiguration {
         Top2GatingConfiguration(numExperts: numExperts, expertCapacity: expertCapacity, capacityFactor: capacityFactor)

@@ -209,7 +209,7 @@ public final class Trainer: TrainingSession {
         let loss = output.loss!
         let named = variables.gradients(from: tape.gradients(of: loss))
         let c = parameters.configuration
-        let experts = zip((0..<c.numLayers).filter(c.isMoELayer), output.gatings).map {
+        let experts = zip(c.moeLayers, output.gatings).map {
             ExpertLayerStatistics(layer: $0, gatings: [$1])
         }
         let report = StepReport(
