@@ -176,8 +176,9 @@ struct GatingTests {
         #expect(abs(same - 14.0 / 36) < 0.03, "consecutive tokens agree \(same) of the time")
     }
 
-    @Test("aux-loss variants are per group: G groups give the mean of each group gated alone; switchTop1 is per batch",
-          arguments: AuxiliaryLossVariant.allCases, [true, false])
+    @Test(
+        "aux-loss variants are per group: G groups give the mean of each group gated alone; switchTop1 is per batch",
+        arguments: AuxiliaryLossVariant.allCases, [true, false])
     func auxLossGroups(variant: AuxiliaryLossVariant, legacy: Bool) throws {
         var generator = SeededGenerator(seed: 5)
         let (g, s, e) = (3, 8, 4)
@@ -186,7 +187,8 @@ struct GatingTests {
         let together = try gate(logits, g: g, s: s, e: e, paddings: paddings, capacityFactor: 1, legacy: legacy, aux: variant)
         let alone = try (0..<g).map { group in
             try gate(
-                Array(logits[(group * s * e)..<((group + 1) * s * e)]), g: 1, s: s, e: e, paddings: Array(paddings[(group * s)..<((group + 1) * s)]),
+                Array(logits[(group * s * e)..<((group + 1) * s * e)]), g: 1, s: s, e: e,
+                paddings: Array(paddings[(group * s)..<((group + 1) * s)]),
                 capacityFactor: 1, legacy: legacy, aux: variant)
         }
         let aux = together.auxLoss.value.scalar

@@ -5,14 +5,15 @@
 // one step too long) is still a bug; the AddressSanitizer run finds the same class in CI, this finds
 // it in every run of the suite.
 
+import Testing
+
+@testable import GLaM
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Testing
-
-@testable import GLaM
 
 /// `count` floats placed against an inaccessible page: their last element ends where the page
 /// begins (`atEnd`), or their first starts where it ends.
@@ -63,8 +64,10 @@ struct GuardedMemoryTests {
                         let gc = GuardedFloats([Float](repeating: .nan, count: m * n), atEnd: atEnd)
                         GEMM.multiply(
                             m: m, n: n, k: k,
-                            a: MatrixOperand(rowMajor: ga.pointer, rows: transposeA ? k : m, columns: transposeA ? m : k, transposed: transposeA),
-                            b: MatrixOperand(rowMajor: gb.pointer, rows: transposeB ? n : k, columns: transposeB ? k : n, transposed: transposeB),
+                            a: MatrixOperand(
+                                rowMajor: ga.pointer, rows: transposeA ? k : m, columns: transposeA ? m : k, transposed: transposeA),
+                            b: MatrixOperand(
+                                rowMajor: gb.pointer, rows: transposeB ? n : k, columns: transposeB ? k : n, transposed: transposeB),
                             c: gc.pointer, ldc: n, threads: threads, tile: tile)
                         let got = gc.values
                         let close = zip(got, expected).allSatisfy { abs($0 - $1) <= 1e-5 * (1 + abs($1)) * Float(k) }

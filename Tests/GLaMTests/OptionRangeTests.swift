@@ -43,8 +43,10 @@ struct OptionRangeTests {
             default: base = []
             }
             let result = runGlam(row.command + base + ["--\(row.option)", "x"])
-            let message = "--\(row.option) must be \(row.isList ? "a comma-separated list of integers" : "an integer") in \(row.range), got 'x'"
-            #expect(result.status == 2 && result.err.contains(message), "\(row.command.joined(separator: " ")) --\(row.option): \(result.err)")
+            let message =
+                "--\(row.option) must be \(row.isList ? "a comma-separated list of integers" : "an integer") in \(row.range), got 'x'"
+            #expect(
+                result.status == 2 && result.err.contains(message), "\(row.command.joined(separator: " ")) --\(row.option): \(result.err)")
         }
     }
 }

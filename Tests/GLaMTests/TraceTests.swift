@@ -259,7 +259,9 @@ struct TraceTests {
         try #require(headers.count == titles.count * experts)
         for panel in 1..<titles.count {
             let previousLast = headers[panel * experts - 1].x, first = headers[panel * experts].x
-            #expect(titles[panel] > previousLast && first > previousLast, "panel \(panel) starts at \(titles[panel]), the previous ends at \(previousLast)")
+            #expect(
+                titles[panel] > previousLast && first > previousLast,
+                "panel \(panel) starts at \(titles[panel]), the previous ends at \(previousLast)")
         }
     }
 
