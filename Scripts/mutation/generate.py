@@ -112,6 +112,29 @@ def run(command, cwd, timeout, env=None):
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         return None, output or "", time.time() - started
+    finally:
+        reap(cwd)
+
+
+def reap(work):
+    """Kills every process still running a program of the scratch copy `work`: a test binary that
+    left its process group (a test that spawns the tool, an exit test) outlives the group kill
+    above, and a hung one would take a core from every later mutant."""
+    if not os.path.isdir("/proc"):
+        return
+    prefix = os.path.realpath(work) + os.sep
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            executable = os.readlink(f"/proc/{entry}/exe")
+        except OSError:
+            continue
+        if executable.startswith(prefix):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def copy_repository(work):
