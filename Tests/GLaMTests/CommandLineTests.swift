@@ -126,6 +126,22 @@ struct CommandLineTests {
         #expect(names.allSatisfy { overview.contains("glam bench \($0) [") })
     }
 
+    @Test("without --repeats a benchmark stops at its documented number of runs when each run is quick: 5,000, 50, 30, 20")
+    func benchmarkRunCaps() throws {
+        func repeats(_ arguments: [String]) throws -> [Int] {
+            let result = runGlam(["bench"] + arguments + ["--json"])
+            try #require(result.status == 0, "\(arguments): \(result.err)")
+            return try result.out.split(separator: "\n").map {
+                try #require((try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["repeats"] as? Int)
+            }
+        }
+        // Each of these runs takes well under the minimum time divided by the cap.
+        #expect(try repeats(["gemm", "--size", "4", "--threads", "1"]) == [5000])
+        #expect(try repeats(["moe", "--groups", "1", "--group-size", "4", "--experts", "2", "--model-dim", "2"]) == [50])
+        #expect(try repeats(["model", "--config", "tiny", "--batch", "1", "--length", "2"]) == [30, 30, 30])
+        #expect(try repeats(["decode", "--config", "tiny", "--batch", "1", "--prompt", "1", "--tokens", "1"]) == [20])
+    }
+
     @Test("each bench's --repeats accepts 1...1000 and names that range when refusing 0 or 1001")
     func repeatsRange() {
         for bench in ["gemm", "moe", "model", "decode"] {

@@ -32,6 +32,26 @@ struct MeshTrainingTests {
         return a.shape == b.shape && zip(a.scalars, b.scalars).allSatisfy { abs($0 - $1) <= tolerance * scale }
     }
 
+    @Test("the bytes a core has sent are its ledger's, on one core (nothing) and on 2×2 (every core the same, all axes)")
+    func bytesSentPerCore() throws {
+        let (configuration, options, dataset, tokenizer) = try Self.setup()
+        for (d, m) in [(1, 1), (2, 2)] {
+            let trainer = try MeshTrainer(
+                configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset,
+                mesh: try DeviceMesh(dataCores: d, modelCores: m))
+            #expect(trainer.bytesSentPerCore == (0, 0))
+            _ = try trainer.trainStep()
+            let sent = trainer.bytesSentPerCore
+            let cores = trainer.mesh.coreCount
+            for (axis, bytes) in [(DeviceMesh.dataAxisName, sent.data), (DeviceMesh.modelAxisName, sent.model)] {
+                let perCore = trainer.ledger.bytesSent(along: axis, coreCount: cores)
+                #expect(perCore.allSatisfy { $0 == bytes }, "\(d)x\(m) \(axis): \(perCore) vs \(bytes)")
+            }
+            #expect(d * m == 1 ? sent == (0, 0) : sent.data > 0 && sent.model > 0, "\(d)x\(m): \(sent)")
+            #expect(trainer.ledger.totalBytes == cores * (sent.data + sent.model))
+        }
+    }
+
     @Test("loss, aux loss and gradients on meshes of 1, 2, 4, 8, 2×2 and mdl-only 2 cores equal one device's (bitwise on one core)")
     func gradientsEqualSingleDevice() throws {
         let (configuration, options, dataset, tokenizer) = try Self.setup()
