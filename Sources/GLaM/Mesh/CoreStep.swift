@@ -88,11 +88,9 @@ final class CoreStep: @unchecked Sendable {
             let i = moeLayers[s]
             segment.open = try p.layers[i].opening(x, layer: i, context: context, cache: &noCache)
         } else {
-            let logits = p.logits(x, context: context)  // [B, T, V]
+            let (logits, losses) = p.head(x, batch: batch, context: context)  // [B, T, V]
             segment.logits = logits
-            if let (crossEntropy, zLoss) = GLaMModel<Variable<Float>>.losses(logits, batch: batch, context: context) {
-                (segment.crossEntropy, segment.zLoss) = (crossEntropy, zLoss)
-            }
+            if let (crossEntropy, zLoss) = losses { (segment.crossEntropy, segment.zLoss) = (crossEntropy, zLoss) }
         }
         segments.append(segment)
     }

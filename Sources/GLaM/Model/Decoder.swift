@@ -53,8 +53,8 @@ extension GLaMModel {
             }
             x = output
         }
-        let logits = self.logits(x, context: context)  // [B, T, V]
-        guard let (crossEntropy, zLoss) = Self.losses(logits, batch: batch, context: context) else {
+        let (logits, losses) = head(x, batch: batch, context: context)  // [B, T, V]
+        guard let (crossEntropy, zLoss) = losses else {
             return DecoderOutput(logits: logits, crossEntropy: nil, zLoss: nil, auxLoss: auxLoss, loss: nil, gatings: gatings)
         }
         let loss = crossEntropy + zLoss * Scalar(c.zLossWeight) + auxLoss * Scalar(c.auxLossWeight)
@@ -67,6 +67,15 @@ extension GLaMModel {
         let x = embedding.gatheringRows(tokens).reshaped(to: [b, tokens.count / b, configuration.modelDim])  // [B, T, M]
         context.trace("embedded", x)
         return x
+    }
+
+    /// The decoder's head after the last layer, as every pass runs it (the full pass here, the
+    /// mesh's last segment): the logits `[B, T, V]` and, with targets, cross-entropy and z-loss.
+    func head<Scalar>(_ x: Variable<Scalar>, batch: TokenBatch, context: ForwardContext<Scalar>) -> (
+        logits: Variable<Scalar>, losses: (crossEntropy: Variable<Scalar>, zLoss: Variable<Scalar>)?
+    ) where Weight == Variable<Scalar> {
+        let logits = self.logits(x, context: context)  // [B, T, V]
+        return (logits, Self.losses(logits, batch: batch, context: context))
     }
 
     /// The output logits `(RMS(x)·finalNorm · M^-½) · Embᵀ` `[B, T, V]` (tied embedding).
