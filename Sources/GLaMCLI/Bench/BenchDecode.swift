@@ -9,15 +9,21 @@ enum BenchDecode: Benchmark {
     static let name = "decode"
     static let usage =
         "glam bench decode [--config NAME] [--batch B1,B2,...] [--prompt P] [--tokens N] [--threads T] [--repeats R] [--json]"
+    /// The model, batch sizes, prompt and tokens when no option is given.
+    static let defaults = (config: "small", batches: [1, 8], prompt: 64, tokens: 64)
+    /// Without --repeats: runs until this many seconds (and 3 runs), at most this many runs.
+    static let timing = (minimumSeconds: 1.0, maximumRuns: 20)
     static let help = """
         USAGE: \(usage)
 
         Times cached incremental decoding: a P-token prompt is prefilled (untimed), then N steps each
-        feed one token per row. Defaults: 'small', B = 1 and 8, P = 64, N = 64.
+        feed one token per row. Defaults: '\(defaults.config)', B = \(defaults.batches.map(String.init).joined(separator: " and ")), P = \(defaults.prompt), N = \(defaults.tokens).
+        Each batch size runs once to warm up, then R times (default: until \(timing.minimumSeconds) s and at least 3,
+        at most \(timing.maximumRuns)).
         Reported: best and median generated tokens/s (B·N per run).
 
         OPTIONS:
-          --config NAME  a configuration 'glam params' lists (default small)
+          --config NAME  a configuration 'glam params' lists
           --batch B1,B2,...  batch sizes, each timed (1...1024, distinct)
           --prompt P    prompt tokens (1...65536)
           --tokens N    generated tokens (1...65536)
@@ -30,13 +36,13 @@ enum BenchDecode: Benchmark {
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let parsed = try Benchmarking.arguments(
             arguments, benchmark: name, options: ["config", "batch", "prompt", "tokens", "threads", "repeats"])
-        let name = parsed.value("config") ?? "small"
+        let name = parsed.value("config") ?? defaults.config
         guard let configuration = ModelConfiguration.named(name) else {
             throw UsageError("bench decode: unknown configuration '\(name)' (see 'glam params')")
         }
-        let batches = try parsed.distinctIntegerList("batch", in: 1...1024) ?? [1, 8]
-        let prompt = try parsed.integer("prompt", in: 1...65536) ?? 64
-        let count = try parsed.integer("tokens", in: 1...65536) ?? 64
+        let batches = try parsed.distinctIntegerList("batch", in: 1...1024) ?? defaults.batches
+        let prompt = try parsed.integer("prompt", in: 1...65536) ?? defaults.prompt
+        let count = try parsed.integer("tokens", in: 1...65536) ?? defaults.tokens
         if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
         let repeats = try parsed.integer("repeats", in: 1...1000)
         for b in batches {
@@ -61,7 +67,9 @@ enum BenchDecode: Benchmark {
                 for tokens in steps { _ = try decoder.step(tokens) }
                 return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             }
-            let seconds = try Benchmarking.timings(repeats: repeats, minimumSeconds: 1, maximumRuns: 20, once).sorted()
+            let seconds = try Benchmarking.timings(
+                repeats: repeats, minimumSeconds: timing.minimumSeconds, maximumRuns: timing.maximumRuns, once
+            ).sorted()
             let (best, median) = (Double(b * count) / seconds[0], Double(b * count) / seconds[seconds.count / 2])
             if parsed.has("json") {
                 output.line(

@@ -10,12 +10,14 @@ enum BenchGEMM: Benchmark {
     static let name = "gemm"
     static let usage =
         "glam bench gemm [--size N | --shape M,N,K[,BATCH] [--layout nn|tn|nt|tt]] [--threads T] [--repeats R] [--tile 6x16|12x32] [--json]"
+    /// Without --repeats: runs until this many seconds (and 3 runs), at most this many runs.
+    static let timing = (minimumSeconds: 0.5, maximumRuns: 5000)
     static let help = """
         USAGE: \(usage)
 
         Times C = A·B for square n × n Float matrices with the packed multithreaded GEMM.
         Without --size: n = 256, 512, 1024, 2048. Without --threads: 1 and all CPUs.
-        Each case runs once to warm up, then R times (default: until 0.5 s, at least 3, at most 5,000);
+        Each case runs once to warm up, then R times (default: until \(timing.minimumSeconds) s, at least 3, at most \(timing.maximumRuns));
         reported are the best and the median GFLOP/s (2n³ floating-point operations per product).
 
         OPTIONS:
@@ -151,7 +153,8 @@ enum BenchGEMM: Benchmark {
                             c: pc.baseAddress!, ldc: n, cBatchStride: m * n, threads: threads, tile: tile)
                         return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
                     }
-                    seconds = Benchmarking.timings(repeats: repeats, minimumSeconds: 0.5, maximumRuns: 5000, once)
+                    seconds = Benchmarking.timings(
+                        repeats: repeats, minimumSeconds: timing.minimumSeconds, maximumRuns: timing.maximumRuns, once)
                 }
             }
         }

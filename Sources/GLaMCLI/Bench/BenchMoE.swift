@@ -10,14 +10,18 @@ enum BenchMoE: Benchmark {
     static let name = "moe"
     static let usage =
         "glam bench moe [--groups G] [--group-size S] [--experts E] [--model-dim M] [--capacity-factor F] [--threads T] [--repeats R] [--json]"
+    /// The sizes when no option is given.
+    static let defaults = (groups: 8, groupSize: 1024, experts: 64, modelDim: 512, capacityFactor: "2")
+    /// Without --repeats: runs until this many seconds (and 3 runs), at most this many runs.
+    static let timing = (minimumSeconds: 1.0, maximumRuns: 50)
     static let help = """
         USAGE: \(usage)
 
         Times the routing half of an MoE layer, forward only: router logits x·W_g, GShard top-2
         gating, dispatch to [E, G·C, M], and combine back to [G, S, M] (experts are the identity).
-        Defaults: G = 8, S = 1024, E = 64, M = 512, capacity factor 2.
+        Defaults: G = \(defaults.groups), S = \(defaults.groupSize), E = \(defaults.experts), M = \(defaults.modelDim), capacity factor \(defaults.capacityFactor).
         Reported: best and median tokens/s (G·S tokens per run; each case runs once to warm up,
-        then R times, default until 1 s and at least 3, at most 50).
+        then R times, default until \(timing.minimumSeconds) s and at least 3, at most \(timing.maximumRuns)).
 
         OPTIONS:
           --groups G, --group-size S, --experts E, --model-dim M   the sizes (1...4096, 1...65536,
@@ -32,11 +36,11 @@ enum BenchMoE: Benchmark {
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let parsed = try Benchmarking.arguments(
             arguments, benchmark: name, options: ["groups", "group-size", "experts", "model-dim", "capacity-factor", "threads", "repeats"])
-        let g = try parsed.integer("groups", in: 1...4096) ?? 8
-        let s = try parsed.integer("group-size", in: 1...65536) ?? 1024
-        let e = try parsed.integer("experts", in: 1...4096) ?? 64
-        let m = try parsed.integer("model-dim", in: 1...65536) ?? 512
-        let factorText = parsed.value("capacity-factor") ?? "2"
+        let g = try parsed.integer("groups", in: 1...4096) ?? defaults.groups
+        let s = try parsed.integer("group-size", in: 1...65536) ?? defaults.groupSize
+        let e = try parsed.integer("experts", in: 1...4096) ?? defaults.experts
+        let m = try parsed.integer("model-dim", in: 1...65536) ?? defaults.modelDim
+        let factorText = parsed.value("capacity-factor") ?? defaults.capacityFactor
         guard let factor = Double(factorText), factor > 0, factor.isFinite else {
             throw UsageError("bench moe: --capacity-factor must be a positive number, got '\(factorText)'")
         }
@@ -70,7 +74,8 @@ enum BenchMoE: Benchmark {
             precondition(y.shape == [g, s, m])
             return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         }
-        let seconds = try Benchmarking.timings(repeats: repeats, minimumSeconds: 1, maximumRuns: 50, once)
+        let seconds = try Benchmarking.timings(
+            repeats: repeats, minimumSeconds: timing.minimumSeconds, maximumRuns: timing.maximumRuns, once)
         let sorted = seconds.sorted()
         let tokens = Double(g * s)
         let (best, median) = (tokens / sorted[0], tokens / sorted[sorted.count / 2])

@@ -10,18 +10,24 @@ enum BenchModel: Benchmark {
     static let name = "model"
     static let usage =
         "glam bench model [--config NAME] [--batch B] [--length T] [--experts E1,E2,...] [--threads T] [--scaling] [--repeats R] [--json]"
+    /// The model and batch when no option is given.
+    static let defaults = (config: "small", batch: 8, length: 128)
+    /// Without --repeats: runs until this many seconds (and 3 runs), at most this many runs.
+    static let timing = (minimumSeconds: 2.0, maximumRuns: 30)
     static let help = """
         USAGE: \(usage)
 
         Times the whole decoder on random tokens: forward only (inference, nothing recorded),
         forward + backward (loss and every parameter's gradient), and a training step (forward +
-        backward + Adafactor update). Defaults: the 'small' configuration, B = 8, T = 128.
+        backward + Adafactor update). Defaults: the '\(defaults.config)' configuration, B = \(defaults.batch), T = \(defaults.length).
+        Each mode runs once to warm up, then R times (default: until \(timing.minimumSeconds) s and at least 3, at most
+        \(timing.maximumRuns)).
         Reported: best and median tokens/s (B·T per run) and model-FLOP utilisation: model FLOPs per
         second (3 × forward for training; see ModelConfiguration.trainingFLOPsPerToken) over the
         best GEMM speed measured at the start of the same run (n = 1024, same threads).
 
         OPTIONS:
-          --config NAME  a configuration 'glam params' lists (default small)
+          --config NAME  a configuration 'glam params' lists
           --batch B, --length T  the batch (1...4096, 1...65536)
           --experts E1,E2,...  runs the configuration once per expert count with the expert size
                         unchanged, so every run has the same activated compute per token, and prints
@@ -40,12 +46,12 @@ enum BenchModel: Benchmark {
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let parsed = try Benchmarking.arguments(
             arguments, benchmark: name, options: ["config", "batch", "length", "experts", "threads", "repeats"], flags: ["scaling"])
-        let name = parsed.value("config") ?? "small"
+        let name = parsed.value("config") ?? defaults.config
         guard let named = ModelConfiguration.named(name) else {
             throw UsageError("bench model: unknown configuration '\(name)' (see 'glam params')")
         }
-        let b = try parsed.integer("batch", in: 1...4096) ?? 8
-        let t = try parsed.integer("length", in: 1...65536) ?? 128
+        let b = try parsed.integer("batch", in: 1...4096) ?? defaults.batch
+        let t = try parsed.integer("length", in: 1...65536) ?? defaults.length
         guard (b * t) % named.numGroups == 0 else { throw UsageError("bench model: B·T must be divisible by num_groups") }
         if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
         let repeats = try parsed.integer("repeats", in: 1...1000)
@@ -135,7 +141,9 @@ enum BenchModel: Benchmark {
                     }
                     continue
                 }
-                let seconds = try Benchmarking.timings(repeats: repeats, minimumSeconds: 2, maximumRuns: 30, once).sorted()
+                let seconds = try Benchmarking.timings(
+                    repeats: repeats, minimumSeconds: timing.minimumSeconds, maximumRuns: timing.maximumRuns, once
+                ).sorted()
                 let (best, median) = (Double(b * t) / seconds[0], Double(b * t) / seconds[seconds.count / 2])
                 if mode == "train step" { trainSteps.append(once) }
                 let mfu = best * forwardFLOPs * (mode == "forward" ? 1 : 3) / peak
