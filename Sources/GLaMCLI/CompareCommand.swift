@@ -41,8 +41,8 @@ enum CompareCommand: Subcommand {
         a shard prints the report once every run is finished, otherwise `glam compare --resume` with the
         same settings and no --shard writes it from the finished runs.
 
-        Defaults (a few minutes): E 8, 1 seed (seed 0), 300 steps, B 8, T 128, validation every 50
-        steps over 8 batches, corpus Fixtures/corpus/jargon-4.4.7.txt. The long sweep of the README:
+        Defaults (a few minutes): E 8, 1 seed (seed 0), \(TrainCommand.defaults.steps) steps, B \(TrainCommand.defaults.batchSize), T \(TrainCommand.defaults.sequenceLength), validation every
+        \(TrainCommand.defaults.evaluateEvery) steps over \(TrainCommand.defaults.evaluationBatches) batches, corpus \(TrainCommand.defaultCorpus). The long sweep of the README:
           glam compare --corpus Fixtures/corpus/kjv-bible.txt --experts 8,16,32,64 --seeds 3 --steps 1000 \\
                        --evaluation-batches 16 --output runs/sweep
         """
@@ -197,11 +197,12 @@ struct SweepSettings {
     var auxLossWeight = 0.01
 
     init(_ parsed: Arguments) throws {
-        options.steps = try parsed.integer("steps", in: 1...10_000_000) ?? 300
-        options.batchSize = try parsed.integer("batch", in: 1...4096) ?? 8
-        options.sequenceLength = try parsed.integer("length", in: 2...65536) ?? 128
-        options.evaluateEvery = try parsed.integer("evaluate-every", in: 1...10_000_000) ?? 50
-        options.evaluationBatches = try parsed.integer("evaluation-batches", in: 0...100_000) ?? 8
+        // The defaults are train's (the library's TrainingOptions).
+        options.steps = try parsed.integer("steps", in: 1...10_000_000) ?? options.steps
+        options.batchSize = try parsed.integer("batch", in: 1...4096) ?? options.batchSize
+        options.sequenceLength = try parsed.integer("length", in: 2...65536) ?? options.sequenceLength
+        options.evaluateEvery = try parsed.integer("evaluate-every", in: 1...10_000_000) ?? options.evaluateEvery
+        options.evaluationBatches = try parsed.integer("evaluation-batches", in: 0...100_000) ?? options.evaluationBatches
         options.checkpointEvery = 0
         let first = UInt64(try parsed.integer("seed", in: 0...Int(Int32.max)) ?? 0)
         let count = try parsed.integer("seeds", in: 1...100) ?? 1
