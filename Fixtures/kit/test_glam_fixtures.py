@@ -119,6 +119,29 @@ class KitTests(unittest.TestCase):
         with self.assertRaisesRegex(gf.FixtureError, "not a readable safetensors file"):
             gf.read(self.path("d.safetensors"))
 
+    def test_each_header_problem_is_refused_by_name_and_by_glam_verify(self):
+        """An unknown kind, a config that is not JSON, a fixture without expected tensors: the kit
+        names the problem, and glam verify refuses the same file (status 2)."""
+        from safetensors.numpy import save_file
+        good = gf.read(SPEC)
+        metadata = {"format": "glam-fixture", "version": "1", "kind": "top2_gating", "config": json.dumps(good.config), "source": ""}
+        tensors = {f"input.{k}": v for k, v in good.inputs.items()}
+        tensors.update({f"expected.{k}": v for k, v in good.expected.items()})
+        cases = [
+            ("kind", dict(metadata, kind="top3_gating"), tensors, "unknown kind 'top3_gating'"),
+            ("config", dict(metadata, config="{num_experts: 2"), tensors, "config or tolerance is not JSON"),
+            ("tolerance", dict(metadata, tolerance="[1e-5"), tensors, "config or tolerance is not JSON"),
+            ("expected", metadata, {k: v for k, v in tensors.items() if not k.startswith("expected.")}, "no expected tensor"),
+        ]
+        for name, meta, contents, message in cases:
+            path = self.path(f"bad-{name}.safetensors")
+            save_file({k: np.ascontiguousarray(v) for k, v in contents.items()}, path, metadata=meta)
+            with self.assertRaisesRegex(gf.FixtureError, message, msg=name):
+                gf.read(path)
+            if os.path.exists(GLAM):
+                result = subprocess.run([GLAM, "verify", path], capture_output=True, text=True)
+                self.assertEqual(result.returncode, 2, f"{name}: glam verify {result.returncode}: {result.stdout}{result.stderr}")
+
     def test_describe_lists_every_key_tensor_and_default_tolerance(self):
         for kind, schema in gf.SCHEMAS.items():
             text = gf.describe(kind).splitlines()

@@ -23,8 +23,10 @@ enum JSONText {
     /// `value` with every non-finite Double or Float replaced by null.
     static func finite(_ value: Any) -> Any {
         switch value {
-        case let number as Double: return number.isFinite ? number : NSNull()
-        case let number as Float: return number.isFinite ? number : NSNull()
+        // Only a non-finite number is replaced; every other value is kept as it is (a Bool or an
+        // integer from Foundation also casts to Double, and must stay a Bool or an integer).
+        case let number as Double where !number.isFinite: return NSNull()
+        case let number as Float where !number.isFinite: return NSNull()
         case let object as [String: Any]: return object.mapValues(finite)
         case let array as [Any]: return array.map(finite)
         default: return value

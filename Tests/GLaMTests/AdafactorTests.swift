@@ -79,6 +79,8 @@ struct AdafactorTests {
         var gradientDeviations: [Float] = [1, 0.5, 2]
         /// Whether update clipping must trigger at the last step (gradients growing 100× a step).
         var clips = false
+        /// Adafactor's update clipping threshold d (GLaM: 1).
+        var clippingThreshold: Float = 1
         var testDescription: String { name }
     }
 
@@ -93,12 +95,18 @@ struct AdafactorTests {
             name: "unfactored 5×7 without parameter scale, clipped", shape: [5, 7], multiplyByParameterScale: false,
             gradientDeviations: [0.001, 0.1, 10], clips: true),
         ReferenceCase(name: "vector of 10 with tiny weights (ε2 floor)", shape: [10], weightDeviation: 1e-5),
+        ReferenceCase(
+            name: "factored 130×140, clipped at d = 0.25", shape: [130, 140], gradientDeviations: [0.01, 1, 100], clips: true,
+            clippingThreshold: 0.25),
+        ReferenceCase(
+            name: "unfactored 5×7, d = 3 (no clipping)", shape: [5, 7], gradientDeviations: [0.001, 0.1, 10], clippingThreshold: 3),
     ]
 
     @Test("the reference update agrees bitwise with the fast update and with the sharded update on one shard", arguments: referenceCases)
     func referenceAgreesWithFastPath(_ example: ReferenceCase) throws {
         var configuration = AdafactorConfiguration()
         configuration.multiplyByParameterScale = example.multiplyByParameterScale
+        configuration.clippingThreshold = example.clippingThreshold
         let optimizer = Adafactor(configuration: configuration)
         let schedule = LearningRateSchedule(peak: 0.01, constantSteps: 1)  // 0.01, 0.01, 0.01/√2
         var generator = SeededGenerator(seed: 11)

@@ -50,6 +50,22 @@ struct CommandLineTests {
         #expect((object["gflops"] as? Double ?? 0) > 0)
     }
 
+    @Test("bench gemm's table: a header naming the product and the tile, column titles, and each row labelled by its sizes")
+    func benchGEMMTable() throws {
+        let square = runGlam(["bench", "gemm", "--size", "8", "--threads", "1", "--repeats", "1"])
+        try #require(square.status == 0, "\(square.err)")
+        let lines = square.out.split(separator: "\n").map(String.init)
+        #expect(lines.count == 4, "\(lines)")  // header, kernels, column titles, one row
+        #expect(lines.first?.hasPrefix("SGEMM C = A·B, square n") == true && lines[0].contains("tile "))
+        #expect(lines.contains { $0.hasPrefix("micro-kernels on one cache-resident") })
+        #expect(lines.contains { $0.contains("n  threads  best GFLOP/s  median GFLOP/s  repeats") })
+        #expect(lines.last?.split(separator: " ").first == "8" && lines.last?.split(separator: " ").dropFirst().first == "1")
+        let shaped = runGlam(["bench", "gemm", "--shape", "3,5,7,2", "--layout", "tn", "--threads", "1", "--repeats", "1"])
+        try #require(shaped.status == 0, "\(shaped.err)")
+        #expect(shaped.out.contains("op(A) [M, K] · op(B) [K, N], BATCH products"))
+        #expect(shaped.out.split(separator: "\n").last?.hasPrefix("3×5×7×2 tn") == true, "\(shaped.out)")
+    }
+
     @Test("bench moe --json reports tokens per second; bad options exit 2")
     func benchMoE() throws {
         let result = runGlam([

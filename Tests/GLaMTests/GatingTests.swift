@@ -157,6 +157,15 @@ struct GatingTests {
         // A token whose second choice is not kept has second gate 0 but keeps its first gate.
         let t = try #require(half.routing.secondChosen.firstIndex(of: false))
         #expect(half.secondGate.value.scalars[t] == 0 && half.firstGate.value.scalars[t] > 0.7)
+        // Every token draws its coin, the last one too: with a threshold no g₂ reaches, no second
+        // choice is kept at all.
+        let never = try gate(logits, g: 1, s: s, e: 4, capacityFactor: 8, policy: .random(threshold: 1e9))
+        #expect(
+            !never.routing.secondChosen.contains(true),
+            "kept: \(never.routing.secondChosen.indices.filter { never.routing.secondChosen[$0] })")
+        // With one expert there is no second one: its g₂ is 0, and no coin keeps it.
+        let one = try gate([Double](repeating: 0.5, count: 64), g: 1, s: 64, e: 1, capacityFactor: 8, policy: .random(threshold: 1e-6))
+        #expect(!one.routing.secondChosen.contains(true) && one.secondGate.value.scalars.allSatisfy { $0 == 0 })
     }
 
     @Test("sampling policy: never the first expert, frequencies follow the softmax without it")

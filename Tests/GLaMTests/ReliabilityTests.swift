@@ -387,6 +387,11 @@ struct ReliabilityTests {
         #expect(
             layer["router_entropy"] is NSNull && layer["dropped_fraction"] as? Double == 0.25
                 && layer["load_before_capacity"] as? [Int] == [1, 2])
+        // Booleans and integers keep their JSON type, from Swift values and from Foundation's
+        // (a decoded configuration written back out).
+        #expect(JSONText.line(["applied": false, "step": 3, "lr": 0.5] as [String: Any]) == #"{"applied":false,"lr":0.5,"step":3}"#)
+        let decoded = try #require(try JSONSerialization.jsonObject(with: Data(#"{"b":true,"n":512,"x":1.5}"#.utf8)) as? [String: Any])
+        #expect(JSONText.line(decoded) == #"{"b":true,"n":512,"x":1.5}"#)
     }
 
     // MARK: compare

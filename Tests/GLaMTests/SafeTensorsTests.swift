@@ -279,4 +279,26 @@ extension SafeTensorsTests {
             #expect(parsed(lone) == nil, "\(lone) was accepted")
         }
     }
+
+    @Test("a JSON value may end the text: numbers, literals and strings at the very end are read, never read past")
+    func valuesAtTheEnd() throws {
+        func parsed(_ text: String) -> StrictJSONValue? { try? parseStrictJSON(Array(text.utf8)) }
+        #expect(parsed("12") == .integer(12))
+        #expect(
+            parsed("1.5") == .float(1.5) && parsed("-2") == .float(-2) && parsed("1e3") == .float(1000) && parsed("2E-1") == .float(0.2))
+        #expect(parsed("true") == .bool(true) && parsed("null") == .null && parsed(#""x""#) == .string("x"))
+        for truncated in ["1.", "1e", "1e+", "-", "tru", #""x"#, "[1", #"{"a":"#] {
+            #expect(parsed(truncated) == nil, "\(truncated) was accepted")
+        }
+    }
+
+    @Test("nesting: a value maximumDepth levels below the top is read, one level deeper is refused")
+    func nestingDepth() {
+        for maximum in [1, 3, 64] {
+            let deepest = String(repeating: "[", count: maximum) + "1" + String(repeating: "]", count: maximum)
+            let deeper = "[" + deepest + "]"
+            #expect((try? parseStrictJSON(Array(deepest.utf8), maximumDepth: maximum)) != nil, "depth \(maximum) refused")
+            #expect((try? parseStrictJSON(Array(deeper.utf8), maximumDepth: maximum)) == nil, "depth \(maximum + 1) accepted")
+        }
+    }
 }

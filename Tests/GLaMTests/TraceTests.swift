@@ -255,8 +255,9 @@ struct TraceTests {
         let headers = svg.matches(of: /<text x="([0-9.]+)" y="[0-9.]+" text-anchor="middle">([0-9]+)<\/text>/).map {
             (x: Double($0.output.1)!, expert: Int($0.output.2)!)
         }
-        let experts = (headers.map(\.expert).max() ?? 0) + 1
-        try #require(headers.count == titles.count * experts)
+        let experts = try #require(svg.firstMatch(of: /layer [0-9]+: E = ([0-9]+),/).map { Int($0.output.1)! })
+        try #require(headers.count == titles.count * experts, "\(headers.count) expert headers for \(titles.count) panels of \(experts)")
+        #expect(headers.map(\.expert) == Array(repeating: Array(0..<experts), count: titles.count).flatMap { $0 })
         for panel in 1..<titles.count {
             let previousLast = headers[panel * experts - 1].x, first = headers[panel * experts].x
             #expect(
@@ -282,7 +283,10 @@ struct TraceTests {
         }
         // Routing groups: one per row; a data mesh repeats the prompt once per data core. A 1x1 mesh
         // is one device.
-        for mesh in [data, try Self.json(arguments + ["--mesh", "1x1"])] {
+        let one = try Self.json(arguments + ["--mesh", "1x1"])
+        let oneCore = try #require(one["mesh"] as? [String: Any])
+        #expect(oneCore["bytes_data"] as? Int == 0 && oneCore["bytes_mdl"] as? Int == 0, "one core sends nothing: \(oneCore)")
+        for mesh in [data, one] {
             #expect(NSArray(array: layers(single)) == NSArray(array: layers(mesh)))
             #expect(
                 NSDictionary(dictionary: single["predictions"] as? [String: Any] ?? [:])

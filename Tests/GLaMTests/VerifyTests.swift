@@ -23,6 +23,23 @@ final class ScratchDirectory {
 }
 
 struct VerifyTests {
+    @Test("a glam_lm fixture's inputs in another shape are refused by name, even with the right number of elements")
+    func glamLMInputShapes() throws {
+        let url = fixturesDirectory.appendingPathComponent("model/glam_lm_moe.safetensors")
+        for name in ["input.paddings", "input.targets"] {
+            var file = try SafeTensorsFile(contentsOf: url)
+            let tensor = try #require(file.tensors[name])
+            // [B, T] = [2, 8] read as [8, 2]: the same 16 elements in another layout.
+            file.tensors[name] = try SafeTensor(dtype: tensor.dtype, shape: [tensor.shape[1], tensor.shape[0]], bytes: tensor.bytes)
+            do {
+                let result = try GoldenFixture(file, name: "reshaped").run()
+                Issue.record("\(name) as [8, 2] was read: \(result.comparisons.map(\.name))")
+            } catch {
+                #expect("\(error)".contains("\(name) has shape [8, 2], expected [2, 8]"), "\(error)")
+            }
+        }
+    }
+
     static let moeFixtures = fixturesDirectory.appendingPathComponent("moe")
 
     /// Every golden fixture, as a path relative to Fixtures/.
