@@ -46,7 +46,7 @@ SWITCH = """// Written by Scripts/mutation/generate.py into its scratch copy onl
 import Foundation
 
 /// The mutant compiled in as schemata that this process runs (GLAM_MUTANT), or -1 for none.
-public let glamMutant: Int = Int(ProcessInfo.processInfo.environment["GLAM_MUTANT"] ?? "") ?? -1
+@usableFromInline package let glamMutant: Int = Int(ProcessInfo.processInfo.environment["GLAM_MUTANT"] ?? "") ?? -1
 """
 
 
@@ -247,7 +247,7 @@ def main():
     with open(os.path.join(work, "Sources", "GLaM", "Support", "MutantSwitch.swift"), "w") as handle:
         handle.write(SWITCH)
     with open(os.path.join(work, "Sources", "GLaMCommand", "MutantSwitch.swift"), "w") as handle:
-        handle.write(SWITCH.replace("public let", "let"))
+        handle.write(SWITCH.replace("@usableFromInline package let", "let"))
     print(f"{len(swift)} Swift and {len(python)} kit mutants (seed {args.seed}) of {len(everything)}; scratch copy {work}", flush=True)
 
     invalid = []
