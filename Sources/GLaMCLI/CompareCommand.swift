@@ -19,7 +19,8 @@ enum CompareCommand: Subcommand {
         order (the seed fixes initialisation and data order, so seed s is a paired comparison):
           dense:  'small-dense' (M 256, 4 layers, gated-GELU FFN H 512 in every layer)
           MoE E:  the same with layers 0 and 2 replaced by E experts of hidden size 3H/4 = 384, top-2
-                  gating, capacity factor 2 (or --capacity-factor F), aux-loss weight 0.01 (or W).
+                  gating, capacity factor \(SweepSettings.defaults.capacityFactor) (or --capacity-factor F), aux-loss weight
+                  \(SweepSettings.defaults.auxLossWeight) (or W).
         A token's MoE layer costs top-2 × 2·M·384 = 3·M·512 multiply-adds, exactly a dense GLU layer's,
         so all models have the same activated FLOPs per token (up to the router's M·E). Training FLOPs
         per token are 3 × forward, forward = 2 × (activated matrix parameters outside the embedding
@@ -41,7 +42,7 @@ enum CompareCommand: Subcommand {
         a shard prints the report once every run is finished, otherwise `glam compare --resume` with the
         same settings and no --shard writes it from the finished runs.
 
-        Defaults (a few minutes): E 8, 1 seed (seed 0), \(TrainCommand.defaults.steps) steps, B \(TrainCommand.defaults.batchSize), T \(TrainCommand.defaults.sequenceLength), validation every
+        Defaults (a few minutes): E \(SweepSettings.defaults.experts.map(String.init).joined(separator: ",")), \(SweepSettings.defaults.seedCount) seed (seed \(SweepSettings.defaults.firstSeed)), \(TrainCommand.defaults.steps) steps, B \(TrainCommand.defaults.batchSize), T \(TrainCommand.defaults.sequenceLength), validation every
         \(TrainCommand.defaults.evaluateEvery) steps over \(TrainCommand.defaults.evaluationBatches) batches, corpus \(TrainCommand.defaultCorpus). The long sweep of the README:
           glam compare --corpus Fixtures/corpus/kjv-bible.txt --experts 8,16,32,64 --seeds 3 --steps 1000 \\
                        --evaluation-batches 16 --output runs/sweep
@@ -190,11 +191,13 @@ struct SweepVariant {
 /// The settings of a sweep (also its identity: a resumed sweep must have the same ones).
 struct SweepSettings {
     var options = TrainingOptions()
-    var experts: [Int] = [8]
-    var seeds: [UInt64] = [0]
-    var corpus = "Fixtures/corpus/jargon-4.4.7.txt"
-    var capacityFactor = 2.0
-    var auxLossWeight = 0.01
+    /// The sweep's own defaults (the rest are train's), stated once: used by `init` and printed by `help`.
+    static let defaults = (experts: [8], firstSeed: 0, seedCount: 1, capacityFactor: 2.0, auxLossWeight: 0.01)
+    var experts = defaults.experts
+    var seeds: [UInt64] = [UInt64(defaults.firstSeed)]
+    var corpus = TrainCommand.defaultCorpus
+    var capacityFactor = defaults.capacityFactor
+    var auxLossWeight = defaults.auxLossWeight
 
     init(_ parsed: Arguments) throws {
         // The defaults are train's (the library's TrainingOptions).
@@ -204,8 +207,8 @@ struct SweepSettings {
         options.evaluateEvery = try parsed.integer("evaluate-every", in: 1...10_000_000) ?? options.evaluateEvery
         options.evaluationBatches = try parsed.integer("evaluation-batches", in: 0...100_000) ?? options.evaluationBatches
         options.checkpointEvery = 0
-        let first = UInt64(try parsed.integer("seed", in: 0...Int(Int32.max)) ?? 0)
-        let count = try parsed.integer("seeds", in: 1...100) ?? 1
+        let first = UInt64(try parsed.integer("seed", in: 0...Int(Int32.max)) ?? Self.defaults.firstSeed)
+        let count = try parsed.integer("seeds", in: 1...100) ?? Self.defaults.seedCount
         seeds = (0..<UInt64(count)).map { first + $0 }
         experts = try parsed.distinctIntegerList("experts", in: 2...1024) ?? experts
         corpus = parsed.value("corpus") ?? corpus

@@ -29,12 +29,18 @@ enum FixtureCommand: Subcommand {
         initialisation from the seed and uniform token ids. --padding P marks each position as padding
         with probability P (glam_lm: a tail of each row, so that padding stays at the end).
 
-        Defaults: E 8, G 1, S 64, B 2, T 32, M 32, H 64, gelu_tanh, capacity factor 2 (GLaM's), legacy
-        true, logit cap 0 (off), padding 0, logit scale 1, seed 0, config tiny. Sizes are bounded so
-        that the fixture stays under 1 GiB; larger requests are refused (exit 2).
+        Defaults: E \(defaults.experts), G \(defaults.groups) (glam_lm: the configuration's), S \(defaults.groupSize), B \(defaults.batch), T \(defaults.length), M \(defaults.modelDim), H \(defaults.hidden),
+        \(defaults.activation), capacity factor \(defaults.capacityFactor) (GLaM's), legacy \(defaults.legacy), logit cap \(defaults.logitCap) (off),
+        padding \(defaults.padding), logit scale \(defaults.logitScale), seed \(defaults.seed), config \(defaults.config). Sizes are bounded so that
+        the fixture stays under 1 GiB; larger requests are refused (exit 2).
         Example: glam fixture --kind top2_gating --experts 64 --group-size 4096 --capacity-factor 1.25 --out e64.safetensors
         """
 
+    /// Every option's default, stated once: used by `run` and printed by `help`.
+    static let defaults = (
+        experts: 8, groups: 1, groupSize: 64, batch: 2, length: 32, modelDim: 32, hidden: 64, activation: "gelu_tanh",
+        capacityFactor: 2.0, legacy: true, logitCap: 0.0, padding: 0.0, logitScale: 1.0, seed: 0, config: "tiny"
+    )
     static let gatingOptions = ["experts", "capacity-factor", "expert-capacity", "legacy", "logit-cap"]
     static let commonOptions = ["kind", "out", "padding", "logit-scale", "seed", "groups"]
     /// The largest tensor a fixture may hold, in elements (1 GiB of float32).
@@ -61,17 +67,17 @@ enum FixtureCommand: Subcommand {
         if let stray = parsed.options.keys.sorted().first(where: { !options.contains($0) }) {
             throw UsageError("fixture: --\(stray) does not apply to --kind \(kind)")
         }
-        let seed = UInt64(try parsed.integer("seed", in: 0...Int(Int32.max)) ?? 0)
-        let padding = try number(parsed, "padding", in: 0...1) ?? 0
-        let scale = try number(parsed, "logit-scale", in: 0...1000) ?? 1
+        let seed = UInt64(try parsed.integer("seed", in: 0...Int(Int32.max)) ?? defaults.seed)
+        let padding = try number(parsed, "padding", in: 0...1) ?? defaults.padding
+        let scale = try number(parsed, "logit-scale", in: 0...1000) ?? defaults.logitScale
         var generator = SeededGenerator(seed: seed)
         var tensors: [String: SafeTensor] = [:]
         let config: [String: Any]
         switch kind {
         case "top2_gating":
             let gating = try gatingConfig(parsed)
-            let g: Int = try parsed.integer("groups", in: 1...1 << 20) ?? 1
-            let s: Int = try parsed.integer("group-size", in: 1...1 << 20) ?? 64
+            let g: Int = try parsed.integer("groups", in: 1...1 << 20) ?? defaults.groups
+            let s: Int = try parsed.integer("group-size", in: 1...1 << 20) ?? defaults.groupSize
             let e = gating["num_experts"] as! Int
             try checkSize(g, s, e, capacity: capacity(gating, groupSize: s))
             tensors["input.logits"] = SafeTensor(
@@ -81,13 +87,13 @@ enum FixtureCommand: Subcommand {
         case "moe_layer":
             var layer = try gatingConfig(parsed)
             let e = layer["num_experts"] as! Int
-            let b: Int = try parsed.integer("batch", in: 1...1 << 16) ?? 2
-            let t: Int = try parsed.integer("length", in: 1...1 << 16) ?? 32
-            let m: Int = try parsed.integer("model-dim", in: 1...1 << 14) ?? 32
-            let h: Int = try parsed.integer("hidden", in: 1...1 << 16) ?? 64
-            let g: Int = try parsed.integer("groups", in: 1...1 << 20) ?? 1
+            let b: Int = try parsed.integer("batch", in: 1...1 << 16) ?? defaults.batch
+            let t: Int = try parsed.integer("length", in: 1...1 << 16) ?? defaults.length
+            let m: Int = try parsed.integer("model-dim", in: 1...1 << 14) ?? defaults.modelDim
+            let h: Int = try parsed.integer("hidden", in: 1...1 << 16) ?? defaults.hidden
+            let g: Int = try parsed.integer("groups", in: 1...1 << 20) ?? defaults.groups
             guard (b * t) % g == 0 else { throw UsageError("fixture: --groups \(g) must divide the \(b)·\(t) tokens") }
-            let activation = parsed.value("activation") ?? "gelu_tanh"
+            let activation = parsed.value("activation") ?? defaults.activation
             guard activation == "gelu_tanh" || activation == "relu" else {
                 throw UsageError("fixture: --activation must be gelu_tanh or relu, got '\(activation)'")
             }
@@ -110,12 +116,12 @@ enum FixtureCommand: Subcommand {
             if padding > 0 { tensors["input.paddings"] = SafeTensor(paddings([b, t], padding, &generator)) }
             config = layer
         default:  // glam_lm
-            let name = parsed.value("config") ?? "tiny"
+            let name = parsed.value("config") ?? defaults.config
             guard var configuration = ModelConfiguration.named(name) else {
                 throw UsageError("fixture: unknown configuration '\(name)' (see 'glam params')")
             }
-            let b: Int = try parsed.integer("batch", in: 1...1 << 12) ?? 2
-            let t: Int = try parsed.integer("length", in: 1...1 << 14) ?? 32
+            let b: Int = try parsed.integer("batch", in: 1...1 << 12) ?? defaults.batch
+            let t: Int = try parsed.integer("length", in: 1...1 << 14) ?? defaults.length
             if let g: Int = try parsed.integer("groups", in: 1...1 << 20) { configuration.numGroups = g }
             guard (b * t) % configuration.numGroups == 0 else {
                 throw UsageError("fixture: \(configuration.numGroups) groups must divide the \(b)·\(t) tokens")
@@ -171,19 +177,20 @@ enum FixtureCommand: Subcommand {
 
     /// The gating keys of a top2_gating or moe_layer config from the options.
     static func gatingConfig(_ parsed: Arguments) throws -> [String: Any] {
-        let e: Int = try parsed.integer("experts", in: 1...4096) ?? 8
+        let e: Int = try parsed.integer("experts", in: 1...4096) ?? defaults.experts
         let capacityText = parsed.value("capacity-factor")
         let factor: Any =
-            capacityText == "none" ? NSNull() : (try number(parsed, "capacity-factor", in: 0.000_001...1000) ?? 2.0)
+            capacityText == "none" ? NSNull() : (try number(parsed, "capacity-factor", in: 0.000_001...1000) ?? defaults.capacityFactor)
         let given: Any = try parsed.integer("expert-capacity", in: 1...1 << 20) ?? NSNull()
         guard !(factor is NSNull && given is NSNull) else {
             throw UsageError("fixture: --capacity-factor none needs --expert-capacity C")
         }
-        let legacyText = parsed.value("legacy") ?? "true"
+        let legacyText = parsed.value("legacy") ?? String(defaults.legacy)
         guard legacyText == "true" || legacyText == "false" else { throw UsageError("fixture: --legacy must be true or false") }
         return [
             "num_experts": e, "expert_capacity": given, "capacity_factor": factor, "second_expert_policy": "all",
-            "legacy_mtf_behavior": legacyText == "true", "gating_logit_cap": try number(parsed, "logit-cap", in: 0...1000) ?? 0.0,
+            "legacy_mtf_behavior": legacyText == "true",
+            "gating_logit_cap": try number(parsed, "logit-cap", in: 0...1000) ?? defaults.logitCap,
         ]
     }
 

@@ -7,14 +7,14 @@ enum GenerateCommand: Subcommand {
     static let name = "generate"
     static let summary = "Continue a prompt with a trained checkpoint."
     /// What `generate` does when no option says otherwise.
-    static let defaults = (tokens: 120, temperature: Float(0.8), topK: 40)
+    static let defaults = (tokens: 120, temperature: Float(0.8), topK: 40, seed: 0)
     static let help = """
         USAGE: glam generate --checkpoint FILE --prompt TEXT [--tokens N] [--temperature X]
                              [--top-k K] [--greedy] [--seed S]
 
         Encodes the prompt with the checkpoint's tokenizer, decodes incrementally with a key/value
         cache, and prints the prompt followed by the continuation. Sampling is seeded: the same seed
-        gives the same text. Defaults: \(defaults.tokens) tokens, temperature \(defaults.temperature), top-k \(defaults.topK), seed 0.
+        gives the same text. Defaults: \(defaults.tokens) tokens, temperature \(defaults.temperature), top-k \(defaults.topK), seed \(defaults.seed).
         """
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
@@ -25,7 +25,7 @@ enum GenerateCommand: Subcommand {
         guard let prompt = parsed.value("prompt"), !prompt.isEmpty else { throw UsageError("generate: --prompt TEXT is required") }
         let count = try parsed.integer("tokens", in: 0...100_000) ?? defaults.tokens
         let topK = try parsed.integer("top-k", in: 0...1_000_000) ?? defaults.topK
-        let seed = UInt64(try parsed.integer("seed", in: 0...Int.max) ?? 0)
+        let seed = UInt64(try parsed.integer("seed", in: 0...Int.max) ?? defaults.seed)
         var temperature = defaults.temperature
         if let text = parsed.value("temperature") {
             guard let value = Float(text), value > 0, value.isFinite else {

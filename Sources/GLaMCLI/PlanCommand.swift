@@ -16,11 +16,12 @@ enum PlanCommand: Subcommand {
         per-chip parameter and Adafactor memory, inference and training FLOPs per token, all-to-all
         and all-reduce bytes per chip and step, and a step-time estimate, each with its arithmetic.
         The cost model (sharding, byte counts, TPU-v4 constants) is stated in
-        Sources/GLaM/Mesh/Planner.swift. Defaults: 1,048,576 tokens per step (the paper's ~1M), T = 1024.
+        Sources/GLaM/Mesh/Planner.swift. Defaults: mesh \(defaults.mesh), \(defaults.tokens) tokens per step (2^20, the paper's ~1M),
+        T = \(defaults.length).
         Example: glam plan --config glam-64b-64e --mesh 64x16   (1,024 chips, as the paper trained it)
 
         --virtual prints instead what each core of `glam train --mesh DxM` sends in one training step
-        on batches of B rows of T tokens routed in G groups (defaults 8, 128 and the configuration's
+        on batches of B rows of T tokens routed in G groups (defaults \(defaults.virtualBatch), \(defaults.virtualLength) and the configuration's
         num_groups): the MoE all-to-alls, the expert partial-sum all-reduces over mdl, the gradient
         all-reduce of the replicated weights over data and Adafactor's cross-shard sums, in bytes
         (float32), as text or, with --json, one JSON object. The model is
@@ -28,13 +29,16 @@ enum PlanCommand: Subcommand {
         Sources/GLaM/Mesh/CommunicationModel.swift.
         """
 
+    /// Every option's default, stated once: used by `run` and printed by `help`.
+    static let defaults = (tokens: 1 << 20, length: 1024, virtualBatch: 8, virtualLength: 128, mesh: "1x1")
+
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let parsed = try Arguments(
             arguments, command: "plan", options: ["config", "mesh", "tokens", "length", "batch", "groups"], flags: ["virtual", "json"])
         guard parsed.positionals.isEmpty else { throw UsageError("plan: unexpected argument '\(parsed.positionals[0])'") }
         guard let name = parsed.value("config") else { throw UsageError("plan: --config NAME is required (see 'glam params')") }
         guard let configuration = ModelConfiguration.named(name) else { throw UsageError("plan: unknown configuration '\(name)'") }
-        let meshText = parsed.value("mesh") ?? "1x1"
+        let meshText = parsed.value("mesh") ?? defaults.mesh
         let fields = meshText.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
         guard fields.count == 2, fields.allSatisfy({ ($0 ?? 0) >= 1 }) else {
             throw UsageError("plan: --mesh must be DATAxMDL with positive integers, e.g. 64x16; got '\(meshText)'")
@@ -47,8 +51,8 @@ enum PlanCommand: Subcommand {
             throw UsageError("plan: --\(option) applies to --virtual only (a TPU plan takes --tokens and --length)")
         }
         if parsed.has("json") { throw UsageError("plan: --json applies to --virtual only") }
-        let tokens = try parsed.integer("tokens", in: 1...Int(1) << 40) ?? 1 << 20
-        let length = try parsed.integer("length", in: 1...1 << 20) ?? 1024
+        let tokens = try parsed.integer("tokens", in: 1...Int(1) << 40) ?? defaults.tokens
+        let length = try parsed.integer("length", in: 1...1 << 20) ?? defaults.length
         let plan: StepPlan
         do {
             plan = try planTrainingStep(configuration, dataCores: parts[0], modelCores: parts[1], tokensPerStep: tokens, length: length)
@@ -65,8 +69,8 @@ enum PlanCommand: Subcommand {
         _ parsed: Arguments, name: String, configuration: ModelConfiguration, data: Int, model: Int, output: inout Output
     ) throws -> Int32 {
         if parsed.value("tokens") != nil { throw UsageError("plan: --virtual takes --batch and --length, not --tokens") }
-        let batch = try parsed.integer("batch", in: 1...1 << 20) ?? 8
-        let length = try parsed.integer("length", in: 1...1 << 20) ?? 128
+        let batch = try parsed.integer("batch", in: 1...1 << 20) ?? defaults.virtualBatch
+        let length = try parsed.integer("length", in: 1...1 << 20) ?? defaults.virtualLength
         let groups = try parsed.integer("groups", in: 1...1 << 30) ?? configuration.numGroups
         let step: StepCommunication
         do {

@@ -14,7 +14,7 @@ enum TraceCommand: Subcommand {
                           [--dump FILE] [--svg FILE] [--mesh DxM] [--seed S]
 
         Runs one forward pass of the prompt and shows what GLaM computes on the way. Without
-        --checkpoint it uses a freshly initialised `tiny` model (seed S, default 0) with a byte-level
+        --checkpoint it uses a freshly initialised `tiny` model (seed S, default \(defaultSeed)) with a byte-level
         tokenizer (one token per byte), so it runs at once; with one, the trained model and its
         tokenizer. The prompt is routed as one group (G = 1, S = the prompt's tokens), so every
         token's route depends on this prompt alone; the capacity C follows from S as in training.
@@ -35,6 +35,9 @@ enum TraceCommand: Subcommand {
                         data and H over mdl; shows which cores hold each chosen expert and the bytes
                         the pass moved. The routing equals one device's.
         """
+
+    /// The seed of the fresh `tiny` model traced without --checkpoint.
+    static let defaultSeed = 0
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let parsed = try Arguments(
@@ -110,7 +113,7 @@ enum TraceCommand: Subcommand {
             var configuration = ModelConfiguration.named("tiny")!
             let tokenizer = try BytePairTokenizer(merges: [])
             configuration.vocabSize = tokenizer.vocabularySize
-            let seed = UInt64(seed ?? 0)
+            let seed = UInt64(seed ?? defaultSeed)
             return (
                 ModelParameters(configuration: configuration, seed: seed), tokenizer,
                 "a freshly initialised tiny model (seed \(seed), byte-level tokenizer; pass --checkpoint for a trained one)"

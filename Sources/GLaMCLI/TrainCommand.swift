@@ -147,7 +147,7 @@ enum TrainCommand: Subcommand {
             if let steps { options.steps = steps }
             options.batchSize = try parsed.integer("batch", in: 1...4096) ?? options.batchSize
             options.sequenceLength = try parsed.integer("length", in: 2...65536) ?? options.sequenceLength
-            options.seed = UInt64(try parsed.integer("seed", in: 0...Int.max) ?? 0)
+            options.seed = try parsed.integer("seed", in: 0...Int.max).map(UInt64.init) ?? options.seed
             options.checkpointEvery = try parsed.integer("checkpoint-every", in: 0...10_000_000) ?? options.checkpointEvery
             options.evaluateEvery = try parsed.integer("evaluate-every", in: 0...10_000_000) ?? options.evaluateEvery
             options.schedule.constantSteps = try parsed.integer("constant-steps", in: 1...10_000_000) ?? options.schedule.constantSteps

@@ -11,7 +11,7 @@ enum BenchModel: Benchmark {
     static let usage =
         "glam bench model [--config NAME] [--batch B] [--length T] [--experts E1,E2,...] [--threads T] [--scaling] [--repeats R] [--json]"
     /// The model and batch when no option is given.
-    static let defaults = (config: "small", batch: 8, length: 128)
+    static let defaults = (config: "small", batch: 8, length: 128, alternatingRounds: 5)
     /// Without --repeats: runs until this many seconds (and 3 runs), at most this many runs.
     static let timing = (minimumSeconds: 2.0, maximumRuns: 30)
     static let help = """
@@ -32,13 +32,13 @@ enum BenchModel: Benchmark {
           --experts E1,E2,...  runs the configuration once per expert count with the expert size
                         unchanged, so every run has the same activated compute per token, and prints
                         the training step time of each over the first's, from steps of the
-                        configurations taken in turn (R rounds, default 5): the cost of more experts
+                        configurations taken in turn (R rounds, default \(defaults.alternatingRounds)): the cost of more experts
                         at equal compute (GLaM's thesis)
           --threads T   worker threads (1...256)
           --scaling     times every mode on 1 thread and on T threads (default: all CPUs)
                         alternately, run by run, so that a noisy neighbour slows both alike, and
                         prints the speed-up: the best time on 1 thread over the best on T, and the
-                        median of the R paired ratios (default R = 5)
+                        median of the R paired ratios (default R = \(defaults.alternatingRounds))
           --repeats R   timed repetitions (1...1000)
           --json        one JSON object per mode and expert count
         """
@@ -119,7 +119,7 @@ enum BenchModel: Benchmark {
                 let experts = configuration.numExperts
                 let label = "\(name)\(configurations.count > 1 ? " E=\(experts)" : "") B=\(b) T=\(t) \(mode)"
                 if scaling {
-                    let result = try Benchmarking.alternate(threads: [1, threads], rounds: repeats ?? 5, once)
+                    let result = try Benchmarking.alternate(threads: [1, threads], rounds: repeats ?? defaults.alternatingRounds, once)
                     let (one, many) = (result[0], result[1])
                     let paired = zip(one, many).map { $0 / $1 }.sorted()
                     let (speedUp, medianSpeedUp) = (one.min()! / many.min()!, paired[paired.count / 2])
@@ -167,7 +167,9 @@ enum BenchModel: Benchmark {
         if configurations.count > 1 && !json && !scaling {
             // The ratios from training steps timed in turn, one configuration after the other, so
             // that a noisy neighbour slows them alike.
-            let seconds = try Benchmarking.alternate(count: configurations.count, rounds: repeats ?? 5) { try trainSteps[$0]() }
+            let seconds = try Benchmarking.alternate(count: configurations.count, rounds: repeats ?? defaults.alternatingRounds) {
+                try trainSteps[$0]()
+            }
             for (index, configuration) in configurations.enumerated().dropFirst() {
                 let paired = zip(seconds[index], seconds[0]).map { $0 / $1 }.sorted()
                 output.line(
