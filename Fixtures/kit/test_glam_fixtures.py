@@ -60,6 +60,9 @@ class KitTests(unittest.TestCase):
         bad = [c for c in report.comparisons if not c.passed][0]
         self.assertEqual(bad.name, "combine")
         self.assertIn("first mismatch at [0, 4, 3, 1]", bad.detail)
+        # ... and gives the two values found there, computed first.
+        computed, expected = combine[0, 4, 3, 1], fixture.expected["combine"][0, 4, 3, 1]
+        self.assertIn(f"{np.float32(computed)} computed, {np.float32(expected)} expected", bad.detail)
         self.assertAlmostEqual(bad.max_abs, 0.01, places=6)
         self.assertTrue(str(report).endswith("3 passed, 1 failed"))
 

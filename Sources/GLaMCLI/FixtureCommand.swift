@@ -98,12 +98,7 @@ enum FixtureCommand: Subcommand {
                 throw UsageError("fixture: --activation must be gelu_tanh or relu, got '\(activation)'")
             }
             try checkSize(g, b * t / g, e, capacity: capacity(layer, groupSize: b * t / g))
-            let (weights, activations) = (CheckedSize.product([e, m, h]), CheckedSize.product([b, t, max(m, h)]))
-            guard weights <= maximumElements, activations <= maximumElements else {
-                throw UsageError(
-                    "fixture: E·M·H = \(e)·\(m)·\(h) or B·T·max(M, H) = \(b)·\(t)·\(max(m, h)) is over the \(maximumElements)-element limit"
-                )
-            }
+            try checkLayerSize(experts: e, modelDim: m, hidden: h, tokens: b * t)
             layer["num_groups"] = g
             layer["activation"] = activation
             let bound = (3.0 / Float(m)).squareRoot()
@@ -211,6 +206,16 @@ enum FixtureCommand: Subcommand {
         guard CheckedSize.product([g, s, e, max(c, 1)]) <= maximumElements else {
             throw UsageError(
                 "fixture: the combine tensor [G, S, E, C] = [\(g), \(s), \(e), \(c)] is over the \(maximumElements)-element limit")
+        }
+    }
+
+    /// Refuses a moe_layer whose expert weights [E, M, H] or activations [B·T, max(M, H)] hold more
+    /// than `maximumElements` elements; a layer at the limit is accepted.
+    static func checkLayerSize(experts e: Int, modelDim m: Int, hidden h: Int, tokens: Int) throws {
+        let (weights, activations) = (CheckedSize.product([e, m, h]), CheckedSize.product([tokens, max(m, h)]))
+        guard weights <= maximumElements, activations <= maximumElements else {
+            throw UsageError(
+                "fixture: E·M·H = \(e)·\(m)·\(h) or B·T·max(M, H) = \(tokens)·\(max(m, h)) is over the \(maximumElements)-element limit")
         }
     }
 

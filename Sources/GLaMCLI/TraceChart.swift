@@ -12,7 +12,7 @@ enum TraceChart {
         let cell = 14.0, labelWidth = 150.0, top = 70.0, gap = 40.0
         let e = run.configuration.numExperts
         let panelWidth = labelWidth + Double(e) * cell
-        let width = max(420, Double(max(layers.count, 1)) * (panelWidth + gap) + 20)
+        let width = max(420, Double(layers.count) * (panelWidth + gap) + 20)
         let height = top + Double(t) * cell + 60
         var out = [
             ##"<svg xmlns="http://www.w3.org/2000/svg" width="\##(Int(width))" height="\##(Int(height))" font-family="Helvetica, Arial, sans-serif" font-size="11">"##,

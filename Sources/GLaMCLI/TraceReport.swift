@@ -128,7 +128,7 @@ extension TraceRun {
             )
             for k in 0..<2 where route.outcomes[k] == .overCapacity {
                 let all = route.filledBy[k].map { "\($0.token) (\($0.choice == 0 ? "1st" : "2nd"))" }
-                let holders = all.count <= 8 ? all.joined(separator: ", ") : all.prefix(8).joined(separator: ", ") + ", …"
+                let holders = Self.listed(all, limit: 8)
                 lines.append(
                     "        ↳ its \(k == 0 ? "1st" : "2nd") choice, expert \(route.experts[k]), was full: its \(m.capacity) slot\(m.capacity == 1 ? "" : "s") hold\(m.capacity == 1 ? "s" : "") positions \(holders)"
                 )
@@ -159,6 +159,14 @@ func quotedText(_ text: String) -> String {
         }
     }.joined()
     return "\"\(escaped)\""
+}
+
+extension TraceRun {
+    /// `items` joined by ", ", cut after the first `limit` with ", …" when there are more: the
+    /// ellipsis appears exactly when something is left out.
+    static func listed(_ items: [String], limit: Int) -> String {
+        items.count <= limit ? items.joined(separator: ", ") : items.prefix(limit).joined(separator: ", ") + ", …"
+    }
 }
 
 /// `value` with `digits` decimals.

@@ -23,6 +23,24 @@ struct AdafactorTests {
         #expect(LearningRateSchedule(peak: 0.01, constantSteps: 100).learningRate(step: 400) == 0.005)
     }
 
+    @Test("a gradient of another shape than its weight stops the update, even with as many elements")
+    func gradientShapeMustMatch() async {
+        // [2, 3] and [3, 2]: the same six elements, so only the shape check can tell (a factored
+        // update would average the wrong rows and columns).
+        await #expect(processExitsWith: .failure) {
+            var weight = Tensor<Float>(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
+            var slot: AdafactorSlot? = nil
+            Adafactor().update(
+                weight: &weight, gradient: Tensor(shape: [3, 2], scalars: [1, 1, 1, 1, 1, 1]), slot: &slot, step: 0, learningRate: 0.1)
+        }
+        await #expect(processExitsWith: .success) {
+            var weight = Tensor<Float>(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
+            var slot: AdafactorSlot? = nil
+            Adafactor().update(
+                weight: &weight, gradient: Tensor(shape: [2, 3], scalars: [1, 1, 1, 1, 1, 1]), slot: &slot, step: 0, learningRate: 0.1)
+        }
+    }
+
     @Test("the first step moves every element by lr·max(RMS(W), 1e-3)·sign(g) (unfactored: u = g/|g|)")
     func firstStep() {
         let optimizer = Adafactor()

@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 
+@testable import GLaM
 @testable import GLaMCLI
 
 /// Runs `glam` with `arguments`; returns (status, stdout, stderr).
@@ -36,6 +37,20 @@ struct CommandLineTests {
         for result in [unknown, option, value, missing, what] {
             #expect(result.err.split(separator: "\n").count == 1)
         }
+    }
+
+    @Test("the benchmarks' best and median: the smallest value, and the value with as many values below it as at or above it")
+    func minimumAndMedian() {
+        var generator = SeededGenerator(seed: 11)
+        for count in 1...12 {
+            // Distinct values in a shuffled order, so the median is one value and sorting matters.
+            let values = (0..<count).map { Double($0) * 1.5 + 0.25 }.shuffled(using: &generator)
+            let (minimum, median) = Benchmarking.minimumAndMedian(values)
+            #expect(minimum == values.min())
+            let below = values.filter { $0 < median }.count, atOrAbove = values.filter { $0 >= median }.count
+            #expect(values.contains(median) && below == count / 2 && atOrAbove == count - count / 2, "\(count): \(values) → \(median)")
+        }
+        #expect(Benchmarking.minimumAndMedian([3, 3, 1, 3]) == (1, 3))
     }
 
     @Test("bench gemm --json prints one object per line with m, n, k, threads, gflops")

@@ -144,6 +144,23 @@ struct FixtureCommandTests {
 }
 
 extension FixtureCommandTests {
+    @Test("a moe_layer at exactly the element limit is accepted and one element over is refused, for weights and activations")
+    func layerSizeLimit() {
+        let limit = FixtureCommand.maximumElements  // 2^28
+        func accepted(_ e: Int, _ m: Int, _ h: Int, tokens: Int) -> Bool {
+            (try? FixtureCommand.checkLayerSize(experts: e, modelDim: m, hidden: h, tokens: tokens)) != nil
+        }
+        // Weights E·M·H.
+        #expect(accepted(1 << 8, 1 << 10, 1 << 10, tokens: 1))
+        #expect(!accepted(1 << 8, 1 << 10, (1 << 10) + 1, tokens: 1))
+        // Activations B·T·max(M, H), whichever of M and H is larger.
+        #expect(accepted(1, 1 << 12, 1, tokens: limit >> 12))
+        #expect(!accepted(1, 1 << 12, 1, tokens: (limit >> 12) + 1))
+        #expect(accepted(1, 1, 1 << 12, tokens: limit >> 12))
+        #expect(!accepted(1, 1, (1 << 12) + 1, tokens: limit >> 12))
+        #expect(accepted(8, 32, 64, tokens: 64))
+    }
+
     @Test("fixture and plan accept both ends of each size option's range and refuse just outside, with a message")
     func optionRanges() {
         let scratch = ScratchDirectory()

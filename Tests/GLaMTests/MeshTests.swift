@@ -218,6 +218,20 @@ struct PlannerTests {
         #expect(runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "64by16"]).err.contains("--mesh must be DATAxMDL"))
     }
 
+    @Test("the communication model takes steps of up to 2^32 tokens and refuses larger ones, whatever their B × T split")
+    func communicationTokenBound() throws {
+        let small = try namedConfiguration("small")
+        for (b, t) in [(1 << 16, 1 << 16), (1 << 22, 1 << 10), (1, 1 << 32), (1 << 32, 1)] {
+            let step = try stepCommunication(small, batchSize: b, length: t, groups: 2, dataCores: 2, modelCores: 2)
+            #expect(step.allToAll > 0 && step.data > 0 && step.model > 0, "\(b) × \(t)")
+        }
+        for (b, t) in [(1 << 16 + 1, 1 << 16), (1 << 23, 1 << 10), (1 << 20, 1 << 13), (1, 1 << 33), (1 << 33, 1)] {
+            #expect(throws: MeshError.self, "\(b) × \(t)") {
+                try stepCommunication(small, batchSize: b, length: t, groups: 2, dataCores: 2, modelCores: 2)
+            }
+        }
+    }
+
     @Test("glam plan --virtual reports the virtual mesh's communication model, as JSON too, and refuses what does not fit")
     func virtualPlan() throws {
         let small = try namedConfiguration("small")

@@ -6,6 +6,7 @@
 import Foundation
 import Testing
 
+@testable import GLaM
 @testable import GLaMCLI
 
 struct OptionRangeTests {
@@ -47,6 +48,25 @@ struct OptionRangeTests {
                 "--\(row.option) must be \(row.isList ? "a comma-separated list of integers" : "an integer") in \(row.range), got 'x'"
             #expect(
                 result.status == 2 && result.err.contains(message), "\(row.command.joined(separator: " ")) --\(row.option): \(result.err)")
+        }
+    }
+
+    @Test("--mesh DxM takes each axis in 1...64 and at most 64 cores in all, and refuses anything else naming the rule")
+    func meshBounds() throws {
+        func parse(_ text: String) throws -> DeviceMesh? {
+            try Arguments(["--mesh", text], command: "train", options: ["mesh"], flags: []).mesh("mesh")
+        }
+        for (d, m) in [(1, 1), (64, 1), (1, 64), (8, 8), (2, 32), (32, 2), (3, 21)] {
+            let mesh = try #require(try parse("\(d)x\(m)"))
+            #expect(mesh.shape == [d, m] && mesh.coreCount == d * m)
+        }
+        for text in ["0x1", "1x0", "65x1", "1x65", "9x8", "64x2", "2x33", "-1x1", "2x", "x2", "2x2x2", "2"] {
+            do {
+                let mesh = try parse(text)
+                Issue.record("--mesh \(text) was read as \(mesh.map { "\($0.shape)" } ?? "nil")")
+            } catch {
+                #expect("\(error)".contains("at most 64 cores in all") && "\(error)".contains("'\(text)'"), "\(error)")
+            }
         }
     }
 }

@@ -40,6 +40,25 @@ struct VerifyTests {
         }
     }
 
+    @Test("a moe_layer fixture's dy or parameters in a shape that does not fit x are refused by name")
+    func moeLayerShapes() throws {
+        let url = fixturesDirectory.appendingPathComponent("moe/moe_layer_gelu.safetensors")
+        let original = try SafeTensorsFile(contentsOf: url)
+        for (name, shown) in [("input.dy", "input.dy"), ("param.gate", "gate"), ("param.wi", "wi"), ("param.wo", "wo")] {
+            var file = original
+            let tensor = try #require(file.tensors[name]).floatTensor()
+            // One more along the last axis: as many dimensions, a shape no other tensor agrees with.
+            let shape = tensor.shape.dropLast() + [tensor.shape.last! + 1]
+            file.tensors[name] = SafeTensor(Tensor<Float>(repeating: 0.5, shape: Array(shape)))
+            do {
+                let result = try GoldenFixture(file, name: "reshaped").run()
+                Issue.record("\(name) as \(Array(shape)) was read: \(result.comparisons.map(\.name))")
+            } catch {
+                #expect("\(error)".contains(shown) && "\(error)".contains("\(Array(shape))"), "\(name): \(error)")
+            }
+        }
+    }
+
     static let moeFixtures = fixturesDirectory.appendingPathComponent("moe")
 
     /// Every golden fixture, as a path relative to Fixtures/.

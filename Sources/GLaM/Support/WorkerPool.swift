@@ -43,8 +43,14 @@ final class WorkerPool: @unchecked Sendable {
     private let semaphores: [DispatchSemaphore]
     private let started = Mutex(0)
 
-    private init() {
+    /// A pool with no worker started yet (the process uses `shared`; tests make their own).
+    init() {
         semaphores = (0..<Self.maximumWorkers).map { _ in DispatchSemaphore(value: 0) }
+    }
+
+    /// The workers started so far, and how many of them sleep on their semaphore (or are about to).
+    var workerCounts: (started: Int, sleeping: Int) {
+        (started.withLock { $0 }, sleeping.withLock { flags in flags.filter { $0 }.count })
     }
 
     /// Runs `body(task)` for every task in `0..<count` on the calling thread and up to

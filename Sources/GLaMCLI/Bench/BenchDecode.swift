@@ -69,8 +69,9 @@ enum BenchDecode: Benchmark {
             }
             let seconds = try Benchmarking.timings(
                 repeats: repeats, minimumSeconds: timing.minimumSeconds, maximumRuns: timing.maximumRuns, once
-            ).sorted()
-            let (best, median) = (Double(b * count) / seconds[0], Double(b * count) / seconds[seconds.count / 2])
+            )
+            let fastest = Benchmarking.minimumAndMedian(seconds)
+            let (best, median) = (Double(b * count) / fastest.minimum, Double(b * count) / fastest.median)
             if parsed.has("json") {
                 output.line(
                     JSONText.line(

@@ -158,7 +158,7 @@ enum BenchGEMM: Benchmark {
                 }
             }
         }
-        let sorted = seconds.sorted()
-        return (product.flops / sorted[0] / 1e9, product.flops / sorted[sorted.count / 2] / 1e9, seconds.count)
+        let fastest = Benchmarking.minimumAndMedian(seconds)
+        return (product.flops / fastest.minimum / 1e9, product.flops / fastest.median / 1e9, seconds.count)
     }
 }

@@ -76,9 +76,9 @@ enum BenchMoE: Benchmark {
         }
         let seconds = try Benchmarking.timings(
             repeats: repeats, minimumSeconds: timing.minimumSeconds, maximumRuns: timing.maximumRuns, once)
-        let sorted = seconds.sorted()
+        let fastest = Benchmarking.minimumAndMedian(seconds)
         let tokens = Double(g * s)
-        let (best, median) = (tokens / sorted[0], tokens / sorted[sorted.count / 2])
+        let (best, median) = (tokens / fastest.minimum, tokens / fastest.median)
         if parsed.has("json") {
             output.line(
                 JSONText.line(

@@ -121,8 +121,8 @@ enum BenchModel: Benchmark {
                 if scaling {
                     let result = try Benchmarking.alternate(threads: [1, threads], rounds: repeats ?? defaults.alternatingRounds, once)
                     let (one, many) = (result[0], result[1])
-                    let paired = zip(one, many).map { $0 / $1 }.sorted()
-                    let (speedUp, medianSpeedUp) = (one.min()! / many.min()!, paired[paired.count / 2])
+                    let paired = zip(one, many).map { $0 / $1 }
+                    let (speedUp, medianSpeedUp) = (one.min()! / many.min()!, Benchmarking.minimumAndMedian(paired).median)
                     if json {
                         output.line(
                             JSONText.line(
@@ -143,8 +143,9 @@ enum BenchModel: Benchmark {
                 }
                 let seconds = try Benchmarking.timings(
                     repeats: repeats, minimumSeconds: timing.minimumSeconds, maximumRuns: timing.maximumRuns, once
-                ).sorted()
-                let (best, median) = (Double(b * t) / seconds[0], Double(b * t) / seconds[seconds.count / 2])
+                )
+                let fastest = Benchmarking.minimumAndMedian(seconds)
+                let (best, median) = (Double(b * t) / fastest.minimum, Double(b * t) / fastest.median)
                 if mode == "train step" { trainSteps.append(once) }
                 let mfu = best * forwardFLOPs * (mode == "forward" ? 1 : 3) / peak
                 if json {
@@ -171,9 +172,9 @@ enum BenchModel: Benchmark {
                 try trainSteps[$0]()
             }
             for (index, configuration) in configurations.enumerated().dropFirst() {
-                let paired = zip(seconds[index], seconds[0]).map { $0 / $1 }.sorted()
+                let paired = zip(seconds[index], seconds[0]).map { $0 / $1 }
                 output.line(
-                    "train step time at E = \(configuration.numExperts) over E = \(configurations[0].numExperts) (same activated compute): \(String(format: "%.2f", seconds[index].min()! / seconds[0].min()!)) (best of \(paired.count) runs each, taken in turn; median of the paired ratios \(String(format: "%.2f", paired[paired.count / 2])))"
+                    "train step time at E = \(configuration.numExperts) over E = \(configurations[0].numExperts) (same activated compute): \(String(format: "%.2f", seconds[index].min()! / seconds[0].min()!)) (best of \(paired.count) runs each, taken in turn; median of the paired ratios \(String(format: "%.2f", Benchmarking.minimumAndMedian(paired).median)))"
                 )
             }
         }

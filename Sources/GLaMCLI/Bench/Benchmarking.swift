@@ -67,6 +67,14 @@ enum Benchmarking {
         return seconds
     }
 
+    /// The smallest and the median of `values` (the upper median for an even count: the value with as
+    /// many below it as at or above it), for timings and ratios; `values` must not be empty.
+    static func minimumAndMedian(_ values: [Double]) -> (minimum: Double, median: Double) {
+        precondition(!values.isEmpty, "no timings")
+        let sorted = values.sorted()
+        return (sorted[0], sorted[sorted.count / 2])
+    }
+
     static func rounded(_ x: Double) -> Double { (x * 10).rounded() / 10 }
 
     static func pad(_ value: some CustomStringConvertible, _ width: Int) -> String {
