@@ -191,6 +191,40 @@ struct GEMMTests {
         }
     }
 
+    @Test(
+        "operands with any strides (neither rows nor columns contiguous) give the product of the matrices they describe",
+        arguments: [(1, 1, 1), (5, 7, 3), (13, 33, 17), (12, 32, 16), (25, 40, 70)])
+    func generalStrides(shape: (Int, Int, Int)) {
+        let (m, n, k) = shape
+        // op(A)[i][p] at i·2 + p·(2m + 1), op(B)[p][j] at p·3 + j·(3k + 2): every element apart,
+        // with gaps that hold NaN, so that a read of the wrong element shows.
+        let (aRow, aColumn, bRow, bColumn) = (2, 2 * m + 1, 3, 3 * k + 2)
+        var aBuffer = [Float](repeating: .nan, count: (m - 1) * aRow + (k - 1) * aColumn + 1)
+        var bBuffer = [Float](repeating: .nan, count: (k - 1) * bRow + (n - 1) * bColumn + 1)
+        let a = testValues(m * k, seed: 31), b = testValues(k * n, seed: 32)
+        for i in 0..<m { for p in 0..<k { aBuffer[i * aRow + p * aColumn] = a[i * k + p] } }
+        for p in 0..<k { for j in 0..<n { bBuffer[p * bRow + j * bColumn] = b[p * n + j] } }
+        let reference = referenceMatmul(a, b, m: m, n: n, k: k)
+        for tile in GEMMTile.allCases {
+            for threads in [1, 2] {
+                var c = [Float](repeating: .nan, count: m * n)
+                aBuffer.withUnsafeBufferPointer { pa in
+                    bBuffer.withUnsafeBufferPointer { pb in
+                        c.withUnsafeMutableBufferPointer { pc in
+                            GEMM.multiply(
+                                m: m, n: n, k: k, a: MatrixOperand(base: pa.baseAddress!, rowStride: aRow, columnStride: aColumn),
+                                b: MatrixOperand(base: pb.baseAddress!, rowStride: bRow, columnStride: bColumn),
+                                c: pc.baseAddress!, ldc: n, threads: threads, tile: tile)
+                        }
+                    }
+                }
+                #expect(
+                    maxError(c, reference) <= Float(k) * 2e-7 + 1e-6 && !c.contains { $0.isNaN },
+                    "tile \(tile.rawValue) threads \(threads) m=\(m) n=\(n) k=\(k)")
+            }
+        }
+    }
+
     @Test("batched products, with a matrix shared across the batch")
     func batched() {
         let (batch, m, n, k) = (5, 9, 18, 40)
