@@ -18,7 +18,7 @@ Three tasks, after the three forms GPT-3 and GLaM evaluate:
   kjv_next_verse    (StoryCloze-style, 4 choices): two consecutive verses; the verse that follows
                     against three verses of other chapters.
 
-Format (the "In-context evaluation" article): one JSON object per line,
+Format (SOURCE.md here): one JSON object per line,
   multiple choice: {"id", "context", "choices": [...], "gold": index}
   generate:        {"id", "context", "target", "until": [...]}
 and tasks.json lists the tasks with their kind and few-shot separator.

@@ -46,7 +46,8 @@ public struct Output {
 public enum CommandLineTool {
     static var subcommands: [any Subcommand.Type] {
         [
-            TrainCommand.self, GenerateCommand.self, TraceCommand.self, CompareCommand.self, VerifyCommand.self, FixtureCommand.self,
+            TrainCommand.self, GenerateCommand.self, EvalCommand.self, TraceCommand.self, CompareCommand.self, VerifyCommand.self,
+            FixtureCommand.self,
             ParamsCommand.self, PlanCommand.self,
             BenchCommand.self,
         ]

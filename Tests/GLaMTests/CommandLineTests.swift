@@ -65,6 +65,26 @@ struct CommandLineTests {
         #expect((object["gflops"] as? Double ?? 0) > 0)
     }
 
+    @Test("bench gemm without --threads times 1 thread and all CPUs, as its help says")
+    func benchGEMMDefaultThreads() throws {
+        // The real binary, in its own process: in this one, other tests set the thread count.
+        let process = Process()
+        process.executableURL = try CrashTests.glamExecutable()
+        process.arguments = ["bench", "gemm", "--size", "8", "--repeats", "1", "--json"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0)
+        let threads = try text.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])["threads"] as? Int
+        }
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        #expect(threads == (cpus > 1 ? [1, cpus] : [1]), "\(threads) on \(cpus) CPUs")
+    }
+
     @Test("bench gemm's table: a header naming the product and the tile, column titles, and each row labelled by its sizes")
     func benchGEMMTable() throws {
         let square = runGlam(["bench", "gemm", "--size", "8", "--threads", "1", "--repeats", "1"])
@@ -130,6 +150,26 @@ struct CommandLineTests {
         #expect(decoded.map { $0["batch"] as? Int } == [1, 3] && decoded.allSatisfy { ($0["tokens_per_second"] as? Double ?? 0) > 0 })
         #expect(runGlam(["bench", "model", "--config", "nonexistent"]).status == 2)
         #expect(runGlam(["bench", "moe", "--capacity-factor", "-1"]).status == 2)
+    }
+
+    @Test("every benchmark's best figure is at least its median, both positive and finite (rates are work over time)")
+    func bestIsAtLeastMedian() throws {
+        let runs: [([String], String)] = [
+            (["gemm", "--size", "48", "--threads", "1"], "gflops"),
+            (["moe", "--groups", "1", "--group-size", "32", "--experts", "4", "--model-dim", "16"], "tokens_per_second"),
+            (["model", "--config", "tiny", "--batch", "1", "--length", "8"], "tokens_per_second"),
+            (["decode", "--config", "tiny", "--batch", "2", "--prompt", "3", "--tokens", "4"], "tokens_per_second"),
+        ]
+        for (arguments, key) in runs {
+            let result = runGlam(["bench"] + arguments + ["--repeats", "5", "--json"])
+            try #require(result.status == 0, "\(arguments): \(result.err)")
+            for line in result.out.split(separator: "\n") {
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                let best = try #require(object[key] as? Double), median = try #require(object["median_" + key] as? Double)
+                #expect(median > 0 && best >= median && best.isFinite, "\(arguments): best \(best), median \(median)")
+                #expect(object["repeats"] as? Int == 5, "\(arguments)")
+            }
+        }
     }
 
     @Test("each benchmark is a subcommand with its own options and help: another's option is refused, by name")
@@ -232,6 +272,22 @@ struct CommandLineTests {
             #expect(abs(dropped - Double(before.reduce(0, +) - after.reduce(0, +)) / Double(before.reduce(0, +))) < 1e-12)
         }
         #expect(train.out.contains("experts max/mean L0 ") && train.out.contains(", L2 ") && train.out.contains("drop "))
+        // The console's figures for step 1 are the metrics': busiest expert over the mean load,
+        // before and after capacity, and the dropped share in per cent.
+        let first = try #require(train.out.split(separator: "\n").first { $0.hasPrefix("step     1/3") })
+        let shown = first.matches(of: /L([0-9]+) ([0-9.]+)→([0-9.]+) drop ([0-9.]+)%/).map {
+            (layer: Int($0.output.1)!, before: Double($0.output.2)!, after: Double($0.output.3)!, drop: Double($0.output.4)!)
+        }
+        try #require(shown.count == layers.count, "\(first)")
+        for (figures, layer) in zip(shown, layers) {
+            let before = try #require(layer["load_before_capacity"] as? [Int]).map(Double.init)
+            let after = try #require(layer["load_after_capacity"] as? [Int]).map(Double.init)
+            let dropped = try #require(layer["dropped_fraction"] as? Double)
+            #expect(figures.layer == layer["layer"] as? Int)
+            #expect(abs(figures.before - before.max()! / (before.reduce(0, +) / 4)) <= 0.005 + 1e-9, "\(first)")
+            #expect(abs(figures.after - after.max()! / (after.reduce(0, +) / 4)) <= 0.005 + 1e-9, "\(first)")
+            #expect(abs(figures.drop - 100 * dropped) <= 0.05 + 1e-9, "\(first): \(dropped)")
+        }
         // An existing run is not overwritten by accident; --force starts over.
         let again = runGlam(["train", "--steps", "1"] + common)
         #expect(again.status == 2 && again.err.contains("already holds a run") && again.err.contains("--force"), "\(again.err)")

@@ -193,3 +193,36 @@ extension CompareTests {
         }
     }
 }
+
+extension CompareTests {
+    /// Whether every object in `value`, at any depth, lists its keys in sorted order.
+    static func keysSorted(_ value: StrictJSONValue) -> Bool {
+        switch value {
+        case .object(let members): members.map(\.key) == members.map(\.key).sorted() && members.allSatisfy { keysSorted($0.value) }
+        case .array(let items): items.allSatisfy(keysSorted)
+        default: true
+        }
+    }
+
+    @Test("compare's JSON lines (a run's points, the report) list keys in sorted order at every level, so equal runs write equal bytes")
+    func jsonKeysAreSorted() throws {
+        let scratch = ScratchDirectory()
+        let url = scratch.path("points.jsonl")
+        let layer = LayerInterval(layer: 0, dropped: 0.1, entropy: 1.2, busiest: 1.5, quietest: 0.5, idle: 0.25, longestIdle: 2)
+        let points = [
+            RunPoint(step: 0, trainingFLOPs: 0, validationCE: 9, layers: []),
+            RunPoint(step: 2, trainingFLOPs: 2e9, validationCE: .nan, layers: [layer, layer]),
+        ]
+        try SweepRun.writePoints(points, to: url)
+        let parsed = try Arguments(["--experts", "4", "--steps", "2"], command: "compare", options: ["experts", "steps"], flags: [])
+        let settings = try SweepSettings(parsed)
+        let records = settings.variants.map { RunRecord(variant: $0.name, seed: 0, points: points) }
+        let report = CompareReport(records: records, variants: settings.variants, settings: settings).jsonl()
+        let lines = try String(contentsOf: url, encoding: .utf8).split(separator: "\n") + report.split(separator: "\n")
+        #expect(lines.count > 2)
+        for line in lines {
+            let value = try parseStrictJSON(Array(line.utf8))
+            #expect(Self.keysSorted(value), "\(line)")
+        }
+    }
+}

@@ -64,6 +64,16 @@ struct ConfigurationLimitsTests {
         var dense = Self.base
         (dense.numExperts, dense.capacityFactor) = (0, 0)
         #expect(dense.problem == nil)
+        // Absent is not positive: with neither a capacity factor nor an expert capacity (nil or 0
+        // each), an MoE model has no rule for C.
+        for (factor, capacity) in [(nil, nil), (nil, 0), (0, nil), (0.0, 0)] as [(Double?, Int?)] {
+            var moe = Self.base
+            (moe.capacityFactor, moe.expertCapacity) = (factor, capacity)
+            #expect(moe.problem?.contains("an MoE model needs") == true, "\(String(describing: factor)), \(String(describing: capacity))")
+        }
+        var onlyCapacity = Self.base
+        (onlyCapacity.capacityFactor, onlyCapacity.expertCapacity) = (nil, 3)
+        #expect(onlyCapacity.problem == nil)
     }
 
     @Test("epsilon and loss weights: 0 and finite values accepted; negative, infinite and NaN refused by name")

@@ -22,6 +22,21 @@ struct DataTests {
         #expect((0..<10_000).allSatisfy { _ in generator.nextNormal().isFinite })
     }
 
+    @Test("normal draws are standard normal: mean 0, variance 1, symmetric, and a normal's share within 1 and 2 σ")
+    func normalDrawMoments() {
+        var generator = SeededGenerator(seed: 17)
+        let n = 200_000
+        let x = (0..<n).map { _ in Double(generator.nextNormal()) }
+        let mean = x.reduce(0, +) / Double(n)
+        let variance = x.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(n - 1)
+        let skew = x.map { pow($0 - mean, 3) }.reduce(0, +) / Double(n) / pow(variance, 1.5)
+        // Standard errors: mean 1/√n ≈ 0.0022, variance √(2/n) ≈ 0.0032, skewness √(6/n) ≈ 0.0055.
+        #expect(abs(mean) < 0.011 && abs(variance - 1) < 0.016 && abs(skew) < 0.028, "mean \(mean), variance \(variance), skew \(skew)")
+        // P(|Z| < 1) = 0.6827, P(|Z| < 2) = 0.9545 (standard errors about 0.001 and 0.0005).
+        let within1 = Double(x.filter { abs($0) < 1 }.count) / Double(n), within2 = Double(x.filter { abs($0) < 2 }.count) / Double(n)
+        #expect(abs(within1 - 0.6827) < 0.005 && abs(within2 - 0.9545) < 0.003, "\(within1), \(within2)")
+    }
+
     @Test("BPE training: the most frequent pair first, ties broken by the smaller (left, right) pair")
     func mergeOrder() throws {
         // "ab cd": the chunks "ab" and " cd" give the pairs (97, 98), (32, 99), (99, 100), once each.
@@ -114,6 +129,20 @@ struct DataTests {
         // Binomial: 1500 ± 34 per (row, place), 250 ± 15.5 per order; bounds at about 4.5 standard deviations.
         #expect(place.joined().allSatisfy { abs($0 - epochs / 4) < 150 }, "places: \(place)")
         #expect(orders.count == 24 && orders.values.allSatisfy { abs($0 - epochs / 24) < 70 }, "orders: \(orders.values.sorted())")
+    }
+
+    @Test("the tokenizer takes as many merges as the largest vocabulary a configuration allows, and refuses more by name")
+    func tokenizerMergeLimit() throws {
+        // 256 byte ids, one per merge, and the end-of-text id make the vocabulary.
+        let vocabularyLimit = try #require(ModelConfiguration.limits["vocab_size"])
+        #expect(256 + BytePairTokenizer.maximumMerges + 1 >= vocabularyLimit)
+        let tooMany = [BytePairTokenizer.Merge](repeating: BytePairTokenizer.Merge(97, 98), count: BytePairTokenizer.maximumMerges + 1)
+        #expect(throws: ModelError.self) { try BytePairTokenizer(merges: tooMany) }
+        do {
+            _ = try BytePairTokenizer(merges: tooMany)
+        } catch {
+            #expect(error.description.contains("\(BytePairTokenizer.maximumMerges + 1) merges"), "\(error)")
+        }
     }
 
     @Test("packing rows of length 0 is refused")

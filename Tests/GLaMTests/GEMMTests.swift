@@ -1,6 +1,7 @@
 // The packed GEMM against the reference triple loop, over awkward shapes, every transpose
 // variant, batches and accumulation; and bitwise determinism across thread counts.
 
+import Dispatch
 import Testing
 
 @testable import GLaM
@@ -86,9 +87,16 @@ struct GEMMTests {
 
     @Test("the tile is chosen by timing every candidate; each tile's shape divides the cache blocks")
     func tileSelection() {
+        let start = DispatchTime.now().uptimeNanoseconds
         let timings = GEMMTile.timeKernels(rounds: 2)
+        let wall = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         #expect(timings.map(\.tile) == GEMMTile.allCases)
-        #expect(timings.allSatisfy { $0.seconds > 0 && $0.seconds.isFinite })
+        // Each is the elapsed time of one product of 2·96·128·256 = 6.3 MFLOP: more than it would
+        // take at 10 TFLOP/s (far above one core), and the best runs together no longer than the
+        // whole timing took.
+        let flops = Double(2 * GEMM.rowBlock * GEMMTile.timedColumns * GEMM.depthBlock)
+        #expect(timings.allSatisfy { $0.seconds > flops / 1e13 && $0.seconds.isFinite }, "\(timings)")
+        #expect(timings.map(\.seconds).reduce(0, +) <= wall, "\(timings) in \(wall) s")
         #expect(GEMMTile.allCases.contains(GEMMTile.selected))
         for tile in GEMMTile.allCases {
             #expect(GEMM.rowBlock % tile.rows == 0 && GEMMTile.timedColumns % tile.columns == 0 && tile.columns % 16 == 0)

@@ -203,6 +203,11 @@ struct PlannerTests {
             let plan = try planTrainingStep(c, dataCores: d, modelCores: m)
             #expect(near(plan.inferenceFLOPsPerToken / 1e9, flops), "\(name)")
             #expect(near((plan.parameterBytesPerCore + plan.optimizerBytesPerCore) / 1e9, memory), "\(name)")
+            // Each part on its own, against the recomputation above (the statistics are a small
+            // share of the total, so the sum alone would hide an error in them).
+            func same(_ x: Double, _ y: Double) -> Bool { abs(x - y) <= 1e-9 * y }
+            #expect(same(plan.parameterBytesPerCore, 4 * (expertWeights / (dd * mm) + others / mm)), "\(name)")
+            #expect(same(plan.optimizerBytesPerCore, 4 * statistics), "\(name): \(plan.optimizerBytesPerCore) vs \(4 * statistics)")
             #expect(near(plan.allToAllBytesPerCore / 1e9, allToAll) && near(plan.allReduceBytesPerCore / 1e9, allReduce), "\(name)")
             #expect(near(plan.stepSeconds, seconds), "\(name)")
         }
@@ -216,6 +221,17 @@ struct PlannerTests {
         #expect(ok.status == 0 && ok.out.contains("inference FLOPs/token") && ok.out.contains("1024 chips"))
         #expect(runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "48x16"]).status == 2)
         #expect(runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "64by16"]).err.contains("--mesh must be DATAxMDL"))
+    }
+
+    @Test("a dense model's step sends no all-to-all and no expert partial sums, only the gradient all-reduce over data")
+    func denseStepCommunication() throws {
+        let dense = try namedConfiguration("small-dense")
+        for (d, m) in [(1, 1), (2, 1), (2, 2), (4, 1)] {
+            let step = try stepCommunication(dense, batchSize: 8, length: 64, groups: 4, dataCores: d, modelCores: m)
+            #expect(step.allToAll == 0 && step.expertAllReduce == 0 && step.optimizerData == 0 && step.optimizerModel == 0, "\(d)x\(m)")
+            #expect((step.gradientAllReduce > 0) == (d > 1), "\(d)x\(m): \(step.gradientAllReduce)")
+            #expect(step.data == step.gradientAllReduce && step.model == 0, "\(d)x\(m)")
+        }
     }
 
     @Test("the communication model takes steps of up to 2^32 tokens and refuses larger ones, whatever their B × T split")

@@ -38,6 +38,7 @@ struct OptionRangeTests {
             case "train": base = ["--corpus", corpus.path, "--output", scratch.path("train-\(row.option)").path]
             case "compare": base = ["--corpus", corpus.path, "--output", scratch.path("compare-\(row.option)").path]
             case "generate": base = ["--checkpoint", scratch.path("none.safetensors").path, "--prompt", "x"]
+            case "eval": base = ["--checkpoint", scratch.path("none.safetensors").path]
             case "trace": base = ["--prompt", "x"]
             case "plan": base = ["--config", "tiny", "--mesh", "1x1"]
             case "fixture": base = ["--out", scratch.path("fixture-\(row.option).safetensors").path]

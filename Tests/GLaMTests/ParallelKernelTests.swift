@@ -34,21 +34,25 @@ struct ParallelKernelTests {
         #expect((a * 3).scalars == a.scalars.map { $0 * 3 } && (a + 3).scalars == a.scalars.map { $0 + 3 })
     }
 
-    @Test("sums along axes equal the plain loop, in increasing order along the axis")
-    func reductionsMatchLoops() {
-        let x = values([7, 300, 50], seed: 3)
+    @Test(
+        "sums along axes equal the plain loop, in increasing order along the axis",
+        // The second: rows longer than one task's elements, so a task holds a single row.
+        arguments: [[7, 300, 50], [3, 9, 20_000]])
+    func reductionsMatchLoops(shape: [Int]) {
+        let x = values(shape, seed: 3)
+        let (n0, n1, n2) = (shape[0], shape[1], shape[2])
         for axis in 0..<3 {
             let sum = x.sum(alongAxis: axis)
             var expected = [Float](repeating: 0, count: x.scalarCount / x.shape[axis])
-            for i in 0..<7 {
-                for j in 0..<300 {
-                    for k in 0..<50 {
-                        let out = axis == 0 ? j * 50 + k : axis == 1 ? i * 50 + k : i * 300 + j
-                        expected[out] += x.scalars[(i * 300 + j) * 50 + k]
+            for i in 0..<n0 {
+                for j in 0..<n1 {
+                    for k in 0..<n2 {
+                        let out = axis == 0 ? j * n2 + k : axis == 1 ? i * n2 + k : i * n1 + j
+                        expected[out] += x.scalars[(i * n1 + j) * n2 + k]
                     }
                 }
             }
-            #expect(sum.scalars == expected, "axis \(axis)")
+            #expect(sum.scalars == expected, "shape \(shape) axis \(axis)")
         }
     }
 

@@ -275,8 +275,14 @@ extension SafeTensorsTests {
         #expect(parsed(#""\uD800\uDC00""#) == .string("\u{10000}"))
         #expect(parsed(#""\uDBFF\uDFFF""#) == .string("\u{10FFFF}"))
         #expect(parsed(#""\uD7FF\uE000""#) == .string("\u{D7FF}\u{E000}"))
-        for lone in [#""\uD800""#, #""\uDBFF""#, #""\uDC00""#, #""\uDFFF""#, #""\uDC00\uD800""#, #""\uD800x""#] {
+        for lone in [#""\uD800""#, #""\uDBFF""#, #""\uDC00""#, #""\uDFFF""#, #""\uDC00\uD800""#, #""\uD800x""#, #""\uD800\u0041""#] {
             #expect(parsed(lone) == nil, "\(lone) was accepted")
+            // ... and the message says why.
+            do {
+                _ = try parseStrictJSON(Array(lone.utf8))
+            } catch {
+                #expect("\(error)".contains("lone surrogate"), "\(lone): \(error)")
+            }
         }
     }
 

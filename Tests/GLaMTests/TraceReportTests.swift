@@ -65,7 +65,12 @@ struct TraceReportTests {
         let layer = try #require((object["moe_layers"] as? [[String: Any]])?.first)
         let experts = try #require(layer["num_experts"] as? Int)
         // The cells in drawing order: row by row (token), expert by expert.
-        let fills = svg.matches(of: /fill="rgb\(([0-9]+),([0-9]+),255\)"/).map { (Int($0.output.1)!, Int($0.output.2)!) }
+        let cellsDrawn = svg.matches(of: /<rect x="([0-9.]+)" y="([0-9.]+)" [^>]*fill="rgb\(([0-9]+),([0-9]+),255\)"/)
+        let fills = cellsDrawn.map { (Int($0.output.3)!, Int($0.output.4)!) }
+        // Cells side by side: along a row, each expert's cell one cell width right of the last,
+        // under its column's header number.
+        let headers = svg.matches(of: /<text x="([0-9.]+)" y="[0-9.]+" text-anchor="middle">([0-9]+)<\/text>/).map { Double($0.output.1)! }
+        let xs = cellsDrawn.map { Double($0.output.1)! }
         #expect(fills.allSatisfy { $0.0 == $0.1 }, "a cell's red and green are one shade")
         let shades = fills.map(\.0)
         let tokens = try #require(layer["tokens"] as? [[String: Any]])
@@ -73,6 +78,10 @@ struct TraceReportTests {
         for (row, token) in tokens.enumerated() {
             let cells = Array(shades[(row * experts)..<((row + 1) * experts)])
             #expect(cells.allSatisfy { (55...255).contains($0) })
+            let rowXs = Array(xs[(row * experts)..<((row + 1) * experts)])
+            let width = try #require(rowXs.count > 1 ? rowXs[1] - rowXs[0] : 14)
+            #expect(width > 0 && zip(rowXs, rowXs.dropFirst()).allSatisfy { abs($1 - $0 - width) < 1e-9 }, "row \(row): \(rowXs)")
+            #expect(zip(rowXs, headers.prefix(experts)).allSatisfy { abs($0 + width / 2 - $1) < 1e-9 }, "row \(row): \(rowXs)")
             let chosen = try #require(token["experts"] as? [Int])
             // The router's favourite (the first choice) is the darkest cell of its row, and a row is
             // not one flat colour: the router is never uniform over the experts it shows.

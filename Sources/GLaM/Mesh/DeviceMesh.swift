@@ -3,6 +3,8 @@
 // its own shard; collectives along an axis (Collectives.swift) are the only way data moves between
 // cores, and every byte they move is counted (CommunicationLedger).
 
+import Synchronization
+
 /// A mesh that cannot be built or used as asked.
 public struct MeshError: Error, CustomStringConvertible, Equatable {
     /// The message.
@@ -79,33 +81,15 @@ public struct DeviceMesh: Sendable, Equatable {
         (0..<coreCount).filter { coordinates(of: $0)[axis] == 0 }.map { group(of: $0, along: axis) }
     }
 
-    /// Runs `body(core)` for every core, in parallel on Dispatch workers, and returns the results in
+    /// Runs `body(core)` for every core, in parallel (`Parallelism.forEachTask`), and returns the results in
     /// core order. Cores share nothing but what `body` is given.
     public func run<T: Sendable>(_ body: @Sendable (_ core: Int) -> T) -> [T] {
-        let results = ResultSlots<T>(count: coreCount)
-        Parallelism.forEachTask(coreCount) { core in results.set(core, body(core)) }
-        return results.values
+        // One slot per core, each written once; the lock is taken once per core.
+        let results = Mutex([T?](repeating: nil, count: coreCount))
+        Parallelism.forEachTask(coreCount) { core in
+            let value = body(core)
+            results.withLock { $0[core] = value }
+        }
+        return results.withLock { slots in slots.map { $0! } }
     }
-}
-
-/// One slot per task, written once each by the parallel loop (disjoint indices, raw memory so no
-/// two tasks touch shared state), read after it has returned.
-final class ResultSlots<T: Sendable>: @unchecked Sendable {
-    private let slots: UnsafeMutablePointer<T?>
-    private let count: Int
-
-    init(count: Int) {
-        self.count = count
-        slots = .allocate(capacity: count)
-        slots.initialize(repeating: nil, count: count)
-    }
-
-    deinit {
-        slots.deinitialize(count: count)
-        slots.deallocate()
-    }
-
-    func set(_ index: Int, _ value: T) { slots[index] = value }
-
-    var values: [T] { (0..<count).map { slots[$0]! } }
 }
