@@ -21,8 +21,10 @@ let package = Package(
             name: "GLaM",
             // Each folder's README.md says what the folder is and which folders it may use
             // (checked by Scripts/ci/check_layers.py).
-            exclude: ["Support", "Kernels", "Tensor", "Autograd", "IO", "Data", "MoE", "Model", "Training", "Mesh", "Verification"]
-                .map { "\($0)/README.md" }),
+            exclude: [
+                "Support", "Kernels", "Tensor", "Autograd", "IO", "Data", "MoE", "Model", "Evaluation",
+                "Training", "Mesh", "Verification",
+            ].map { "\($0)/README.md" }),
         // The `glam` command line's subcommands (a library so tests can run them in-process).
         .target(name: "GLaMCLI", dependencies: ["GLaM"]),
         // The `glam` executable: a thin wrapper around GLaMCLI.

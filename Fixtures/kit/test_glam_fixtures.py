@@ -166,6 +166,10 @@ class KitTests(unittest.TestCase):
         self.assertEqual(result.stdout.strip(), gf.describe("top2_gating"))
         usage = subprocess.run([sys.executable, os.path.join(HERE, "glam_fixtures.py")], capture_output=True, text=True)
         self.assertTrue(usage.stdout.startswith("usage: "))
+        # `describe` alone describes every kind, in the schemas' order.
+        every = subprocess.run([sys.executable, os.path.join(HERE, "glam_fixtures.py"), "describe"],
+                               capture_output=True, text=True, check=True)
+        self.assertEqual(every.stdout.strip(), "\n\n".join(gf.describe(k) for k in gf.SCHEMAS))
 
     @unittest.skipUnless(os.path.exists(GLAM), "no glam binary")
     def test_verdicts_and_first_mismatch_agree_with_glam_verify(self):

@@ -300,6 +300,16 @@ struct CommandLineTests {
         #expect(
             generated.out
                 == runGlam(["generate", "--checkpoint", checkpoint, "--prompt", "The hacker", "--tokens", "8", "--seed", "1"]).out)
+        // --temperature scales the logits: near 0 it samples the arg max (greedy's text, whatever the
+        // seed); high, it spreads the draws, so that some seed's text differs from the default's.
+        let prompt = ["generate", "--checkpoint", checkpoint, "--prompt", "The hacker", "--tokens", "12"]
+        let greedy = runGlam(prompt + ["--greedy"]).out
+        for seed in ["1", "2", "3"] {
+            #expect(runGlam(prompt + ["--temperature", "0.0001", "--seed", seed]).out == greedy, "seed \(seed)")
+        }
+        let hot = ["1", "2", "3"].map { runGlam(prompt + ["--temperature", "50", "--top-k", "0", "--seed", $0]).out }
+        let usual = ["1", "2", "3"].map { runGlam(prompt + ["--seed", $0]).out }
+        #expect(hot != usual && hot.allSatisfy { $0 != greedy })
         // Bad input.
         #expect(runGlam(["train", "--corpus", "/nonexistent.txt", "--output", output]).err.contains("cannot read the corpus"))
         // What this trainer cannot train is refused before any work, saying why and what can be.

@@ -75,7 +75,7 @@ struct EvaluationTests {
             (#"{"id": "a", "context": "x", "choices": [], "gold": 0}"#, ":1: \"choices\" is empty"),
             (#"{"id": "a", "context": "x", "choices": [1], "gold": 0}"#, ":1: \"choices\" must hold strings only"),
             (#"{"id": "a", "context": "x"}"#, ":1: an example needs"),
-            (#"{"id": "a", "context": "x", "target": " y", "choices": [" y"], "gold": 0}"#, ":1: either"),
+            (#"{"id": "a", "context": "x", "target": " y", "choices": [" y"], "gold": 0}"#, ":1: an example has either"),
             (#"{"id": "a", "context": "x", "target": " y", "until": [""]}"#, ":1: \"until\" holds an empty string"),
             ("\(good)\n\(good)", ":2: id \"a\" appears twice"),
             ("\n \n", "no examples"),

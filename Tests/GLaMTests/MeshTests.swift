@@ -72,6 +72,21 @@ struct MeshTests {
         for k in 0..<4 { #expect(scattered[k] == x[k] * 4) }  // the sum of four equal copies, part k
     }
 
+    @Test("every collective along an axis of one core returns each shard as it is and sends nothing")
+    func oneCoreAxis() throws {
+        let mesh = try DeviceMesh(shape: [1, 3], axisNames: ["data", "mdl"])
+        let ledger = CommunicationLedger()
+        let x = Self.shards(mesh, shape: [2, 4])
+        #expect(try mesh.allReduce(x, along: "data", ledger: ledger) == x)
+        #expect(try mesh.allGather(x, along: "data", concatenatingAlong: 0, ledger: ledger) == x)
+        #expect(try mesh.reduceScatter(x, along: "data", splittingAlong: 1, ledger: ledger) == x)
+        #expect(try mesh.allToAll(x, along: "data", splitDimension: 1, concatDimension: 0, ledger: ledger) == x)
+        #expect(ledger.totalBytes == 0 && ledger.bytesSent(along: "data", coreCount: 3) == [0, 0, 0])
+        // Along the other axis the same calls do move data.
+        _ = try mesh.allReduce(x, along: "mdl", ledger: ledger)
+        #expect(ledger.bytesSent(along: "mdl", coreCount: 3).allSatisfy { $0 > 0 })
+    }
+
     @Test("all-to-all moves chunk j of every core to core j; the reverse all-to-all undoes it")
     func allToAll() throws {
         let mesh = try DeviceMesh(shape: [2, 2], axisNames: ["data", "mdl"])
@@ -221,6 +236,19 @@ struct PlannerTests {
         #expect(ok.status == 0 && ok.out.contains("inference FLOPs/token") && ok.out.contains("1024 chips"))
         #expect(runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "48x16"]).status == 2)
         #expect(runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "64by16"]).err.contains("--mesh must be DATAxMDL"))
+    }
+
+    @Test("the expert partial sums over mdl are 2 × [E/d, G·C, M] floats per MoE layer, also when d does not divide M")
+    func expertAllReduceBytes() throws {
+        var c = try namedConfiguration("small")
+        c.numExperts = 6  // d = 3 divides E = 6 but not M = 256
+        let (b, t, g, d, m) = (6, 64, 6, 3, 2)
+        let step = try stepCommunication(c, batchSize: b, length: t, groups: g, dataCores: d, modelCores: m)
+        let capacity = try c.gating.capacity(groupSize: b * t / g)
+        let floats = (c.numExperts / d) * g * capacity * c.modelDim
+        // A ring all-reduce over m cores sends 2(m − 1)/m of the buffer from each core.
+        let expected = c.moeLayers.count * 2 * (2 * (m - 1) * floats * 4 / m)
+        #expect(c.modelDim % d != 0 && step.expertAllReduce == expected, "\(step.expertAllReduce) vs \(expected)")
     }
 
     @Test("a dense model's step sends no all-to-all and no expert partial sums, only the gradient all-reduce over data")

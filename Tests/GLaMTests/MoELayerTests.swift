@@ -97,3 +97,29 @@ struct MoELayerTests {
         }
     }
 }
+
+extension MoELayerTests {
+    @Test("expert weights that do not fit the input's M or the configuration's E are refused, naming the shapes")
+    func weightShapesAreChecked() throws {
+        let (m, e, h) = (6, 4, 10)
+        let configuration = MoELayerConfiguration(
+            gating: Top2GatingConfiguration(numExperts: e, capacityFactor: 2), numGroups: 1, activation: .geluTanh)
+        let x = Variable(constant: Tensor<Float>(repeating: 0.1, shape: [1, 4, m]))
+        func layer(wi: [Int], wo: [Int]) -> MixtureOfExperts<Variable<Float>> {
+            MixtureOfExperts(
+                gate: Variable(constant: Tensor(repeating: 0.1, shape: [m, e])), wi: Variable(constant: Tensor(repeating: 0.1, shape: wi)),
+                wo: Variable(constant: Tensor(repeating: 0.1, shape: wo)))
+        }
+        #expect(try layer(wi: [e, m, h], wo: [e, h, m])(x, paddings: nil, configuration: configuration).output.shape == [1, 4, m])
+        for (wi, wo) in [
+            ([e, m + 1, h], [e, h, m]), ([e + 1, m, h], [e + 1, h, m]), ([e, m, h], [e, h + 1, m]), ([e, m, h], [e, h, m + 1]),
+        ] {
+            do {
+                _ = try layer(wi: wi, wo: wo)(x, paddings: nil, configuration: configuration)
+                Issue.record("wi \(wi), wo \(wo) were accepted")
+            } catch {
+                #expect(error.description.contains("\(wi)") && error.description.contains("do not fit"), "\(error)")
+            }
+        }
+    }
+}

@@ -333,3 +333,15 @@ struct ModelTests {
         }
     }
 }
+
+extension ModelTests {
+    @Test("attention visibility needs exactly B·T segment ids: more or fewer stop the program, a right count runs")
+    func visibilityCountIsChecked() async {
+        await #expect(processExitsWith: .failure) { _ = attentionVisibility(segmentIDs: [1, 1, 1, 1, 1, 1, 1], batch: 2, length: 3) }
+        await #expect(processExitsWith: .failure) { _ = attentionVisibility(segmentIDs: [1, 1, 1, 1, 1], batch: 2, length: 3) }
+        await #expect(processExitsWith: .success) {
+            let visible = attentionVisibility(segmentIDs: [1, 1, 1, 1, 1, 1], batch: 2, length: 3)
+            if visible.count != 18 { exit(3) }
+        }
+    }
+}

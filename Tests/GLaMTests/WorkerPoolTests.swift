@@ -39,6 +39,16 @@ struct WorkerPoolTests {
         }
     }
 
+    @Test("a loop on T threads gets T − 1 workers beside its caller, up to 64 threads in all, and every task runs once")
+    func workersPerThreadCount() {
+        let pool = WorkerPool()
+        for (threads, started) in [(2, 1), (5, 4), (64, 63), (100, 63)] {
+            let (ran, counts) = Self.runCounts(pool, count: 500, threads: threads)
+            #expect(ran && counts == Array(repeating: 1, count: 500), "\(threads) threads")
+            #expect(pool.workerCounts.started == started, "\(threads) threads: \(pool.workerCounts)")
+        }
+    }
+
     @Test("a loop started while the pool is busy is refused, so that the caller runs it another way")
     func busyPoolRefuses() {
         let pool = WorkerPool()

@@ -17,6 +17,8 @@ enum ScratchBuffers {
     /// At most this many idle buffers are kept; more are freed on return.
     private static let maximumIdle = 8
     private static let idle = Mutex<[ScratchBuffer]>([])
+    /// Buffers allocated so far (not lent from the pool), for tests of the reuse.
+    static let allocations = Atomic<Int>(0)
 
     /// Lends a buffer of at least `count` floats (contents unspecified) to `body`.
     static func withBuffer<R>(count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
@@ -31,6 +33,7 @@ enum ScratchBuffers {
             return buffers.remove(at: index)
         }
         if let reused { return reused }
+        allocations.add(1, ordering: .relaxed)
         let base = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
             .bindMemory(to: Float.self, capacity: count)
         return ScratchBuffer(base: base, capacity: count)
