@@ -17,11 +17,12 @@ ARITH_TEXT = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 
 
 class PythonMutant:
-    def __init__(self, file, line, operator, start, end, replacement, line_text, ordinal):
+    def __init__(self, file, line, operator, start, end, replacement, line_text, ordinal, repeat=0):
         self.file, self.line, self.operator = file, line, operator
         self.edit = (start, end, replacement)
-        digest = hashlib.sha1(f"{file}\n{line_text.strip()}\n{operator}\n{ordinal}".encode()).hexdigest()
-        self.id = digest[:10]
+        # As the Swift ids: the line's text, and how many earlier lines of the file have that text.
+        key = f"{file}\n{line_text.strip()}\n{operator}\n{ordinal}" + (f"\n{repeat}" if repeat else "")
+        self.id = hashlib.sha1(key.encode()).hexdigest()[:10]
         self.style = "python"
         self.number = None
 
@@ -46,12 +47,17 @@ def find_mutants(file, source):
 
     found = []
     ordinals = {}
+    # How many earlier lines have each line's text.
+    repeats, counts = [], {}
+    for text in lines:
+        repeats.append(counts.get(text.strip(), 0))
+        counts[text.strip()] = repeats[-1] + 1
 
     def add(node, operator, start, end, replacement):
         line = node.lineno
         ordinal = ordinals.get(line, 0)
         ordinals[line] = ordinal + 1
-        found.append(PythonMutant(file, line, operator, start, end, replacement, lines[line - 1], ordinal))
+        found.append(PythonMutant(file, line, operator, start, end, replacement, lines[line - 1], ordinal, repeats[line - 1]))
 
     def between(a, b, text):
         """Offset of operator `text` between the end of node a and the start of node b."""

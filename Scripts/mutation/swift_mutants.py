@@ -157,13 +157,15 @@ def tokenize(source):
 class Mutant:
     """One mutation: replace source[start:end] (all on one line) by `mutated`, within a region."""
 
-    def __init__(self, file, line, operator, region, edit, style, line_text, ordinal):
+    def __init__(self, file, line, operator, region, edit, style, line_text, ordinal, repeat=0):
         self.file, self.line, self.operator = file, line, operator
         self.region = region        # (start, end) offsets in the file of the expression or statement
         self.edit = edit            # (start, end, replacement) offsets in the file
         self.style = style          # "expr", "stmt" or "delete"
-        digest = hashlib.sha1(f"{file}\n{line_text.strip()}\n{operator}\n{ordinal}".encode()).hexdigest()
-        self.id = digest[:10]
+        # The id survives edits elsewhere in the file: it names the line by its text, and a line
+        # whose text occurs earlier in the file by how many times (`repeat`, 0 the first time).
+        key = f"{file}\n{line_text.strip()}\n{operator}\n{ordinal}" + (f"\n{repeat}" if repeat else "")
+        self.id = hashlib.sha1(key.encode()).hexdigest()[:10]
         self.number = None          # the GLAM_MUTANT value, set when a build is instrumented
 
     def original(self, source):
@@ -416,6 +418,7 @@ def find_mutants(file, source):
     code_lines = sorted(by_line)
     mutants = []
     in_directive_block = 0
+    repeats = {}
     for index, number in enumerate(code_lines):
         code = by_line[number]
         if number in multi or not code:
@@ -432,11 +435,13 @@ def find_mutants(file, source):
                           or following[0].text == "."):
             continue
         line_text = lines[number - 1]
+        repeat = repeats.get(line_text.strip(), 0)
+        repeats[line_text.strip()] = repeat + 1
         ordinal = [0]
 
         def add(operator, region_tokens, edit, style):
             region = (region_tokens[0].start, region_tokens[-1].end)
-            mutants.append(Mutant(file, number, operator, region, edit, style, line_text, ordinal[0]))
+            mutants.append(Mutant(file, number, operator, region, edit, style, line_text, ordinal[0], repeat))
             ordinal[0] += 1
 
         def add_expression(region_tokens, style="expr"):

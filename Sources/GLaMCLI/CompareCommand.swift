@@ -13,7 +13,7 @@ enum CompareCommand: Subcommand {
         USAGE: glam compare [--experts E[,E…]] [--seeds N] [--seed S] [--steps N] [--batch B] [--length T]
                             [--evaluate-every N] [--evaluation-batches N] [--corpus FILE] [--output DIR]
                             [--capacity-factor F] [--aux-loss-weight W] [--peak-lr X] [--threads T] [--shard I/N]
-                            [--resume] [--force]
+                            [--resume] [--force] [--keep-checkpoints]
 
         Trains, for each seed, the dense baseline and one MoE model per E on the same tokens in the same
         order (the seed fixes initialisation and data order, so seed s is a paired comparison):
@@ -35,7 +35,9 @@ enum CompareCommand: Subcommand {
         evaluation), compare.svg (mean curves with min–max bands), and runs/<model>-seed<S>/ with each
         run's checkpoint, so that --resume continues an interrupted sweep where it stopped (finished
         runs are kept, an unfinished one continues from its last evaluation, bit for bit). A DIR holding
-        a sweep with other settings is refused unless --force starts over.
+        a sweep with other settings is refused unless --force starts over. A finished run's checkpoint
+        is deleted (its points are the result) unless --keep-checkpoints keeps it, the model at its last
+        step, for `glam eval`, `glam generate` or `glam trace`.
 
         --shard I/N runs only the runs whose index modulo N is I (runs are ordered by seed, then model),
         so that N processes (for example two with --threads 1 on two cores) share one sweep directory;
@@ -54,7 +56,7 @@ enum CompareCommand: Subcommand {
             options: [
                 "steps", "batch", "length", "evaluate-every", "evaluation-batches", "seed", "seeds", "corpus", "output", "experts",
                 "capacity-factor", "aux-loss-weight", "peak-lr", "threads", "shard",
-            ], flags: ["resume", "force"])
+            ], flags: ["resume", "force", "keep-checkpoints"])
         guard parsed.positionals.isEmpty else { throw UsageError("compare: unexpected argument '\(parsed.positionals[0])'") }
         if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
         let settings = try SweepSettings(parsed)
@@ -132,7 +134,8 @@ enum CompareCommand: Subcommand {
         for (index, run) in runs.enumerated() where index % shard.count == shard.index {
             let runDirectory = directory.appendingPathComponent("runs/\(run.variant.name)-seed\(run.seed)")
             let record = try SweepRun(
-                variant: run.variant, seed: run.seed, settings: settings, dataset: dataset, tokenizer: tokenizer, directory: runDirectory
+                variant: run.variant, seed: run.seed, settings: settings, dataset: dataset, tokenizer: tokenizer, directory: runDirectory,
+                keepsCheckpoint: parsed.has("keep-checkpoints")
             ).train { step, loss, newSteps, resumed in
                 stepsDone += newSteps
                 if !resumed { stepsTimed += newSteps }

@@ -55,6 +55,8 @@ struct SweepRun {
     let dataset: TextDataset
     let tokenizer: BytePairTokenizer
     let directory: URL
+    /// Whether a finished run keeps its last checkpoint (for `glam eval`, `generate`, `trace`).
+    var keepsCheckpoint = false
 
     /// Trains to the end (or reads a finished run), calling `progress(step, validation, newSteps,
     /// resumed)` after each evaluation; `resumed` marks steps taken by an earlier process.
@@ -117,7 +119,9 @@ struct SweepRun {
                 lastReported = trainer.step
             }
         }
-        try? FileManager.default.removeItem(at: checkpointURL)  // a finished run is its points
+        if !keepsCheckpoint {
+            try? FileManager.default.removeItem(at: checkpointURL)  // a finished run is its points
+        }
         return RunRecord(variant: variant.name, seed: seed, points: points)
     }
 

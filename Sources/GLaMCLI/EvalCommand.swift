@@ -31,7 +31,8 @@ enum EvalCommand: Subcommand {
         its oldest tokens. --limit N scores the first N test examples of each task.
 
         Prints per task and K the accuracy ± its standard error (√(Σ(xᵢ − x̄)² / (n − 1)) / √n);
-        --json prints one JSON object instead; --output FILE also writes it (atomically). Progress
+        --json prints one JSON object instead (with, per example in order, whether it was right:
+        "correct", and "correct_norm" for acc_norm); --output FILE also writes it (atomically). Progress
         goes to standard error. The task format: Fixtures/tasks/SOURCE.md.
 
         --requests FILE answers the requests of a harness instead (Scripts/eval/glam_lm.py, the
@@ -250,11 +251,12 @@ enum EvalCommand: Subcommand {
             "results": results.map { result -> [String: Any] in
                 var entry: [String: Any] = [
                     "task": result.task, "shots": result.shots, "count": result.count, "acc": result.accuracy,
-                    "acc_stderr": result.accuracyStandardError,
+                    "acc_stderr": result.accuracyStandardError, "correct": result.correct,
                 ]
                 if let normalized = result.normalizedAccuracy {
                     entry["acc_norm"] = normalized
                     entry["acc_norm_stderr"] = result.normalizedStandardError ?? 0
+                    entry["correct_norm"] = result.normalizedCorrect ?? []
                 }
                 return entry
             },

@@ -98,6 +98,15 @@ struct CompareTests {
         #expect(resumed.points.map(\.validationCE) == uninterrupted.points.map(\.validationCE))
         #expect(resumed.points.map(\.step) == [0, 2, 4])
         #expect(!FileManager.default.fileExists(atPath: scratch.path("b/checkpoint.safetensors").path))
+        // --keep-checkpoints: the finished run keeps the model at its last step, and it is the model
+        // whose validation loss the last point records.
+        var kept = run("c")
+        kept.keepsCheckpoint = true
+        let keptRecord = try kept.train { _, _, _, _ in }
+        let checkpoint = try TrainingCheckpoint(contentsOf: scratch.path("c/checkpoint.safetensors"))
+        #expect(checkpoint.step == 4)
+        let reloaded = try Trainer(resuming: checkpoint, dataset: dataset)
+        #expect(try reloaded.validationLoss() == keptRecord.points.last?.validationCE)
     }
 
     @Test("an interval's routing summary: quietest load, idle expert-steps and the longest idle run")

@@ -37,6 +37,25 @@ struct DataTests {
         #expect(abs(within1 - 0.6827) < 0.005 && abs(within2 - 0.9545) < 0.003, "\(within1), \(within2)")
     }
 
+    @Test(
+        "SeededGenerator is SplitMix64 (seed 0 gives the reference outputs of Vigna's splitmix64.c); uniforms and normals follow from its bits as documented"
+    )
+    func seededStreamDefinition() {
+        var generator = SeededGenerator(seed: 0)
+        #expect(
+            [generator.next(), generator.next(), generator.next()] == [0xE220_A839_7B1D_CDAF, 0x6E78_9E6A_A1B9_65F4, 0x06C4_5D18_8009_454F])
+        // From the raw stream: a uniform is the top 24 bits · 2⁻²⁴; a normal is Box–Muller of two
+        // draws, √(−2 ln u₁)·cos(2π u₂) with u₁ = (n₁ >> 11 + 1)·2⁻⁵³ ∈ (0, 1], u₂ = (n₂ >> 11)·2⁻⁵³.
+        var raw = SeededGenerator(seed: 31), drawn = SeededGenerator(seed: 31)
+        for _ in 0..<1000 {
+            #expect(drawn.nextUniform() == Float(raw.next() >> 40) / 16_777_216)
+            let u1 = (Double(raw.next() >> 11) + 1) / 9_007_199_254_740_992, u2 = Double(raw.next() >> 11) / 9_007_199_254_740_992
+            let expected = Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
+            let normal = drawn.nextNormal()
+            #expect(abs(normal - expected) <= expected.ulp, "\(normal) vs \(expected)")
+        }
+    }
+
     @Test("BPE training: the most frequent pair first, ties broken by the smaller (left, right) pair")
     func mergeOrder() throws {
         // "ab cd": the chunks "ab" and " cd" give the pairs (97, 98), (32, 99), (99, 100), once each.

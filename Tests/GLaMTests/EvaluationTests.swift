@@ -166,6 +166,7 @@ struct EvaluationTests {
         #expect(result.count == 6 && result.shots == 1 && result.accuracy == mean)
         #expect(result.correct == hits.map { $0 == 1 })
         #expect(result.normalizedAccuracy == normalizedHits.reduce(0, +) / 6)
+        #expect(result.normalizedCorrect == normalizedHits.map { $0 == 1 })
         // The standard error of a mean of 0/1 values: √(p(1 − p) · n / (n − 1)) / √n.
         #expect(abs(result.accuracyStandardError - (mean * (1 - mean) * 6 / 5).squareRoot() / 6.0.squareRoot()) < 1e-12)
     }
@@ -219,6 +220,8 @@ extension EvaluationTests {
             #expect(entry["count"] as? Int == 3 && entry["acc"] as? Double == expected.accuracy, "\(name) \(shots)")
             #expect(entry["acc_stderr"] as? Double == expected.accuracyStandardError, "\(name) \(shots)")
             #expect((entry["acc_norm"] as? Double) == expected.normalizedAccuracy, "\(name) \(shots)")
+            #expect(entry["correct"] as? [Bool] == expected.correct, "\(name) \(shots)")
+            #expect(entry["correct_norm"] as? [Bool] == expected.normalizedCorrect, "\(name) \(shots)")
         }
         let text = runGlam(common + ["--task", "kjv_continuation", "--shots", "0"])
         #expect(text.status == 0 && text.out.contains("kjv_continuation") && text.out.contains(" ± "), "\(text.err)")

@@ -31,6 +31,8 @@ public struct TaskResult: Sendable, Equatable {
     public let normalizedStandardError: Double?
     /// Per example, in the task's order: whether the prediction (acc) was right.
     public let correct: [Bool]
+    /// Multiple choice only: per example, whether the per-character prediction (acc_norm) was right.
+    public let normalizedCorrect: [Bool]?
 }
 
 /// The standard error of the mean of `values`: √(Σ(xᵢ − x̄)² / (n − 1)) / √n (0 for n < 2).
@@ -110,6 +112,7 @@ extension EvaluationTask {
             task: name, shots: shots, count: test.count, accuracy: hits.reduce(0, +) / Double(max(hits.count, 1)),
             accuracyStandardError: standardErrorOfMean(hits),
             normalizedAccuracy: isChoice ? normalizedHits.reduce(0, +) / Double(max(normalizedHits.count, 1)) : nil,
-            normalizedStandardError: isChoice ? standardErrorOfMean(normalizedHits) : nil, correct: correct)
+            normalizedStandardError: isChoice ? standardErrorOfMean(normalizedHits) : nil, correct: correct,
+            normalizedCorrect: isChoice ? normalized : nil)
     }
 }
