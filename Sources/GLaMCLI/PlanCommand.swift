@@ -10,6 +10,7 @@ enum PlanCommand: Subcommand {
     static let summary = "Per-chip memory, FLOPs, communication and step time on a TPU-v4 mesh."
     static let help = """
         USAGE: glam plan --config NAME --mesh DxM [--tokens N] [--length T]
+                         [--train-tokens N [--utilisation U] [--chip-watts W] [--pue P]]
                glam plan --virtual --config NAME --mesh DxM [--batch B] [--length T] [--groups G] [--json]
 
         Plans one training step of a named configuration on a mesh of D data × M mdl TPU-v4 chips:
@@ -19,6 +20,11 @@ enum PlanCommand: Subcommand {
         Sources/GLaM/Mesh/Planner.swift. Defaults: mesh \(defaults.mesh), \(defaults.tokens) tokens per step (2^20, the paper's ~1M),
         T = \(defaults.length).
         Example: glam plan --config glam-64b-64e --mesh 64x16   (1,024 chips, as the paper trained it)
+
+        --train-tokens N adds the whole run: training FLOPs = training FLOPs/token × N, chip-hours at
+        utilisation U of the peak (default \(EnergyAssumptions.tpuV4.utilisation), an assumption), wall-clock time on the mesh, and
+        energy = chip-hours × W watts per chip (default \(EnergyAssumptions.tpuV4.chipWatts), the paper's measured TPU-v4 mean) × PUE P
+        (default \(EnergyAssumptions.tpuV4.powerUsageEffectiveness), an assumption). The paper: 64B/64E on 600e9 tokens, 456 MWh.
 
         --virtual prints instead what each core of `glam train --mesh DxM` sends in one training step
         on batches of B rows of T tokens routed in G groups (defaults \(defaults.virtualBatch), \(defaults.virtualLength) and the configuration's
@@ -34,7 +40,9 @@ enum PlanCommand: Subcommand {
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let parsed = try Arguments(
-            arguments, command: "plan", options: ["config", "mesh", "tokens", "length", "batch", "groups"], flags: ["virtual", "json"])
+            arguments, command: "plan",
+            options: ["config", "mesh", "tokens", "length", "batch", "groups", "train-tokens", "utilisation", "chip-watts", "pue"],
+            flags: ["virtual", "json"])
         guard parsed.positionals.isEmpty else { throw UsageError("plan: unexpected argument '\(parsed.positionals[0])'") }
         guard let name = parsed.value("config") else { throw UsageError("plan: --config NAME is required (see 'glam params')") }
         guard let configuration = ModelConfiguration.named(name) else { throw UsageError("plan: unknown configuration '\(name)'") }
@@ -44,7 +52,11 @@ enum PlanCommand: Subcommand {
             throw UsageError("plan: --mesh must be DATAxMDL with positive integers, e.g. 64x16; got '\(meshText)'")
         }
         let parts = fields.map { $0! }
+        let energyOptions = ["train-tokens", "utilisation", "chip-watts", "pue"]
         if parsed.has("virtual") {
+            for option in energyOptions where parsed.value(option) != nil {
+                throw UsageError("plan: --\(option) applies to a TPU plan, not --virtual")
+            }
             return try virtualMesh(parsed, name: name, configuration: configuration, data: parts[0], model: parts[1], output: &output)
         }
         for option in ["batch", "groups"] where parsed.value(option) != nil {
@@ -61,6 +73,34 @@ enum PlanCommand: Subcommand {
         }
         output.line("\(name) on a \(meshText) TPU-v4 mesh:")
         for line in plan.explanation { output.line("  " + line) }
+        guard let tokensText = parsed.value("train-tokens") else {
+            for option in energyOptions.dropFirst() where parsed.value(option) != nil {
+                throw UsageError("plan: --\(option) needs --train-tokens N")
+            }
+            return 0
+        }
+        func number(_ option: String, _ text: String?) throws -> Double? {
+            guard let text else { return nil }
+            guard let value = Double(text), value.isFinite else { throw UsageError("plan: --\(option) must be a number, got '\(text)'") }
+            return value
+        }
+        var assumptions = EnergyAssumptions.tpuV4
+        assumptions.utilisation = try number("utilisation", parsed.value("utilisation")) ?? assumptions.utilisation
+        assumptions.chipWatts = try number("chip-watts", parsed.value("chip-watts")) ?? assumptions.chipWatts
+        assumptions.powerUsageEffectiveness = try number("pue", parsed.value("pue")) ?? assumptions.powerUsageEffectiveness
+        let trainTokens = try number("train-tokens", tokensText)!
+        guard trainTokens >= 1, trainTokens <= 1e16 else {
+            throw UsageError("plan: --train-tokens must be in 1...1e16, got '\(tokensText)'")
+        }
+        do {
+            let energy = try TrainingEnergyEstimate(
+                trainingFLOPsPerToken: plan.trainingFLOPsPerToken, tokens: trainTokens, chips: parts[0] * parts[1], assumptions: assumptions
+            )
+            output.line("the whole run:")
+            for line in energy.explanation { output.line("  " + line) }
+        } catch {
+            throw UsageError("plan: \(error.description)")
+        }
         return 0
     }
 

@@ -181,6 +181,44 @@ struct PlannerTests {
         #expect(alone.allToAllBytesPerCore == 0 && alone.allReduceBytesPerCore == 0)
     }
 
+    @Test("a run's energy: FLOPs = per token × tokens, chip-hours at the assumed share of peak, energy = chip-hours × watts × PUE")
+    func trainingEnergy() throws {
+        let assumptions = EnergyAssumptions(utilisation: 0.25, chipWatts: 400, powerUsageEffectiveness: 1.2)
+        let run = try TrainingEnergyEstimate(trainingFLOPsPerToken: 6e9, tokens: 1e12, chips: 512, assumptions: assumptions)
+        #expect(run.flops == 6e21)
+        // 6e21 / (275e12 · 0.25) = 8.727e7 chip-seconds; on 512 chips 47.3 h; × 400 W × 1.2 = 41.9 MWh.
+        #expect(abs(run.chipSeconds - 6e21 / (275e12 * 0.25)) <= 1e-6 * run.chipSeconds)
+        #expect(abs(run.hours - run.chipSeconds / 512 / 3600) <= 1e-9 * run.hours)
+        #expect(abs(run.megawattHours - run.chipSeconds * 400 * 1.2 / 3.6e9) <= 1e-9 * run.megawattHours)
+        // Each assumption scales the estimate as the formula says, and nothing else does.
+        let twice = try TrainingEnergyEstimate(trainingFLOPsPerToken: 6e9, tokens: 2e12, chips: 512, assumptions: assumptions)
+        #expect(abs(twice.megawattHours / run.megawattHours - 2) < 1e-12 && abs(twice.hours / run.hours - 2) < 1e-12)
+        let moreChips = try TrainingEnergyEstimate(trainingFLOPsPerToken: 6e9, tokens: 1e12, chips: 1024, assumptions: assumptions)
+        #expect(moreChips.megawattHours == run.megawattHours && abs(run.hours / moreChips.hours - 2) < 1e-12)
+        var better = assumptions
+        better.utilisation = 0.5
+        let faster = try TrainingEnergyEstimate(trainingFLOPsPerToken: 6e9, tokens: 1e12, chips: 512, assumptions: better)
+        #expect(abs(run.megawattHours / faster.megawattHours - 2) < 1e-12)
+        for bad in [
+            EnergyAssumptions(utilisation: 0, chipWatts: 326, powerUsageEffectiveness: 1.1),
+            EnergyAssumptions(utilisation: 1.5, chipWatts: 326, powerUsageEffectiveness: 1.1),
+            EnergyAssumptions(utilisation: 0.3, chipWatts: -1, powerUsageEffectiveness: 1.1),
+            EnergyAssumptions(utilisation: 0.3, chipWatts: 326, powerUsageEffectiveness: 0.9),
+        ] {
+            #expect(throws: MeshError.self) { try TrainingEnergyEstimate(trainingFLOPsPerToken: 1, tokens: 1, chips: 1, assumptions: bad) }
+        }
+        // glam plan prints it under the plan, with the assumptions it used, and refuses them without --train-tokens.
+        let printed = runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "64x16", "--train-tokens", "6e11", "--utilisation", "0.25"])
+        let plan = try planTrainingStep(try namedConfiguration("glam-64b-64e"), dataCores: 64, modelCores: 16)
+        let expected = try TrainingEnergyEstimate(
+            trainingFLOPsPerToken: plan.trainingFLOPsPerToken, tokens: 6e11, chips: 1024,
+            assumptions: EnergyAssumptions(utilisation: 0.25, chipWatts: 326, powerUsageEffectiveness: 1.1))
+        #expect(printed.status == 0 && expected.explanation.allSatisfy { printed.out.contains($0) }, "\(printed.out)")
+        #expect(runGlam(["plan", "--config", "tiny", "--mesh", "1x1", "--pue", "1.2"]).err.contains("--pue needs --train-tokens"))
+        #expect(runGlam(["plan", "--config", "tiny", "--mesh", "1x1", "--train-tokens", "1e6", "--utilisation", "2"]).status == 2)
+        #expect(runGlam(["plan", "--config", "tiny", "--mesh", "1x1", "--train-tokens", "lots"]).status == 2)
+    }
+
     @Test("the README's planner table follows from the stated cost model, recomputed here by hand")
     func readmeTable() throws {
         // (model, d, m, GFLOP/token, GB per chip, all-to-all GB, all-reduce GB, step seconds), as printed in the README.
