@@ -10,7 +10,7 @@ enum PlanCommand: Subcommand {
     static let summary = "Per-chip memory, FLOPs, communication and step time on a TPU-v4 mesh."
     static let help = """
         USAGE: glam plan --config NAME --mesh DxM [--tokens N] [--length T]
-                         [--train-tokens N [--utilisation U] [--chip-watts W] [--pue P]]
+                         [--train-tokens N [--utilisation U] [--chip-watts W] [--pue P]] [--against NAME]
                glam plan --virtual --config NAME --mesh DxM [--batch B] [--length T] [--groups G] [--json]
 
         Plans one training step of a named configuration on a mesh of D data × M mdl TPU-v4 chips:
@@ -25,6 +25,8 @@ enum PlanCommand: Subcommand {
         utilisation U of the peak (default \(EnergyAssumptions.tpuV4.utilisation), an assumption), wall-clock time on the mesh, and
         energy = chip-hours × W watts per chip (default \(EnergyAssumptions.tpuV4.chipWatts), the paper's measured TPU-v4 mean) × PUE P
         (default \(EnergyAssumptions.tpuV4.powerUsageEffectiveness), an assumption). The paper: 64B/64E on 600e9 tokens, 456 MWh.
+        --against NAME compares the inference FLOPs per token with another configuration's, counted
+        the same way (the paper compares GLaM 64B/64E with dense models: --against glam-137b).
 
         --virtual prints instead what each core of `glam train --mesh DxM` sends in one training step
         on batches of B rows of T tokens routed in G groups (defaults \(defaults.virtualBatch), \(defaults.virtualLength) and the configuration's
@@ -41,7 +43,9 @@ enum PlanCommand: Subcommand {
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let parsed = try Arguments(
             arguments, command: "plan",
-            options: ["config", "mesh", "tokens", "length", "batch", "groups", "train-tokens", "utilisation", "chip-watts", "pue"],
+            options: [
+                "config", "mesh", "tokens", "length", "batch", "groups", "train-tokens", "utilisation", "chip-watts", "pue", "against",
+            ],
             flags: ["virtual", "json"])
         guard parsed.positionals.isEmpty else { throw UsageError("plan: unexpected argument '\(parsed.positionals[0])'") }
         guard let name = parsed.value("config") else { throw UsageError("plan: --config NAME is required (see 'glam params')") }
@@ -52,7 +56,7 @@ enum PlanCommand: Subcommand {
             throw UsageError("plan: --mesh must be DATAxMDL with positive integers, e.g. 64x16; got '\(meshText)'")
         }
         let parts = fields.map { $0! }
-        let energyOptions = ["train-tokens", "utilisation", "chip-watts", "pue"]
+        let energyOptions = ["train-tokens", "utilisation", "chip-watts", "pue", "against"]
         if parsed.has("virtual") {
             for option in energyOptions where parsed.value(option) != nil {
                 throw UsageError("plan: --\(option) applies to a TPU plan, not --virtual")
@@ -73,8 +77,25 @@ enum PlanCommand: Subcommand {
         }
         output.line("\(name) on a \(meshText) TPU-v4 mesh:")
         for line in plan.explanation { output.line("  " + line) }
+        if let other = parsed.value("against") {
+            guard let otherConfiguration = ModelConfiguration.named(other) else {
+                throw UsageError("plan: unknown configuration '\(other)'")
+            }
+            // The same count at one chip: FLOPs per token do not depend on the mesh.
+            let otherPlan: StepPlan
+            do {
+                otherPlan = try planTrainingStep(otherConfiguration, dataCores: 1, modelCores: 1, tokensPerStep: length, length: length)
+            } catch {
+                throw UsageError("plan: \(error.description)")
+            }
+            output.line(
+                "  inference FLOPs/token against \(other): "
+                    + String(
+                        format: "%.4g / %.4g GFLOP = %.3f", plan.inferenceFLOPsPerToken / 1e9, otherPlan.inferenceFLOPsPerToken / 1e9,
+                        plan.inferenceFLOPsPerToken / otherPlan.inferenceFLOPsPerToken))
+        }
         guard let tokensText = parsed.value("train-tokens") else {
-            for option in energyOptions.dropFirst() where parsed.value(option) != nil {
+            for option in ["utilisation", "chip-watts", "pue"] where parsed.value(option) != nil {
                 throw UsageError("plan: --\(option) needs --train-tokens N")
             }
             return 0

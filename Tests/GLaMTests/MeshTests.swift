@@ -219,6 +219,18 @@ struct PlannerTests {
         #expect(runGlam(["plan", "--config", "tiny", "--mesh", "1x1", "--train-tokens", "lots"]).status == 2)
     }
 
+    @Test("plan --against: the inference FLOPs per token over another configuration's, both counted at the same length")
+    func inferenceFLOPsAgainstDense() throws {
+        let moe = try planTrainingStep(try namedConfiguration("glam-64b-64e"), dataCores: 64, modelCores: 16)
+        let dense = try planTrainingStep(try namedConfiguration("glam-137b"), dataCores: 1, modelCores: 1, tokensPerStep: 1024)
+        let ratio = moe.inferenceFLOPsPerToken / dense.inferenceFLOPsPerToken
+        #expect(ratio > 0.6 && ratio < 0.8, "GLaM 64B/64E reads about 0.7 of the 137B dense model's weights per token")
+        let printed = runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "64x16", "--against", "glam-137b"])
+        #expect(printed.status == 0 && printed.out.contains("against glam-137b: ") && printed.out.contains(String(format: "= %.3f", ratio)))
+        #expect(runGlam(["plan", "--config", "tiny", "--mesh", "1x1", "--against", "gpt-3"]).err.contains("unknown configuration 'gpt-3'"))
+        #expect(runGlam(["plan", "--virtual", "--config", "tiny", "--mesh", "1x1", "--against", "tiny"]).status == 2)
+    }
+
     @Test("the README's planner table follows from the stated cost model, recomputed here by hand")
     func readmeTable() throws {
         // (model, d, m, GFLOP/token, GB per chip, all-to-all GB, all-reduce GB, step seconds), as printed in the README.
