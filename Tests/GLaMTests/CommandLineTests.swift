@@ -310,6 +310,11 @@ struct CommandLineTests {
         let hot = ["1", "2", "3"].map { runGlam(prompt + ["--temperature", "50", "--top-k", "0", "--seed", $0]).out }
         let usual = ["1", "2", "3"].map { runGlam(prompt + ["--seed", $0]).out }
         #expect(hot != usual && hot.allSatisfy { $0 != greedy })
+        // A temperature must be a positive finite number: infinity or NaN would sample nonsense.
+        for bad in ["0", "-1", "inf", "nan", "warm"] {
+            let refused = runGlam(prompt + ["--temperature", bad])
+            #expect(refused.status == 2 && refused.err.contains("--temperature must be a positive number"), "\(bad): \(refused.err)")
+        }
         // Bad input.
         #expect(runGlam(["train", "--corpus", "/nonexistent.txt", "--output", output]).err.contains("cannot read the corpus"))
         // What this trainer cannot train is refused before any work, saying why and what can be.

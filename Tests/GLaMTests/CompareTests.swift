@@ -109,6 +109,18 @@ struct CompareTests {
         #expect(try reloaded.validationLoss() == keptRecord.points.last?.validationCE)
     }
 
+    @Test("the report's spread over seeds is the mean ± half the range, and one seed prints its value alone")
+    func spreadIsHalfTheRange() {
+        var generator = SeededGenerator(seed: 3)
+        for count in 2...6 {
+            let values = (0..<count).map { _ in 3 + Double(generator.nextUniform()) }
+            let mean = values.reduce(0, +) / Double(count), half = (values.max()! - values.min()!) / 2
+            #expect(CompareReport.spread(values) == String(format: "%.4f ± %.4f", mean, half))
+        }
+        #expect(CompareReport.spread([3.25]) == "3.2500")
+        #expect(CompareReport.spread([]) == "–")
+    }
+
     @Test("an interval's routing summary: quietest load, idle expert-steps and the longest idle run")
     func routingSummary() throws {
         // 3 experts, 4 steps. Expert 2 computes nothing in steps 1–3 (a run of 3); expert 0 nothing in step 3.

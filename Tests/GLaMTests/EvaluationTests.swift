@@ -139,6 +139,14 @@ struct EvaluationTests {
 
     @Test("a sequence over the maximum length loses context from the left, and scores as the cut sequence does")
     func longContextsAreCutFromTheLeft() throws {
+        // At every length around the limit: at most T + 1 ids (T inputs predicting T tokens), the
+        // last ones the continuation's, the first ones cut.
+        let bounded = try Self.scorer(maximumLength: 8)
+        for contextLength in 1...12 {
+            let context = String(repeating: "a", count: contextLength)
+            let (ids, count) = bounded.sequence(context: context, continuation: "bc")
+            #expect(ids.count == min(contextLength + 2, 9) && count == 2, "context of \(contextLength): \(ids.count) ids")
+        }
         let scorer = try Self.scorer(maximumLength: 16)
         let (ids, count) = scorer.sequence(context: String(repeating: "abcdefgh", count: 4), continuation: " xyz")
         #expect(ids.count == 17 && count == 4 && ids.suffix(4) == Array(" xyz".utf8).map(Int.init))

@@ -312,6 +312,19 @@ struct PlannerTests {
         }
     }
 
+    @Test("the communication model takes 1…4096 cores on each axis, as documented, and refuses one more or none")
+    func communicationAxisBounds() throws {
+        let dense = try namedConfiguration("small-dense")
+        for (d, m) in [(4096, 1), (1, 4096)] {
+            _ = try stepCommunication(dense, batchSize: 4096, length: 1, groups: 4096, dataCores: d, modelCores: m)
+        }
+        for (d, m) in [(4097, 1), (1, 4097), (0, 1), (1, 0)] {
+            #expect(throws: MeshError("mesh axes must have 1…4096 cores, got \(d) × \(m)"), "\(d)x\(m)") {
+                try stepCommunication(dense, batchSize: 8192, length: 1, groups: 8192, dataCores: d, modelCores: m)
+            }
+        }
+    }
+
     @Test("the communication model takes steps of up to 2^32 tokens and refuses larger ones, whatever their B × T split")
     func communicationTokenBound() throws {
         let small = try namedConfiguration("small")
