@@ -150,6 +150,24 @@ struct DataTests {
         #expect(orders.count == 24 && orders.values.allSatisfy { abs($0 - epochs / 24) < 70 }, "orders: \(orders.values.sorted())")
     }
 
+    @Test("a merge must join two ids that exist before it: negative ids and ids not yet made are refused by name, on either side")
+    func mergeIDsMustExist() throws {
+        _ = try BytePairTokenizer(merges: [.init(97, 98), .init(256, 99), .init(0, 257)])
+        for (k, merges) in [
+            (0, [BytePairTokenizer.Merge(-1, 98)]), (0, [.init(97, -1)]), (0, [.init(256, 98)]), (0, [.init(97, 256)]),
+            (1, [.init(97, 98), .init(-5, 256)]), (1, [.init(97, 98), .init(257, 0)]),
+        ] {
+            do {
+                _ = try BytePairTokenizer(merges: merges)
+                Issue.record("\(merges) was accepted")
+            } catch {
+                #expect(
+                    error.description.contains("tokenizer merge \(k) joins") && error.description.contains("do not exist before it"),
+                    "\(error)")
+            }
+        }
+    }
+
     @Test("the tokenizer takes as many merges as the largest vocabulary a configuration allows, and refuses more by name")
     func tokenizerMergeLimit() throws {
         // 256 byte ids, one per merge, and the end-of-text id make the vocabulary.

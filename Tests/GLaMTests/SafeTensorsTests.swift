@@ -286,6 +286,19 @@ extension SafeTensorsTests {
         }
     }
 
+    @Test("a trailing comma in an array or an object is refused, and the message says so")
+    func trailingCommas() throws {
+        for text in ["[1,]", "[1, 2 ,\n]", "[[],]", #"{"a": 1,}"#, #"{"a": [1,],"b": 2}"#] {
+            do {
+                _ = try parseStrictJSON(Array(text.utf8))
+                Issue.record("\(text) was accepted")
+            } catch {
+                #expect("\(error)".contains("trailing comma"), "\(text): \(error)")
+            }
+        }
+        #expect(try parseStrictJSON(Array("[]".utf8)) == .array([]) && parseStrictJSON(Array("[ ]".utf8)) == .array([]))
+    }
+
     @Test("a JSON value may end the text: numbers, literals and strings at the very end are read, never read past")
     func valuesAtTheEnd() throws {
         func parsed(_ text: String) -> StrictJSONValue? { try? parseStrictJSON(Array(text.utf8)) }
