@@ -109,6 +109,16 @@ struct CompareTests {
         #expect(try reloaded.validationLoss() == keptRecord.points.last?.validationCE)
     }
 
+    @Test("a corpus too small for the models' vocabulary is refused before any training, naming both sizes")
+    func corpusTooSmallForTheVocabulary() throws {
+        let scratch = ScratchDirectory()
+        let corpus = scratch.path("small.txt")
+        try Data(String(repeating: "ab ba ", count: 400).utf8).write(to: corpus)
+        let refused = runGlam(["compare", "--corpus", corpus.path, "--output", scratch.path("sweep").path, "--steps", "2"])
+        #expect(refused.status == 2 && refused.err.contains("gives at most") && refused.err.contains("the models need"), "\(refused.err)")
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("sweep/runs").path))
+    }
+
     @Test("the report's spread over seeds is the mean ± half the range, and one seed prints its value alone")
     func spreadIsHalfTheRange() {
         var generator = SeededGenerator(seed: 3)

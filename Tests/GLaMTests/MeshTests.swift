@@ -219,6 +219,17 @@ struct PlannerTests {
         #expect(runGlam(["plan", "--config", "tiny", "--mesh", "1x1", "--train-tokens", "lots"]).status == 2)
     }
 
+    @Test("a step's tokens must be whole sequences shared evenly over data: any other split is refused")
+    func stepTokensAreWholeSequences() throws {
+        let c = try namedConfiguration("glam-0.1b-64e")
+        _ = try planTrainingStep(c, dataCores: 4, modelCores: 1, tokensPerStep: 4 * 1024, length: 1024)
+        for (tokens, length, d) in [(1000, 3, 1), (4 * 1024 + 1, 1024, 1), (3 * 1024, 1024, 2), (1024, 1024, 4)] {
+            #expect(throws: MeshError.self, "\(tokens) tokens, T = \(length), d = \(d)") {
+                try planTrainingStep(c, dataCores: d, modelCores: 1, tokensPerStep: tokens, length: length)
+            }
+        }
+    }
+
     @Test("plan --against: the inference FLOPs per token over another configuration's, both counted at the same length")
     func inferenceFLOPsAgainstDense() throws {
         let moe = try planTrainingStep(try namedConfiguration("glam-64b-64e"), dataCores: 64, modelCores: 16)

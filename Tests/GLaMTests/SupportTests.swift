@@ -38,5 +38,14 @@ struct SupportTests {
         let made = ScratchBuffers.allocations.load(ordering: .relaxed) - before
         // Tests running beside this one allocate too; 200 uses without reuse would be 200.
         #expect(made < 100, "\(made) buffers allocated for 200 uses in turn")
+        // ... and the count counts: two buffers held at once of a size hardly any idle buffer has
+        // (160 MB each, far above what the suite's GEMMs pack into) take at least one allocation.
+        let large = 40_000_003
+        let beforeLarge = ScratchBuffers.allocations.load(ordering: .relaxed)
+        ScratchBuffers.withBuffer(count: large) { outer in
+            outer[large - 1] = 3
+            ScratchBuffers.withBuffer(count: large) { $0[large - 1] = 4 }
+        }
+        #expect(ScratchBuffers.allocations.load(ordering: .relaxed) > beforeLarge)
     }
 }
