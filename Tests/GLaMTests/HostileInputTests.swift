@@ -91,6 +91,18 @@ struct HostileInputTests {
         }
     }
 
+    @Test("a negative expert capacity is refused with or without a capacity factor, naming the value")
+    func negativeExpertCapacity() {
+        for factor in [nil, 0.5, 2.0] as [Double?] {
+            do {
+                _ = try Top2GatingConfiguration(numExperts: 4, expertCapacity: -3, capacityFactor: factor).capacity(groupSize: 64)
+                Issue.record("expert capacity -3 with factor \(String(describing: factor)) was accepted")
+            } catch {
+                #expect(factor == nil || error.description.contains("expert_capacity must be ≥ 0, got -3"), "\(error.description)")
+            }
+        }
+    }
+
     @Test("a capacity factor of 1e300 is an error, not a trap: configuration, gating and bench moe")
     func hugeCapacityFactor() throws {
         var gating = Top2GatingConfiguration(numExperts: 4, capacityFactor: 1e300)
