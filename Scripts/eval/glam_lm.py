@@ -271,22 +271,22 @@ def main():
     parser.add_argument("--check", help="a `glam eval --json` output to agree with")
     args = parser.parse_args()
 
-    configs = task_configs(args.tasks, args.seed, args.max_tokens)
-    if args.task:
+    def chosen_configs():
+        configs = task_configs(args.tasks, args.seed, args.max_tokens)
+        if not args.task:
+            return configs
         wanted = args.task.split(",")
         unknown = [w for w in wanted if w not in {c["task"] for c in configs}]
         if unknown:
             raise SystemExit(f"glam_lm: no task {unknown[0]} in {args.tasks}")
-        configs = [c for c in configs if c["task"] in wanted]
+        return [c for c in configs if c["task"] in wanted]
+
     model = GlamLM(glam=args.glam, checkpoint=args.checkpoint, batch_size=args.batch, max_length=args.max_length)
     rows = {}
     for shots in [int(k) for k in args.shots.split(",")]:
-        # Fresh configurations per run: a sampler counts the prompts it has drawn for.
-        configs = task_configs(args.tasks, args.seed, args.max_tokens) if rows else configs
-        if args.task:
-            configs = [c for c in configs if c["task"] in args.task.split(",")]
-        results = simple_evaluate(model=model, tasks=configs, num_fewshot=shots, limit=args.limit,
-                                  fewshot_random_seed=args.seed, bootstrap_iters=1, log_samples=True,  # mean: closed-form stderr
+        # bootstrap_iters=1: the metrics are means, whose standard error lm-eval computes in closed form.
+        results = simple_evaluate(model=model, tasks=chosen_configs(), num_fewshot=shots, limit=args.limit,
+                                  fewshot_random_seed=args.seed, bootstrap_iters=1, log_samples=True,
                                   random_seed=0, numpy_random_seed=0, torch_random_seed=0)
         rows.update(results_by_task(results, shots))
     print(f"lm-eval on {args.checkpoint}, seed {args.seed}, {model.requests_sent} requests answered by glam eval:")

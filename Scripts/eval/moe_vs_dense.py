@@ -55,7 +55,8 @@ def main():
         for metric, field in (("acc", "correct"), ("acc_norm", "correct_norm")):
             if metric not in dense[seeds[0]][key]:
                 continue
-            name = metric if "acc_norm" in dense[seeds[0]][key] or metric != "acc" else "exact match"
+            # A generation task has acc (exact match) only; a multiple-choice one has acc_norm too.
+            name = metric if "acc_norm" in dense[seeds[0]][key] else "exact match"
             d = [dense[s][key][metric] for s in seeds]
             m = [moe[s][key][metric] for s in seeds]
             diffs = [paired(dense[s][key][field], moe[s][key][field]) for s in seeds]
