@@ -123,8 +123,9 @@ class KitTests(unittest.TestCase):
             gf.read(self.path("d.safetensors"))
 
     def test_each_header_problem_is_refused_by_name_and_by_glam_verify(self):
-        """An unknown kind, a config that is not JSON, a fixture without expected tensors: the kit
-        names the problem, and glam verify refuses the same file (status 2)."""
+        """An unknown kind, a config or tolerance that is not JSON or not a JSON object, a fixture
+        without expected tensors: the kit names the problem, and glam verify refuses the same file
+        (status 2)."""
         from safetensors.numpy import save_file
         good = gf.read(SPEC)
         metadata = {"format": "glam-fixture", "version": "1", "kind": "top2_gating", "config": json.dumps(good.config), "source": ""}
@@ -134,6 +135,11 @@ class KitTests(unittest.TestCase):
             ("kind", dict(metadata, kind="top3_gating"), tensors, "unknown kind 'top3_gating'"),
             ("config", dict(metadata, config="{num_experts: 2"), tensors, "config or tolerance is not JSON"),
             ("tolerance", dict(metadata, tolerance="[1e-5"), tensors, "config or tolerance is not JSON"),
+            # JSON, but not objects: each alone is refused.
+            ("config-array", dict(metadata, config="[2]"), tensors, "config and tolerance must be JSON objects"),
+            ("config-number", dict(metadata, config="2"), tensors, "config and tolerance must be JSON objects"),
+            ("tolerance-array", dict(metadata, tolerance="[1e-5, 0]"), tensors, "config and tolerance must be JSON objects"),
+            ("tolerance-null", dict(metadata, tolerance="null"), tensors, "config and tolerance must be JSON objects"),
             ("expected", metadata, {k: v for k, v in tensors.items() if not k.startswith("expected.")}, "no expected tensor"),
         ]
         for name, meta, contents, message in cases:

@@ -144,7 +144,7 @@ enum CompareCommand: Subcommand {
                 output.line(
                     String(
                         format: "[%d/%d %@ seed %d] step %d/%d  validation %.4f  %@ elapsed, ETA %@%@", index + 1, runs.count,
-                        run.variant.name, run.seed, step, settings.options.steps, loss, Self.duration(elapsed), Self.duration(eta),
+                        run.variant.name, run.seed, step, settings.options.steps, loss, Formats.duration(elapsed), Formats.duration(eta),
                         resumed ? "  (done earlier)" : ""))
             }
             records.append(record)
@@ -173,11 +173,6 @@ enum CompareCommand: Subcommand {
         for line in report.tables() { output.line(line) }
         output.line("wrote \(directory.appendingPathComponent("compare.svg").path) and compare.jsonl")
         return 0
-    }
-
-    static func duration(_ seconds: Double) -> String {
-        let s = Int(seconds.rounded())
-        return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
     }
 }
 

@@ -69,11 +69,7 @@ enum EvalCommand: Subcommand {
             let lines = try answer(requestsAt: URL(fileURLWithPath: requests), with: scorer)
             let text = lines.map { $0 + "\n" }.joined()
             if let outputURL {
-                do {
-                    try Data(text.utf8).write(to: outputURL, options: .atomic)
-                } catch {
-                    throw UsageError("eval: cannot write \(outputURL.path): \(error.localizedDescription)")
-                }
+                try FileAccess.writeAtomically(Data(text.utf8), to: outputURL, protecting: [checkpointURL])
             } else {
                 output.standard(text)
             }
@@ -120,11 +116,7 @@ enum EvalCommand: Subcommand {
         let object = resultsObject(results, checkpoint: path, step: checkpoint.step, seed: seed)
         let json = JSONText.line(object)
         if let outputURL {
-            do {
-                try Data((json + "\n").utf8).write(to: outputURL, options: .atomic)
-            } catch {
-                throw UsageError("eval: cannot write \(outputURL.path): \(error.localizedDescription)")
-            }
+            try FileAccess.writeAtomically(Data((json + "\n").utf8), to: outputURL, protecting: [checkpointURL])
         }
         if parsed.has("json") {
             output.line(json)

@@ -55,19 +55,9 @@ enum ParamsCommand: Subcommand {
             let paper = named.paperTotal.map { "\($0) / \(named.paperActivated ?? "")" } ?? "–"
             output.line(
                 "| \(named.name) | \(c.numLayers) | \(c.modelDim) | \(c.ffDim) | \(c.numHeads)×\(c.headDim) | \(c.numExperts) | "
-                    + "\(human(count.total)) | \(human(count.activated)) | \(human(count.total - count.embedding)) | "
-                    + "\(human(count.activated - count.embedding)) | \(paper) |")
+                    + "\(Formats.count(count.total)) | \(Formats.count(count.activated)) | \(Formats.count(count.total - count.embedding)) | "
+                    + "\(Formats.count(count.activated - count.embedding)) | \(paper) |")
         }
         return 0
-    }
-
-    /// 1234567 → "1.23M", with 3 significant digits (4 for billions, as the paper prints 1.879B).
-    static func human(_ n: Int) -> String {
-        let x = Double(n)
-        if x >= 1e12 { return String(format: "%.3gT", x / 1e12) }
-        if x >= 1e9 { return String(format: "%.4gB", x / 1e9) }
-        if x >= 1e6 { return String(format: "%.3gM", x / 1e6) }
-        if x >= 1e3 { return String(format: "%.3gK", x / 1e3) }
-        return "\(n)"
     }
 }

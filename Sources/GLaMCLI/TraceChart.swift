@@ -9,20 +9,27 @@ enum TraceChart {
     static func svg(_ run: TraceRun) -> String {
         let layers = run.moe.filter { run.isShown($0.layer) }
         let t = run.tokens.count
-        let cell = 14.0, labelWidth = 150.0, top = 70.0, gap = 40.0
+        // Layout: a margin round everything, the title and legend above the panels, one panel per layer.
+        let cell = 14.0, labelWidth = 150.0, top = 70.0, gap = 40.0, margin = 10.0
         let e = run.configuration.numExperts
         let panelWidth = labelWidth + Double(e) * cell
-        let width = max(420, Double(layers.count) * (panelWidth + gap) + 20)
-        let height = top + Double(t) * cell + 60
+        let title = "glam trace: routing of \"" + run.prompt + "\" (\(t) tokens)"
+        let legend = "shade: router probability · ● kept 1st choice · ○ kept 2nd choice · ✕ dropped (expert full)"
+        // Wide enough for the panels, and for the title (13 px) and legend (11 px) at an average
+        // 0.6 em a character.
+        let textWidth = max(Double(title.count) * 0.6 * 13, Double(legend.count) * 0.6 * 11)
+        let panelsWidth = Double(layers.count) * (panelWidth + gap) - gap
+        let width = margin + max(textWidth, panelsWidth) + margin
+        let height = top + Double(t) * cell + margin
         var out = [
-            ##"<svg xmlns="http://www.w3.org/2000/svg" width="\##(Int(width))" height="\##(Int(height))" font-family="Helvetica, Arial, sans-serif" font-size="11">"##,
+            ##"<svg xmlns="http://www.w3.org/2000/svg" width="\##(Int(width.rounded(.up)))" height="\##(Int(height.rounded(.up)))" font-family="Helvetica, Arial, sans-serif" font-size="11">"##,
             ##"<rect width="100%" height="100%" fill="white"/>"##,
-            ##"<text x="10" y="18" font-size="13">\##(escapedForXML("glam trace: routing of \"" + run.prompt + "\" (\(t) tokens)"))</text>"##,
-            ##"<text x="10" y="34" fill="#555">shade: router probability · ● kept 1st choice · ○ kept 2nd choice · ✕ dropped (expert full)</text>"##,
+            ##"<text x="\##(margin)" y="18" font-size="13">\##(escapedForXML(title))</text>"##,
+            ##"<text x="\##(margin)" y="34" fill="#555">\##(legend)</text>"##,
         ]
-        if layers.isEmpty { out.append(##"<text x="10" y="60">this model has no MoE layer</text>"##) }
+        if layers.isEmpty { out.append(##"<text x="\##(margin)" y="60">this model has no MoE layer</text>"##) }
         for (panel, m) in layers.enumerated() {
-            let x0 = 10 + Double(panel) * (panelWidth + gap)
+            let x0 = margin + Double(panel) * (panelWidth + gap)
             out.append(
                 ##"<text x="\##(x0)" y="\##(top - 24)" font-size="12">layer \##(m.layer): E = \##(m.numExperts), C = \##(m.capacity)</text>"##
             )

@@ -111,20 +111,25 @@ extension TraceRun {
         var lines = [
             "",
             "layer \(m.layer), mixture of experts: G = \(m.groups), S = \(m.groupSize), E = \(m.numExperts), capacity C = \(m.capacity); aux loss \(format(m.auxLoss, 4)) (× \(configuration.auxLossWeight) in the loss)",
-            "  pos token      router's top experts (p)                1st: expert p→renormalised  queue/C   2nd: expert p→renormalised  queue/C   combine      aux share",
+            // The header from the same column widths as the rows.
+            "  " + Self.padded("pos", 4) + Self.padded("token", 11) + Self.padded("router's top experts (p)", 40)
+                + Self.padded("1st: expert p→renormalised  queue/C", 36) + Self.padded("2nd: expert p→renormalised  queue/C", 36)
+                + Self.padded("combine", 13) + "aux share",
         ]
         for route in m.tokens where route.token < tokens.count && (position == nil || route.token == position) {
             let top = route.routerTop.map { "e\($0.expert) \(format($0.probability, 3))" }.joined(separator: " ")
             let choices = (0..<2).map { k -> String in
-                guard route.outcomes[k] != .notChosen && route.outcomes[k] != .padding else { return pad("none", 36) }
+                guard route.outcomes[k] != .notChosen && route.outcomes[k] != .padding else { return Self.padded("none", 36) }
                 let verdict = route.outcomes[k] == .kept ? "kept" : "DROPPED"
-                return pad(
+                return Self.padded(
                     "e\(route.experts[k]) \(format(route.rawGates[k], 3))→\(format(route.renormalizedGates[k], 3))  \(route.queuePositions[k])/\(m.capacity) \(verdict)",
                     36)
             }
             lines.append(
-                "  " + pad("\(route.token)", 4) + pad(quoted(route.token), 11) + pad(top, 40) + choices[0] + choices[1]
-                    + pad("\(format(route.combineWeights[0], 3)) \(format(route.combineWeights[1], 3))", 13) + format(route.auxLossShare, 4)
+                "  " + Self.padded("\(route.token)", 4) + Self.padded(quoted(route.token), 11) + Self.padded(top, 40) + choices[0]
+                    + choices[1]
+                    + Self.padded("\(format(route.combineWeights[0], 3)) \(format(route.combineWeights[1], 3))", 13)
+                    + format(route.auxLossShare, 4)
             )
             for k in 0..<2 where route.outcomes[k] == .overCapacity {
                 let all = route.filledBy[k].map { "\($0.token) (\($0.choice == 0 ? "1st" : "2nd"))" }
@@ -143,7 +148,9 @@ extension TraceRun {
         return lines
     }
 
-    private func pad(_ text: String, _ width: Int) -> String {
+    /// `text` followed by spaces to `width` characters, or by one space when it fills the width or
+    /// more: a column's value never runs into the next.
+    static func padded(_ text: String, _ width: Int) -> String {
         text.count >= width ? text + " " : text.padding(toLength: width, withPad: " ", startingAt: 0)
     }
 }

@@ -259,7 +259,7 @@ enum TrainCommand: Subcommand {
                 output.line(
                     String(
                         format: "step %5d/%d  loss %.4f (ce %.4f, aux %.3f)  %6.0f tok/s  ETA %@%@  skipped %d%@",
-                        report.step + 1, options.steps, report.loss, report.crossEntropy, report.auxLoss, rate, duration(remaining),
+                        report.step + 1, options.steps, report.loss, report.crossEntropy, report.auxLoss, rate, Formats.duration(remaining),
                         experts.isEmpty ? "" : "  experts max/mean " + experts.joined(separator: ", "),
                         trainer.skippedSteps, report.applied ? "" : "  (update skipped: non-finite gradient)"))
                 if let sent, let predicted = expected {
@@ -475,9 +475,4 @@ enum TrainCommand: Subcommand {
         try FileAccess.writeAtomically(Data(svg.utf8), to: url)
     }
 
-    static func duration(_ seconds: Double) -> String {
-        guard seconds.isFinite else { return "?" }
-        let s = Int(seconds.rounded())
-        return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
-    }
 }

@@ -118,6 +118,11 @@ struct AdafactorTests {
             clippingThreshold: 0.25),
         ReferenceCase(
             name: "unfactored 5×7, d = 3 (no clipping)", shape: [5, 7], gradientDeviations: [0.001, 0.1, 10], clippingThreshold: 3),
+        // The smallest weights: RMS over one element is that element's magnitude.
+        ReferenceCase(name: "one element [1]", shape: [1], weightDeviation: 0.5),
+        ReferenceCase(
+            name: "one element [1, 1], clipped", shape: [1, 1], weightDeviation: 0.5, gradientDeviations: [0.01, 1, 100], clips: true),
+        ReferenceCase(name: "a row [1, 3]", shape: [1, 3]),
     ]
 
     @Test("the reference update agrees bitwise with the fast update and with the sharded update on one shard", arguments: referenceCases)

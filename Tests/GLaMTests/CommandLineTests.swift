@@ -117,6 +117,16 @@ struct CommandLineTests {
         }
         #expect(rows.map { $0["mode"] as? String } == ["forward", "forward+backward", "train step"])
         #expect(rows.allSatisfy { ($0["mfu"] as? Double ?? 0) > 0 && ($0["gemm_peak_gflops"] as? Double ?? 0) > 0 })
+        // MFU is the model FLOP rate over the measured GEMM peak: tokens/s × FLOPs a token (3× the
+        // forward's with the backward) / peak, which no run exceeds.
+        let flops = try #require(ModelConfiguration.named("tiny")).forwardFLOPsPerToken(length: 8)
+        for row in rows {
+            let (mfu, rate, peak) = (
+                row["mfu"] as? Double ?? -1, row["tokens_per_second"] as? Double ?? -1, row["gemm_peak_gflops"] as? Double ?? -1
+            )
+            let expected = rate * flops * (row["mode"] as? String == "forward" ? 1 : 3) / (peak * 1e9)
+            #expect(mfu <= 1 && abs(mfu - expected) <= 5e-4 + 0.02 * expected, "\(row)")
+        }
         let sweep = runGlam(["bench", "model", "--config", "tiny", "--batch", "1", "--length", "8", "--repeats", "1", "--experts", "4,16"])
         #expect(sweep.status == 0, "\(sweep.err)")
         #expect(sweep.out.contains("tiny E=16 B=1 T=8 train step") && sweep.out.contains("train step time at E = 16 over E = 4"))

@@ -7,6 +7,7 @@ import Foundation
 import Testing
 
 @testable import GLaM
+@testable import GLaMCLI
 
 struct DefaultsTests {
     /// The documented values of the optional model settings, with their JSON keys.
@@ -67,5 +68,19 @@ extension ModelConfiguration {
         var copy = self
         copy.capacityFactor = capacityFactor
         return copy
+    }
+}
+
+/// The benchmarks run without options at the settings the README's speed section quotes for its
+/// figures (`small`, B = 8, T = 128 for the model; B = 1 and 8, 64 + 64 tokens for decoding), so a
+/// changed default would make every quoted figure a different measurement.
+struct BenchmarkDefaultsTests {
+    @Test("bench model and bench decode default to the README's measured settings")
+    func benchmarkDefaults() {
+        #expect(BenchModel.defaults.config == "small" && BenchModel.defaults.batch == 8 && BenchModel.defaults.length == 128)
+        #expect(BenchDecode.defaults.config == "small" && BenchDecode.defaults.batches == [1, 8])
+        #expect(BenchDecode.defaults.prompt == 64 && BenchDecode.defaults.tokens == 64)
+        let help = runGlam(["bench", "model", "--help"]).out + runGlam(["bench", "decode", "--help"]).out
+        #expect(help.contains("'small'") && help.contains("B = 1 and 8"), "\(help)")
     }
 }

@@ -101,6 +101,17 @@ struct MeshTrainingTests {
             let reports = try (0..<3).map { _ in try trainer.trainStep() }
             #expect(reports.map { $0.experts.map(\.requested) } == expected.map { $0.experts.map(\.requested) }, "\(shape)")
             #expect(reports.map { $0.experts.map(\.kept) } == expected.map { $0.experts.map(\.kept) }, "\(shape)")
+            // Every other field of the report is one device's too: its step, tokens, schedule and skip,
+            // and each loss term.
+            #expect(reports.map(\.step) == expected.map(\.step) && reports.map(\.tokens) == expected.map(\.tokens), "\(shape)")
+            #expect(reports.map(\.applied) == expected.map(\.applied) && reports.map(\.learningRate) == expected.map(\.learningRate))
+            for (report, reference) in zip(reports, expected) {
+                for (a, b) in [
+                    (report.crossEntropy, reference.crossEntropy), (report.zLoss, reference.zLoss), (report.auxLoss, reference.auxLoss),
+                ] {
+                    #expect(abs(a - b) <= 1e-5 * max(abs(b), 1e-3), "\(shape): \(a) vs \(b)")
+                }
+            }
             // The ledger holds exactly what the communication model predicts, per core and axis.
             let layout = trainer.layout
             let predicted = try stepCommunication(

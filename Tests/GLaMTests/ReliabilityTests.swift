@@ -162,6 +162,29 @@ struct ReliabilityTests {
         #expect(try String(contentsOf: file, encoding: .utf8) == "two")
     }
 
+    @Test("every output file in a directory that does not exist: exit 2 before any work, one line naming the path, nothing written")
+    func writersNameAMissingDirectory() throws {
+        let scratch = ScratchDirectory()
+        let checkpoint = try HostileInputTests.checkpoint(in: scratch)
+        let requests = scratch.path("requests.jsonl")
+        try Data(#"{"request": "loglikelihood", "context": "The", "continuation": " end"}"#.utf8 + [10]).write(to: requests)
+        let target = scratch.path("missing").appendingPathComponent("out.file")
+        for command in [
+            ["fixture", "--kind", "top2_gating", "--experts", "4", "--group-size", "8", "--out", target.path],
+            ["trace", "--prompt", "hi", "--dump", target.path], ["trace", "--prompt", "hi", "--svg", target.path],
+            ["eval", "--checkpoint", checkpoint.path, "--requests", requests.path, "--output", target.path],
+            ["eval", "--checkpoint", checkpoint.path, "--task", "kjv_last_word", "--limit", "2", "--shots", "0", "--output", target.path],
+        ] {
+            let result = runGlam(command)
+            #expect(result.status == 2, "\(command): \(result.status) \(result.err)")
+            let lines = result.err.split(separator: "\n")
+            // Refused before any work: the one line is the error, with no progress before it.
+            #expect(lines.count == 1 && lines[0].hasPrefix("glam") && lines[0].contains(target.path), "\(command): \(result.err)")
+            #expect(lines.first?.contains("directory") == true && !result.err.contains("Domain="), "\(command): \(result.err)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("missing").path))
+    }
+
     @Test("trace refuses to write its dump or chart over its own checkpoint, by path or by another link to it")
     func writersProtectTheirInputs() throws {
         let scratch = ScratchDirectory()
@@ -502,6 +525,8 @@ struct ReliabilityTests {
 
     @Test("what a user can size is refused with a message before any allocation: GEMM operands, MoE benches, decoding, fixtures")
     func sizesAreCheckedBeforeAllocation() {
+        let scratch = ScratchDirectory()
+        let out = scratch.path("never-written").path
         for (arguments, fragment) in [
             (["bench", "gemm", "--shape", "65536,65536,1"], "2^28"),  // C is 2^32 elements though A and B are small
             (["bench", "gemm", "--shape", "1,65536,65536"], "2^28"),  // B
@@ -510,14 +535,13 @@ struct ReliabilityTests {
             (["bench", "decode", "--config", "small", "--batch", "1024", "--prompt", "65536"], "may need up to"),
             (
                 [
-                    "fixture", "--kind", "moe_layer", "--experts", "4096", "--model-dim", "16384", "--hidden", "65536", "--out",
-                    "/nonexistent/x",
+                    "fixture", "--kind", "moe_layer", "--experts", "4096", "--model-dim", "16384", "--hidden", "65536", "--out", out,
                 ], "limit"
             ),
             (
                 [
                     "fixture", "--kind", "top2_gating", "--groups", "1048576", "--group-size", "1048576", "--experts", "4096",
-                    "--capacity-factor", "1000", "--out", "/nonexistent/x",
+                    "--capacity-factor", "1000", "--out", out,
                 ], "limit"
             ),
             (["plan", "--config", "glam-64b-64e", "--mesh", "2xx2"], "--mesh"),

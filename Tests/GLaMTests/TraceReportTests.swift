@@ -89,4 +89,133 @@ struct TraceReportTests {
             #expect(Set(cells).count > 1, "row \(row): \(cells)")
         }
     }
+
+    @Test("a padded column is its text then spaces, at least one: a value never runs into the next column")
+    func paddedColumns() {
+        for width in 0...6 {
+            for length in 0...8 {
+                let text = String(repeating: "x", count: length)
+                let padded = TraceRun.padded(text, width)
+                #expect(padded.hasPrefix(text) && padded.dropFirst(length).allSatisfy { $0 == " " }, "\(length) in \(width)")
+                #expect(padded.count == max(width, length + 1), "\(length) in \(width): \(padded.count)")
+            }
+        }
+    }
+
+    @Test(
+        "the routing table says, for every token and choice, what --json says: expert, gates, queue place, kept or dropped, and who filled a full expert"
+    )
+    func routingTableMatchesJSON() throws {
+        let prompt = String(repeating: "a", count: 24) + " The hacker wrote code."
+        let object = try TraceTests.json(["--prompt", prompt])
+        let text = runGlam(["trace", "--prompt", prompt])
+        try #require(text.status == 0, "\(text.err)")
+        let lines = text.out.components(separatedBy: "\n")
+        let layers = try #require(object["moe_layers"] as? [[String: Any]])
+        var outcomesSeen = Set<String>()
+        for layer in layers {
+            let (index, capacity) = (try #require(layer["layer"] as? Int), try #require(layer["capacity"] as? Int))
+            let start = try #require(lines.firstIndex { $0.hasPrefix("layer \(index), mixture of experts:") })
+            let header = lines[start + 1]
+            let columns = try ["1st:", "2nd:", "combine"].map { try #require(header.range(of: $0)).lowerBound.utf16Offset(in: header) }
+            var row = start + 2
+            for token in try #require(layer["tokens"] as? [[String: Any]]) {
+                let position = try #require(token["position"] as? Int)
+                let line = lines[row]
+                row += 1
+                #expect(line.hasPrefix("  \(position) "), "layer \(index): \(line)")
+                let experts = try #require(token["experts"] as? [Int]), outcomes = try #require(token["outcomes"] as? [String])
+                let raw = try #require(token["raw_gates"] as? [Double]),
+                    renormalized = try #require(token["renormalized_gates"] as? [Double])
+                let queue = try #require(token["queue_positions"] as? [Int]), combine = try #require(token["gates"] as? [Double])
+                let aligned = quotedText(try #require((object["tokens"] as? [[String: Any]])?[position]["text"] as? String)).count < 11
+                for k in 0..<2 {
+                    outcomesSeen.insert(outcomes[k])
+                    let expected: String
+                    switch outcomes[k] {
+                    case "kept", "over_capacity":
+                        expected =
+                            "e\(experts[k]) \(format(raw[k], 3))→\(format(renormalized[k], 3))  \(queue[k])/\(capacity) "
+                            + (outcomes[k] == "kept" ? "kept" : "DROPPED")
+                    default: expected = "none"
+                    }
+                    #expect(line.contains(expected), "layer \(index) position \(position) choice \(k): \(expected) in \(line)")
+                    if aligned {
+                        let field = String(line.utf16.dropFirst(columns[k]).prefix(expected.utf16.count))!
+                        #expect(field == expected, "layer \(index) position \(position): column \(columns[k]) holds \(field)")
+                    }
+                }
+                if aligned {
+                    let field = String(line.utf16.dropFirst(columns[2]))!
+                    #expect(field.hasPrefix("\(format(combine[0], 3)) \(format(combine[1], 3))"), "\(field)")
+                }
+                // A dropped choice is followed by a line naming who holds the full expert's slots.
+                let filledBy = try #require(token["filled_by"] as? [[[String: Any]]])
+                for k in 0..<2 where outcomes[k] == "over_capacity" {
+                    let holders = filledBy[k].map { "\($0["position"] as! Int) (\(($0["choice"] as! Int) == 0 ? "1st" : "2nd"))" }
+                    #expect(holders.count == capacity)
+                    let note = lines[row]
+                    row += 1
+                    #expect(
+                        note.contains("its \(k == 0 ? "1st" : "2nd") choice, expert \(experts[k]), was full")
+                            && note.hasSuffix("positions " + TraceRun.listed(holders, limit: 8)), "\(note)")
+                }
+            }
+            // No more rows than tokens: the table ends here.
+            #expect(row == lines.count || lines[row].dropFirst(2).first?.isNumber != true, "\(lines[row])")
+        }
+        #expect(outcomesSeen.isSuperset(of: ["kept", "over_capacity"]), "the prompt fills some expert: \(outcomesSeen)")
+    }
+
+    @Test(
+        "the chart: every mark inside the canvas with one margin on every side, one cell per token and expert, one mark per kept or dropped choice"
+    )
+    func chartLayout() throws {
+        let scratch = ScratchDirectory()
+        for (prompt, layerOptions) in [("a", ["--layer", "0"]), (String(repeating: "a", count: 24) + " The hacker", []), ("ok", [])] {
+            let svgPath = scratch.path("routing.svg").path
+            let result = runGlam(["trace", "--prompt", prompt, "--svg", svgPath] + layerOptions)
+            try #require(result.status == 0, "\(result.err)")
+            let svg = try String(contentsOfFile: svgPath, encoding: .utf8)
+            let object = try TraceTests.json(["--prompt", prompt] + layerOptions)
+            let layers = try #require(object["moe_layers"] as? [[String: Any]])
+            let canvas = try #require(svg.firstMatch(of: /<svg [^>]*width="([0-9]+)" height="([0-9]+)"/))
+            let (width, height) = (Double(canvas.output.1)!, Double(canvas.output.2)!)
+            let title = try #require(svg.firstMatch(of: /<text x="([0-9.]+)" y="18"/))
+            let margin = Double(title.output.1)!
+            #expect(margin > 0)
+            // Every text, cell and mark starts inside the canvas, no nearer its left edge than the title.
+            let xs = svg.matches(of: /<(?:text|rect|circle|path) (?:x|cx|d)="M?([0-9.]+)/).map { Double($0.output.1)! }
+            #expect(xs.min() == margin, "the leftmost element is at the title's margin: \(xs.min() ?? -1) vs \(margin)")
+            #expect(xs.allSatisfy { $0 < width - margin })
+            let cells = svg.matches(of: /<rect x="([0-9.]+)" y="([0-9.]+)" width="([0-9.]+)" height="([0-9.]+)"/).map {
+                (x: Double($0.output.1)!, y: Double($0.output.2)!, w: Double($0.output.3)!, h: Double($0.output.4)!)
+            }
+            let experts = try #require(object["model"] as? [String: Any])["num_experts"] as! Int
+            let tokens = (object["tokens"] as? [Any])?.count ?? 0
+            #expect(cells.count == layers.count * tokens * experts)
+            // The last row and the rightmost panel end one margin before the canvas does (the
+            // canvas may be wider, for the title and legend: never narrower than the legend at
+            // half an em a character).
+            let bottom = cells.map { $0.y + $0.h }.max() ?? 0, right = cells.map { $0.x + $0.w }.max() ?? 0
+            #expect(abs(bottom + margin - height) < 1, "bottom \(bottom) + \(margin) vs \(height)")
+            #expect(right + margin <= width + 1e-9)
+            let longest = svg.matches(of: /<text [^>]*>([^<]*)<\/text>/).map { $0.output.1.count }.max() ?? 0
+            #expect(width >= 2 * margin + Double(longest) * 0.5 * 11, "width \(width) for a text of \(longest) characters")
+            // Marks: a filled dot per kept 1st choice, a ring per kept 2nd, a cross per drop.
+            var kept = [0, 0], dropped = 0
+            for layer in layers {
+                for token in layer["tokens"] as! [[String: Any]] {
+                    let outcomes = token["outcomes"] as! [String]
+                    for k in 0..<2 {
+                        if outcomes[k] == "kept" { kept[k] += 1 }
+                        if outcomes[k] == "over_capacity" { dropped += 1 }
+                    }
+                }
+            }
+            #expect(svg.matches(of: /<circle [^>]*fill="#123"/).count == kept[0])
+            #expect(svg.matches(of: /<circle [^>]*fill="none"/).count == kept[1])
+            #expect(svg.matches(of: /<path d="M/).count == dropped)
+        }
+    }
 }

@@ -169,6 +169,33 @@ struct VerifyTests {
         #expect(result.status == 0 && result.out.contains("atol 0.002"))
     }
 
+    @Test(
+        "every config key of every fixture kind is required and typed: without it, or with an array for it, verify refuses naming the key")
+    func everyConfigKeyIsChecked() throws {
+        let scratch = ScratchDirectory()
+        for name in [
+            "moe/top2_gating_spec_cf1", "moe/moe_layer_gelu", "optimizer/adafactor_step_first", "model/glam_lm_dense",
+        ] {
+            let good = try SafeTensorsFile(contentsOf: fixturesDirectory.appendingPathComponent(name + ".safetensors"))
+            let text = try #require(good.metadata["config"])
+            let config = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+            try #require(runGlam(["verify", fixturesDirectory.appendingPathComponent(name + ".safetensors").path]).status == 0)
+            for key in config.keys.sorted() {
+                for replacement in [nil, [1] as Any] {
+                    var changed = config
+                    changed[key] = replacement
+                    var file = good
+                    file.metadata["config"] = String(decoding: try JSONSerialization.data(withJSONObject: changed), as: UTF8.self)
+                    let url = scratch.path("\(key).safetensors")
+                    try file.write(to: url)
+                    let result = runGlam(["verify", url.path])
+                    let fragment = replacement == nil ? "config has no \"\(key)\"" : "config \"\(key)\" must be"
+                    #expect(result.status == 2 && result.err.contains(fragment), "\(name) \(key): \(result.err)")
+                }
+            }
+        }
+    }
+
     @Test("strict: a misspelt tensor name or a missing config key is an error naming it; an empty directory exits 2")
     func strictness() throws {
         let scratch = ScratchDirectory()

@@ -124,15 +124,25 @@ package enum FileAccess {
         }
     }
 
-    /// Throws unless `url` may be replaced: it does not exist, or it is a regular file (or a link to
-    /// one) that is none of `inputs`.
+    /// Throws unless `url` may be replaced: it does not exist and its directory does, or it is a
+    /// regular file (or a link to one) that is none of `inputs`. Checked before the work whose
+    /// result is written, so that a mistyped directory costs nothing.
     ///
     /// - Throws: `ModelError` naming the file and what it is.
     package static func checkWritable(_ url: URL, protecting inputs: [URL] = []) throws(ModelError) {
         var target = stat()
         guard stat(url.path, &target) == 0 else {
-            if errno == ENOENT { return }
-            throw ModelError("cannot write \(url.path): \(String(cString: strerror(errno)))")
+            let code = errno
+            guard code == ENOENT else { throw ModelError("cannot write \(url.path): \(String(cString: strerror(code)))") }
+            let directory = url.deletingLastPathComponent()
+            var parent = stat()
+            guard stat(directory.path, &parent) == 0 else {
+                throw ModelError("cannot write \(url.path): its directory \(directory.path) does not exist")
+            }
+            guard parent.st_mode & S_IFMT == S_IFDIR else {
+                throw ModelError("cannot write \(url.path): \(directory.path) is \(kind(parent.st_mode)), not a directory")
+            }
+            return
         }
         guard target.st_mode & S_IFMT == S_IFREG else {
             throw ModelError("cannot write \(url.path): it is \(kind(target.st_mode)), not a regular file; give a file path")

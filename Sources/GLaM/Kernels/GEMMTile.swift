@@ -66,6 +66,8 @@ package enum GEMMTile: String, CaseIterable, Sendable {
         let a = (0..<(m * k)).map { _ in generator.nextUniform() - 0.5 }
         let b = (0..<(k * n)).map { _ in generator.nextUniform() - 0.5 }
         var c = [Float](repeating: 0, count: m * n)
+        // The kernels read the block through raw pointers: the operands must be whole.
+        precondition(a.count == m * k && b.count == k * n, "timeKernels: operands of \(a.count) and \(b.count) for a \(m)×\(n)×\(k) block")
         var best = [Double](repeating: .infinity, count: allCases.count)
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in

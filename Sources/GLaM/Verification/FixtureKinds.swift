@@ -151,11 +151,35 @@ extension GoldenFixture {
         ].compactMap { $0 }
     }
 
+    /// What is wrong with a glam_lm config, naming its key: of the wrong type, or not a value the
+    /// key takes.
+    static func configProblem(_ error: DecodingError) -> String {
+        func key(_ context: DecodingError.Context) -> String { context.codingPath.last?.stringValue ?? "?" }
+        switch error {
+        case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
+            let kind =
+                type == Int.self ? "an integer" : type == Bool.self ? "true or false" : type == String.self ? "a string" : "a number"
+            return "config \"\(key(context))\" must be \(kind)"
+        case .keyNotFound(let missing, _):
+            return "config has no \"\(missing.stringValue)\""
+        case .dataCorrupted(let context):
+            return "config \"\(key(context))\" is not a value it takes (\(context.debugDescription))"
+        @unknown default:
+            return "config is not a glam_lm configuration (see the \"Golden fixtures\" article)"
+        }
+    }
+
     func runLanguageModel() throws(FixtureError) -> [TensorComparison] {
         for key in ModelConfiguration.CodingKeys.allCases { try require(key.rawValue) }
-        guard let configText = try? JSONSerialization.data(withJSONObject: config),
-            let configuration = try? ModelConfiguration.fromJSON(String(decoding: configText, as: UTF8.self))
-        else { throw fail("config is not a glam_lm configuration (see the \"Golden fixtures\" article)") }
+        let configuration: ModelConfiguration
+        do {
+            let configText = try JSONSerialization.data(withJSONObject: config)
+            configuration = try ModelConfiguration.fromJSON(String(decoding: configText, as: UTF8.self))
+        } catch let error as DecodingError {
+            throw fail(Self.configProblem(error))
+        } catch {
+            throw fail("config is not a glam_lm configuration (see the \"Golden fixtures\" article)")
+        }
         if let problem = configuration.problem { throw fail("config: \(problem)") }
         let tokens = try integerTensor("input.tokens")
         guard tokens.shape.count == 2 else { throw fail("input.tokens has shape \(tokens.shape), expected [B, T]") }
