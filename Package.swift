@@ -30,9 +30,10 @@ let package = Package(
         // The `glam` executable: a thin wrapper around GLaMCLI.
         .executableTarget(name: "GLaMCommand", dependencies: ["GLaMCLI"]),
         .testTarget(name: "GLaMTests", dependencies: ["GLaM", "GLaMCLI"]),
-        // Examples: `swift run -c release train-on-a-mesh` and `swift run -c release route-a-batch`.
+        // Examples: `swift run -c release use-the-library`, `train-on-a-mesh` and `route-a-batch`.
         .executableTarget(name: "train-on-a-mesh", dependencies: ["GLaM"], path: "Examples/TrainOnAMesh"),
         .executableTarget(name: "route-a-batch", dependencies: ["GLaM"], path: "Examples/RouteABatch"),
+        .executableTarget(name: "use-the-library", dependencies: ["GLaM"], path: "Examples/UseTheLibrary"),
     ],
     swiftLanguageModes: [.v6]
 )

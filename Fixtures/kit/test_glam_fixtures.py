@@ -123,9 +123,9 @@ class KitTests(unittest.TestCase):
             gf.read(self.path("d.safetensors"))
 
     def test_each_header_problem_is_refused_by_name_and_by_glam_verify(self):
-        """An unknown kind, a config or tolerance that is not JSON or not a JSON object, a fixture
-        without expected tensors: the kit names the problem, and glam verify refuses the same file
-        (status 2)."""
+        """An unknown kind or version, a config or tolerance that is not JSON or not a JSON object, a
+        fixture without expected tensors: the kit names the problem, and glam verify refuses the same
+        file (status 2)."""
         from safetensors.numpy import save_file
         good = gf.read(SPEC)
         metadata = {"format": "glam-fixture", "version": "1", "kind": "top2_gating", "config": json.dumps(good.config), "source": ""}
@@ -133,6 +133,8 @@ class KitTests(unittest.TestCase):
         tensors.update({f"expected.{k}": v for k, v in good.expected.items()})
         cases = [
             ("kind", dict(metadata, kind="top3_gating"), tensors, "unknown kind 'top3_gating'"),
+            ("version", dict(metadata, version="2"), tensors, "fixture version '2', this kit reads 1"),
+            ("no-version", {k: v for k, v in metadata.items() if k != "version"}, tensors, "fixture version None, this kit reads 1"),
             ("config", dict(metadata, config="{num_experts: 2"), tensors, "config or tolerance is not JSON"),
             ("tolerance", dict(metadata, tolerance="[1e-5"), tensors, "config or tolerance is not JSON"),
             # JSON, but not objects: each alone is refused.

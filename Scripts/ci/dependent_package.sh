@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs a package that depends on this one exactly as the README's "Use it as a package"
-# section says (`.package(path: "../glam")`, product GLaM), from a scratch directory.
+# section says (`.package(path: "../glam")`, product GLaM), from a scratch directory, with the
+# README's library program as its code.
 set -euo pipefail
 repository=$(cd "$(dirname "$0")/../.." && pwd)
 scratch=$(mktemp -d)
@@ -22,15 +23,8 @@ let package = Package(
     ]
 )
 SWIFT
-cat > "$scratch/MyTool/Sources/MyTool/main.swift" <<'SWIFT'
-import GLaM
-
-// A fresh tiny model, one forward pass with an observer: the package works from outside.
-let parameters = ModelParameters(configuration: ModelConfiguration.named("tiny")!, seed: 0)
-let trace = ForwardTrace()
-let batch = TokenBatch(batchSize: 1, length: 3, tokens: [1, 2, 3])
-let output: DecoderOutput<Float> = try parameters.constants(batch, observer: trace)
-print("dependent package: logits \(output.logits.shape), \(trace.names.count) traced intermediates")
-SWIFT
+# The README's library program (Examples/UseTheLibrary, shown verbatim in "Using the library"),
+# as a dependent package's own code: it reads no file of this repository, so it runs from anywhere.
+cp "$repository/Examples/UseTheLibrary/main.swift" "$scratch/MyTool/Sources/MyTool/main.swift"
 cd "$scratch/MyTool"
 swift run -c release -Xswiftc -target-cpu -Xswiftc native -Xswiftc -DGLAM_FMA MyTool

@@ -417,13 +417,24 @@ def find_mutants(file, source):
         by_line.setdefault(t.line, []).append(t)
     code_lines = sorted(by_line)
     mutants = []
-    in_directive_block = 0
+    # Conditional compilation: code under `#if DEBUG` is not in the release build every test runs
+    # in, so no test can see its mutants; one flag per open `#if`, true while in a DEBUG branch.
+    debug_branches = []
     repeats = {}
     for index, number in enumerate(code_lines):
         code = by_line[number]
         if number in multi or not code:
             continue
         if code[0].kind == "directive":
+            word = code[0].text
+            if word == "#if":
+                debug_branches.append(len(code) > 1 and code[1].text == "DEBUG")
+            elif word in ("#else", "#elseif") and debug_branches:
+                debug_branches[-1] = word == "#elseif" and len(code) > 1 and code[1].text == "DEBUG"
+            elif word == "#endif" and debug_branches:
+                debug_branches.pop()
+            continue
+        if any(debug_branches):
             continue
         previous = by_line[code_lines[index - 1]] if index else None
         following = by_line[code_lines[index + 1]] if index + 1 < len(code_lines) else None

@@ -122,7 +122,7 @@ enum EvalCommand: Subcommand {
             output.line(json)
             return 0
         }
-        output.line("\(path) (step \(checkpoint.step)), seed \(seed):")
+        output.line("\(path)\(checkpoint.step.map { " (step \($0))" } ?? ""), seed \(seed):")
         output.line("  task                 shots       n   acc              acc_norm")
         for result in results {
             let accuracy = String(format: "%.4f ± %.4f", result.accuracy, result.accuracyStandardError)
@@ -137,15 +137,16 @@ enum EvalCommand: Subcommand {
         return 0
     }
 
-    /// The checkpoint at `url` and a scorer of its model.
+    /// The model file or training checkpoint at `url` and a scorer of its model.
     static func scorer(checkpoint url: URL, maximumLength: Int, batchSize: Int) throws -> (
-        checkpoint: TrainingCheckpoint, scorer: ContinuationScorer
+        checkpoint: ModelFile, scorer: ContinuationScorer
     ) {
         do {
-            let checkpoint = try TrainingCheckpoint(contentsOf: url)
+            let model = try ModelFile(contentsOf: url)
             let scorer = try ContinuationScorer(
-                parameters: checkpoint.parameters, tokenizer: checkpoint.tokenizer, maximumLength: maximumLength, batchSize: batchSize)
-            return (checkpoint, scorer)
+                parameters: model.parameters, tokenizer: try model.requireTokenizer(for: "eval"), maximumLength: maximumLength,
+                batchSize: batchSize)
+            return (model, scorer)
         } catch {
             throw UsageError("eval: \(error.description)")
         }
@@ -237,9 +238,9 @@ enum EvalCommand: Subcommand {
     }
 
     /// The results JSON: the checkpoint, the seed, and per task and shots the accuracies.
-    static func resultsObject(_ results: [TaskResult], checkpoint: String, step: Int, seed: Int) -> [String: Any] {
+    static func resultsObject(_ results: [TaskResult], checkpoint: String, step: Int?, seed: Int) -> [String: Any] {
         [
-            "checkpoint": checkpoint, "step": step, "seed": seed, "glam_version": glamVersion,
+            "checkpoint": checkpoint, "step": step.map { $0 as Any } ?? NSNull(), "seed": seed, "glam_version": glamVersion,
             "results": results.map { result -> [String: Any] in
                 var entry: [String: Any] = [
                     "task": result.task, "shots": result.shots, "count": result.count, "acc": result.accuracy,

@@ -126,7 +126,7 @@ enum FixtureCommand: Subcommand {
             guard parameterCount <= maximumElements / 4, CheckedSize.product([b, t, configuration.vocabSize]) <= maximumElements else {
                 throw UsageError("fixture: \(name) with B·T = \(b * t) is too large for a fixture (parameters or logits over the limit)")
             }
-            let parameters = ModelParameters(configuration: configuration, seed: seed)
+            let parameters = try ModelParameters(configuration: configuration, seed: seed)
             for (path, weight) in parameters.weights { tensors["param." + path.name] = SafeTensor(weight) }
             var tokens: [Int32] = [], targets: [Int32] = []
             for _ in 0..<(b * t) {

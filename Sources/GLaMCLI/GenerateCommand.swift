@@ -33,16 +33,16 @@ enum GenerateCommand: Subcommand {
             }
             temperature = value
         }
-        let checkpoint: TrainingCheckpoint
+        let model: ModelFile, tokenizer: BytePairTokenizer
         do {
-            checkpoint = try TrainingCheckpoint(contentsOf: URL(fileURLWithPath: path))
+            model = try ModelFile(contentsOf: URL(fileURLWithPath: path))
+            tokenizer = try model.requireTokenizer(for: "generate")
         } catch {
             throw UsageError("generate: \(error.description)")
         }
-        let tokenizer = checkpoint.tokenizer
         let strategy: SamplingStrategy = parsed.has("greedy") ? .greedy : .temperature(temperature, topK: topK > 0 ? topK : nil)
         let ids = try IncrementalDecoder.generate(
-            parameters: checkpoint.parameters, prompt: tokenizer.encode(prompt), count: count, strategy: strategy, seed: seed)
+            parameters: model.parameters, prompt: tokenizer.encode(prompt), count: count, strategy: strategy, seed: seed)
         let text = tokenizer.decode(Array(ids.prefix { $0 != tokenizer.endOfText }))
         output.line(prompt + text)
         return 0

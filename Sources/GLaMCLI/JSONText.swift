@@ -1,7 +1,8 @@
 // The one writer of the JSON that `glam` prints and logs (`--json` lines, metrics.jsonl, reports,
 // fixture configurations): Foundation's JSONSerialization with sorted keys, so the same values give
-// the same bytes. JSON has no NaN or infinity: a non-finite number is written as null (a loss that
-// diverged is "no value", not a number a reader could average).
+// the same bytes, and "/" unescaped, so that paths read as written. JSON has no NaN or infinity: a
+// non-finite number is written as null (a loss that diverged is "no value", not a number a reader
+// could average).
 
 import Foundation
 
@@ -13,7 +14,8 @@ enum JSONText {
         let finite = finite(value)
         // Only the types listed above reach here, each of which JSONSerialization writes.
         guard JSONSerialization.isValidJSONObject(finite) || finite is String || finite is NSNumber || finite is NSNull,
-            let data = try? JSONSerialization.data(withJSONObject: finite, options: [.sortedKeys, .fragmentsAllowed])
+            let data = try? JSONSerialization.data(
+                withJSONObject: finite, options: [.sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
         else {
             preconditionFailure("JSONText.line: \(type(of: value)) is not a JSON value")
         }

@@ -115,13 +115,13 @@ enum TraceCommand: Subcommand {
             configuration.vocabSize = tokenizer.vocabularySize
             let seed = UInt64(seed ?? defaultSeed)
             return (
-                ModelParameters(configuration: configuration, seed: seed), tokenizer,
+                try ModelParameters(configuration: configuration, seed: seed), tokenizer,
                 "a freshly initialised tiny model (seed \(seed), byte-level tokenizer; pass --checkpoint for a trained one)"
             )
         }
         do {
-            let checkpoint = try TrainingCheckpoint(contentsOf: URL(fileURLWithPath: path))
-            return (checkpoint.parameters, checkpoint.tokenizer, "\(path) (step \(checkpoint.step))")
+            let model = try ModelFile(contentsOf: URL(fileURLWithPath: path))
+            return (model.parameters, try model.requireTokenizer(for: "trace"), path + (model.step.map { " (step \($0))" } ?? ""))
         } catch {
             throw UsageError("trace: \(error.description)")
         }

@@ -170,7 +170,9 @@ enum TrainCommand: Subcommand {
                 )
             }
             if let mesh {
-                do { try MeshLayout(mesh: mesh).check(configuration, batchSize: options.batchSize) } catch { throw unfitting(mesh, error) }
+                do { try MeshLayout(mesh: mesh).check(configuration, batchSize: options.batchSize) } catch {
+                    throw unfitting(mesh, error, configuration: configuration)
+                }
             }
             output.line("training a \(configuration.vocabSize)-token BPE tokenizer on the training split of \(corpusPath)…")
             let tokenizer = try BytePairTokenizer.train(on: trainingText, vocabularySize: configuration.vocabSize)
@@ -238,7 +240,8 @@ enum TrainCommand: Subcommand {
             let remaining = Double(options.steps - trainer.step) * elapsed / Double(trainer.step - firstStep)
             var record: [String: Any] = [
                 "step": report.step + 1, "loss": report.loss, "ce": report.crossEntropy, "z_loss": report.zLoss, "aux_loss": report.auxLoss,
-                "applied": report.applied, "lr": report.learningRate, "tokens_per_second": rate, "skipped_total": trainer.skippedSteps,
+                "applied": report.applied, "lr": report.learningRate, "tokens": report.tokens, "elapsed_seconds": elapsed,
+                "tokens_per_second": rate, "skipped_total": trainer.skippedSteps,
                 "moe_layers": report.experts.map { layer -> [String: Any] in
                     [
                         "layer": layer.layer, "load_before_capacity": layer.requested, "load_after_capacity": layer.kept,
@@ -430,8 +433,15 @@ enum TrainCommand: Subcommand {
         return URL(fileURLWithPath: path).lastPathComponent == "glam" ? path : ".build/release/glam"
     }
 
-    static func unfitting(_ mesh: DeviceMesh, _ error: MeshError) -> UsageError {
-        UsageError("train: the \(mesh.shape[0])x\(mesh.shape[1]) mesh does not fit: \(error.description)")
+    /// The usage error of a mesh that does not fit, with the `--groups` to give when the routing
+    /// groups of a fresh run's `configuration` do not split over the data cores.
+    static func unfitting(_ mesh: DeviceMesh, _ error: MeshError, configuration: ModelConfiguration? = nil) -> UsageError {
+        let d = mesh.shape[0]
+        var message = "train: the \(d)x\(mesh.shape[1]) mesh does not fit: \(error.description)"
+        if let c = configuration, c.isMoE, c.numGroups % d != 0 {
+            message += "; give --groups G, a multiple of \(d) that divides B·T (--groups \(d): one routing group per data core)"
+        }
+        return UsageError(message)
     }
 
     /// Prints the mesh layout and the communication model's bytes per core per step.

@@ -221,8 +221,8 @@ struct AdafactorTests {
     }
 
     @Test("the model-wide update equals one update per weight, moves weights held nowhere else in place, and leaves shared ones intact")
-    func modelUpdateInPlace() {
-        let parameters = ModelParameters(configuration: tinyConfiguration(), seed: 3)
+    func modelUpdateInPlace() throws {
+        let parameters = try ModelParameters(configuration: tinyConfiguration(), seed: 3)
         var generator = SeededGenerator(seed: 8)
         let gradients = parameters.map { _, w in Tensor<Float>.randomNormal(shape: w.shape, standardDeviation: 1, generator: &generator) }
         // One weight at a time, the plain way.
@@ -238,9 +238,9 @@ struct AdafactorTests {
         var optimizer = Adafactor()
         optimizer.update(&shared, gradients: gradients, step: 0, learningRate: 0.01)
         #expect(shared == expected && optimizer.slots == single.slots)
-        #expect(parameters == ModelParameters(configuration: tinyConfiguration(), seed: 3))
+        #expect(try parameters == ModelParameters(configuration: tinyConfiguration(), seed: 3))
         // Held nowhere else: the embedding's storage is updated where it is.
-        var owned = ModelParameters(configuration: tinyConfiguration(), seed: 3)
+        var owned = try ModelParameters(configuration: tinyConfiguration(), seed: 3)
         let before = owned.embedding.scalars.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
         var second = Adafactor()
         second.update(&owned, gradients: gradients, step: 0, learningRate: 0.01)

@@ -126,12 +126,26 @@ struct AutogradTests {
             let tape = Tape<Float>()
             released = tape
             let configuration = try namedConfiguration("tiny")
-            let variables = ModelParameters(configuration: configuration, seed: 1).variables(on: tape)
+            let variables = try ModelParameters(configuration: configuration, seed: 1).variables(on: tape)
             let batch = TokenBatch(
                 batchSize: 2, length: 8, tokens: Array(0..<16), targets: Array(1..<17), paddings: [Float](repeating: 0, count: 15) + [1])
             let output: DecoderOutput<Float> = try variables(batch)
             _ = tape.gradients(of: try #require(output.loss))
         }
         #expect(released == nil, "the tape leaked: a backward closure captures a Variable")
+    }
+
+    @Test("seeded gradients: no seeds give no gradients; seeds add up, and seeding an output with ones is gradients(of:)")
+    func seededGradients() {
+        let tape = Tape<Double>()
+        let w = tape.variable(Tensor<Double>(shape: [2, 2], scalars: [1, 2, 3, 4]))
+        let y = (w * w).sum()  // dy/dw = 2w
+        let none = tape.gradients(seeds: [])
+        #expect(none[w] == nil && none[y] == nil)
+        let once = tape.gradients(seeds: [(output: y, seed: Tensor<Double>(1))])
+        #expect(once[w] == tape.gradients(of: y)[w] && once[w]?.scalars == [2, 4, 6, 8])
+        // Two seeds of the same output add: 1 + 2 = 3 times the gradient.
+        let twice = tape.gradients(seeds: [(output: y, seed: Tensor<Double>(1)), (output: y, seed: Tensor<Double>(2))])
+        #expect(twice[w]?.scalars == [6, 12, 18, 24])
     }
 }

@@ -99,6 +99,13 @@ struct CommandLineTests {
         try #require(shaped.status == 0, "\(shaped.err)")
         #expect(shaped.out.contains("op(A) [M, K] · op(B) [K, N], BATCH products"))
         #expect(shaped.out.split(separator: "\n").last?.hasPrefix("3×5×7×2 tn") == true, "\(shaped.out)")
+        // A row is labelled by n alone only for a single square product in the plain layout.
+        for (shape, layout, label) in [("8,8,8,1", "tn", "8×8×8×1 tn"), ("8,8,8,2", "nn", "8×8×8×2 nn"), ("8,8,4,1", "nn", "8×8×4×1 nn")] {
+            let result = runGlam(["bench", "gemm", "--shape", shape, "--layout", layout, "--threads", "1", "--repeats", "1"])
+            #expect(result.out.split(separator: "\n").last?.hasPrefix(label + " ") == true, "\(result.out)")
+        }
+        let plain = runGlam(["bench", "gemm", "--shape", "8,8,8,1", "--layout", "nn", "--threads", "1", "--repeats", "1"])
+        #expect(plain.out.split(separator: "\n").last?.split(separator: " ").first == "8", "\(plain.out)")
     }
 
     @Test("bench moe --json reports tokens per second; bad options exit 2")
@@ -258,7 +265,9 @@ struct CommandLineTests {
         try Data(try corpusSample(bytes: 30_000).utf8).write(to: corpus)
         let output = scratch.path("run").path
         let common = ["--config", "tiny", "--corpus", corpus.path, "--output", output, "--batch", "2", "--length", "32"]
+        let started = Date()
         let train = runGlam(["train", "--steps", "3", "--evaluate-every", "2"] + common)
+        let wall = Date().timeIntervalSince(started)
         #expect(train.status == 0, "\(train.err)")
         #expect(train.out.contains("step     3/3") && train.out.contains("validation at step 2: cross-entropy"))
         for file in ["checkpoint.safetensors", "metrics.jsonl", "loss.svg"] {
@@ -271,6 +280,23 @@ struct CommandLineTests {
         }
         #expect(records.compactMap { $0["ce"] != nil ? $0["step"] as? Int : nil } == [1, 2, 3])
         #expect(records.compactMap { $0["validation_ce"] != nil ? $0["step"] as? Int : nil } == [2, 3])
+        // Throughput: the real tokens so far over the seconds since the first step, which grow and stay
+        // within the run's wall time; the console prints the same rate.
+        var seen = 0, last = 0.0, printed = 0
+        for record in records where record["ce"] != nil {
+            let tokens = try #require(record["tokens"] as? Int), elapsed = try #require(record["elapsed_seconds"] as? Double)
+            let rate = try #require(record["tokens_per_second"] as? Double)
+            seen += tokens
+            #expect(tokens > 0 && tokens <= 2 * 32 && elapsed > last && elapsed <= wall, "\(record)")
+            #expect(abs(rate * elapsed - Double(seen)) <= 1e-9 * Double(seen), "\(record)")
+            // The console prints steps 1 and 3 (the first, and the last).
+            if let line = train.out.split(separator: "\n").first(where: { $0.hasPrefix("step     \(record["step"] as! Int)/3") }) {
+                #expect(line.contains(String(format: "%6.0f tok/s", rate)), "\(line)")
+                printed += 1
+            }
+            last = elapsed
+        }
+        #expect(printed == 2)
         let layers = try #require(records[0]["moe_layers"] as? [[String: Any]])
         #expect(layers.map { $0["layer"] as? Int } == [0, 2])
         for layer in layers {
@@ -344,6 +370,9 @@ struct CommandLineTests {
         #expect(runGlam(["train", "--config", "huge"]).status == 2)
         #expect(runGlam(["generate", "--checkpoint", "/nonexistent", "--prompt", "x"]).status == 2)
         #expect(runGlam(["generate", "--checkpoint", checkpoint]).err.contains("--prompt TEXT is required"))
+        // An empty prompt is no prompt: refused by the command, naming the option, before the model loads.
+        let empty = runGlam(["generate", "--checkpoint", checkpoint, "--prompt", ""])
+        #expect(empty.status == 2 && empty.err == "glam: generate: --prompt TEXT is required\n", "\(empty.err)")
         try Data("garbage".utf8).write(to: scratch.path("bad.safetensors"))
         #expect(runGlam(["generate", "--checkpoint", scratch.path("bad.safetensors").path, "--prompt", "x"]).status == 2)
     }
@@ -405,6 +434,11 @@ struct CommandLineTests {
         #expect(hidden.status == 2 && hidden.err.contains("expert hidden size 128"), "\(hidden.err)")
         let groups = runGlam(["train", "--output", scratch.path("bad").path, "--mesh", "4x1", "--groups", "2"] + Array(common.prefix(8)))
         #expect(groups.status == 2 && groups.err.contains("do not divide the 2 groups"), "\(groups.err)")
+        // With the default single group, the error says which --groups to give (the 2×2 run above
+        // gives --groups 2 and trains).
+        let defaultGroups = runGlam(["train", "--output", scratch.path("bad").path, "--mesh", "2x2"] + Array(common.prefix(8)))
+        #expect(defaultGroups.status == 2 && defaultGroups.err.contains("do not divide the 1 groups"), "\(defaultGroups.err)")
+        #expect(defaultGroups.err.contains("give --groups G, a multiple of 2") && defaultGroups.err.contains("--groups 2"))
         let malformed = runGlam(["train", "--mesh", "2by2"] + common)
         #expect(malformed.status == 2 && malformed.err.contains("--mesh must be DATAxMDL"))
         #expect(runGlam(["train", "--mesh", "16x8"] + common).err.contains("at most 64 cores"))

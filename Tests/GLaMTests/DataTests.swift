@@ -82,9 +82,16 @@ struct DataTests {
         let a = try BytePairTokenizer.train(on: sample, vocabularySize: 400)
         let b = try BytePairTokenizer.train(on: sample, vocabularySize: 400)
         #expect(a == b && a.vocabularySize == 400 && a.endOfText == 399)
-        for text in [sample, "Hello, wörld! 你好 🚀\n\t  tabs  and  spaces\r\n", "", " ", "a", "\u{0301}e\u{0301}"] {
+        // Every ASCII character, the control ones and NUL included, and every other byte width of UTF-8.
+        let ascii = String(String.UnicodeScalarView((0..<128).compactMap(Unicode.Scalar.init)))
+        for text in [sample, "Hello, wörld! 你好 🚀\n\t  tabs  and  spaces\r\n", "", " ", "a", "\u{0301}e\u{0301}", ascii, "\u{0}x\u{0}"] {
             #expect(a.decode(a.encode(text)) == text)
         }
+        // Every id alone decodes to its own bytes: the 256 byte ids to that byte, end-of-text to nothing.
+        for id in 0..<256 {
+            #expect(Array(a.decode([id]).utf8) == (id < 128 ? [UInt8(id)] : Array("\u{FFFD}".utf8)), "id \(id)")
+        }
+        #expect(a.decode([a.endOfText]).isEmpty && a.decode([-1, a.vocabularySize]).isEmpty)
         let ids = a.encode(sample)
         #expect(ids.count < sample.utf8.count / 2, "merges should compress English: \(ids.count) ids for \(sample.utf8.count) bytes")
         #expect(ids.allSatisfy { $0 >= 0 && $0 < a.endOfText })
@@ -173,6 +180,8 @@ struct DataTests {
         // 256 byte ids, one per merge, and the end-of-text id make the vocabulary.
         let vocabularyLimit = try #require(ModelConfiguration.limits["vocab_size"])
         #expect(256 + BytePairTokenizer.maximumMerges + 1 >= vocabularyLimit)
+        // The documented limit (4M merges: maximumMerges' doc comment); the check above holds for any larger one.
+        #expect(BytePairTokenizer.maximumMerges == 4_194_304)
         let tooMany = [BytePairTokenizer.Merge](repeating: BytePairTokenizer.Merge(97, 98), count: BytePairTokenizer.maximumMerges + 1)
         #expect(throws: ModelError.self) { try BytePairTokenizer(merges: tooMany) }
         do {

@@ -36,6 +36,16 @@ struct DefaultsTests {
         #expect(decoded.numGroups == 1 && decoded.moeHiddenDim == 8)
     }
 
+    @Test("a configuration's JSON is canonical: keys sorted, the same configuration the same bytes, read back equal")
+    func configurationJSONIsCanonical() throws {
+        for named in ModelConfiguration.named {
+            let text = named.configuration.jsonString()
+            let keys = text.matches(of: /"([a-z_]+)":/).map { String($0.output.1) }
+            #expect(!keys.isEmpty && keys == keys.sorted(), "\(named.name): \(keys)")
+            #expect(try ModelConfiguration.fromJSON(text) == named.configuration && named.configuration.jsonString() == text)
+        }
+    }
+
     @Test("MoE layers are the even ones (0, 2, …) of an MoE model, and none of a dense one")
     func moeLayerPlacement() throws {
         let small = try #require(ModelConfiguration.named("small"))
@@ -71,16 +81,45 @@ extension ModelConfiguration {
     }
 }
 
-/// The benchmarks run without options at the settings the README's speed section quotes for its
-/// figures (`small`, B = 8, T = 128 for the model; B = 1 and 8, 64 + 64 tokens for decoding), so a
-/// changed default would make every quoted figure a different measurement.
-struct BenchmarkDefaultsTests {
-    @Test("bench model and bench decode default to the README's measured settings")
-    func benchmarkDefaults() {
-        #expect(BenchModel.defaults.config == "small" && BenchModel.defaults.batch == 8 && BenchModel.defaults.length == 128)
-        #expect(BenchDecode.defaults.config == "small" && BenchDecode.defaults.batches == [1, 8])
-        #expect(BenchDecode.defaults.prompt == 64 && BenchDecode.defaults.tokens == 64)
-        let help = runGlam(["bench", "model", "--help"]).out + runGlam(["bench", "decode", "--help"]).out
-        #expect(help.contains("'small'") && help.contains("B = 1 and 8"), "\(help)")
+/// The "command line" article states each command's defaults in a sentence; those must be the
+/// values the commands use (and the README's speed figures were measured at the benchmarks').
+struct CommandDefaultsTests {
+    @Test("every Defaults: sentence of the command-line article is the code's defaults")
+    func articleDefaultsAreTheCode() throws {
+        let article = try String(
+            contentsOf: fixturesDirectory.deletingLastPathComponent().appendingPathComponent("Sources/GLaM/GLaM.docc/CommandLine.md"),
+            encoding: .utf8
+        ).replacingOccurrences(of: "\n", with: " ")
+        func numbers(after pattern: String) throws -> [Double] {
+            let start = try #require(article.range(of: pattern), "the article has no \"\(pattern)\"")
+            let sentence = article[start.upperBound...].prefix(160)
+            let cut = sentence.range(of: ". ").map { sentence[..<$0.lowerBound] } ?? sentence
+            return cut.replacingOccurrences(of: ",", with: "").matches(of: /[0-9]+(\.[0-9]+)?/).map { Double($0.output.0)! }
+        }
+        let generate = GenerateCommand.defaults
+        #expect(
+            try numbers(after: "an end-of-text token. Defaults:")
+                == [Double(generate.tokens), Double("\(generate.temperature)")!, Double(generate.topK), 0, Double(generate.seed)])
+        let eval = EvalCommand.defaults
+        #expect(
+            try numbers(after: "Defaults: seed")
+                == [Double(eval.seed), Double(eval.batch), Double(eval.maximumLength), Double(eval.maximumTokens)])
+        let moe = BenchMoE.defaults
+        #expect(
+            try numbers(after: "combine steps. Defaults:")
+                == [Double(moe.groups), Double(moe.groupSize), Double(moe.experts), Double(moe.modelDim), Double(moe.capacityFactor)!])
+        #expect(
+            try numbers(after: "in tokens/s. Defaults: `small`,") == [
+                Double(BenchModel.defaults.batch), Double(BenchModel.defaults.length),
+            ])
+        #expect(BenchModel.defaults.config == "small" && BenchDecode.defaults.config == "small")
+        #expect(try numbers(after: "rounds after a warm-up (default R =") == [Double(BenchModel.defaults.alternatingRounds)])
+        let decode = BenchDecode.defaults
+        #expect(
+            try numbers(after: "feed one token per row. Defaults: `small`,")
+                == decode.batches.map(Double.init) + [Double(decode.prompt), Double(decode.tokens)])
+        let plan = PlanCommand.defaults
+        let planned = try numbers(after: "Defaults: mesh 1x1,")
+        #expect(plan.mesh == "1x1" && planned == [Double(plan.tokens), Double(plan.length)])
     }
 }

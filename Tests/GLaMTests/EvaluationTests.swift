@@ -13,7 +13,7 @@ struct EvaluationTests {
 
     /// A fresh tiny model with the byte-level tokenizer (ids 0…256 fit its vocabulary of 512).
     static func scorer(maximumLength: Int = 1024, batchSize: Int = 8) throws -> ContinuationScorer {
-        let parameters = ModelParameters(configuration: try namedConfiguration("tiny"), seed: 5)
+        let parameters = try ModelParameters(configuration: try namedConfiguration("tiny"), seed: 5)
         return try ContinuationScorer(
             parameters: parameters, tokenizer: try BytePairTokenizer(merges: []), maximumLength: maximumLength, batchSize: batchSize)
     }
@@ -304,5 +304,64 @@ extension EvaluationTests {
             #expect(refused.status == 2 && refused.err.contains(fragment), "\(line): \(refused.err)")
         }
         #expect(runGlam(["eval", "--checkpoint", checkpoint.path, "--requests", file.path, "--shots", "1"]).err.contains("does not apply"))
+    }
+
+    @Test("progress counts every scored sequence once: choices and generations, never past the total, ending at it")
+    func progressCountsEverySequence() throws {
+        let scorer = try Self.scorer()
+        let examples = [
+            EvaluationExample(id: "0", context: "In the", answer: .choices([" beginning", " end", " middle"], gold: 0)),
+            EvaluationExample(id: "1", context: "And God", answer: .target(" said", until: ["\n"])),
+            EvaluationExample(id: "2", context: "Let there", answer: .choices([" be", " not"], gold: 0)),
+            EvaluationExample(id: "3", context: "light", answer: .target(" and", until: [])),
+        ]
+        for test in [examples, examples.filter { if case .target = $0.answer { false } else { true } }, [examples[1]]] {
+            var calls: [(Int, Int)] = []
+            _ = try EvaluationTask(name: "mixed", test: test).evaluate(with: scorer, shots: 0, maximumTokens: 2) { calls.append(($0, $1)) }
+            let total = test.reduce(0) {
+                if case .choices(let choices, _) = $1.answer { return $0 + choices.count }
+                return $0 + 1
+            }
+            #expect(calls.allSatisfy { $0.1 == total } && calls.last.map { $0.0 == total } == true, "\(calls) of \(total)")
+            #expect(zip(calls, calls.dropFirst()).allSatisfy { $0.0 <= $1.0 } && calls.allSatisfy { $0.0 >= 0 && $0.0 <= total })
+        }
+    }
+
+    @Test("the sizes' smallest values work and the next smaller are refused: a window of 1 scores the last token on the one before")
+    func smallestSizes() throws {
+        let one = try Self.scorer(maximumLength: 1, batchSize: 1)
+        let (ids, count) = one.sequence(context: "ab", continuation: "c")
+        #expect(ids == [98, 99] && count == 1)
+        let score = try #require(try one.score([(context: "ab", continuation: "c")]).first)
+        let (reference, greedy) = try Self.referenceScore(one, ids: ids, continuation: 1)
+        #expect(abs(score.logLikelihood - reference) <= 1e-5 * max(1, abs(reference)) && score.isGreedy == greedy)
+        for (length, batch) in [(0, 1), (1, 0), (-1, 8)] {
+            #expect(throws: ModelError("maximum length and batch size must be at least 1, got \(length) and \(batch)")) {
+                _ = try Self.scorer(maximumLength: length, batchSize: batch)
+            }
+        }
+    }
+
+    @Test("a generate_until request's max_tokens takes 1 through 4096, as the message says, and nothing outside")
+    func maximumTokensBounds() throws {
+        let scratch = ScratchDirectory()
+        let trainer = try tinyTrainer(steps: 1)
+        let checkpoint = scratch.path("checkpoint.safetensors")
+        try trainer.checkpoint.write(to: checkpoint)
+        // Every printable character stops the generation: it ends after a few tokens whatever the limit.
+        let until = (32..<127).map { String(UnicodeScalar(UInt8($0))) } + ["\n"]
+        for (count, accepted) in [(1, true), (4096, true), (0, false), (4097, false)] {
+            let request: [String: Any] = ["request": "generate_until", "context": "The", "until": until, "max_tokens": count]
+            let file = scratch.path("requests-\(count).jsonl")
+            try Data(JSONSerialization.data(withJSONObject: request) + [10]).write(to: file)
+            let result = runGlam(["eval", "--checkpoint", checkpoint.path, "--requests", file.path])
+            if accepted {
+                #expect(result.status == 0 && result.out.split(separator: "\n").count == 1, "\(count): \(result.err)")
+            } else {
+                #expect(
+                    result.status == 2 && result.err.contains(":1: \"max_tokens\" must be an integer in 1...4096"),
+                    "\(count): \(result.err)")
+            }
+        }
     }
 }

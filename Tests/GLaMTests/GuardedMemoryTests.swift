@@ -77,4 +77,44 @@ struct GuardedMemoryTests {
             }
         }
     }
+
+    @Test("packing stays inside its scratch buffers: every tile and layout, sizes whose packed panels end exactly at a guard page")
+    func packingStaysInsideScratchBuffers() {
+        // Every scratch buffer is lent fresh against a guard page while this runs (other tests that
+        // run meanwhile only get slower).
+        ScratchBuffers.guardsPages.store(true, ordering: .relaxed)
+        defer { ScratchBuffers.guardsPages.store(false, ordering: .relaxed) }
+        var generator = SeededGenerator(seed: 43)
+        // Depths that are multiples of 16 make each packed panel a whole number of 64-byte lines,
+        // so a buffer's last element sits against the page. A's buffer holds a 96-row block: 91 to
+        // 95 rows put a partial last row panel (of 6 or 12) at its very end; the others check the
+        // partial edges elsewhere.
+        let shapes = [
+            (93, 20, 32), (95, 33, 16), (91, 17, 48), (5, 17, 16), (13, 33, 32), (25, 48, 48), (3, 20, 33), (30, 31, 272), (97, 129, 64),
+        ]
+        for (m, n, k) in shapes {
+            for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a = (0..<(m * k)).map { _ in generator.nextUniform() - 0.5 }
+                let b = (0..<(k * n)).map { _ in generator.nextUniform() - 0.5 }
+                let expected = referenceMatmul(a, b, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB)
+                for tile in GEMMTile.allCases {
+                    for threads in [1, 2] {
+                        let got = fastMatmul(
+                            a, b, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB, threads: threads, tile: tile)
+                        #expect(maxError(got, expected) <= Float(k) * 2e-7 + 1e-6, "m \(m) n \(n) k \(k) tile \(tile.rawValue)")
+                    }
+                }
+                // A batch with its own B per item (per-item packing) and a shared one.
+                let batched = (0..<(3 * m * k)).map { _ in generator.nextUniform() - 0.5 }
+                let perItem = (0..<(3 * k * n)).map { _ in generator.nextUniform() - 0.5 }
+                let got = fastMatmul(batched, perItem, m: m, n: n, k: k, batch: 3, transposeA: transposeA, transposeB: transposeB)
+                for item in 0..<3 {
+                    let reference = referenceMatmul(
+                        Array(batched[(item * m * k)..<((item + 1) * m * k)]), Array(perItem[(item * k * n)..<((item + 1) * k * n)]), m: m,
+                        n: n, k: k, transposeA: transposeA, transposeB: transposeB)
+                    #expect(maxError(Array(got[(item * m * n)..<((item + 1) * m * n)]), reference) <= Float(k) * 2e-7 + 1e-6)
+                }
+            }
+        }
+    }
 }

@@ -81,7 +81,7 @@ struct HostileInputTests {
         configuration.expertCapacity = 1 << 24
         configuration.capacityFactor = nil
         #expect(configuration.problem == nil)
-        let parameters = ModelParameters(configuration: configuration, seed: 0)
+        let parameters = try ModelParameters(configuration: configuration, seed: 0)
         let batch = TokenBatch(batchSize: 1, length: 4, tokens: [1, 2, 3, 4])
         do {
             let _: DecoderOutput<Float> = try parameters.constants(batch)

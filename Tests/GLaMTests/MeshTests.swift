@@ -336,6 +336,18 @@ struct PlannerTests {
         }
     }
 
+    @Test("the communication model's groups: at least one, splitting the tokens and the data cores; anything else refused by name")
+    func communicationGroups() throws {
+        let small = try namedConfiguration("small")
+        _ = try stepCommunication(small, batchSize: 4, length: 8, groups: 2, dataCores: 2, modelCores: 1)
+        _ = try stepCommunication(small, batchSize: 4, length: 8, groups: 32, dataCores: 2, modelCores: 1)
+        for g in [0, -2, 3, 64, 1] {
+            #expect(throws: MeshError("\(g) groups must split the 4·8 tokens and divide over the 2 data cores"), "\(g)") {
+                try stepCommunication(small, batchSize: 4, length: 8, groups: g, dataCores: 2, modelCores: 1)
+            }
+        }
+    }
+
     @Test("the communication model takes steps of up to 2^32 tokens and refuses larger ones, whatever their B × T split")
     func communicationTokenBound() throws {
         let small = try namedConfiguration("small")

@@ -101,7 +101,7 @@ struct ParallelKernelTests {
         let tokens = (0..<(b * t)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
         let batch = TokenBatch(batchSize: b, length: t, tokens: tokens, targets: tokens.reversed())
         func step() throws -> (loss: UInt32, parameters: ModelParameters) {
-            var parameters = ModelParameters(configuration: configuration, seed: 1)
+            var parameters = try ModelParameters(configuration: configuration, seed: 1)
             let tape = Tape<Float>()
             let variables = parameters.variables(on: tape)
             let out: DecoderOutput<Float> = try variables(batch)

@@ -24,7 +24,7 @@ struct PublicSurfaceTests {
     func feedForwardKinds() throws {
         for experts in [0, 4] {
             let configuration = tinyConfiguration(experts: experts)
-            let model = ModelParameters(configuration: configuration, seed: 1).constants
+            let model = try ModelParameters(configuration: configuration, seed: 1).constants
             #expect(model.layers.indices.map { model.layers[$0].feedForward.isMoE } == model.layers.indices.map(configuration.isMoELayer))
         }
     }
@@ -43,7 +43,7 @@ struct PublicSurfaceTests {
 
     @Test("updating one parameter replaces that tensor and no other")
     func parameterUpdate() throws {
-        var parameters = ModelParameters(configuration: tinyConfiguration(experts: 4), seed: 2)
+        var parameters = try ModelParameters(configuration: tinyConfiguration(experts: 4), seed: 2)
         let before = parameters
         let path = try #require(parameters.paths.first { $0.name == "final_norm.scale" })
         let replacement = Tensor<Float>(shape: parameters[path].shape, scalars: (0..<parameters[path].scalarCount).map(Float.init))

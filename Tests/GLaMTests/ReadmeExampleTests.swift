@@ -22,28 +22,24 @@ struct ReadmeExampleTests {
         defer { try? FileManager.default.removeItem(at: url) }
         try file.write(to: url)
         #expect(try SafeTensorsFile(contentsOf: url) == file)
+    }
 
-        let corpus = try String(
-            contentsOf: fixturesDirectory.appendingPathComponent("corpus/jargon-4.4.7.txt"), encoding: .utf8)
-        let text = String(corpus.prefix(30_000))
-        var configuration = try namedConfiguration("tiny")
-        configuration.numGroups = 2
-        var options = TrainingOptions()
-        (options.batchSize, options.sequenceLength) = (4, 32)
-        let tokenizer = try BytePairTokenizer.train(
-            on: TextDataset.trainingText(of: text), vocabularySize: configuration.vocabSize)
-        let dataset = TextDataset(text: text, tokenizer: tokenizer, length: options.sequenceLength)
-        let mesh = try DeviceMesh(shape: [2, 2], axisNames: ["data", "mdl"])
-        let trainer = try MeshTrainer(
-            configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset, mesh: mesh)
-        let report = try trainer.trainStep()
-        let single = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
-        #expect(abs(report.loss - (try single.trainStep().loss)) <= 1e-5 * report.loss)
-        #expect(trainer.ledger.bytesSent(along: "data", coreCount: mesh.coreCount).allSatisfy { $0 > 0 })
+    @Test("the README's library program is Examples/UseTheLibrary/main.swift, verbatim (CI runs that file)")
+    func readmeProgramIsTheExample() throws {
+        let root = fixturesDirectory.deletingLastPathComponent()
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        let example = try String(contentsOf: root.appendingPathComponent("Examples/UseTheLibrary/main.swift"), encoding: .utf8)
+        let section = try #require(readme.components(separatedBy: "## Using the library\n").dropFirst().first)
+        let block = try #require(section.components(separatedBy: "```swift\n").dropFirst().first?.components(separatedBy: "```\n").first)
+        let program = try #require(example.range(of: "import Foundation").map { String(example[$0.lowerBound...]) })
+        #expect(block == program)
+        // Under 40 lines, and it reads no file of this repository (so it runs from any directory).
+        #expect(example.split(separator: "\n", omittingEmptySubsequences: false).count < 40)
+        #expect(!example.contains("Fixtures/") && !example.contains("contentsOfFile"))
     }
 
     @Test func readmeTraceExample() throws {
-        let parameters = ModelParameters(configuration: try namedConfiguration("tiny"), seed: 0)
+        let parameters = try ModelParameters(configuration: try namedConfiguration("tiny"), seed: 0)
         let batch = TokenBatch(batchSize: 1, length: 4, tokens: [1, 2, 3, 4])
         let trace = ForwardTrace()
         let output: DecoderOutput<Float> = try parameters.constants(batch, observer: trace)

@@ -165,6 +165,11 @@ struct TraceReportTests {
             #expect(row == lines.count || lines[row].dropFirst(2).first?.isNumber != true, "\(lines[row])")
         }
         #expect(outcomesSeen.isSuperset(of: ["kept", "over_capacity"]), "the prompt fills some expert: \(outcomesSeen)")
+        // Sections are told apart by a blank line before each one's heading.
+        for heading in ["layer 0, mixture of experts:", "attention of position", "next token after position"] {
+            let index = try #require(lines.firstIndex { $0.hasPrefix(heading) }, "\(heading)")
+            #expect(index > 0 && lines[index - 1].isEmpty, "no blank line before \(heading)")
+        }
     }
 
     @Test(
@@ -177,11 +182,17 @@ struct TraceReportTests {
             let result = runGlam(["trace", "--prompt", prompt, "--svg", svgPath] + layerOptions)
             try #require(result.status == 0, "\(result.err)")
             let svg = try String(contentsOfFile: svgPath, encoding: .utf8)
+            #expect(svg.hasPrefix("<svg ") && svg.hasSuffix("</svg>\n"), "one document, ending its last line")
             let object = try TraceTests.json(["--prompt", prompt] + layerOptions)
             let layers = try #require(object["moe_layers"] as? [[String: Any]])
             let canvas = try #require(svg.firstMatch(of: /<svg [^>]*width="([0-9]+)" height="([0-9]+)"/))
             let (width, height) = (Double(canvas.output.1)!, Double(canvas.output.2)!)
-            let title = try #require(svg.firstMatch(of: /<text x="([0-9.]+)" y="18"/))
+            let title = try #require(svg.firstMatch(of: /<text x="([0-9.]+)" y="18"[^>]*>([^<]*)</))
+            // The title names the prompt (XML-escaped) and its token count.
+            #expect(
+                title.output.2
+                    == escapedForXML("glam trace: routing of \"\(prompt)\" (\(object["tokens"].map { ($0 as! [Any]).count } ?? -1) tokens)")
+            )
             let margin = Double(title.output.1)!
             #expect(margin > 0)
             // Every text, cell and mark starts inside the canvas, no nearer its left edge than the title.

@@ -14,10 +14,10 @@ import Testing
 
 struct TraceTests {
     /// A tiny MoE model whose capacity is small enough that tokens are dropped.
-    static func droppingModel() -> ModelParameters {
+    static func droppingModel() throws -> ModelParameters {
         var configuration = tinyConfiguration(experts: 4, capacityFactor: 0.5)
         configuration.numGroups = 2
-        return ModelParameters(configuration: configuration, seed: 3)
+        return try ModelParameters(configuration: configuration, seed: 3)
     }
 
     static let batch = TokenBatch(
@@ -26,7 +26,7 @@ struct TraceTests {
 
     @Test("the trace's experts, queue positions, slots and drops are the gating's, and its dispatch tensor agrees")
     func routingMatchesGating() throws {
-        let parameters = Self.droppingModel()
+        let parameters = try Self.droppingModel()
         let trace = ForwardTrace()
         let output: DecoderOutput<Float> = try parameters.constants(Self.batch, observer: trace)
         let c = parameters.configuration
@@ -93,7 +93,7 @@ struct TraceTests {
 
     @Test("an observer changes no bit of the logits, losses or gradients")
     func observerChangesNothing() throws {
-        let parameters = Self.droppingModel()
+        let parameters = try Self.droppingModel()
         func run(_ observer: (any ForwardObserver)?) throws -> (logits: [UInt32], loss: UInt32, gradients: [[UInt32]]) {
             let tape = Tape<Float>()
             let variables = parameters.variables(on: tape)
@@ -206,7 +206,10 @@ struct TraceTests {
             let route = trace.tokens[t]
             let group = (t / s * s)..<(t / s * s + s)
             guard paddings[t] == 0 else {
-                #expect(route.outcomes == [.padding, .padding] && route.slots == [-1, -1])
+                // Padding has no place in any queue, in the trace and in the routing itself.
+                #expect(route.outcomes == [.padding, .padding] && route.slots == [-1, -1] && route.queuePositions == [-1, -1])
+                let unrouted = [gating.routing.firstQueuePosition[t], gating.routing.secondQueuePosition[t]]
+                #expect(unrouted == [-1, -1], "token \(t)")
                 continue
             }
             let (first, second) = (ranked(t)[0], ranked(t)[1])
@@ -224,6 +227,8 @@ struct TraceTests {
             #expect(zip(route.rawGates, raw).allSatisfy { abs($0 - $1) < 1e-12 }, "token \(t): \(route.rawGates) vs \(raw)")
             #expect(zip(route.renormalizedGates, raw.map { $0 / (raw[0] + raw[1]) }).allSatisfy { abs($0 - $1) < 1e-12 })
             #expect(route.queuePositions == [firstPosition, secondPosition], "token \(t)")
+            let routed = [gating.routing.firstQueuePosition[t], gating.routing.secondQueuePosition[t]]
+            #expect(routed == [firstPosition, secondPosition], "token \(t)")
             for (k, position) in [firstPosition, secondPosition].enumerated() {
                 #expect(route.outcomes[k] == (position < c ? .kept : .overCapacity), "token \(t) choice \(k)")
                 #expect(route.slots[k] == (position < c ? position : -1), "token \(t) choice \(k)")
@@ -347,7 +352,7 @@ extension TraceTests {
         var roomy = tinyConfiguration(experts: 4, capacityFactor: 8)
         roomy.numGroups = 2
         var emptySlots = 0, filledSlots = 0
-        for parameters in [Self.droppingModel(), ModelParameters(configuration: roomy, seed: 5)] {
+        for parameters in [try Self.droppingModel(), try ModelParameters(configuration: roomy, seed: 5)] {
             let trace = ForwardTrace()
             let _: DecoderOutput<Float> = try parameters.constants(Self.batch, observer: trace)
             let dispatch = try #require(trace["layers.0.moe.dispatch"])  // [G, S, E, C]

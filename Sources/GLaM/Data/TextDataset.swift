@@ -101,11 +101,20 @@ public struct TextDataset: Sendable {
         documents(of: text).enumerated().filter { !isValidation($0.offset) }.map(\.element).joined(separator: "\n\n")
     }
 
-    /// Tokenizes and packs `text` into rows of `length`.
+    /// Tokenizes and packs `text` into rows of `length`: its documents (paragraphs) encoded by
+    /// `tokenizer`, as ``init(tokenDocuments:endOfText:length:)`` packs them.
     public init(text: String, tokenizer: BytePairTokenizer, length: Int) {
+        self.init(tokenDocuments: Self.documents(of: text).map { tokenizer.encode($0) }, endOfText: tokenizer.endOfText, length: length)
+    }
+
+    /// Packs documents of token ids (from any tokenizer, or ids of your own) into rows of `length`:
+    /// each document followed by `endOfText`, every 20th document (`isValidation`) held out for
+    /// validation, as for text. `Trainer` checks that every id fits the model's vocabulary.
+    public init<Documents: Sequence>(tokenDocuments documents: Documents, endOfText: Int, length: Int)
+    where Documents.Element: Sequence, Documents.Element.Element == Int {
         var training: [[Int]] = [], validation: [[Int]] = []
-        for (index, document) in Self.documents(of: text).enumerated() {
-            let ids = tokenizer.encode(document) + [tokenizer.endOfText]
+        for (index, document) in documents.enumerated() {
+            let ids = Array(document) + [endOfText]
             if Self.isValidation(index) { validation.append(ids) } else { training.append(ids) }
         }
         self.training = PackedRows(documents: training, length: length)

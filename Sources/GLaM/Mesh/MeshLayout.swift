@@ -118,27 +118,15 @@ public struct MeshLayout: Sendable, Equatable {
     /// The whole statistics of parameter `path` from every core's part (in core order).
     func gather(_ parts: [AdafactorSlot], path: ParameterPath) -> AdafactorSlot {
         guard path.isExpertWeight else { return parts[0] }
-        if case .full = parts[0] { return .full(v: gather(parts.map(\.fullStatistic), path: path)) }
-        let rows = parts.map(\.rowStatistic), columns = parts.map(\.columnStatistic)
+        // Every core's statistics of one weight are of one kind (the kind follows from its shape).
+        let full = parts.compactMap { slot -> Tensor<Float>? in if case .full(let v) = slot { v } else { nil } }
+        let factored = parts.compactMap { slot -> (vr: Tensor<Float>, vc: Tensor<Float>)? in
+            if case .factored(let vr, let vc) = slot { (vr, vc) } else { nil }
+        }
+        precondition(full.isEmpty || factored.isEmpty, "gather: the cores' statistics of \(path) are of different kinds")
+        if !full.isEmpty { return .full(v: gather(full, path: path)) }
+        let rows = factored.map(\.vr), columns = factored.map(\.vc)
         let isInput = path.expertHiddenAxis == 2
         return .factored(vr: joined(rows, hiddenAxis: isInput ? nil : 1), vc: joined(columns, hiddenAxis: isInput ? 1 : nil))
-    }
-}
-
-extension AdafactorSlot {
-    /// `v` of a full slot (a scalar zero for a factored one).
-    var fullStatistic: Tensor<Float> {
-        if case .full(let v) = self { return v }
-        return Tensor(0)
-    }
-    /// `vr` of a factored slot (a scalar zero for a full one).
-    var rowStatistic: Tensor<Float> {
-        if case .factored(let vr, _) = self { return vr }
-        return Tensor(0)
-    }
-    /// `vc` of a factored slot (a scalar zero for a full one).
-    var columnStatistic: Tensor<Float> {
-        if case .factored(_, let vc) = self { return vc }
-        return Tensor(0)
     }
 }

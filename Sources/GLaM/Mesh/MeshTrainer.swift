@@ -106,7 +106,7 @@ public final class MeshTrainer: TrainingSession {
     /// The checkpoint of the current state, gathered (resumable on one device or any mesh).
     public var checkpoint: TrainingCheckpoint {
         TrainingCheckpoint(
-            parameters: parameters, optimizer: optimizer, step: step, skippedSteps: skippedSteps, options: options, tokenizer: tokenizer,
+            validated: parameters, optimizer: optimizer, step: step, skippedSteps: skippedSteps, options: options, tokenizer: tokenizer,
             dataFingerprint: dataset.fingerprint)
     }
 

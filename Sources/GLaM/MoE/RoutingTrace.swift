@@ -73,6 +73,14 @@ public struct TokenRoute: Sendable, Equatable {
 }
 
 /// One MoE layer's routing, token by token.
+///
+/// ```swift
+/// let routing = output.routing(ofLayer: 0)!  // decoder layer 0 is an MoE layer
+/// print("capacity C = \(routing.capacity), aux loss \(routing.auxLoss)")
+/// for route in routing.tokens {
+///     print(route.token, route.experts, route.queuePositions, route.outcomes.map(\.rawValue))
+/// }
+/// ```
 public struct MoELayerTrace: Sendable, Equatable {
     /// The decoder layer's index.
     public let layer: Int

@@ -18,9 +18,25 @@ extension GLaMModel where Weight == Tensor<Float> {
         return file
     }
 
-    /// Writes the parameters to `url` atomically (temporary file, then rename).
-    public func write(to url: URL, extraMetadata: [String: String] = [:]) throws {
-        try safeTensorsFile(extraMetadata: extraMetadata).write(to: url)
+    /// The metadata key holding the tokenizer's JSON, in model files and training checkpoints.
+    public static let tokenizerKey = "tokenizer"
+
+    /// Writes the parameters to `url` atomically (temporary file, then rename): a model file, which
+    /// every command that runs a model reads (`ModelFile`). With `tokenizer`, the file holds it too,
+    /// so that `glam generate`, `glam trace` and `glam eval` can turn text into ids.
+    ///
+    /// - Throws: `ModelError` when `tokenizer`'s ids are not the model's vocabulary, or the write fails.
+    public func write(to url: URL, tokenizer: BytePairTokenizer? = nil, extraMetadata: [String: String] = [:]) throws {
+        var metadata = extraMetadata
+        if let tokenizer {
+            guard tokenizer.vocabularySize == configuration.vocabSize else {
+                throw ModelError(
+                    "cannot write \(url.path): the tokenizer has \(tokenizer.vocabularySize) ids but the model's vocabulary is \(configuration.vocabSize)"
+                )
+            }
+            metadata[Self.tokenizerKey] = tokenizer.jsonString()
+        }
+        try safeTensorsFile(extraMetadata: metadata).write(to: url)
     }
 
     /// Loads parameters from a checkpoint file.

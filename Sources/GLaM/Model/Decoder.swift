@@ -19,8 +19,30 @@ public struct DecoderOutput<Scalar: TensorScalar> {
     public let auxLoss: Variable<Scalar>
     /// `CE + z_loss_weight·z + aux_loss_weight·aux` (nil without targets).
     public let loss: Variable<Scalar>?
-    /// The gating of each MoE layer, in layer order.
+    /// The gating of each MoE layer, in layer order: `gatings[k]` is decoder layer `moeLayers[k]`
+    /// (`gatings[1]` is layer 2). ``gating(ofLayer:)`` and ``routing(ofLayer:routerTopCount:)``
+    /// look a layer up by its decoder index.
     public let gatings: [Top2GatingResult<Scalar>]
+    /// The decoder layer of each entry of `gatings`: the MoE layers 0, 2, 4, … of the configuration.
+    public let moeLayers: [Int]
+    /// The top-2 gating settings the MoE layers routed with.
+    let gatingConfiguration: Top2GatingConfiguration
+    /// The batch's `[B, T]` paddings (nil: every token real).
+    let paddings: Tensor<Scalar>?
+
+    /// The gating of decoder layer `layer`; nil when that layer is dense or out of range.
+    public func gating(ofLayer layer: Int) -> Top2GatingResult<Scalar>? {
+        moeLayers.firstIndex(of: layer).map { gatings[$0] }
+    }
+
+    /// The routing of decoder layer `layer` told token by token (``MoELayerTrace``: each token's two
+    /// experts, gates, queue places against the capacity C, drops and padding), keeping each token's
+    /// `routerTopCount` most probable experts; nil when that layer is dense or out of range.
+    public func routing(ofLayer layer: Int, routerTopCount: Int = 4) -> MoELayerTrace? {
+        gating(ofLayer: layer).map {
+            MoELayerTrace(layer: layer, gating: $0, paddings: paddings, configuration: gatingConfiguration, routerTopCount: routerTopCount)
+        }
+    }
 }
 
 extension GLaMModel {
@@ -55,10 +77,15 @@ extension GLaMModel {
         }
         let (logits, losses) = head(x, batch: batch, context: context)  // [B, T, V]
         guard let (crossEntropy, zLoss) = losses else {
-            return DecoderOutput(logits: logits, crossEntropy: nil, zLoss: nil, auxLoss: auxLoss, loss: nil, gatings: gatings)
+            return DecoderOutput(
+                logits: logits, crossEntropy: nil, zLoss: nil, auxLoss: auxLoss, loss: nil, gatings: gatings, moeLayers: c.moeLayers,
+                gatingConfiguration: c.gating, paddings: context.paddings)
         }
         let loss = crossEntropy + zLoss * Scalar(c.zLossWeight) + auxLoss * Scalar(c.auxLossWeight)
-        return DecoderOutput(logits: logits, crossEntropy: crossEntropy, zLoss: zLoss, auxLoss: auxLoss, loss: loss, gatings: gatings)
+        return DecoderOutput(
+            logits: logits, crossEntropy: crossEntropy, zLoss: zLoss, auxLoss: auxLoss, loss: loss, gatings: gatings,
+            moeLayers: c.moeLayers,
+            gatingConfiguration: c.gating, paddings: context.paddings)
     }
 
     /// `Emb[tokens]` `[B, T, M]` (not scaled).

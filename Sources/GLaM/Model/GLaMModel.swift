@@ -16,6 +16,13 @@
 
 /// A GLaM decoder with its weights: the paper's Table 4 models, `small`, `tiny`, or any valid
 /// `ModelConfiguration`.
+///
+/// ```swift
+/// let parameters = try ModelParameters(configuration: ModelConfiguration.named("tiny")!, seed: 0)
+/// let batch = TokenBatch(batchSize: 1, length: 4, tokens: [1, 2, 3, 4], targets: [2, 3, 4, 5])
+/// let output: DecoderOutput<Float> = try parameters.constants(batch)
+/// print(output.logits.shape, output.loss!.value.scalar)  // [1, 4, V]; CE + z-loss and aux-loss terms
+/// ```
 public struct GLaMModel<Weight> {
     /// The configuration the weights belong to.
     public let configuration: ModelConfiguration

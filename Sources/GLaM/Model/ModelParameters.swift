@@ -19,8 +19,10 @@ extension GLaMModel where Weight == Tensor<Float> {
     /// | ffn wi_gate, wi_linear; moe gate, wi | U(±√(3/M)) |
     /// | ffn wo; moe wo | U(±√(3/H)) |
     /// | norm scales | 1 |
-    public init(configuration c: ModelConfiguration, seed: UInt64) {
-        precondition(c.problem == nil, "ModelParameters: \(c.problem ?? "")")
+    ///
+    /// - Throws: `ModelError` naming the problem when `c` is not a valid configuration.
+    public init(configuration c: ModelConfiguration, seed: UInt64) throws(ModelError) {
+        if let problem = c.problem { throw ModelError("invalid configuration: \(problem)") }
         let (m, d, nd) = (Float(c.modelDim), Float(c.headDim), Float(c.numHeads * c.headDim))
         self.init(configuration: c) { path in
             let shape = path.shape(in: c)

@@ -32,6 +32,13 @@ public protocol ForwardObserver: AnyObject {
 }
 
 /// A `ForwardObserver` that keeps every intermediate: the trace of one forward pass.
+///
+/// ```swift
+/// let trace = ForwardTrace()
+/// let traced: DecoderOutput<Float> = try parameters.constants(batch, observer: trace)
+/// print(trace.names.prefix(3))  // in the order they are computed
+/// print(trace["layers.0.moe.router_probabilities"]!.shape, traced.logits.shape)  // [G, S, E], [B, T, V]
+/// ```
 public final class ForwardTrace: ForwardObserver {
     /// The names, in the order they were reported.
     public private(set) var names: [String] = []

@@ -85,7 +85,21 @@ public struct StepReport: Sendable {
     public let experts: [ExpertLayerStatistics]
 }
 
-/// Trains a GLaM model on a text dataset.
+/// Trains a GLaM model with Adafactor on a dataset of packed token rows (from text or from token
+/// ids of your own): the schedule, the skip of non-finite steps, validation and checkpoints.
+///
+/// ```swift
+/// let tokenizer = try BytePairTokenizer(merges: [])  // byte level
+/// var configuration = ModelConfiguration.named("tiny")!
+/// configuration.vocabSize = tokenizer.vocabularySize
+/// var options = TrainingOptions()
+/// (options.batchSize, options.sequenceLength) = (4, 16)
+/// let documents = (0..<200).map { d in (0..<20).map { (d + 3 * $0) % 100 } }  // ids of your own
+/// let dataset = TextDataset(tokenDocuments: documents, endOfText: tokenizer.endOfText, length: 16)
+/// let trainer = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
+/// let report = try trainer.trainStep()  // loss terms, learning rate, expert loads; skipped if not finite
+/// print(report.loss, report.applied, try trainer.validationLoss())
+/// ```
 public final class Trainer: TrainingSession {
     /// The model's parameters (settable within the module for tests that inject faults).
     public internal(set) var parameters: ModelParameters
@@ -123,8 +137,8 @@ public final class Trainer: TrainingSession {
                 "the model's vocabulary (\(configuration.vocabSize)) differs from the tokenizer's (\(tokenizer.vocabularySize))")
         }
         try validate(options: options, configuration: configuration, dataset: dataset)
-        return TrainingCheckpoint(
-            parameters: ModelParameters(configuration: configuration, seed: options.seed),
+        return try TrainingCheckpoint(
+            parameters: try ModelParameters(configuration: configuration, seed: options.seed),
             optimizer: Adafactor(configuration: options.adafactor),
             step: 0, skippedSteps: 0, options: options, tokenizer: tokenizer, dataFingerprint: dataset.fingerprint)
     }
@@ -171,6 +185,14 @@ public final class Trainer: TrainingSession {
             throw ModelError("the corpus gives \(dataset.training.count) training rows, fewer than one batch of \(options.batchSize)")
         }
         try checkGroups(options: options, configuration: configuration)
+        // Every id must be one of the model's (token documents come from anywhere): refused before
+        // any step, not at the step whose batch holds it.
+        let v = configuration.vocabSize
+        for (split, rows) in [("training", dataset.training), ("validation", dataset.validation)] {
+            if let bad = (rows.tokens + rows.targets).first(where: { $0 < 0 || $0 >= v }) {
+                throw ModelError("the \(split) data has token id \(bad), outside the model's vocabulary 0..<\(v)")
+            }
+        }
         let validationRows = min(options.batchSize, dataset.validation.count)  // the validation batch size
         guard (validationRows * options.sequenceLength) % configuration.numGroups == 0 else {
             throw ModelError(
@@ -182,7 +204,7 @@ public final class Trainer: TrainingSession {
     /// The checkpoint of the current state.
     public var checkpoint: TrainingCheckpoint {
         TrainingCheckpoint(
-            parameters: parameters, optimizer: optimizer, step: step, skippedSteps: skippedSteps, options: options, tokenizer: tokenizer,
+            validated: parameters, optimizer: optimizer, step: step, skippedSteps: skippedSteps, options: options, tokenizer: tokenizer,
             dataFingerprint: dataset.fingerprint)
     }
 

@@ -13,6 +13,14 @@
 import Foundation
 
 /// A run's complete state.
+///
+/// ```swift
+/// let url = FileManager.default.temporaryDirectory.appendingPathComponent("run.safetensors")
+/// try trainer.checkpoint.write(to: url)  // atomic, with a checksum
+/// let checkpoint = try TrainingCheckpoint(contentsOf: url)
+/// let resumed = try Trainer(resuming: checkpoint, dataset: dataset)  // continues bit for bit
+/// print(resumed.step, try resumed.trainStep().loss)
+/// ```
 public struct TrainingCheckpoint: Sendable, Equatable {
     /// The model's parameters.
     public var parameters: ModelParameters
@@ -31,9 +39,29 @@ public struct TrainingCheckpoint: Sendable, Equatable {
     public var dataFingerprint: String?
 
     /// A checkpoint from parts.
+    ///
+    /// - Throws: `ModelError` when the tokenizer's ids are not the model's vocabulary (such a file
+    ///   could not be read back), or a count is negative.
     public init(
         parameters: ModelParameters, optimizer: Adafactor, step: Int, skippedSteps: Int, options: TrainingOptions,
         tokenizer: BytePairTokenizer, dataFingerprint: String? = nil
+    ) throws(ModelError) {
+        guard tokenizer.vocabularySize == parameters.configuration.vocabSize else {
+            throw ModelError(
+                "the tokenizer has \(tokenizer.vocabularySize) ids but the model's vocabulary is \(parameters.configuration.vocabSize)")
+        }
+        guard step >= 0, skippedSteps >= 0, skippedSteps <= step else {
+            throw ModelError("step \(step) and skipped steps \(skippedSteps) must satisfy 0 ≤ skipped ≤ step")
+        }
+        self.init(
+            validated: parameters, optimizer: optimizer, step: step, skippedSteps: skippedSteps, options: options, tokenizer: tokenizer,
+            dataFingerprint: dataFingerprint)
+    }
+
+    /// A checkpoint from parts known to fit (a trainer's own state).
+    init(
+        validated parameters: ModelParameters, optimizer: Adafactor, step: Int, skippedSteps: Int, options: TrainingOptions,
+        tokenizer: BytePairTokenizer, dataFingerprint: String?
     ) {
         self.dataFingerprint = dataFingerprint
         self.parameters = parameters
@@ -87,8 +115,20 @@ public struct TrainingCheckpoint: Sendable, Equatable {
         } catch {
             throw ModelError(error.description)
         }
-        let name = url.path
+        try self.init(file, name: url.path)
+    }
+
+    /// Reads a checkpoint from a safetensors file already read; `name` labels errors.
+    ///
+    /// - Throws: `ModelError` as ``init(contentsOf:)``; a model file without training state (written
+    ///   by ``GLaMModel/write(to:tokenizer:extraMetadata:)``) is refused, naming what it lacks.
+    public init(_ file: SafeTensorsFile, name: String) throws(ModelError) {
         guard file.metadata["format"] == "glam-checkpoint" else {
+            if file.metadata[ModelParameters.configurationKey] != nil {
+                throw ModelError(
+                    "\(name): a model file without training state (no optimizer statistics, step or training options): it runs, but training cannot resume from it"
+                )
+            }
             throw ModelError("\(name): not a glam training checkpoint (__metadata__ format is not glam-checkpoint)")
         }
         guard let stored = file.metadata["checksum"] else { throw ModelError("\(name): the checkpoint has no checksum") }
@@ -97,7 +137,7 @@ public struct TrainingCheckpoint: Sendable, Equatable {
         }
         let parameters = try ModelParameters(file, name: name)
         guard let step = file.metadata["step"].flatMap({ Int($0) }), step >= 0,
-            let skipped = file.metadata["skipped_steps"].flatMap({ Int($0) }), skipped >= 0
+            let skipped = file.metadata["skipped_steps"].flatMap({ Int($0) }), skipped >= 0, skipped <= step
         else { throw ModelError("\(name): step or skipped_steps missing or invalid") }
         guard let optionsText = file.metadata["training"], let options = try? TrainingOptions.fromJSON(optionsText) else {
             throw ModelError("\(name): training options missing or invalid")
@@ -131,7 +171,7 @@ public struct TrainingCheckpoint: Sendable, Equatable {
             }
         }
         self.init(
-            parameters: parameters, optimizer: optimizer, step: step, skippedSteps: skipped, options: options, tokenizer: tokenizer,
+            validated: parameters, optimizer: optimizer, step: step, skippedSteps: skipped, options: options, tokenizer: tokenizer,
             dataFingerprint: file.metadata["data"])
     }
 

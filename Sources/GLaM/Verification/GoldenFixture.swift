@@ -118,6 +118,14 @@ final class FixtureReads: @unchecked Sendable {
 }
 
 /// A loaded, envelope-validated golden fixture.
+///
+/// ```swift
+/// let fixture = try GoldenFixture(contentsOf: URL(fileURLWithPath: "Fixtures/moe/top2_gating_spec_cf1.safetensors"))
+/// let result = try fixture.run()  // recomputes every expected tensor
+/// for comparison in result.comparisons {
+///     print(comparison.name, comparison.passed, comparison.maxAbsoluteDifference)
+/// }
+/// ```
 public struct GoldenFixture {
     /// The file it came from.
     public let file: String

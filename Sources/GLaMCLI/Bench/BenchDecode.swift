@@ -55,7 +55,7 @@ enum BenchDecode: Benchmark {
                 )
             }
         }
-        let parameters = ModelParameters(configuration: configuration, seed: 1)
+        let parameters = try ModelParameters(configuration: configuration, seed: 1)
         for b in batches {
             var generator = SeededGenerator(seed: 3)
             let promptTokens = (0..<(b * prompt)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }

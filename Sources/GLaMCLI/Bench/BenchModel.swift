@@ -86,7 +86,7 @@ enum BenchModel: Benchmark {
         }
         var trainSteps: [() throws -> Double] = []  // one timed training step per configuration
         for configuration in configurations {
-            let parameters = ModelParameters(configuration: configuration, seed: 1)
+            let parameters = try ModelParameters(configuration: configuration, seed: 1)
             var generator = SeededGenerator(seed: 2)
             let tokens = (0..<(b * t)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
             let targets = (0..<(b * t)).map { _ in Int(generator.next() % UInt64(configuration.vocabSize)) }
