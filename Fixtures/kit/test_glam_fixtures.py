@@ -71,6 +71,11 @@ class KitTests(unittest.TestCase):
         self.assertTrue(comparison.passed)  # 0.09 ≤ 0.05 + 0.05·1
         comparison = gf.compare_tensor("t", np.array([1.11, 2.0]), np.array([1.0, 2.0]), 0.05, 0.05)
         self.assertFalse(comparison.passed)
+        # The reported worst difference is the largest |actual − expected|, and 0 when there is nothing to compare.
+        self.assertEqual(gf.compare_tensor("t", np.array([1.25, 2.0, 2.5]), np.array([1.0, 2.0, 3.0]), 1, 0).max_abs, 0.5)
+        empty = gf.compare_tensor("t", np.zeros((0, 3)), np.zeros((0, 3)), 0.05, 0.05)
+        self.assertTrue(empty.passed)
+        self.assertEqual(empty.max_abs, 0.0)
 
     def test_shape_mismatch_nan_and_missing_tensors_fail(self):
         fixture = gf.read(SPEC)

@@ -148,4 +148,15 @@ struct AutogradTests {
         let twice = tape.gradients(seeds: [(output: y, seed: Tensor<Double>(1)), (output: y, seed: Tensor<Double>(2))])
         #expect(twice[w]?.scalars == [6, 12, 18, 24])
     }
+
+    @Test("broadcasting against an empty axis: an empty result, and each operand's gradient zeros of its own shape")
+    func broadcastingToAnEmptyAxis() {
+        let tape = Tape<Double>()
+        let a = tape.variable(Tensor<Double>(shape: [2, 1], scalars: [1, 2]))
+        let b = tape.variable(Tensor<Double>(shape: [0], scalars: []))
+        let y = a * b  // [2, 1] · [0] → [2, 0]
+        #expect(y.shape == [2, 0])
+        let gradients = tape.gradients(of: y.sum() + a.sum())
+        #expect(gradients[a] == Tensor<Double>(shape: [2, 1], scalars: [1, 1]) && gradients[b] == Tensor<Double>(zeros: [0]))
+    }
 }

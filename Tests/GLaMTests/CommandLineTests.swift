@@ -167,6 +167,15 @@ struct CommandLineTests {
         #expect(decoded.map { $0["batch"] as? Int } == [1, 3] && decoded.allSatisfy { ($0["tokens_per_second"] as? Double ?? 0) > 0 })
         #expect(runGlam(["bench", "model", "--config", "nonexistent"]).status == 2)
         #expect(runGlam(["bench", "moe", "--capacity-factor", "-1"]).status == 2)
+        // A capacity factor must be positive: 0 is refused like −1, naming the option.
+        #expect(runGlam(["bench", "moe", "--capacity-factor", "0"]).err.contains("--capacity-factor must be a positive number, got '0'"))
+        for shard in ["0/0", "1/1", "-1/2", "0/1025"] {
+            let never = FileManager.default.temporaryDirectory.appendingPathComponent("never-\(UUID())").path
+            let refused = runGlam(["compare", "--shard", shard, "--output", never])
+            #expect(!FileManager.default.fileExists(atPath: never))
+            #expect(
+                refused.status == 2 && refused.err.contains("--shard must be I/N with 0 ≤ I < N ≤ 1024, got '\(shard)'"), "\(refused.err)")
+        }
     }
 
     @Test("every benchmark's best figure is at least its median, both positive and finite (rates are work over time)")
@@ -439,6 +448,10 @@ struct CommandLineTests {
         let defaultGroups = runGlam(["train", "--output", scratch.path("bad").path, "--mesh", "2x2"] + Array(common.prefix(8)))
         #expect(defaultGroups.status == 2 && defaultGroups.err.contains("do not divide the 1 groups"), "\(defaultGroups.err)")
         #expect(defaultGroups.err.contains("give --groups G, a multiple of 2") && defaultGroups.err.contains("--groups 2"))
+        // The data axis is the first: a 4x1 mesh asks for a multiple of 4, a 1x2 mesh fits one group.
+        let dataAxis = runGlam(["train", "--output", scratch.path("bad").path, "--mesh", "4x1"] + Array(common.prefix(8)))
+        #expect(dataAxis.status == 2 && dataAxis.err.contains("the 4x1 mesh does not fit"), "\(dataAxis.err)")
+        #expect(dataAxis.err.contains("a multiple of 4 that divides B·T") && dataAxis.err.contains("(--groups 4:"), "\(dataAxis.err)")
         let malformed = runGlam(["train", "--mesh", "2by2"] + common)
         #expect(malformed.status == 2 && malformed.err.contains("--mesh must be DATAxMDL"))
         #expect(runGlam(["train", "--mesh", "16x8"] + common).err.contains("at most 64 cores"))

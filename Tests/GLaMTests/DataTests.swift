@@ -69,6 +69,25 @@ struct DataTests {
         #expect(counted.merges == [BytePairTokenizer.Merge(97, 98)])
     }
 
+    @Test(
+        "the largest vocabulary a text allows is 257 plus one merge per byte pair inside its distinct chunks, and training reaches it when no pairs are shared"
+    )
+    func maximumVocabulary() throws {
+        // Chunks whose byte pairs are all different: every pair can be merged, one merge each, until
+        // each distinct chunk is one id (a repeated chunk adds nothing).
+        for (text, pairs) in [("abcdefg", 6), ("abc xyz xyz", 2 + 3), ("q", 0), ("", 0), ("mnop 12", 3 + 2)] {
+            let bound = BytePairTokenizer.maximumVocabularySize(for: text)
+            let distinct = Set(BytePairTokenizer.chunks(text))
+            #expect(bound == 257 + distinct.reduce(0) { $0 + max($1.count - 1, 0) }, "\(text)")
+            #expect(bound == 257 + pairs, "'\(text)': \(bound), chunks \(distinct.map { String(decoding: $0, as: UTF8.self) })")
+            #expect(try BytePairTokenizer.train(on: text, vocabularySize: 10_000).vocabularySize == bound, "'\(text)'")
+        }
+        let sample = try corpusSample(bytes: 3_000)
+        #expect(
+            try BytePairTokenizer.train(on: sample, vocabularySize: 100_000).vocabularySize
+                <= BytePairTokenizer.maximumVocabularySize(for: sample))
+    }
+
     @Test("the bundled corpus is the recorded file")
     func corpusChecksum() throws {
         let text = try String(contentsOf: fixturesDirectory.appendingPathComponent("corpus/jargon-4.4.7.txt"), encoding: .utf8)

@@ -179,6 +179,14 @@ struct EvaluationTests {
         #expect(abs(result.accuracyStandardError - (mean * (1 - mean) * 6 / 5).squareRoot() / 6.0.squareRoot()) < 1e-12)
     }
 
+    @Test("the standard error of a mean: the sample standard deviation over √n; 0 for fewer than two values, never NaN")
+    func standardErrors() {
+        #expect(standardErrorOfMean([]) == 0 && standardErrorOfMean([0.75]) == 0)
+        // [1, 2, 3, 6]: mean 3, squared deviations 4 + 1 + 0 + 9 = 14, sample variance 14 / 3.
+        #expect(abs(standardErrorOfMean([1, 2, 3, 6]) - (14.0 / 3).squareRoot() / 2) < 1e-15)
+        #expect(standardErrorOfMean([5, 5]) == 0)
+    }
+
     @Test("generation: greedy, cut at the first stop string, exact match against the target")
     func generationExactMatch() throws {
         let scorer = try Self.scorer()

@@ -103,6 +103,50 @@ struct GEMMTests {
         }
     }
 
+    @Test(
+        "the documented summation order, bit for bit: each element sums depth blocks of 256 from zero, p in order, and adds each block's sum to C, on every tile, layout and thread count"
+    )
+    func summationOrder() {
+        // The order fixes the bits a given input gives on every host and in every release.
+        func multiplyAdd(_ acc: Float, _ a: Float, _ b: Float) -> Float {
+            #if GLAM_FMA
+                return acc.addingProduct(a, b)
+            #else
+                return acc + a * b
+            #endif
+        }
+        for (m, n, k) in [(7, 20, 600), (40, 33, 513), (1, 17, 256), (13, 50, 1030)] {
+            let a = testValues(m * k, seed: 91), b = testValues(k * n, seed: 92)
+            var expected = [Float](repeating: 0, count: m * n)
+            for i in 0..<m {
+                for j in 0..<n {
+                    var c: Float = 0
+                    for block in stride(from: 0, to: k, by: 256) {
+                        var sum: Float = 0
+                        for p in block..<min(k, block + 256) { sum = multiplyAdd(sum, a[i * k + p], b[p * n + j]) }
+                        c = block == 0 ? sum : sum + c
+                    }
+                    expected[i * n + j] = c
+                }
+            }
+            for tile in GEMMTile.allCases {
+                for threads in [1, 2] {
+                    for (transposeA, transposeB) in [(false, false), (true, true)] {
+                        // The same matrices stored transposed.
+                        let storedA = transposeA ? (0..<k * m).map { a[($0 % m) * k + $0 / m] } : a
+                        let storedB = transposeB ? (0..<n * k).map { b[($0 % k) * n + $0 / k] } : b
+                        let got = fastMatmul(
+                            storedA, storedB, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB, threads: threads, tile: tile
+                        )
+                        #expect(
+                            got.map(\.bitPattern) == expected.map(\.bitPattern),
+                            "m \(m) n \(n) k \(k), \(tile), \(threads) threads, transposes \(transposeA) \(transposeB)")
+                    }
+                }
+            }
+        }
+    }
+
     @Test("square sizes 1, 3, 7, 33, 65, 1000")
     func squareSizes() {
         for size in Self.awkwardSizes + [1000] {

@@ -2,7 +2,9 @@
 //
 // For a function f of several tensors, the objective is L = Σ f(x) ⊙ R with a fixed random R (so
 // every output element matters with its own weight). The tape's gradient of L is compared with
-// the central difference (L(x + h·eᵢ) − L(x − h·eᵢ)) / 2h for every input element i.
+// the central difference (L(x + h·eᵢ) − L(x − h·eᵢ)) / 2h for every input element i. With several
+// inputs, each is also differentiated alone, the others passed as constants: an operation's
+// gradient for one input must not depend on which of the others are recorded.
 
 import Testing
 
@@ -38,6 +40,19 @@ func checkGradients(
     func objective(_ values: [Tensor<Double>]) throws -> Double {
         let y = try f(values.map { Variable(constant: $0) }).value
         return zip(y.scalars, weights.scalars).reduce(0) { $0 + $1.0 * $1.1 }
+    }
+    if inputs.count > 1 {
+        for index in inputs.indices {
+            let alone = Tape<Double>()
+            let mixed = inputs.indices.map { $0 == index ? alone.variable(inputs[$0]) : Variable(constant: inputs[$0]) }
+            let single = alone.gradients(of: try f(mixed), seed: weights)
+            let expected = gradients[variables[index]] ?? Tensor(zeros: inputs[index].shape)
+            let found = single[mixed[index]] ?? Tensor(zeros: inputs[index].shape)
+            #expect(
+                found.shape == expected.shape && zip(found.scalars, expected.scalars).allSatisfy { abs($0 - $1) <= 1e-12 * (1 + abs($1)) },
+                "input \(index) recorded alone, the others constants: its gradient differs from the one with all recorded",
+                sourceLocation: sourceLocation)
+        }
     }
     var worst = 0.0
     for (index, input) in inputs.enumerated() {

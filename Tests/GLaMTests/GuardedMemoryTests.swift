@@ -44,6 +44,9 @@ final class GuardedFloats {
     deinit { munmap(region, regionSize) }
 }
 
+/// Serialized: the scratch-buffer tests below must not overlap (one lends every buffer fresh while
+/// it runs, the other counts how rarely buffers are allocated).
+@Suite(.serialized)
 struct GuardedMemoryTests {
     @Test(
         "the GEMM reads and writes only its operands: every layout, edge sizes, both tiles, 1 and 2 threads, operands against guard pages",
@@ -116,5 +119,47 @@ struct GuardedMemoryTests {
                 }
             }
         }
+    }
+
+    @Test("a returned scratch buffer is lent again: many uses one after another allocate only a few buffers")
+    func scratchBuffersAreReused() {
+        // An unusual size, so that the buffers other tests return rarely fit it... and if one
+        // does, it is lent instead of a new one, which allocates even less.
+        let count = 1_234_567
+        ScratchBuffers.withBuffer(count: count) { $0[count - 1] = 1 }
+        let before = ScratchBuffers.allocations.load(ordering: .relaxed)
+        for _ in 0..<200 { ScratchBuffers.withBuffer(count: count) { $0[0] = 2 } }
+        let made = ScratchBuffers.allocations.load(ordering: .relaxed) - before
+        // Tests running beside this one allocate too; 200 uses without reuse would be 200.
+        #expect(made < 100, "\(made) buffers allocated for 200 uses in turn")
+        // ... and the count counts: two buffers held at once of a size hardly any idle buffer has
+        // (160 MB each, far above what the suite's GEMMs pack into) take at least one allocation.
+        let large = 40_000_003
+        let beforeLarge = ScratchBuffers.allocations.load(ordering: .relaxed)
+        ScratchBuffers.withBuffer(count: large) { outer in
+            outer[large - 1] = 3
+            ScratchBuffers.withBuffer(count: large) { $0[large - 1] = 4 }
+        }
+        #expect(ScratchBuffers.allocations.load(ordering: .relaxed) > beforeLarge)
+    }
+
+    @Test("every scratch buffer is idle in the pool, lent, or freed: buffers evicted past the pool's size are freed, not lost")
+    func scratchBuffersAreFreed() {
+        func unaccounted() -> Int {
+            ScratchBuffers.allocations.load(ordering: .relaxed) - ScratchBuffers.frees.load(ordering: .relaxed) - ScratchBuffers.idleCount
+        }
+        // Twenty buffers held at once, then returned: the pool keeps eight, the rest are freed.
+        func hold(_ depth: Int) {
+            guard depth > 0 else { return }
+            ScratchBuffers.withBuffer(count: 3_001 + depth) {
+                $0[0] = 1; hold(depth - 1)
+            }
+        }
+        let before = unaccounted()
+        for _ in 0..<5 { hold(20) }
+        // What is unaccounted for is only what other tests hold at this moment (a few buffers per
+        // thread); five rounds that each lost twelve would be sixty.
+        #expect(unaccounted() - before < 20, "\(unaccounted() - before) buffers neither idle nor freed")
+        #expect(ScratchBuffers.idleCount <= 8)
     }
 }

@@ -42,8 +42,9 @@ struct HeadMatmulTests {
     )
     func matchesTransposedMatmul() throws {
         for (index, (aLayout, bLayout, outLayout, transposeA, transposeB)) in Self.cases.enumerated() {
-            // Sizes over one register tile and one depth block (k = 300 > 256), and a small one.
-            for (m, n, k) in [(37, 45, 64), (130, 70, 300), (1, 5, 3), (4, 3, 0)] {
+            // Sizes over one register tile and one depth block (k = 300 > 256), a small one, and empty
+            // ones (no depth: zeros; no rows or columns: no elements).
+            for (m, n, k) in [(37, 45, 64), (130, 70, 300), (1, 5, 3), (4, 3, 0), (0, 5, 3), (4, 0, 3), (0, 0, 0)] {
                 let (a, b) = Self.operands(
                     aLayout, bLayout, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, seed: UInt64(index))
                 let expected = matmul(

@@ -277,6 +277,10 @@ struct HostileInputTests {
         let live = directory.appendingPathComponent(".checkpoint.safetensors.tmp-\(getpid())-43")
         try Data([1, 2, 3]).write(to: stale)
         try Data([1, 2, 3]).write(to: live)
+        // Only names of the writer's own form, .NAME.tmp-PID-NUMBER, are its temporaries: a user's
+        // file that merely starts the same way is kept, whoever the pid.
+        let others = ["x", "42-1", "", "07x"].map { directory.appendingPathComponent(".checkpoint.safetensors.tmp-\(dead)-\($0)") }
+        for other in others { try Data([4]).write(to: other) }
         // A crash after logging steps 4 and 5 but before their checkpoint.
         let metricsURL = directory.appendingPathComponent("metrics.jsonl")
         var text = try String(contentsOf: metricsURL, encoding: .utf8)
@@ -286,6 +290,7 @@ struct HostileInputTests {
         #expect(resumed.status == 0, "\(resumed.err)")
         #expect(resumed.out.contains("removed \(stale.path)") && resumed.out.contains("removed 2 records after step 3"))
         #expect(!FileManager.default.fileExists(atPath: stale.path) && FileManager.default.fileExists(atPath: live.path))
+        for other in others { #expect(FileManager.default.fileExists(atPath: other.path), "\(other.lastPathComponent) removed") }
         let steps = try String(contentsOf: metricsURL, encoding: .utf8).split(separator: "\n").compactMap {
             (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]).flatMap { $0["ce"] != nil ? $0["step"] as? Int : nil }
         }

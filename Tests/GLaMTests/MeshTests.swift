@@ -177,6 +177,14 @@ struct PlannerTests {
         // Experts are split over all 1,024 chips: 1.1T × 4 B / 1024 ≈ 4.3 GB of the 19.9 GB per chip.
         #expect(abs(plan.parameterBytesPerCore / 1e9 - 19.86) < 0.01)
         // One chip has no peers: no communication.
+        // A step of no tokens, or sequences of no length, is refused, not planned as zeros or NaN.
+        for (tokens, length) in [(0, 1024), (-1024, 1024), (1024, 0), (0, 0)] {
+            #expect(throws: MeshError.self, "\(tokens) tokens of length \(length)") {
+                try planTrainingStep(
+                    try namedConfiguration("glam-0.1b-64e"), dataCores: 1, modelCores: 1, tokensPerStep: tokens, length: length)
+            }
+        }
+        _ = try planTrainingStep(try namedConfiguration("glam-0.1b-64e"), dataCores: 1, modelCores: 1, tokensPerStep: 1, length: 1)
         let alone = try planTrainingStep(try namedConfiguration("glam-0.1b-64e"), dataCores: 1, modelCores: 1)
         #expect(alone.allToAllBytesPerCore == 0 && alone.allReduceBytesPerCore == 0)
     }
@@ -207,6 +215,13 @@ struct PlannerTests {
         ] {
             #expect(throws: MeshError.self) { try TrainingEnergyEstimate(trainingFLOPsPerToken: 1, tokens: 1, chips: 1, assumptions: bad) }
         }
+        // Each count must be positive (and finite): zero, negative or infinite work is refused.
+        for (flops, tokens, chips) in [(0.0, 1.0, 1), (-1, 1, 1), (.infinity, 1, 1), (1, 0, 1), (1, -1, 1), (1, .infinity, 1), (1, 1, 0)] {
+            #expect(throws: MeshError.self, "\(flops) \(tokens) \(chips)") {
+                try TrainingEnergyEstimate(trainingFLOPsPerToken: flops, tokens: tokens, chips: chips)
+            }
+        }
+        #expect(try TrainingEnergyEstimate(trainingFLOPsPerToken: .leastNonzeroMagnitude, tokens: 1, chips: 1).megawattHours >= 0)
         // glam plan prints it under the plan, with the assumptions it used, and refuses them without --train-tokens.
         let printed = runGlam(["plan", "--config", "glam-64b-64e", "--mesh", "64x16", "--train-tokens", "6e11", "--utilisation", "0.25"])
         let plan = try planTrainingStep(try namedConfiguration("glam-64b-64e"), dataCores: 64, modelCores: 16)

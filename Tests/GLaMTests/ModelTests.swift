@@ -125,6 +125,50 @@ struct ModelTests {
         #expect(a.finalNorm.scalars.allSatisfy { $0 == 1 })
     }
 
+    @Test("every parameter of every layer has the documented distribution: its spread, and a uniform's bound, from the table")
+    func initialisationOfEveryParameter() throws {
+        var c = try namedConfiguration("small")
+        c.ffDim = 4 * c.modelDim
+        c.moeHiddenDim = 2 * c.modelDim  // every fan-in differs from the model width
+        let parameters = try ModelParameters(configuration: c, seed: 3)
+        let (m, d, n) = (Double(c.modelDim), Double(c.headDim), Double(c.numHeads))
+        for path in ParameterPath.all(in: c) {
+            let values = parameters[path].scalars.map(Double.init)
+            // (standard deviation, uniform bound): the table of ModelParameters(configuration:seed:).
+            let expected: (std: Double, bound: Double?)
+            switch path {
+            case .embedding: expected = (1, nil)
+            case .finalNorm: expected = (0, nil)
+            case .layer(_, let weight):
+                switch weight {
+                case .attentionNorm, .ffnNorm: expected = (0, nil)
+                case .query: expected = (1 / (m * d).squareRoot(), nil)
+                case .key, .value: expected = (1 / m.squareRoot(), nil)
+                case .attentionOutput: expected = (1 / (n * d).squareRoot(), nil)
+                case .relativeBias: expected = (1 / (n * Double(c.relativeBuckets)).squareRoot(), nil)
+                case .gateProjection, .linearProjection, .router, .expertInput:
+                    expected = ((1 / m).squareRoot(), (3 / m).squareRoot())
+                case .ffnOutput: expected = ((1 / Double(c.ffDim)).squareRoot(), (3 / Double(c.ffDim)).squareRoot())
+                case .expertOutput: expected = ((1 / Double(c.moeHiddenDim)).squareRoot(), (3 / Double(c.moeHiddenDim)).squareRoot())
+                }
+            }
+            let mean = values.reduce(0, +) / Double(values.count)
+            let std = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)).squareRoot()
+            if expected.std == 0 {
+                #expect(values.allSatisfy { $0 == 1 }, "\(path.name): a norm scale starts at 1")
+                continue
+            }
+            // The sample spread is within 5 of its standard errors (about σ/√(2n)) of σ.
+            #expect(
+                abs(std / expected.std - 1) < 5 / (2 * Double(values.count)).squareRoot(),
+                "\(path.name): std \(std), expected \(expected.std)")
+            if let bound = expected.bound {
+                let largest = values.map(abs).max() ?? 0
+                #expect(largest <= bound && largest > 0.95 * bound, "\(path.name): largest |w| \(largest), bound \(bound)")
+            }
+        }
+    }
+
     @Test("parameter paths and file names map one to one for every named configuration, in the documented spelling")
     func parameterNamesRoundTrip() throws {
         for named in ModelConfiguration.named {

@@ -26,12 +26,16 @@ struct PreconditionTests {
             _ = Tensor<Float>(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6]).split(alongAxis: 1, into: 2)
         }
         await #expect(processExitsWith: .failure) { _ = Tensor<Float>.concatenated([], alongAxis: 0) }
+        await #expect(processExitsWith: .failure) { _ = Tensor<Float>([1, 2]).transposed() }
         // The nearest valid calls.
         let t = Tensor<Float>(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
         #expect(Tensor<Float>(shape: [0, 2], scalars: []).scalarCount == 0 && Tensor<Float>([7]).scalar == 7)
         #expect(t[1, 2] == 6 && t.reshaped(to: [3, -1]).shape == [3, 2] && t.reshaped(to: [6]).shape == [6])
         #expect(t.transposed(permutation: [1, 0]).shape == [3, 2] && t.split(alongAxis: 1, into: 3).count == 3)
         #expect(Tensor<Float>(shape: [0, 3], scalars: []).reshaped(to: [0, 3]).shape == [0, 3])
+        // Broadcasting to exactly one element, and to none.
+        #expect(Tensor<Float>([2]) * Tensor<Float>(shape: [1, 1], scalars: [3]) == Tensor<Float>(shape: [1, 1], scalars: [6]))
+        #expect((Tensor<Float>([2]) * Tensor<Float>(shape: [1, 0], scalars: [])).shape == [1, 0])
     }
 
     @Test("products: operands of the wrong rank, batch or inner size stop; the smallest and empty products go through")
@@ -74,6 +78,19 @@ struct PreconditionTests {
         #expect(matmul(Tensor<Float>(zeros: [2, 0]), Tensor<Float>(zeros: [0, 3])) == Tensor<Float>(zeros: [2, 3]))
     }
 
+    @Test("gating results: a choice other than 0 (first) or 1 (second) stops; both choices answer")
+    func gatingChoiceMisuseStops() async throws {
+        await #expect(processExitsWith: .failure) {
+            _ = try? gate(GatingTests.exampleLogits, g: 1, s: 8, e: 4, capacityFactor: 1.0).isDispatched(token: 0, choice: 2)
+        }
+        await #expect(processExitsWith: .failure) {
+            _ = try? gate(GatingTests.exampleLogits, g: 1, s: 8, e: 4, capacityFactor: 1.0).isDispatched(token: 0, choice: -1)
+        }
+        let result = try gate(GatingTests.exampleLogits, g: 1, s: 8, e: 4, capacityFactor: 1.0)
+        // Token 0 is kept at both of its choices (the worked example at factor 1.0).
+        #expect(result.isDispatched(token: 0, choice: 0) && result.isDispatched(token: 0, choice: 1))
+    }
+
     @Test("lookups: rows and gathers out of range, and scale and segment ids of the wrong size, stop")
     func lookupMisuseStops() async {
         await #expect(processExitsWith: .failure) { _ = Tensor<Float>(zeros: [3, 2]).gatheringRows([3]) }
@@ -93,5 +110,7 @@ struct PreconditionTests {
         #expect(Tensor<Float>(shape: [1, 3], scalars: [1, 3, 2]).argmaxAlongLastAxis() == [1])
         #expect(rmsNormalized(Tensor<Float>(zeros: [2, 3]), scale: Tensor<Float>(zeros: [3]), epsilon: 1e-6).0.shape == [2, 3])
         #expect(TextDataset.rows(step: 0, batchSize: 4, rowCount: 4, seed: 0).sorted() == [0, 1, 2, 3])
+        #expect(PackedRows(documents: [[1, 2, 3]], length: 1).count == 2)
+        #expect(Tensor<Float>(shape: [1, 2], scalars: [1, 2]).transposed().shape == [2, 1])
     }
 }

@@ -295,6 +295,33 @@ struct ReliabilityTests {
         #expect(runGlam(["compare", "--resume"] + arguments).status == 0)
     }
 
+    @Test("a released run lock is free at once, even while another thread is spawning processes; a held one is refused")
+    func releasedLockIsFreeWhileSpawning() throws {
+        let scratch = ScratchDirectory()
+        let directory = scratch.path("run")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // A child shares its parent's open files from fork to exec: a lock that lived in the open
+        // file (flock) would stay held for that moment after its release.
+        final class Flag: @unchecked Sendable { var stop = false; let lock = NSLock() }
+        let flag = Flag()
+        let spawner = Thread {
+            while flag.lock.withLock({ !flag.stop }) {
+                let child = Process()
+                child.executableURL = URL(fileURLWithPath: "/bin/true")
+                try? child.run()
+                child.waitUntilExit()
+            }
+        }
+        spawner.start()
+        defer { flag.lock.withLock { flag.stop = true } }
+        for attempt in 0..<300 {
+            let lock = try #require(try? RunDirectoryLock(directory, command: "test"), "attempt \(attempt) refused")
+            let again = #expect(throws: UsageError.self) { _ = try RunDirectoryLock(directory, command: "test") }
+            #expect(again?.description.contains("(pid \(getpid()))") == true)
+            lock.unlock()
+        }
+    }
+
     @Test("resume refuses, by name, every option that would change the run, and names the run's own configuration")
     func resumeRefusesConflictingOptions() throws {
         let scratch = ScratchDirectory()
@@ -461,6 +488,28 @@ struct ReliabilityTests {
         try Data((good.split(separator: "\n").reversed().joined(separator: "\n") + "\n").utf8).write(to: points)
         let disordered = runGlam(["compare", "--resume"] + arguments)
         #expect(disordered.status == 2 && disordered.err.contains("after step"), "\(disordered.err)")
+        // A step repeated is as damaged as one out of order.
+        let repeated = [lines[0], String(good.split(separator: "\n")[1]), String(good.split(separator: "\n")[1])]
+        try Data((repeated.joined(separator: "\n") + "\n").utf8).write(to: points)
+        let twice = runGlam(["compare", "--resume"] + arguments)
+        #expect(twice.status == 2 && twice.err.contains("line 3 has step"), "\(twice.err)")
+        // A run whose checkpoint is another variant's (same seed) is not resumed as this one: two
+        // runs kept with their checkpoints, the first cut back to before its end, the checkpoints swapped.
+        let kept = scratch.path("kept")
+        let keptArguments = CompareTests.small + ["--experts", "4", "--corpus", CompareTests.corpus, "--output", kept.path]
+        #expect(runGlam(["compare", "--keep-checkpoints"] + keptArguments).status == 0)
+        let runs = kept.appendingPathComponent("runs")
+        let variants = try FileManager.default.contentsOfDirectory(atPath: runs.path).sorted()
+        #expect(variants.count == 2, "\(variants)")
+        let ownPoints = runs.appendingPathComponent("\(variants[0])/points.jsonl")
+        let ownLines = try String(contentsOf: ownPoints, encoding: .utf8).split(separator: "\n")
+        try Data((ownLines.prefix(2).joined(separator: "\n") + "\n").utf8).write(to: ownPoints)
+        try Data(contentsOf: runs.appendingPathComponent("\(variants[1])/checkpoint.safetensors"))
+            .write(to: runs.appendingPathComponent("\(variants[0])/checkpoint.safetensors"))
+        let swapped = runGlam(["compare", "--resume", "--keep-checkpoints"] + keptArguments)
+        #expect(
+            swapped.status == 2 && swapped.err.contains("is not a run of \(variants[0].split(separator: "-seed")[0])"), "\(swapped.err)")
+        try Data(good.utf8).write(to: points)
 
         // Without sweep.json nothing says whose runs these are.
         try FileManager.default.removeItem(at: sweep.appendingPathComponent("sweep.json"))

@@ -26,26 +26,4 @@ struct SupportTests {
             #expect(pieces.value == expected)
         }
     }
-
-    @Test("a returned scratch buffer is lent again: many uses one after another allocate only a few buffers")
-    func scratchBuffersAreReused() {
-        // An unusual size, so that the buffers other tests return rarely fit it... and if one
-        // does, it is lent instead of a new one, which allocates even less.
-        let count = 1_234_567
-        ScratchBuffers.withBuffer(count: count) { $0[count - 1] = 1 }
-        let before = ScratchBuffers.allocations.load(ordering: .relaxed)
-        for _ in 0..<200 { ScratchBuffers.withBuffer(count: count) { $0[0] = 2 } }
-        let made = ScratchBuffers.allocations.load(ordering: .relaxed) - before
-        // Tests running beside this one allocate too; 200 uses without reuse would be 200.
-        #expect(made < 100, "\(made) buffers allocated for 200 uses in turn")
-        // ... and the count counts: two buffers held at once of a size hardly any idle buffer has
-        // (160 MB each, far above what the suite's GEMMs pack into) take at least one allocation.
-        let large = 40_000_003
-        let beforeLarge = ScratchBuffers.allocations.load(ordering: .relaxed)
-        ScratchBuffers.withBuffer(count: large) { outer in
-            outer[large - 1] = 3
-            ScratchBuffers.withBuffer(count: large) { $0[large - 1] = 4 }
-        }
-        #expect(ScratchBuffers.allocations.load(ordering: .relaxed) > beforeLarge)
-    }
 }

@@ -271,6 +271,21 @@ struct TraceTests {
         }
     }
 
+    @Test("the routing chart is wide enough for a long prompt's title: 13 px type at 0.6 em a character, inside the margins")
+    func routingChartFitsItsTitle() throws {
+        let scratch = ScratchDirectory()
+        let svgPath = scratch.path("routing.svg").path
+        let prompt = String(repeating: "In the beginning God created the heaven and the earth. ", count: 3)
+        let result = runGlam(["trace", "--prompt", prompt, "--svg", svgPath])
+        try #require(result.status == 0, "\(result.err)")
+        let svg = try String(contentsOfFile: svgPath, encoding: .utf8)
+        let size = try #require(svg.firstMatch(of: /<svg [^>]*width="([0-9]+)"/))
+        let tokens = try #require(svg.firstMatch(of: /\(([0-9]+) tokens\)/).map { Int($0.output.1)! })
+        let title = "glam trace: routing of \"\(prompt)\" (\(tokens) tokens)"
+        // The title is wider than every panel here, so it sets the width: margin, text, margin.
+        #expect(Double(size.output.1)! == (10 + Double(title.count) * 0.6 * 13 + 10).rounded(.up), "width \(size.output.1)")
+    }
+
     @Test("a mesh trace equals the one-device trace: bitwise on a data mesh, to rounding with H split over mdl")
     func meshTraceEqualsOneDevice() throws {
         let arguments = ["--prompt", String(repeating: "The hacker ", count: 4)]

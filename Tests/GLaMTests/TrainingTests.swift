@@ -50,6 +50,20 @@ struct TrainingTests {
         _ = try Trainer(configuration: configuration, options: options, tokenizer: tokenizer, dataset: dataset)
     }
 
+    @Test("a validation loss over data with no validation rows is refused by name, not divided by zero")
+    func noValidationRows() throws {
+        // Three documents: every 20th is held out, so none is.
+        let dataset = TextDataset(tokenDocuments: [[1, 2, 3], [4, 5], [6]], endOfText: 256, length: 8)
+        #expect(dataset.validation.count == 0 && dataset.training.count > 0)
+        let parameters = try ModelParameters(configuration: try namedConfiguration("tiny"), seed: 0)
+        var options = TrainingOptions()
+        options.batchSize = 2
+        options.sequenceLength = 8
+        #expect {
+            _ = try Trainer.validationLoss(parameters: parameters, options: options, dataset: dataset)
+        } throws: { ($0 as? ModelError)?.description.contains("no validation rows") == true }
+    }
+
     @Test("an interrupted and resumed run gives bitwise the same losses and parameters as an uninterrupted one")
     func resumeIsBitwiseIdentical() throws {
         let straight = try tinyTrainer()

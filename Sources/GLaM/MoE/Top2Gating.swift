@@ -26,6 +26,7 @@ public struct Top2GatingResult<Scalar: TensorScalar> {
     /// gate (praxis: `dispatch = combine != 0`).
     @_specialize(where Scalar == Float)
     public func isDispatched(token t: Int, choice k: Int) -> Bool {
+        precondition(k == 0 || k == 1, "isDispatched: choice must be 0 (first) or 1 (second), got \(k)")
         let slot = k == 0 ? routing.firstSlot[t] : routing.secondSlot[t]
         let gate = (k == 0 ? firstGate : secondGate).value.scalars[t]
         return slot >= 0 && gate != 0

@@ -31,6 +31,10 @@ enum ScratchBuffers {
     private static let idle = Mutex<[ScratchBuffer]>([])
     /// Buffers allocated so far (not lent from the pool), for tests of the reuse.
     static let allocations = Atomic<Int>(0)
+    /// Buffers freed so far (evicted from the pool, or guarded ones unmapped), for tests that none leaks.
+    static let frees = Atomic<Int>(0)
+    /// The buffers idle in the pool now.
+    static var idleCount: Int { idle.withLock { $0.count } }
 
     /// Lends a buffer of at least `count` floats (contents unspecified) to `body`.
     static func withBuffer<R>(count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
@@ -66,12 +70,14 @@ enum ScratchBuffers {
             mprotect(start + dataPages * page, page, PROT_NONE) == 0
         else { fatalError("ScratchBuffers: cannot map a guarded buffer of \(bytes) bytes") }
         let base = (start + dataPages * page - bytes).bindMemory(to: Float.self, capacity: bytes / 4)
+        allocations.add(1, ordering: .relaxed)
         return ScratchBuffer(base: base, capacity: bytes / 4, mapping: (start, length))
     }
 
     private static func release(_ buffer: ScratchBuffer) {
         if let mapping = buffer.mapping {
             munmap(mapping.start, mapping.length)
+            frees.add(1, ordering: .relaxed)
             return
         }
         let evicted: ScratchBuffer? = idle.withLock { buffers in
@@ -81,6 +87,9 @@ enum ScratchBuffers {
             let smallest = buffers.indices.min { buffers[$0].capacity < buffers[$1].capacity }!
             return buffers.remove(at: smallest)
         }
-        evicted?.base.deallocate()
+        if let evicted {
+            evicted.base.deallocate()
+            frees.add(1, ordering: .relaxed)
+        }
     }
 }
