@@ -174,6 +174,10 @@ class KitTests(unittest.TestCase):
                         self.assertIn(f"(atol {tol[0]}, rtol {tol[1]})", line[0], f"{kind}: {name}")
                     else:
                         self.assertNotIn("(atol ", line[0], f"{kind}: {name}")
+            # What the gradients are of, and the notes, each on a line of its own when the kind has them.
+            self.assertEqual(("  gradients are of: " + schema.gradients_of) in text, bool(schema.gradients_of), kind)
+            if schema.notes:
+                self.assertIn("  " + schema.notes, text, kind)
         result = subprocess.run([sys.executable, os.path.join(HERE, "glam_fixtures.py"), "describe", "top2_gating"],
                                 capture_output=True, text=True, check=True)
         self.assertEqual(result.stdout.strip(), gf.describe("top2_gating"))

@@ -89,13 +89,11 @@ public enum CommandLineTool {
             output.line(command.help(for: rest))
             return 0
         }
-        #if DEBUG
-            if ["train", "compare", "bench"].contains(command.name) {
-                output.error(
-                    "glam: note: this is a debug build, about 150 times slower; build once with 'swift build -c release -Xswiftc -target-cpu -Xswiftc native -Xswiftc -DGLAM_FMA' and run .build/release/glam\n"
-                )
-            }
-        #endif
+        // A debug build says so once, before a command whose speed matters (the library's own note,
+        // printed by a Trainer, is then not repeated).
+        if ["train", "compare", "bench"].contains(command.name), DebugBuildNote.claim() {
+            output.error(DebugBuildNote.text)
+        }
         do {
             return try command.run(rest, output: &output)
         } catch let error as UsageError {

@@ -53,6 +53,16 @@ struct AutogradTests {
         let x = randomDoubleTensor([2, 3, 6], seed: 9)
         let scale = randomDoubleTensor([6], seed: 10, in: 0.5..<1.5)
         try checkGradients([x, scale]) { rmsNormalized($0[0], scale: $0[1], epsilon: 1e-6) }
+        // Rows of no elements, and no rows: empty results, gradients zeros of each input's shape.
+        for (shape, width) in [([2, 0], 0), ([0, 3], 3), ([0, 0], 0)] {
+            let tape = Tape<Float>()
+            let xs = tape.variable(Tensor<Float>(zeros: shape)), scales = tape.variable(Tensor<Float>(repeating: 1, shape: [width]))
+            let y = rmsNormalized(xs, scale: scales, epsilon: 1e-6)
+            #expect(y.shape == shape)
+            let gradients = tape.gradients(of: y.sum() + scales.sum())
+            #expect(gradients[xs] == Tensor<Float>(zeros: shape), "\(shape)")
+            #expect(gradients[scales] == Tensor<Float>(repeating: 1, shape: [width]), "\(shape)")
+        }
     }
 
     @Test func layout() throws {

@@ -53,6 +53,29 @@ struct CommandLineTests {
         #expect(Benchmarking.minimumAndMedian([3, 3, 1, 3]) == (1, 3))
     }
 
+    @Test("the benchmarks' runs: one warm-up, then R runs, or until at least the minimum time in all and 3 runs, at most the maximum")
+    func timingRule() {
+        for (seconds, minimum, maximum) in [
+            (0.5, 1.5, 30), (0.5, 1.4, 30), (0.5, 1.6, 30), (1.0, 0.0, 30), (0.25, 5.0, 7), (2.0, 1.0, 2), (0.0, 0.0, 9),
+        ] {
+            var calls = 0
+            let timed = Benchmarking.timings(repeats: nil, minimumSeconds: minimum, maximumRuns: maximum) {
+                calls += 1
+                return seconds
+            }
+            // The first n with (n·seconds ≥ minimum and n ≥ 3) or n ≥ maximum, computed as the rule says.
+            let expected = (1...).first { n in (Double(n) * seconds >= minimum && n >= 3) || n >= maximum }!
+            #expect(
+                timed.count == expected && calls == expected + 1,
+                "\(seconds) s each, minimum \(minimum), at most \(maximum): \(timed.count)")
+        }
+        var calls = 0
+        #expect(
+            Benchmarking.timings(repeats: 4, minimumSeconds: 100, maximumRuns: 2) {
+                calls += 1; return 1
+            }.count == 4 && calls == 5)
+    }
+
     @Test("bench gemm --json prints one object per line with m, n, k, threads, gflops")
     func benchJSON() throws {
         let result = runGlam(["bench", "gemm", "--size", "64", "--threads", "2", "--repeats", "2", "--json"])
@@ -213,6 +236,14 @@ struct CommandLineTests {
         }
         let extra = runGlam(["bench", "gemm", "512"])
         #expect(extra.status == 2 && extra.err.contains("unexpected argument '512'"), "\(extra.err)")
+        // Every command that takes no positional argument says so by name (a stray word is a typo, not ignored).
+        for command in [
+            ["eval", "--checkpoint", "x.safetensors"], ["trace", "--prompt", "a"], ["train"], ["generate"], ["params"], ["plan"],
+            ["compare"], ["fixture"],
+        ] {
+            let stray = runGlam(command + ["stray"])
+            #expect(stray.status == 2 && stray.err.contains("unexpected argument 'stray'"), "\(command[0]): \(stray.err)")
+        }
         let names = ["gemm", "moe", "model", "decode"]
         for bench in names {
             let help = runGlam(["bench", bench, "--help"])
@@ -281,6 +312,20 @@ struct CommandLineTests {
         #expect(train.out.contains("step     3/3") && train.out.contains("validation at step 2: cross-entropy"))
         for file in ["checkpoint.safetensors", "metrics.jsonl", "loss.svg"] {
             #expect(FileManager.default.fileExists(atPath: scratch.path("run/\(file)").path), "\(file)")
+        }
+        // It ends by naming what it saved and the commands that use the checkpoint, which run as printed.
+        let checkpointPath = scratch.path("run/checkpoint.safetensors").path
+        let tail = train.out.split(separator: "\n").suffix(3).map(String.init)
+        let glam = TrainCommand.executableName
+        #expect(
+            tail == [
+                "saved \(checkpointPath), \(scratch.path("run/metrics.jsonl").path), \(scratch.path("run/loss.svg").path)",
+                "continue a prompt: \(glam) generate --checkpoint \(checkpointPath) --prompt \"The hacker\"",
+                "follow it through the model: \(glam) trace --checkpoint \(checkpointPath) --prompt \"The hacker\"",
+            ], "\(tail)")
+        for command in ["generate", "trace"] {
+            let printed = runGlam([command, "--checkpoint", checkpointPath, "--prompt", "The hacker"])
+            #expect(printed.status == 0, "\(command): \(printed.err)")
         }
         // One step numbering: metrics count from 1 like the console; per-MoE-layer loads before and
         // after capacity, and the dropped share, which the loads imply.

@@ -38,6 +38,10 @@ struct CompareTests {
         #expect(expected["dense-seed0"] != expected["dense-seed1"])
         let svg = try String(contentsOf: whole.appendingPathComponent("compare.svg"), encoding: .utf8)
         #expect(svg.contains("<polygon"))  // bands over the two seeds
+        // One line per variant through its evaluations after step 0 (steps 2 and 4): the loss at
+        // step 0, the same for every variant, is left out so as not to squash the curves.
+        let lines = svg.matches(of: /<polyline [^>]*points="([^"]*)"/).map { $0.output.1.split(separator: " ").count }
+        #expect(lines == [2, 2, 2], "\(lines)")
 
         let first = runGlam(["compare"] + arguments + ["--output", sharded.path, "--shard", "0/2", "--threads", "1"])
         #expect(first.status == 0 && first.out.contains("not yet finished by the other shards"), "\(first.err)")

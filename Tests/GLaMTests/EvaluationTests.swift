@@ -187,6 +187,18 @@ struct EvaluationTests {
         #expect(standardErrorOfMean([5, 5]) == 0)
     }
 
+    @Test("the chosen answer is the first of equal maxima (numpy's argmax), wherever the maxima stand")
+    func firstMaximum() {
+        #expect(firstIndexOfMaximum([1, 3, 3, 2]) == 1 && firstIndexOfMaximum([5, 5]) == 0 && firstIndexOfMaximum([-2]) == 0)
+        #expect(firstIndexOfMaximum([-4, -1, -3, -1, -1]) == 1 && firstIndexOfMaximum([0, 0, 0, 7]) == 3)
+        var generator = SeededGenerator(seed: 5)
+        for _ in 0..<200 {
+            // Few distinct values, so that ties are common.
+            let values = (0..<Int(generator.next() % 6 + 1)).map { _ in Double(generator.next() % 3) }
+            #expect(firstIndexOfMaximum(values) == values.firstIndex(of: values.max()!)!, "\(values)")
+        }
+    }
+
     @Test("generation: greedy, cut at the first stop string, exact match against the target")
     func generationExactMatch() throws {
         let scorer = try Self.scorer()

@@ -34,6 +34,8 @@ struct FixtureCommandTests {
             #expect(fixture.kind == kind)
             #expect(fixture.source.hasPrefix("glam \(glamVersion), this implementation"))
             #expect(!fixture.source.contains(out))
+            // The source records the command as given, every argument but --out FILE.
+            #expect(fixture.source.hasSuffix(": glam fixture " + (["--kind", kind] + options).joined(separator: " ")), "\(fixture.source)")
             let names = Set(file.tensors.keys.filter { $0.hasPrefix("expected.") })
             if kind == "glam_lm" {
                 let configuration = try #require(ModelConfiguration.named("tiny"))
@@ -51,6 +53,26 @@ struct FixtureCommandTests {
         let gating = try SafeTensorsFile(contentsOf: scratch.path("top2_gating.safetensors"))
         #expect(gating.tensors["expected.combine"]?.shape == [2, 96, 16, 8])  // C = 4·ceil(⌊96·1.25/16⌋ / 4) = 4·ceil(7/4)
         #expect(gating.tensors["input.paddings"]?.floatTensor().scalars.contains(1) == true)
+    }
+
+    @Test("a moe_layer fixture's parameters are initialised as in the model: U(±√(3/M)) for the router (times X) and wi, U(±√(3/H)) for wo")
+    func moeLayerInitialisation() throws {
+        let scratch = ScratchDirectory()
+        let out = scratch.path("layer.safetensors").path
+        let (m, h, scale) = (32.0, 48.0, 2.0)
+        let result = runGlam([
+            "fixture", "--kind", "moe_layer", "--experts", "8", "--model-dim", "32", "--hidden", "48", "--logit-scale", "2", "--out", out,
+        ])
+        try #require(result.status == 0, "\(result.err)")
+        let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: out))
+        for (name, bound) in [
+            ("param.gate", (3 / m).squareRoot() * scale), ("param.wi", (3 / m).squareRoot()), ("param.wo", (3 / h).squareRoot()),
+        ] {
+            let values = try #require(file.tensors[name]).floatTensor().scalars.map { abs(Double($0)) }
+            // Uniform on (−bound, bound): none beyond it, and with 256 or more draws some within 10% of it.
+            let largest = values.max() ?? 0
+            #expect(largest <= bound * (1 + 1e-6) && largest > 0.9 * bound, "\(name): largest |w| \(largest), bound \(bound)")
+        }
     }
 
     @Test("every option of glam fixture changes what its help says it changes, and nothing is ignored")

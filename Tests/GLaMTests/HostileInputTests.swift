@@ -263,6 +263,31 @@ struct HostileInputTests {
         #expect(throws: Never.self) { _ = try TrainingCheckpoint(contentsOf: zero) }
     }
 
+    @Test("a resume whose metrics.jsonl was removed starts a new one with the steps it takes; one with nothing to cut appends in place")
+    func resumeWithoutMetrics() throws {
+        let scratch = ScratchDirectory()
+        let corpus = try scratch.corpus()
+        let directory = scratch.path("run")
+        let common = ["--config", "tiny", "--corpus", corpus.path, "--output", directory.path, "--batch", "2", "--length", "32"]
+        #expect(runGlam(["train", "--steps", "2"] + common).status == 0)
+        let metricsURL = directory.appendingPathComponent("metrics.jsonl")
+        try FileManager.default.removeItem(at: metricsURL)
+        let resumed = runGlam(["train", "--resume", "--steps", "3"] + common)
+        #expect(resumed.status == 0 && !resumed.out.contains("removed"), "\(resumed.err)")
+        let steps = try String(contentsOf: metricsURL, encoding: .utf8).split(separator: "\n").compactMap {
+            (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]).flatMap { $0["ce"] != nil ? $0["step"] as? Int : nil }
+        }
+        #expect(steps == [3])
+        // With nothing to cut, a resume appends to the same file (a `tail -f` keeps following it):
+        // it is not rewritten.
+        func inode() throws -> UInt64 {
+            try #require(try FileManager.default.attributesOfItem(atPath: metricsURL.path)[.systemFileNumber] as? UInt64)
+        }
+        let before = try inode()
+        #expect(runGlam(["train", "--resume", "--steps", "4"] + common).status == 0)
+        #expect(try inode() == before)
+    }
+
     @Test("stale temporary checkpoints of dead processes are removed; resume cuts metrics.jsonl back to the checkpoint")
     func nothingLeftBehindNothingDuplicated() throws {
         let scratch = ScratchDirectory()

@@ -178,6 +178,11 @@ struct PlannerTests {
         #expect(abs(plan.parameterBytesPerCore / 1e9 - 19.86) < 0.01)
         // One chip has no peers: no communication.
         // A step of no tokens, or sequences of no length, is refused, not planned as zeros or NaN.
+        for (d, m) in [(0, 1), (1, 0), (-2, 1), (1, -2)] {
+            #expect(throws: MeshError.self, "\(d)x\(m)") {
+                try planTrainingStep(try namedConfiguration("glam-0.1b-64e"), dataCores: d, modelCores: m)
+            }
+        }
         for (tokens, length) in [(0, 1024), (-1024, 1024), (1024, 0), (0, 0)] {
             #expect(throws: MeshError.self, "\(tokens) tokens of length \(length)") {
                 try planTrainingStep(
@@ -255,6 +260,8 @@ struct PlannerTests {
         #expect(printed.status == 0 && printed.out.contains("against glam-137b: ") && printed.out.contains(String(format: "= %.3f", ratio)))
         #expect(runGlam(["plan", "--config", "tiny", "--mesh", "1x1", "--against", "gpt-3"]).err.contains("unknown configuration 'gpt-3'"))
         #expect(runGlam(["plan", "--virtual", "--config", "tiny", "--mesh", "1x1", "--against", "tiny"]).status == 2)
+        let tokens = runGlam(["plan", "--virtual", "--config", "tiny", "--mesh", "1x1", "--tokens", "64"])
+        #expect(tokens.status == 2 && tokens.err.contains("--virtual takes --batch and --length, not --tokens"), "\(tokens.err)")
     }
 
     @Test("the README's planner table follows from the stated cost model, recomputed here by hand")

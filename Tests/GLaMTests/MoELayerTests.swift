@@ -113,6 +113,7 @@ extension MoELayerTests {
         #expect(try layer(wi: [e, m, h], wo: [e, h, m])(x, paddings: nil, configuration: configuration).output.shape == [1, 4, m])
         for (wi, wo) in [
             ([e, m + 1, h], [e, h, m]), ([e + 1, m, h], [e + 1, h, m]), ([e, m, h], [e, h + 1, m]), ([e, m, h], [e, h, m + 1]),
+            ([e, m], [e, h, m]), ([e, m, h, 1], [e, h, m]),  // wi of another rank
         ] {
             do {
                 _ = try layer(wi: wi, wo: wo)(x, paddings: nil, configuration: configuration)

@@ -125,6 +125,33 @@ struct ModelTests {
         #expect(a.finalNorm.scalars.allSatisfy { $0 == 1 })
     }
 
+    @Test(
+        "model FLOPs per token: twice the weights a token multiplies (top-2 of the experts, the tied output projection), plus attention's 4·L·T·N·D"
+    )
+    func modelFLOPsPerToken() throws {
+        for named in ModelConfiguration.named {
+            let c = named.configuration
+            // The weights one token uses, counted from the parameter tensors' shapes: each expert
+            // tensor's share for two of E experts; the embedding lookup is free, the output projection
+            // (the same V × M matrix) is not.
+            var used = 0.0
+            for path in ParameterPath.all(in: c) {
+                let elements = Double(path.shape(in: c).reduce(1, *))
+                switch path {
+                case .embedding: used += 0
+                case .layer(_, .expertInput), .layer(_, .expertOutput): used += elements * 2 / Double(c.numExperts)
+                default: used += elements
+                }
+            }
+            used += Double(c.vocabSize * c.modelDim)
+            for t in [1, 128, 2048] {
+                let expected = 2 * used + Double(4 * c.numLayers * t * c.numHeads * c.headDim)
+                #expect(abs(c.forwardFLOPsPerToken(length: t) / expected - 1) < 1e-12, "\(named.name) T = \(t)")
+                #expect(c.trainingFLOPsPerToken(length: t) == 3 * c.forwardFLOPsPerToken(length: t))
+            }
+        }
+    }
+
     @Test("every parameter of every layer has the documented distribution: its spread, and a uniform's bound, from the table")
     func initialisationOfEveryParameter() throws {
         var c = try namedConfiguration("small")

@@ -213,4 +213,23 @@ struct ParallelKernelTests {
             #expect(run(true) == run(false), "extra zero logit \(extra)")
         }
     }
+
+    @Test("forEachRange cuts 0..<count into consecutive ranges of grain items (the last shorter), the same at any thread count")
+    func rangesOfAGrain() throws {
+        final class Ranges: @unchecked Sendable {
+            var list: [Range<Int>] = []
+            let lock = NSLock()
+        }
+        for (count, grain) in [(10, 5), (11, 5), (5, 5), (4, 5), (1, 1), (7, 1), (100, 33), (0, 4), (9, 0)] {
+            let expected = stride(from: 0, to: count, by: max(grain, 1)).map { $0..<min(count, $0 + max(grain, 1)) }
+            for threads in [1, 2, 8] {
+                let ranges = Ranges()
+                try withThreadCount(threads) {
+                    Parallelism.forEachRange(count, grain: grain) { range in ranges.lock.withLock { ranges.list.append(range) } }
+                }
+                #expect(
+                    ranges.list.sorted { $0.lowerBound < $1.lowerBound } == expected, "count \(count), grain \(grain), \(threads) threads")
+            }
+        }
+    }
 }

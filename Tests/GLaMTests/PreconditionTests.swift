@@ -78,7 +78,7 @@ struct PreconditionTests {
         #expect(matmul(Tensor<Float>(zeros: [2, 0]), Tensor<Float>(zeros: [0, 3])) == Tensor<Float>(zeros: [2, 3]))
     }
 
-    @Test("gating results: a choice other than 0 (first) or 1 (second) stops; both choices answer")
+    @Test("gating results: a choice other than 0 (first) or 1 (second) stops; both choices answer; so does a thread count below 1")
     func gatingChoiceMisuseStops() async throws {
         await #expect(processExitsWith: .failure) {
             _ = try? gate(GatingTests.exampleLogits, g: 1, s: 8, e: 4, capacityFactor: 1.0).isDispatched(token: 0, choice: 2)
@@ -87,6 +87,10 @@ struct PreconditionTests {
             _ = try? gate(GatingTests.exampleLogits, g: 1, s: 8, e: 4, capacityFactor: 1.0).isDispatched(token: 0, choice: -1)
         }
         let result = try gate(GatingTests.exampleLogits, g: 1, s: 8, e: 4, capacityFactor: 1.0)
+        // A thread count below one is refused (results never depend on the count, only speed).
+        await #expect(processExitsWith: .failure) { Parallelism.threadCount = 0 }
+        await #expect(processExitsWith: .failure) { Parallelism.threadCount = -4 }
+        #expect(try withThreadCount(1) { Parallelism.threadCount } == 1)
         // Token 0 is kept at both of its choices (the worked example at factor 1.0).
         #expect(result.isDispatched(token: 0, choice: 0) && result.isDispatched(token: 0, choice: 1))
     }

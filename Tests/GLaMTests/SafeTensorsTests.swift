@@ -299,6 +299,33 @@ extension SafeTensorsTests {
         #expect(try parseStrictJSON(Array("[]".utf8)) == .array([]) && parseStrictJSON(Array("[ ]".utf8)) == .array([]))
     }
 
+    @Test("whitespace (space, tab, line feed, carriage return) may stand between any two tokens, and nowhere else changes a value")
+    func whitespaceBetweenTokens() throws {
+        let compact = #"{"a":[1,{"b":null},[]],"c":{},"d":"x y","e":true}"#
+        let expected = try parseStrictJSON(Array(compact.utf8))
+        // The compact text with a run of whitespace inserted at every boundary between tokens.
+        let tokens = [
+            "{", #""a""#, ":", "[", "1", ",", "{", #""b""#, ":", "null", "}", ",", "[", "]", "]", ",", #""c""#, ":", "{", "}", ",",
+            #""d""#, ":", #""x y""#, ",", #""e""#, ":", "true", "}",
+        ]
+        #expect(tokens.joined() == compact)
+        for gap in [" ", "\t", "\n", "\r\n", " \t\n\r "] {
+            for boundary in 0...tokens.count {
+                var spaced = tokens
+                spaced.insert(gap, at: boundary)
+                let text = spaced.joined()
+                #expect(
+                    (try? parseStrictJSON(Array(text.utf8))) == expected, "whitespace at boundary \(boundary) of \(text.debugDescription)")
+            }
+            let everywhere = gap + tokens.joined(separator: gap) + gap
+            #expect((try? parseStrictJSON(Array(everywhere.utf8))) == expected, "\(everywhere.debugDescription)")
+        }
+        // Other characters are not whitespace: a form feed or a no-break space between tokens is refused.
+        for other in ["\u{0C}", "\u{A0}", "\u{0B}"] {
+            #expect((try? parseStrictJSON(Array(("[1," + other + "2]").utf8))) == nil, "\(other.unicodeScalars.first!.value) accepted")
+        }
+    }
+
     @Test("a JSON value may end the text: numbers, literals and strings at the very end are read, never read past")
     func valuesAtTheEnd() throws {
         func parsed(_ text: String) -> StrictJSONValue? { try? parseStrictJSON(Array(text.utf8)) }

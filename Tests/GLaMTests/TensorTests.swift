@@ -54,6 +54,16 @@ struct TensorTests {
         #expect(close(logits.logSumExp().scalars, [3.40760596, 1001.09861229]))
     }
 
+    @Test("softmax and log-softmax of a scalar (rank 0) treat it as one row of one value: 1 and 0, as for shape [1]")
+    func softmaxOfAScalar() {
+        for x: Float in [-3, 0, 2.5] {
+            let scalar = Tensor<Float>(x), row = Tensor<Float>([x])
+            #expect(scalar.softmax().shape == [] && scalar.softmax().scalars == [1] && row.softmax().scalars == [1])
+            #expect(scalar.logSoftmax().shape == [] && scalar.logSoftmax().scalars == [0] && row.logSoftmax().scalars == [0])
+            #expect(scalar.gelu().scalars == row.gelu().scalars && scalar.tanh().scalars == row.tanh().scalars)
+        }
+    }
+
     @Test("GELU (tanh approximation) and ReLU on known values")
     func activations() {
         let x = Tensor<Float>([-3, -1, 0, 0.5, 1, 3])

@@ -35,6 +35,12 @@ public struct TaskResult: Sendable, Equatable {
     public let normalizedCorrect: [Bool]?
 }
 
+/// The index of the largest of `values` (not empty), the first of equal maxima, as numpy's argmax
+/// picks.
+func firstIndexOfMaximum(_ values: [Double]) -> Int {
+    values.indices.max { values[$0] < values[$1] || (values[$0] == values[$1] && $0 > $1) }!
+}
+
 /// The standard error of the mean of `values`: √(Σ(xᵢ − x̄)² / (n − 1)) / √n (0 for n < 2).
 func standardErrorOfMean(_ values: [Double]) -> Double {
     let n = Double(values.count)
@@ -91,14 +97,10 @@ extension EvaluationTask {
             case .choices(let choices, let gold):
                 let lls = scores[next..<(next + choices.count)].map(\.logLikelihood)
                 next += choices.count
-                // The first of equal maxima, as numpy's argmax picks.
-                let best = lls.indices.max { lls[$0] < lls[$1] || (lls[$0] == lls[$1] && $0 > $1) }!
+                let best = firstIndexOfMaximum(Array(lls))
                 let perCharacter = zip(lls, choices).map { $0 / Double(max($1.unicodeScalars.count, 1)) }
-                let bestNormalized = perCharacter.indices.max {
-                    perCharacter[$0] < perCharacter[$1] || (perCharacter[$0] == perCharacter[$1] && $0 > $1)
-                }!
-                correct.append(best - lls.startIndex == gold)
-                normalized.append(bestNormalized == gold)
+                correct.append(best == gold)
+                normalized.append(firstIndexOfMaximum(perCharacter) == gold)
             case .target(let target, let until):
                 let text = try scorer.generate(after: prompts[index], until: until, maximumTokens: maximumTokens)
                 correct.append(text == target)

@@ -59,6 +59,7 @@ public final class MeshTrainer: TrainingSession {
 
     /// Continues a run from a checkpoint (from any mesh or one device) on `mesh`.
     public init(resuming checkpoint: TrainingCheckpoint, dataset: TextDataset, mesh: DeviceMesh) throws {
+        DebugBuildNote.printOnce()
         let layout = try MeshLayout(mesh: mesh)
         let c = checkpoint.parameters.configuration
         try layout.check(c, batchSize: checkpoint.options.batchSize)

@@ -120,7 +120,8 @@ public func rmsNormalized<Scalar>(
     let m = x.shape.last ?? 0
     precondition(scale.shape == [m], "rmsNormalized: scale has shape \(scale.shape), expected [\(m)]")
     let rows = m == 0 ? 0 : x.scalarCount / m
-    guard rows > 0 else { return (x, Tensor(shape: Array(x.shape.dropLast()) + [1], scalars: [])) }
+    // No rows, or rows of no elements: y is x (empty); r is 1/√ε per row, as for a mean square of 0.
+    guard rows > 0 else { return (x, Tensor(repeating: 1 / epsilon.squareRoot(), shape: Array(x.shape.dropLast()) + [1])) }
     var r = [Scalar](repeating: 0, count: rows)
     let y = x.scalars.withUnsafeBufferPointer { px in
         scale.scalars.withUnsafeBufferPointer { ps in

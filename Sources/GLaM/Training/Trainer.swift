@@ -148,6 +148,7 @@ public final class Trainer: TrainingSession {
     /// - Throws: `ModelError` when the options do not fit the data, or when `dataset` is not the data
     ///   the checkpoint recorded (its fingerprint differs).
     public init(resuming checkpoint: TrainingCheckpoint, dataset: TextDataset) throws(ModelError) {
+        DebugBuildNote.printOnce()
         try Self.validate(options: checkpoint.options, configuration: checkpoint.parameters.configuration, dataset: dataset)
         try Self.checkSameData(checkpoint, dataset)
         parameters = checkpoint.parameters

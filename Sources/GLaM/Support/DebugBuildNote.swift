@@ -1,0 +1,38 @@
+// A note, once per process, that this is a debug build: Swift's SIMD types are generic structs that
+// only the optimiser turns into vector instructions, so an unoptimised build of the kernels runs
+// hundreds of times slower (measured by Scripts/bench/debug_slowdown.sh). `glam` prints it through
+// its output before a slow command; the library prints it to standard error when a `Trainer` is
+// made, for a program that imports the package and was built without `-c release`.
+
+import Foundation
+import Synchronization
+
+/// The debug-build note, printed at most once per process.
+package enum DebugBuildNote {
+    /// Whether this module was compiled without optimisation (`#if DEBUG`).
+    package static var isDebugBuild: Bool {
+        #if DEBUG
+            return true
+        #else
+            return false
+        #endif
+    }
+
+    /// The note's one line (with its newline).
+    package static let text =
+        "GLaM: note: this is a debug build, about 300 times slower (a training step of 'tiny'); build with 'swift build -c release -Xswiftc -target-cpu -Xswiftc native -Xswiftc -DGLAM_FMA'\n"
+
+    private static let claimed = Atomic<Bool>(false)
+
+    /// True once per process in a debug build, for the caller that then prints `text`; false in
+    /// a release build and on every later call.
+    package static func claim() -> Bool {
+        guard isDebugBuild else { return false }
+        return !claimed.exchange(true, ordering: .relaxed)
+    }
+
+    /// Prints `text` to standard error if no one has yet (debug builds only).
+    package static func printOnce() {
+        if claim() { FileHandle.standardError.write(Data(text.utf8)) }
+    }
+}
