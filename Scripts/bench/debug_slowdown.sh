@@ -20,6 +20,7 @@ def read(path):
 fast, slow = read("/tmp/glam-slowdown-release.jsonl"), read("/tmp/glam-slowdown-debug.jsonl")
 cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
 print(f"CPU: {cpu}")
+print(f"GEMM at n = 1024: release {fast['forward']['gemm_peak_gflops']} GFLOP/s, debug {slow['forward']['gemm_peak_gflops']} GFLOP/s")
 for mode in fast:
     ratio = fast[mode]["tokens_per_second"] / slow[mode]["tokens_per_second"]
     print(f"{mode}: release {fast[mode]['tokens_per_second']:.0f} tokens/s, debug {slow[mode]['tokens_per_second']:.1f} tokens/s: {ratio:.0f} times slower")

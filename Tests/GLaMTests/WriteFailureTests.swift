@@ -36,7 +36,8 @@ final class ImmutableDirectory {
             guard descriptor >= 0 else { return false }
             defer { close(descriptor) }
             var flags: Int32 = 0
-            let (getFlags, setFlags, immutable): (UInt, UInt, Int32) = (0x8008_6601, 0x4008_6602, 0x10)  // FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IMMUTABLE_FL
+            // FS_IOC_GETFLAGS, FS_IOC_SETFLAGS and FS_IMMUTABLE_FL (linux/fs.h).
+            let (getFlags, setFlags, immutable): (UInt, UInt, Int32) = (0x8008_6601, 0x4008_6602, 0x10)
             guard ioctl(descriptor, getFlags, &flags) == 0 else { return false }
             flags = on ? flags | immutable : flags & ~immutable
             return ioctl(descriptor, setFlags, &flags) == 0

@@ -145,6 +145,9 @@ public final class Trainer: TrainingSession {
 
     /// Continues a run from a checkpoint (with the dataset rebuilt from the same corpus).
     ///
+    /// In a debug build (no `-c release`) the first trainer of the process prints a one-line note
+    /// to standard error: such a build trains hundreds of times slower.
+    ///
     /// - Throws: `ModelError` when the options do not fit the data, or when `dataset` is not the data
     ///   the checkpoint recorded (its fingerprint differs).
     public init(resuming checkpoint: TrainingCheckpoint, dataset: TextDataset) throws(ModelError) {
