@@ -266,17 +266,13 @@ struct HostileInputTests {
     @Test("a resume whose metrics.jsonl was removed starts a new one with the steps it takes; one with nothing to cut appends in place")
     func resumeWithoutMetrics() throws {
         let scratch = ScratchDirectory()
-        let corpus = try scratch.corpus()
-        let directory = scratch.path("run")
-        let common = ["--config", "tiny", "--corpus", corpus.path, "--output", directory.path, "--batch", "2", "--length", "32"]
+        let (directory, common) = try scratch.tinyRun()
         #expect(runGlam(["train", "--steps", "2"] + common).status == 0)
         let metricsURL = directory.appendingPathComponent("metrics.jsonl")
         try FileManager.default.removeItem(at: metricsURL)
         let resumed = runGlam(["train", "--resume", "--steps", "3"] + common)
         #expect(resumed.status == 0 && !resumed.out.contains("removed"), "\(resumed.err)")
-        let steps = try String(contentsOf: metricsURL, encoding: .utf8).split(separator: "\n").compactMap {
-            (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]).flatMap { $0["ce"] != nil ? $0["step"] as? Int : nil }
-        }
+        let steps = try loggedSteps(metricsURL)
         #expect(steps == [3])
         // With nothing to cut, a resume appends to the same file (a `tail -f` keeps following it):
         // it is not rewritten.
@@ -291,9 +287,7 @@ struct HostileInputTests {
     @Test("stale temporary checkpoints of dead processes are removed; resume cuts metrics.jsonl back to the checkpoint")
     func nothingLeftBehindNothingDuplicated() throws {
         let scratch = ScratchDirectory()
-        let corpus = try scratch.corpus()
-        let directory = scratch.path("run")
-        let common = ["--config", "tiny", "--corpus", corpus.path, "--output", directory.path, "--batch", "2", "--length", "32"]
+        let (directory, common) = try scratch.tinyRun()
         #expect(runGlam(["train", "--steps", "3"] + common).status == 0)
         // A kill -9 during a save leaves a temporary file; one of a live process (this one) is kept.
         var dead: Int32 = 999_999
@@ -316,9 +310,7 @@ struct HostileInputTests {
         #expect(resumed.out.contains("removed \(stale.path)") && resumed.out.contains("removed 2 records after step 3"))
         #expect(!FileManager.default.fileExists(atPath: stale.path) && FileManager.default.fileExists(atPath: live.path))
         for other in others { #expect(FileManager.default.fileExists(atPath: other.path), "\(other.lastPathComponent) removed") }
-        let steps = try String(contentsOf: metricsURL, encoding: .utf8).split(separator: "\n").compactMap {
-            (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]).flatMap { $0["ce"] != nil ? $0["step"] as? Int : nil }
-        }
+        let steps = try loggedSteps(metricsURL)
         #expect(steps == [1, 2, 3, 4, 5])
     }
 

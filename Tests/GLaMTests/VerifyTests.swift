@@ -20,6 +20,22 @@ final class ScratchDirectory {
         try Data(try corpusSample(bytes: bytes).utf8).write(to: corpus)
         return corpus
     }
+
+    /// A run directory `run` here for `tiny` on `corpus.txt`, and the `glam train` options naming
+    /// them (batch 2, length 32) that every train and resume of the run repeats.
+    func tinyRun() throws -> (directory: URL, options: [String]) {
+        let directory = path("run")
+        return (
+            directory, ["--config", "tiny", "--corpus", try corpus().path, "--output", directory.path, "--batch", "2", "--length", "32"]
+        )
+    }
+}
+
+/// The steps of the training records (those with a `ce`) in a run's metrics.jsonl, in file order.
+func loggedSteps(_ metrics: URL) throws -> [Int] {
+    try String(contentsOf: metrics, encoding: .utf8).split(separator: "\n").compactMap {
+        (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]).flatMap { $0["ce"] != nil ? $0["step"] as? Int : nil }
+    }
 }
 
 struct VerifyTests {

@@ -62,9 +62,7 @@ struct WriteFailureTests {
     @Test("a resume that cannot trim metrics.jsonl back to its checkpoint stops at once, naming the file, and trains nothing")
     func resumeThatCannotTrimItsMetrics() throws {
         let scratch = ScratchDirectory()
-        let corpus = try scratch.corpus()
-        let run = scratch.path("run")
-        let common = ["--config", "tiny", "--corpus", corpus.path, "--output", run.path, "--batch", "2", "--length", "32"]
+        let (run, common) = try scratch.tinyRun()
         try #require(runGlam(["train", "--steps", "2"] + common).status == 0)
         // Records of steps 3 and 4 after the step-2 checkpoint, as a crash before their checkpoint leaves.
         let metrics = run.appendingPathComponent("metrics.jsonl")
