@@ -241,7 +241,7 @@ enum TrainCommand: Subcommand {
             var record: [String: Any] = [
                 "step": report.step + 1, "loss": report.loss, "ce": report.crossEntropy, "z_loss": report.zLoss, "aux_loss": report.auxLoss,
                 "applied": report.applied, "lr": report.learningRate, "tokens": report.tokens, "elapsed_seconds": elapsed,
-                "tokens_per_second": rate, "skipped_total": trainer.skippedSteps,
+                "tokens_per_second": rate, "eta_seconds": remaining, "skipped_total": trainer.skippedSteps,
                 "moe_layers": report.experts.map { layer -> [String: Any] in
                     [
                         "layer": layer.layer, "load_before_capacity": layer.requested, "load_after_capacity": layer.kept,

@@ -76,6 +76,23 @@ struct CommandLineTests {
             }.count == 4 && calls == 5)
     }
 
+    @Test("the thread-scaling benchmark alternates one thread and T threads, and returns each one's timings under its name")
+    func alternateThreads() {
+        let saved = Parallelism.threadCount
+        defer { Parallelism.threadCount = saved }
+        for (threads, rounds) in [(2, 3), (5, 1), (1, 2)] {
+            var order: [Int] = []
+            let timed = Benchmarking.alternate(oneThreadAnd: threads, rounds: rounds) {
+                order.append(Parallelism.threadCount)
+                return Double(Parallelism.threadCount)
+            }
+            // A warm-up round, then `rounds` rounds, each one thread then T threads.
+            #expect(order == Array([[Int]](repeating: [1, threads], count: rounds + 1).joined()))
+            #expect(timed.oneThread == [Double](repeating: 1, count: rounds))
+            #expect(timed.threads == [Double](repeating: Double(threads), count: rounds))
+        }
+    }
+
     @Test("bench gemm --json prints one object per line with m, n, k, threads, gflops")
     func benchJSON() throws {
         let result = runGlam(["bench", "gemm", "--size", "64", "--threads", "2", "--repeats", "2", "--json"])
@@ -344,8 +361,12 @@ struct CommandLineTests {
             #expect(tokens > 0 && tokens <= 2 * 32 && elapsed > last && elapsed <= wall, "\(record)")
             #expect(abs(rate * elapsed - Double(seen)) <= 1e-9 * Double(seen), "\(record)")
             // The console prints steps 1 and 3 (the first, and the last).
-            if let line = train.out.split(separator: "\n").first(where: { $0.hasPrefix("step     \(record["step"] as! Int)/3") }) {
+            // Time to go: the steps left at the mean time of the steps taken so far; the console's ETA.
+            let step = try #require(record["step"] as? Int), eta = try #require(record["eta_seconds"] as? Double)
+            #expect(abs(eta - Double(3 - step) * elapsed / Double(step)) <= 1e-12 * elapsed, "\(record)")
+            if let line = train.out.split(separator: "\n").first(where: { $0.hasPrefix("step     \(step)/3") }) {
                 #expect(line.contains(String(format: "%6.0f tok/s", rate)), "\(line)")
+                #expect(line.contains("ETA \(Formats.duration(eta))  "), "\(line)")
                 printed += 1
             }
             last = elapsed

@@ -57,6 +57,40 @@ struct CompareTests {
         #expect(runGlam(["compare", "--shard", "2/2", "--output", scratch.path("bad").path]).status == 2)
     }
 
+    @Test("every option of compare sets what its help says: each lands in sweep.json and in the models it trains")
+    func everyOptionLands() throws {
+        let given: [(option: String, value: String)] = [
+            ("steps", "7"), ("batch", "3"), ("length", "9"), ("evaluate-every", "4"), ("evaluation-batches", "2"), ("seed", "5"),
+            ("seeds", "3"), ("experts", "4,16"), ("corpus", "elsewhere.txt"), ("capacity-factor", "1.5"), ("aux-loss-weight", "0.2"),
+            ("peak-lr", "0.003"),
+        ]
+        let parsed = try Arguments(
+            given.flatMap { ["--\($0.option)", $0.value] }, command: "compare", options: Set(given.map(\.option)), flags: [])
+        let settings = try SweepSettings(parsed)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(settings.json.utf8)) as? [String: Any])
+        let expected: [String: Any] = [
+            "steps": 7, "batch": 3, "length": 9, "evaluate_every": 4, "evaluation_batches": 2, "seeds": [5, 6, 7], "experts": [4, 16],
+            "corpus": "elsewhere.txt", "capacity_factor": 1.5, "aux_loss_weight": 0.2, "peak_lr": 0.003,
+        ]
+        func canonical(_ object: [String: Any]) throws -> String {
+            String(
+                decoding: try JSONSerialization.data(withJSONObject: object.filter { $0.key != "peak_lr" }, options: .sortedKeys),
+                as: UTF8.self)
+        }
+        #expect(try canonical(json) == canonical(expected))
+        #expect(abs(try #require(json["peak_lr"] as? Double) - 0.003) < 1e-9)
+        // Every value given differs from the default, so each one is seen to arrive.
+        let defaults = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(try SweepSettings(try Arguments([], command: "compare", options: [], flags: [])).json.utf8)) as? [String: Any])
+        for (key, value) in expected { #expect("\(defaults[key] ?? "none")" != "\(value)", "\(key)") }
+        #expect(settings.options.schedule.peak == 0.003)
+        for variant in settings.variants.dropFirst() {
+            #expect(variant.configuration.capacityFactor == 1.5 && variant.configuration.auxLossWeight == 0.2, "\(variant.name)")
+        }
+        #expect(settings.variants.map(\.experts) == [0, 4, 16])
+    }
+
     @Test("compare's MoE variants activate as many FFN weights per token as the dense baseline (top-2 of E experts)")
     func equalActivatedCompute() throws {
         let parsed = try Arguments(["--experts", "4,8,64"], command: "compare", options: ["experts"], flags: [])

@@ -118,6 +118,15 @@ struct CommandDefaultsTests {
         #expect(
             try numbers(after: "feed one token per row. Defaults: `small`,")
                 == decode.batches.map(Double.init) + [Double(decode.prompt), Double(decode.tokens)])
+        // How long each benchmark runs without --repeats: one sentence names the minimum seconds of
+        // gemm, moe and decode, and model, then the most runs in the same order.
+        let timing = try numbers(after: "until it has run at least 3 times for at least")
+        #expect(
+            timing == [
+                BenchGEMM.timing.minimumSeconds, BenchMoE.timing.minimumSeconds, BenchModel.timing.minimumSeconds,
+                Double(BenchGEMM.timing.maximumRuns), Double(BenchMoE.timing.maximumRuns), Double(BenchModel.timing.maximumRuns),
+                Double(BenchDecode.timing.maximumRuns),
+            ] && BenchDecode.timing.minimumSeconds == BenchMoE.timing.minimumSeconds, "\(timing)")
         let plan = PlanCommand.defaults
         let planned = try numbers(after: "Defaults: mesh 1x1,")
         #expect(plan.mesh == "1x1" && planned == [Double(plan.tokens), Double(plan.length)])

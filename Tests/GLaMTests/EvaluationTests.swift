@@ -233,6 +233,7 @@ extension EvaluationTests {
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any])
         let written = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: output)) as? [String: Any])
         #expect(NSDictionary(dictionary: object) == NSDictionary(dictionary: written), "--output holds what --json prints")
+        #expect(try Data(contentsOf: output) == Data(json.out.utf8), "--output holds the bytes --json prints, its newline too")
         let results = try #require(object["results"] as? [[String: Any]])
         #expect(
             results.map { "\($0["task"] ?? "") \($0["shots"] ?? "")" } == [

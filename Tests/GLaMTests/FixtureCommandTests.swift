@@ -205,4 +205,69 @@ extension FixtureCommandTests {
             }
         }
     }
+
+    @Test("the groups of a moe_layer or glam_lm fixture must split its B·T tokens evenly: divisors accepted, others refused")
+    func groupsDivideTheTokens() {
+        let scratch = ScratchDirectory()
+        let out = scratch.path("g.safetensors").path
+        // B·T = 2·6 = 12 tokens.
+        for kind in ["moe_layer", "glam_lm"] {
+            let base =
+                ["fixture", "--kind", kind, "--batch", "2", "--length", "6", "--out", out]
+                + (kind == "glam_lm" ? ["--config", "tiny"] : [])
+            for groups in 1...13 {
+                let result = runGlam(base + ["--groups", "\(groups)"])
+                if 12 % groups == 0 {
+                    #expect(result.status == 0, "\(kind) --groups \(groups): \(result.err)")
+                } else {
+                    #expect(
+                        result.status == 2 && result.err.contains("must divide the 2·6 tokens"), "\(kind) --groups \(groups): \(result.err)"
+                    )
+                }
+            }
+        }
+    }
+
+    @Test("a fixture whose combine tensor is over the limit is refused naming [G, S, E, C] as they are")
+    func combineTensorNamed() {
+        let scratch = ScratchDirectory()
+        let out = scratch.path("c.safetensors").path
+        // top2_gating: S given; moe_layer: S = B·T / G. C as given. Each product is 2^29 or more.
+        let cases: [([String], [Int])] = [
+            (
+                [
+                    "--kind", "top2_gating", "--groups", "2", "--group-size", "4096", "--experts", "64", "--capacity-factor", "none",
+                    "--expert-capacity", "1024",
+                ], [2, 4096, 64, 1024]
+            ),
+            (
+                [
+                    "--kind", "moe_layer", "--groups", "2", "--batch", "4", "--length", "8192", "--experts", "32", "--capacity-factor",
+                    "none", "--expert-capacity", "2048",
+                ], [2, 16384, 32, 2048]
+            ),
+        ]
+        for (arguments, shape) in cases {
+            #expect(shape.reduce(1, *) > FixtureCommand.maximumElements)
+            let result = runGlam(["fixture"] + arguments + ["--out", out])
+            #expect(
+                result.status == 2 && result.err.contains("the combine tensor [G, S, E, C] = \(shape) is over the"),
+                "\(arguments): \(result.err)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    @Test("--padding P pads exactly the positions whose uniform draw is below P: a draw equal to P is not padded")
+    func paddingDrawIsStrict() {
+        for seed: UInt64 in [1, 2, 3] {
+            var draws = SeededGenerator(seed: seed)
+            let values = (0..<16).map { _ in Double(draws.nextUniform()) }
+            for (index, probability) in values.enumerated() {
+                var generator = SeededGenerator(seed: seed)
+                let mask = FixtureCommand.paddings([2, 8], probability, &generator).scalars
+                #expect(mask == values.map { $0 < probability ? 1 : 0 }, "seed \(seed), P = draw \(index)")
+                #expect(mask[index] == 0)
+            }
+        }
+    }
 }

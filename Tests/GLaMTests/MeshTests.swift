@@ -237,6 +237,12 @@ struct PlannerTests {
         #expect(runGlam(["plan", "--config", "tiny", "--mesh", "1x1", "--pue", "1.2"]).err.contains("--pue needs --train-tokens"))
         #expect(runGlam(["plan", "--config", "tiny", "--mesh", "1x1", "--train-tokens", "1e6", "--utilisation", "2"]).status == 2)
         #expect(runGlam(["plan", "--config", "tiny", "--mesh", "1x1", "--train-tokens", "lots"]).status == 2)
+        // --train-tokens takes 1 through 1e16 tokens, both ends included.
+        for (tokens, accepted) in [("1", true), ("0.999", false), ("0", false), ("1e16", true), ("1.0000001e16", false), ("-5", false)] {
+            let result = runGlam(["plan", "--config", "tiny", "--mesh", "1x1", "--train-tokens", tokens])
+            #expect(result.status == (accepted ? 0 : 2), "--train-tokens \(tokens): \(result.err)")
+            #expect(accepted || result.err.contains("--train-tokens must be in 1...1e16, got '\(tokens)'"), "\(result.err)")
+        }
     }
 
     @Test("a step's tokens must be whole sequences shared evenly over data: any other split is refused")

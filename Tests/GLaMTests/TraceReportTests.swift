@@ -230,3 +230,82 @@ struct TraceReportTests {
         }
     }
 }
+
+struct TraceOptionTests {
+    @Test(
+        "each head's reported keys are the strongest entries of that head's own row of the dumped probabilities, at the followed position")
+    func attentionKeysAreTheDumpedRows() throws {
+        let scratch = ScratchDirectory()
+        let dump = scratch.path("trace.safetensors")
+        let prompt = "The hacker wrote"
+        for position in [1, 5] {
+            let object = try TraceTests.json(["--prompt", prompt, "--position", "\(position)", "--dump", dump.path])
+            let file = try SafeTensorsFile(contentsOf: dump)
+            let attention = try #require(object["attention"] as? [[String: Any]])
+            let configuration = try #require(ModelConfiguration.named("tiny"))
+            for entry in attention {
+                let layer = try #require(entry["layer"] as? Int)
+                #expect(entry["position"] as? Int == position)
+                let p = try #require(file.tensors["layers.\(layer).attention.probabilities"]).floatTensor()  // [B, N, T, L]
+                let heads = try #require(entry["heads"] as? [[String: Any]])
+                #expect(heads.count == p.shape[1] && heads.count > 1)
+                for (head, reported) in heads.enumerated() {
+                    let row = (0..<p.shape[3]).map { p[0, head, position, $0] }
+                    // The three strongest keys with any probability, strongest first (the lower position of equals first).
+                    let strongest = row.indices.filter { row[$0] > 0 }.sorted { (row[$0], -$0) > (row[$1], -$1) }.prefix(3)
+                    let keys = try #require(reported["keys"] as? [[String: Any]])
+                    #expect(keys.compactMap { $0["position"] as? Int } == Array(strongest), "layer \(layer) head \(head)")
+                    for key in keys {
+                        let k = try #require(key["position"] as? Int)
+                        // The report prints 16 significant digits of the Float.
+                        #expect(
+                            abs(try #require(key["probability"] as? Double) - Double(row[k])) < 1e-12,
+                            "layer \(layer) head \(head) key \(k)")
+                        let bucket = relativePositionBucket(
+                            distance: position - k, buckets: configuration.relativeBuckets, maxDistance: configuration.relativeMaxDistance)
+                        #expect(key["bucket"] as? Int == bucket)
+                    }
+                    // The extra zero logit takes what the keys do not.
+                    let extra = try #require(reported["extra_logit"] as? Double)
+                    #expect(abs(extra - Double(1 - row.reduce(0, +))) < 1e-6, "layer \(layer) head \(head)")
+                }
+            }
+        }
+    }
+
+    @Test("--layer and --position take the model's last layer and the prompt's last position, and refuse one past either")
+    func layerAndPositionBounds() throws {
+        let layers = try #require(ModelConfiguration.named("tiny")).numLayers
+        let prompt = "abcd"  // four byte tokens
+        for (option, last) in [("layer", layers - 1), ("position", 3)] {
+            let accepted = runGlam(["trace", "--prompt", prompt, "--\(option)", "\(last)"])
+            #expect(accepted.status == 0, "--\(option) \(last): \(accepted.err)")
+            let refused = runGlam(["trace", "--prompt", prompt, "--\(option)", "\(last + 1)"])
+            #expect(
+                refused.status == 2 && refused.err.contains("--\(option) must be an integer in 0...\(last), got '\(last + 1)'"),
+                "--\(option) \(last + 1): \(refused.err)")
+        }
+        // --layer shows that layer alone.
+        let object = try TraceTests.json(["--prompt", prompt, "--layer", "\(layers - 1)"])
+        #expect((object["attention"] as? [[String: Any]])?.map { $0["layer"] as? Int } == [layers - 1])
+    }
+
+    @Test("the routing chart of a model with no MoE layer says so instead of drawing an empty picture")
+    func chartOfADenseModel() throws {
+        let scratch = ScratchDirectory()
+        var configuration = try #require(ModelConfiguration.named("tiny-dense"))
+        let tokenizer = try BytePairTokenizer(merges: [])
+        configuration.vocabSize = tokenizer.vocabularySize
+        #expect(configuration.moeLayers.isEmpty)
+        let model = scratch.path("dense.safetensors")
+        try ModelParameters(configuration: configuration, seed: 1).write(to: model, tokenizer: tokenizer)
+        for (checkpoint, hasMoE) in [(model.path, false), (nil, true)] {
+            let svg = scratch.path("chart-\(hasMoE).svg")
+            let result = runGlam(["trace", "--prompt", "abc", "--svg", svg.path] + (checkpoint.map { ["--checkpoint", $0] } ?? []))
+            #expect(result.status == 0, "\(result.err)")
+            let text = try String(contentsOf: svg, encoding: .utf8)
+            #expect(text.contains("this model has no MoE layer") == !hasMoE, "\(checkpoint ?? "tiny")")
+            #expect(text.contains("layer 0: E = ") == hasMoE)
+        }
+    }
+}

@@ -160,25 +160,23 @@ enum BenchGEMM: Benchmark {
         }
         // A timing of a wrong product is worthless: sixteen entries (the corners and seeded others)
         // recomputed in Double from the operands as stored.
-        if batch * m * n > 0 {
-            var picker = SeededGenerator(seed: 17)
-            let corners = [(0, 0, 0), (batch - 1, m - 1, n - 1), (0, m - 1, 0), (batch - 1, 0, n - 1)]
-            let picked = (0..<12).map { _ in
-                (Int(picker.next() % UInt64(batch)), Int(picker.next() % UInt64(m)), Int(picker.next() % UInt64(n)))
+        var picker = SeededGenerator(seed: 17)
+        let corners = [(0, 0, 0), (batch - 1, m - 1, n - 1), (0, m - 1, 0), (batch - 1, 0, n - 1)]
+        let picked = (0..<12).map { _ in
+            (Int(picker.next() % UInt64(batch)), Int(picker.next() % UInt64(m)), Int(picker.next() % UInt64(n)))
+        }
+        for (item, i, j) in corners + picked {
+            var sum = 0.0, magnitude = 0.0
+            for p in 0..<k {
+                let x = Double(a[item * m * k + (transposeA ? p * m + i : i * k + p)])
+                let y = Double(b[item * k * n + (transposeB ? j * k + p : p * n + j)])
+                sum += x * y
+                magnitude += abs(x * y)
             }
-            for (item, i, j) in corners + picked {
-                var sum = 0.0, magnitude = 0.0
-                for p in 0..<k {
-                    let x = Double(a[item * m * k + (transposeA ? p * m + i : i * k + p)])
-                    let y = Double(b[item * k * n + (transposeB ? j * k + p : p * n + j)])
-                    sum += x * y
-                    magnitude += abs(x * y)
-                }
-                let got = Double(c[item * m * n + i * n + j])
-                precondition(
-                    abs(got - sum) <= 1e-5 * magnitude + 1e-30,
-                    "bench gemm: the product is wrong at item \(item), row \(i), column \(j): \(got), expected \(sum)")
-            }
+            let got = Double(c[item * m * n + i * n + j])
+            precondition(
+                abs(got - sum) <= 1e-5 * magnitude + 1e-30,
+                "bench gemm: the product is wrong at item \(item), row \(i), column \(j): \(got), expected \(sum)")
         }
         let fastest = Benchmarking.minimumAndMedian(seconds)
         return (product.flops / fastest.minimum / 1e9, product.flops / fastest.median / 1e9, seconds.count)

@@ -119,8 +119,8 @@ enum BenchModel: Benchmark {
                 let experts = configuration.numExperts
                 let label = "\(name)\(configurations.count > 1 ? " E=\(experts)" : "") B=\(b) T=\(t) \(mode)"
                 if scaling {
-                    let result = try Benchmarking.alternate(threads: [1, threads], rounds: repeats ?? defaults.alternatingRounds, once)
-                    let (one, many) = (result[0], result[1])
+                    let timed = try Benchmarking.alternate(oneThreadAnd: threads, rounds: repeats ?? defaults.alternatingRounds, once)
+                    let one = timed.oneThread, many = timed.threads
                     let paired = zip(one, many).map { $0 / $1 }
                     let (speedUp, medianSpeedUp) = (one.min()! / many.min()!, Benchmarking.minimumAndMedian(paired).median)
                     if json {

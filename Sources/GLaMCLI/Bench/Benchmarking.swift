@@ -44,14 +44,17 @@ enum Benchmarking {
         return seconds
     }
 
-    /// Times `once` on each thread count in turn, `rounds` times after one warm-up run each, and
-    /// returns the seconds per thread count (in the order given). Leaves `Parallelism.threadCount`
-    /// at its last value.
-    static func alternate(threads counts: [Int], rounds: Int, _ once: () throws -> Double) rethrows -> [[Double]] {
-        try alternate(count: counts.count, rounds: rounds) { index in
+    /// Times `once` on one thread and on `threads` in turn, `rounds` times after one warm-up run
+    /// each, and returns the seconds of each, by name. Leaves `Parallelism.threadCount` at `threads`.
+    static func alternate(oneThreadAnd threads: Int, rounds: Int, _ once: () throws -> Double) rethrows -> (
+        oneThread: [Double], threads: [Double]
+    ) {
+        let counts = [1, threads]
+        let seconds = try alternate(count: counts.count, rounds: rounds) { index in
             Parallelism.threadCount = counts[index]
             return try once()
         }
+        return (oneThread: seconds[0], threads: seconds[1])
     }
 
     /// Runs `once(0)`, `once(1)`, … `once(count − 1)` in turn, `rounds` times after one warm-up
