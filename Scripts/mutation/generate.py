@@ -23,6 +23,7 @@ the share killed is below it: a CI sample is small, and new survivors are answer
 """
 import argparse
 import collections
+import importlib.util
 import json
 import os
 import random
@@ -241,6 +242,11 @@ def main():
     for number, m in enumerate(swift + python):
         m.number = number
 
+    if python:
+        # The kit's tests import these; say so now rather than after the Swift build and baseline.
+        missing = [name for name in ("numpy", "safetensors") if importlib.util.find_spec(name) is None]
+        if missing:
+            sys.exit(f"generate: the kit's tests need {', '.join(missing)}: pip install -r Fixtures/requirements.txt (or --python 0)")
     scratch = tempfile.mkdtemp(prefix="glam-generated-mutants-")
     work = os.path.join(scratch, "repo")
     copy_repository(work)

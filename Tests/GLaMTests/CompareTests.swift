@@ -54,7 +54,13 @@ struct CompareTests {
         let other = runGlam(["compare"] + Self.small + ["--seeds", "3", "--corpus", Self.corpus, "--output", whole.path, "--resume"])
         #expect(other.status == 2 && other.err.contains("other settings"))
         #expect(runGlam(["compare", "--experts", "4,x", "--output", scratch.path("bad").path]).status == 2)
-        #expect(runGlam(["compare", "--shard", "2/2", "--output", scratch.path("bad").path]).status == 2)
+        // --shard I/N: 0 ≤ I < N ≤ 1024, both integers; anything else refused by name, never a trap.
+        for shard in ["2/2", "0/0", "0/-1", "-1/-1", "-1/2", "0/1025", "1/1", "a/2", "0/b", "0/2/3", "/2", "0/", "", "1"] {
+            let refused = runGlam(["compare", "--shard", shard, "--output", scratch.path("bad").path])
+            #expect(
+                refused.status == 2 && refused.err.contains("--shard must be I/N with 0 ≤ I < N ≤ 1024, got '\(shard)'"),
+                "--shard \(shard): \(refused.err)")
+        }
     }
 
     @Test("every option of compare sets what its help says: each lands in sweep.json and in the models it trains")

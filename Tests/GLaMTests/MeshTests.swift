@@ -183,10 +183,16 @@ struct PlannerTests {
                 try planTrainingStep(try namedConfiguration("glam-0.1b-64e"), dataCores: d, modelCores: m)
             }
         }
-        for (tokens, length) in [(0, 1024), (-1024, 1024), (1024, 0), (0, 0)] {
-            #expect(throws: MeshError.self, "\(tokens) tokens of length \(length)") {
-                try planTrainingStep(
+        // The refusal names what is missing (not a later symptom such as a batch of no sequences).
+        for (tokens, length) in [(0, 1024), (-1024, 1024), (1024, 0), (0, 0), (-1, -1)] {
+            do {
+                let plan = try planTrainingStep(
                     try namedConfiguration("glam-0.1b-64e"), dataCores: 1, modelCores: 1, tokensPerStep: tokens, length: length)
+                Issue.record("\(tokens) tokens of length \(length) were planned: \(plan.allToAllBytesPerCore)")
+            } catch {
+                #expect(
+                    error.description == "a step needs at least one token and a length of at least 1",
+                    "\(tokens) tokens of length \(length): \(error)")
             }
         }
         _ = try planTrainingStep(try namedConfiguration("glam-0.1b-64e"), dataCores: 1, modelCores: 1, tokensPerStep: 1, length: 1)
