@@ -191,7 +191,7 @@ struct PlannerTests {
                 Issue.record("\(tokens) tokens of length \(length) were planned: \(plan.allToAllBytesPerCore)")
             } catch {
                 #expect(
-                    error.description == "a step needs at least one token and a length of at least 1",
+                    "\(error)" == "a step needs at least one token and a length of at least 1",
                     "\(tokens) tokens of length \(length): \(error)")
             }
         }
