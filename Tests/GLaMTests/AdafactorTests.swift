@@ -99,6 +99,9 @@ struct AdafactorTests {
         var clips = false
         /// Adafactor's update clipping threshold d (GLaM: 1).
         var clippingThreshold: Float = 1
+        /// The step of the first update: after 0, a weight met without statistics (say, one added to a
+        /// run) starts from zero statistics at that step's decay.
+        var firstStep = 0
         var testDescription: String { name }
     }
 
@@ -123,6 +126,8 @@ struct AdafactorTests {
         ReferenceCase(
             name: "one element [1, 1], clipped", shape: [1, 1], weightDeviation: 0.5, gradientDeviations: [0.01, 1, 100], clips: true),
         ReferenceCase(name: "a row [1, 3]", shape: [1, 3]),
+        ReferenceCase(name: "unfactored 5×7 met first at step 3", shape: [5, 7], firstStep: 3),
+        ReferenceCase(name: "factored 130×140 met first at step 5", shape: [130, 140], firstStep: 5),
     ]
 
     @Test("the reference update agrees bitwise with the fast update and with the sharded update on one shard", arguments: referenceCases)
@@ -138,7 +143,8 @@ struct AdafactorTests {
         var referenceSlot: AdafactorSlot?
         var fastSlot: AdafactorSlot?
         var sharded = [[AdafactorShard(weight: initial, gradient: initial, slot: nil)]]
-        for (step, deviation) in example.gradientDeviations.enumerated() {
+        for (index, deviation) in example.gradientDeviations.enumerated() {
+            let step = example.firstStep + index
             let gradient = Tensor<Float>.randomNormal(shape: example.shape, standardDeviation: deviation, generator: &generator)
             let learningRate = schedule.learningRate(step: step)
             optimizer.update(weight: &fastWeight, gradient: gradient, slot: &fastSlot, step: step, learningRate: learningRate)
@@ -157,7 +163,7 @@ struct AdafactorTests {
             // Bit patterns too: == would accept −0 for 0 and reject NaN.
             #expect(referenceWeight.scalars.map(\.bitPattern) == fastWeight.scalars.map(\.bitPattern), "step \(step)")
             #expect(Self.bitPatterns(reference.slot) == Self.bitPatterns(try #require(fastSlot)), "step \(step)")
-            if example.clips && step == example.gradientDeviations.count - 1 {
+            if example.clips && index == example.gradientDeviations.count - 1 {
                 #expect(Self.unclippedRMS(gradient: gradient, slot: reference.slot) > 1.2 * Double(configuration.clippingThreshold))
             }
         }
@@ -187,6 +193,31 @@ struct AdafactorTests {
         // And it is Σx²: a plain Double chain over the same numbers agrees to rounding.
         let chain = x.reduce(0.0) { $0 + Double($1) * Double($1) }
         #expect(abs(chain - whole) <= 1e-12 * whole)
+    }
+
+    @Test(
+        "Σx² is eight lanes, lane k the in-order sum of the squares at indices ≡ k (mod 8), then ((0+1)+(2+3))+((4+5)+(6+7)), whatever the pieces"
+    )
+    func squareSumLanes() {
+        // Magnitudes from 2^-30 to 2^30, so that Double sums round and the order of additions shows.
+        var generator = SeededGenerator(seed: 43)
+        let x = (0..<517).map { _ in
+            (generator.nextUniform() + 0.5) * Float(sign: .plus, exponent: Int(generator.next() % 61) - 30, significand: 1)
+        }
+        var lanes = [Double](repeating: 0, count: 8)
+        for (i, value) in x.enumerated() { lanes[i % 8] += Double(value) * Double(value) }
+        let expected = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+        let chain = x.reduce(0.0) { $0 + Double($1) * Double($1) }
+        #expect(chain.bitPattern != expected.bitPattern, "the data must be one whose sum depends on the order")
+        let whole = x.withUnsafeBufferPointer { Adafactor.sumOfSquares($0.baseAddress!, count: $0.count) }
+        #expect(whole.bitPattern == expected.bitPattern)
+        for cuts in [[0, 517], [0, 1, 2, 3, 517], [0, 5, 13, 21, 100, 517], Array(stride(from: 0, to: 517, by: 11)) + [517]] {
+            var sum = SquareSum()
+            x.withUnsafeBufferPointer { buffer in
+                for (start, end) in zip(cuts, cuts.dropFirst()) { sum.add(buffer.baseAddress! + start, count: end - start, at: start) }
+            }
+            #expect(sum.total.bitPattern == expected.bitPattern, "cuts \(cuts)")
+        }
     }
 
     /// The bit patterns of a slot's statistics.

@@ -76,6 +76,17 @@ struct CommandLineTests {
             }.count == 4 && calls == 5)
     }
 
+    @Test("bench decode feeds a P-token prompt per row, then exactly N steps of one id per row, all in the vocabulary")
+    func decodeWorkload() {
+        for (b, p, n, v) in [(1, 1, 1, 2), (1, 64, 64, 260), (8, 3, 5, 7), (3, 10, 1, 1000)] {
+            let work = BenchDecode.workload(batch: b, prompt: p, tokens: n, vocabulary: v)
+            #expect(work.prompt.count == b * p && work.steps.count == n && work.steps.allSatisfy { $0.count == b }, "\(b) \(p) \(n)")
+            #expect((work.prompt + work.steps.joined()).allSatisfy { (0..<v).contains($0) })
+            let again = BenchDecode.workload(batch: b, prompt: p, tokens: n, vocabulary: v)
+            #expect(again.prompt == work.prompt && again.steps == work.steps)
+        }
+    }
+
     @Test("the thread-scaling benchmark alternates one thread and T threads, and returns each one's timings under its name")
     func alternateThreads() {
         let saved = Parallelism.threadCount

@@ -270,4 +270,25 @@ extension FixtureCommandTests {
             }
         }
     }
+
+    @Test("each number option of glam fixture accepts both ends of its range and refuses just outside them, naming the range")
+    func numberOptionRanges() {
+        let scratch = ScratchDirectory()
+        let out = scratch.path("n.safetensors").path
+        let base = ["fixture", "--kind", "top2_gating", "--experts", "2", "--group-size", "8", "--out", out]
+        for (option, low, high) in [
+            ("padding", 0.0, 1.0), ("logit-scale", 0.0, 1000.0), ("capacity-factor", 0.000_001, 1000.0), ("logit-cap", 0.0, 1000.0),
+        ] {
+            for value in [low, high] {
+                let result = runGlam(base + ["--\(option)", "\(value)"])
+                #expect(result.status == 0, "--\(option) \(value): \(result.err)")
+            }
+            for value in [low - max(low, 1e-9) * 0.5 - 1e-12, high * (1 + 1e-9)] {
+                let result = runGlam(base + ["--\(option)", "\(value)"])
+                #expect(
+                    result.status == 2 && result.err.contains("--\(option) must be a number in \(low)...\(high), got '\(value)'"),
+                    "--\(option) \(value): \(result.err)")
+            }
+        }
+    }
 }

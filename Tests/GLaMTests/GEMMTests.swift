@@ -173,6 +173,30 @@ struct GEMMTests {
         #expect(fastMatmul([], [], m: 3, n: 4, k: 0, transposeA: false, transposeB: false, initial: c0) == c0)
     }
 
+    @Test("a product with no rows, no columns or no items writes nothing, with or without depth, accumulating or not")
+    func emptyProductsWriteNothing() {
+        let a = testValues(64, seed: 12), b = testValues(64, seed: 13)
+        for (m, n, k, batch) in [(0, 4, 3, 1), (3, 0, 3, 1), (3, 4, 3, 0), (0, 0, 0, 1), (3, 0, 0, 1), (0, 4, 0, 2), (0, 0, 5, 3)] {
+            for accumulate in [false, true] {
+                for threads in [1, 2] {
+                    var c = [Float](repeating: 7, count: 16)  // a sentinel where nothing may be written
+                    a.withUnsafeBufferPointer { pa in
+                        b.withUnsafeBufferPointer { pb in
+                            c.withUnsafeMutableBufferPointer { pc in
+                                GEMM.multiply(
+                                    m: m, n: n, k: k, batch: batch,
+                                    a: MatrixOperand(rowMajor: pa.baseAddress!, rows: m, columns: k, transposed: false, batchStride: m * k),
+                                    b: MatrixOperand(rowMajor: pb.baseAddress!, rows: k, columns: n, transposed: false, batchStride: k * n),
+                                    c: pc.baseAddress!, ldc: max(n, 1), cBatchStride: m * n, accumulate: accumulate, threads: threads)
+                            }
+                        }
+                    }
+                    #expect(c == [Float](repeating: 7, count: 16), "m \(m) n \(n) k \(k) batch \(batch), accumulate \(accumulate)")
+                }
+            }
+        }
+    }
+
     @Test(
         "results are bitwise identical for 1, 2, 3 and 8 threads",
         arguments: [(300, 200, 517), (1, 1000, 64), (250, 3, 1000), (200, 70, 2600)])

@@ -239,4 +239,21 @@ struct GatingTests {
         #expect(abs(gshard - 4 * (0.9 + 0.9) / 4) < 1e-9)  // 4·mean(1·0.9, 0, 0, 1·0.9) = 1.8
         #expect(abs(switchLoss - 1) < 1e-9)  // f = [½, ½], P = [½, ½] over the batch → 2·½ = 1
     }
+
+    @Test("router logits whose E is not num_experts are refused, naming both, for one more and one fewer expert")
+    func expertCountMustMatch() throws {
+        let configuration = Top2GatingConfiguration(numExperts: 4, capacityFactor: 2)
+        #expect(throws: Never.self) {
+            _ = try top2Gating(logits: Variable(constant: Tensor<Float>(zeros: [1, 6, 4])), paddings: nil, configuration: configuration)
+        }
+        for e in [3, 5, 1, 8] {
+            do {
+                _ = try top2Gating(
+                    logits: Variable(constant: Tensor<Float>(zeros: [1, 6, e])), paddings: nil, configuration: configuration)
+                Issue.record("logits with \(e) experts were routed")
+            } catch {
+                #expect(error.description == "logits have \(e) experts but num_experts is 4", "\(error)")
+            }
+        }
+    }
 }

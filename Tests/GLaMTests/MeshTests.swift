@@ -346,6 +346,22 @@ struct PlannerTests {
         #expect(c.modelDim % d != 0 && step.expertAllReduce == expected, "\(step.expertAllReduce) vs \(expected)")
     }
 
+    @Test("the all-to-all and the expert partial sums are counted once per MoE layer: 1, 2 or 3 MoE layers, the bytes of one times that")
+    func communicationPerMoELayer() throws {
+        var perLayer: (allToAll: Int, expert: Int)?
+        for layers in [2, 4, 6] {  // MoE every other layer: 1, 2 and 3 MoE layers
+            var c = try namedConfiguration("small")
+            c.numLayers = layers
+            let moeLayers = c.moeLayers.count
+            #expect(moeLayers == layers / 2)
+            let step = try stepCommunication(c, batchSize: 8, length: 64, groups: 4, dataCores: 2, modelCores: 2)
+            #expect(step.allToAll > 0 && step.expertAllReduce > 0, "\(moeLayers) MoE layers: \(step)")
+            let one = perLayer ?? (step.allToAll, step.expertAllReduce)
+            perLayer = one
+            #expect(step.allToAll == moeLayers * one.allToAll && step.expertAllReduce == moeLayers * one.expert, "\(moeLayers) MoE layers")
+        }
+    }
+
     @Test("a dense model's step sends no all-to-all and no expert partial sums, only the gradient all-reduce over data")
     func denseStepCommunication() throws {
         let dense = try namedConfiguration("small-dense")

@@ -111,15 +111,48 @@ extension MoELayerTests {
                 wo: Variable(constant: Tensor(repeating: 0.1, shape: wo)))
         }
         #expect(try layer(wi: [e, m, h], wo: [e, h, m])(x, paddings: nil, configuration: configuration).output.shape == [1, 4, m])
-        for (wi, wo) in [
-            ([e, m + 1, h], [e, h, m]), ([e + 1, m, h], [e + 1, h, m]), ([e, m, h], [e, h + 1, m]), ([e, m, h], [e, h, m + 1]),
-            ([e, m], [e, h, m]), ([e, m, h, 1], [e, h, m]),  // wi of another rank
-        ] {
+        // Every axis of wi alone, of wo alone, and E of both, one more or one fewer; and wi of another rank.
+        func changed(_ shape: [Int], axis: Int, by delta: Int) -> [Int] {
+            var shape = shape
+            shape[axis] += delta
+            return shape
+        }
+        var cases = [
+            ([e + 1, m, h], [e + 1, h, m]), ([e - 1, m, h], [e - 1, h, m]), ([e, m], [e, h, m]), ([e, m, h, 1], [e, h, m]),
+        ]
+        for axis in 0..<3 {
+            for delta in [1, -1] {
+                cases.append((changed([e, m, h], axis: axis, by: delta), [e, h, m]))
+                cases.append(([e, m, h], changed([e, h, m], axis: axis, by: delta)))
+            }
+        }
+        for (wi, wo) in cases {
             do {
                 _ = try layer(wi: wi, wo: wo)(x, paddings: nil, configuration: configuration)
                 Issue.record("wi \(wi), wo \(wo) were accepted")
             } catch {
                 #expect(error.description.contains("\(wi)") && error.description.contains("do not fit"), "\(error)")
+            }
+        }
+    }
+
+    @Test("paddings of any shape but the input's [B, T] are refused by the MoE layer, naming both shapes")
+    func paddingShapesAreChecked() throws {
+        let (m, e, h) = (6, 4, 10)
+        let configuration = MoELayerConfiguration(
+            gating: Top2GatingConfiguration(numExperts: e, capacityFactor: 2), numGroups: 1, activation: .geluTanh)
+        let x = Variable(constant: Tensor<Float>(repeating: 0.1, shape: [2, 3, m]))  // B = 2, T = 3
+        let layer = MixtureOfExperts(
+            gate: Variable(constant: Tensor<Float>(repeating: 0.1, shape: [m, e])),
+            wi: Variable(constant: Tensor<Float>(repeating: 0.1, shape: [e, m, h])),
+            wo: Variable(constant: Tensor<Float>(repeating: 0.1, shape: [e, h, m])))
+        #expect(try layer(x, paddings: Tensor(zeros: [2, 3]), configuration: configuration).output.shape == [2, 3, m])
+        for shape in [[3, 2], [6], [2, 3, 1], [2, 4], [1, 3], [2, 2]] {
+            do {
+                _ = try layer(x, paddings: Tensor(zeros: shape), configuration: configuration)
+                Issue.record("paddings \(shape) were accepted")
+            } catch {
+                #expect(error.description == "paddings must be [B, T] = [2, 3], got \(shape)", "\(error)")
             }
         }
     }

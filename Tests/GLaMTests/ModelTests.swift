@@ -421,4 +421,20 @@ extension ModelTests {
             if visible.count != 18 { exit(3) }
         }
     }
+
+    @Test("top-k sampling only ever picks one of the k most probable tokens (the lower id first among equals); k = 1 is greedy")
+    func topKPicksAmongTheTopK() {
+        var generator = SeededGenerator(seed: 17)
+        let logits: [Float] = [0.5, 2, -1, 2, 0.25, 3, 1, 0]  // ranked: 5, 1, 3 (tie: 1 first), 6, 0, 4, 7, 2
+        let ranked = [5, 1, 3, 6, 0, 4, 7, 2]
+        for k in 1...logits.count {
+            var seen = Set<Int>()
+            for _ in 0..<400 {
+                seen.insert(IncrementalDecoder.choose(from: logits, strategy: .temperature(2, topK: k), generator: &generator))
+            }
+            #expect(seen.isSubset(of: Set(ranked.prefix(k))), "k = \(k): \(seen.sorted())")
+            #expect(k > 3 || seen == Set(ranked.prefix(k)), "k = \(k): each of the top k is drawn at temperature 2")
+        }
+        #expect(IncrementalDecoder.choose(from: logits, strategy: .temperature(1, topK: 1), generator: &generator) == 5)
+    }
 }

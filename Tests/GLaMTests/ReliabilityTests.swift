@@ -356,6 +356,42 @@ struct ReliabilityTests {
         #expect(moved.status == 2 && moved.err.contains("is not the corpus the run trained on"), "\(moved.err)")
     }
 
+    @Test("a mesh trainer resumes exactly what a one-device trainer resumes, and refuses the rest with the same message")
+    func meshResumesWhatOneDeviceResumes() throws {
+        let trainer = try tinyTrainer(steps: 2)
+        var checkpoint = trainer.checkpoint
+        checkpoint.dataFingerprint = nil  // an older checkpoint: any data of the right shape is taken
+        let mesh = try DeviceMesh(shape: [1, 1], axisNames: ["data", "mdl"])
+        let v = trainer.parameters.configuration.vocabSize
+        var badOptions = checkpoint
+        badOptions.options.batchSize = 0
+        let cases: [(String, TrainingCheckpoint, TextDataset)] = [
+            ("the run's data", checkpoint, trainer.dataset),
+            (
+                "rows of another length", checkpoint,
+                TextDataset(text: try corpusSample(bytes: 30_000), tokenizer: trainer.tokenizer, length: 16)
+            ),
+            (
+                "fewer rows than a batch", checkpoint,
+                TextDataset(text: try corpusSample(bytes: 400), tokenizer: trainer.tokenizer, length: 32)
+            ),
+            (
+                "an id outside the vocabulary", checkpoint,
+                TextDataset(tokenDocuments: [Array(0..<200).map { $0 % v } + [v]], endOfText: 0, length: 32)
+            ),
+            ("options with a problem", badOptions, trainer.dataset),
+        ]
+        for (label, checkpoint, dataset) in cases {
+            let one = Result { () throws(ModelError) in try Trainer(resuming: checkpoint, dataset: dataset) }
+            let onMesh = Result { try MeshTrainer(resuming: checkpoint, dataset: dataset, mesh: mesh) }
+            switch (one, onMesh) {
+            case (.success, .success): #expect(label == "the run's data")
+            case (.failure(let a), .failure(let b)): #expect(label != "the run's data" && "\(a)" == "\(b)", "\(label): \(a) / \(b)")
+            default: Issue.record("\(label): one device \(one), mesh \(onMesh)")
+            }
+        }
+    }
+
     @Test("a resumed trainer refuses data other than the run's, on one device and on a mesh")
     func resumedTrainerRefusesOtherData() throws {
         let trainer = try tinyTrainer(steps: 2)

@@ -286,6 +286,50 @@ extension SafeTensorsTests {
         }
     }
 
+    @Test(
+        "a surrogate pair cut short is refused where it stops: in hex digits at their first byte, after a high surrogate at the byte after it"
+    )
+    func surrogatePairCutShort() {
+        let text = Array(#""\uD800\uDC00""#.utf8)  // 14 bytes; the escapes' digits start at bytes 3 and 9
+        for count in 3..<13 {
+            let expected: (offset: Int, message: String) =
+                switch count {
+                case 3...6: (3, "unexpected end of hex escape")  // "\uD8…: the first escape's digits
+                case 7, 8: (7, "unexpected end of hex escape (lone surrogate)")  // no "\u" after the high surrogate
+                default: (9, "unexpected end of hex escape")  // "\uD800\u…: the second escape's digits
+                }
+            do {
+                _ = try parseStrictJSON(Array(text.prefix(count)))
+                Issue.record("\(count) bytes were accepted")
+            } catch {
+                #expect(error.offset == expected.offset && error.message == expected.message, "\(count) bytes: \(error)")
+            }
+        }
+    }
+
+    @Test("every prefix of a valid document is refused with an error inside it (or is a document itself), never read past its end")
+    func everyPrefixRefused() {
+        let documents = [
+            #"{"a": [1, -2.5e3, true, false, null, "x\u00e9\"y"], "b": {"c": {}}, "d": []}"#,
+            #"{"t":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"__metadata__":{"k":"v"}}"#,
+            #"[[[]], {"": 0}, "\uD83D\uDE00", 1E+2, 0.5]"#,
+        ]
+        for document in documents {
+            let bytes = Array(document.utf8)
+            #expect((try? parseStrictJSON(bytes)) != nil, "\(document)")
+            for count in 0..<bytes.count {
+                let prefix = Array(bytes.prefix(count))
+                do {
+                    _ = try parseStrictJSON(prefix)
+                    // Only a whole value can be a prefix that parses (a number cut short is still a number).
+                    #expect(count > 0, "the empty text was accepted")
+                } catch {
+                    #expect(error.offset <= count, "\(count) bytes of \(document): \(error)")
+                }
+            }
+        }
+    }
+
     @Test("a trailing comma in an array or an object is refused, and the message says so")
     func trailingCommas() throws {
         for text in ["[1,]", "[1, 2 ,\n]", "[[],]", #"{"a": 1,}"#, #"{"a": [1,],"b": 2}"#] {

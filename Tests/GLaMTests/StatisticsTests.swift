@@ -157,4 +157,11 @@ struct StatisticsTests {
         #expect(TPUv4.hbmBytes == Double(32 << 30))
         #expect(TPUv4.peakFLOPs == 275e12 && TPUv4.hbmBandwidth == 1.2e12)
     }
+
+    @Test("the statistics of no gating at all are empty: no expert, nothing dropped, no entropy")
+    func statisticsOfNothing() {
+        let none = ExpertLayerStatistics(layer: 3, gatings: [])
+        #expect(none.layer == 3 && none.requested.isEmpty && none.kept.isEmpty)
+        #expect(none.droppedFraction == 0 && none.routerEntropy == 0)
+    }
 }

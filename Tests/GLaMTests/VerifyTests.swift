@@ -56,6 +56,30 @@ struct VerifyTests {
         }
     }
 
+    @Test("every optimizer state and gradient of the adafactor fixtures, one element longer on its last axis, is refused by name")
+    func adafactorStateShapes() throws {
+        let directory = fixturesDirectory.appendingPathComponent("optimizer")
+        var checked = 0
+        for file in try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() where file.hasSuffix(".safetensors") {
+            let original = try SafeTensorsFile(contentsOf: directory.appendingPathComponent(file))
+            for name in original.tensors.keys.sorted() where name.hasPrefix("input.state.") || name.hasPrefix("input.grad.") {
+                var changed = original
+                let tensor = try #require(original.tensors[name]).floatTensor()
+                let shape = Array(tensor.shape.dropLast() + [tensor.shape.last! + 1])
+                changed.tensors[name] = SafeTensor(Tensor<Float>(repeating: 0.5, shape: shape))
+                do {
+                    let result = try GoldenFixture(changed, name: "reshaped").run()
+                    Issue.record("\(file): \(name) as \(shape) was read: \(result.comparisons.map(\.name))")
+                } catch {
+                    let shown = name.split(separator: ".").prefix(3).joined(separator: ".")  // input.state.NAME or input.grad.NAME
+                    #expect("\(error)".contains(shown) && "\(error)".contains("\(shape)"), "\(file): \(name): \(error)")
+                }
+                checked += 1
+            }
+        }
+        #expect(checked >= 20)
+    }
+
     @Test("a moe_layer fixture's dy or parameters in a shape that does not fit x are refused by name")
     func moeLayerShapes() throws {
         let url = fixturesDirectory.appendingPathComponent("moe/moe_layer_gelu.safetensors")
