@@ -72,7 +72,7 @@ enum TraceCommand: Subcommand {
         let trace = ForwardTrace()
         var run = TraceRun(
             prompt: prompt, source: source, tokenizer: tokenizer, configuration: configuration, tokens: ids,
-            texts: ids.map { tokenizer.decode([$0]) },
+            texts: ids.map { tokenizer.displayText(of: $0) },
             trace: trace, layer: layer, position: position)
         if let layout {
             let ledger = CommunicationLedger()

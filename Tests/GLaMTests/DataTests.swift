@@ -56,6 +56,35 @@ struct DataTests {
         }
     }
 
+    @Test("a token's display text: whole UTF-8 characters as text, every byte of a split or invalid one as <0xHH>")
+    func displayText() throws {
+        let bytes = try BytePairTokenizer(merges: [])
+        // Each single byte: ASCII as itself, any other byte (never a whole character alone) as <0xHH>.
+        for id in 0..<256 {
+            let expected =
+                id < 0x80 ? String(UnicodeScalar(UInt8(id))) : "<0x" + (id < 16 ? "0" : "") + String(id, radix: 16, uppercase: true) + ">"
+            #expect(bytes.displayText(of: id) == expected, "byte \(id)")
+        }
+        #expect(bytes.displayText(of: 0xC3) == "<0xC3>" && bytes.displayText(of: 0x0A) == "\n")
+        // A byte-level prompt: "é" (C3 A9), "☕" (E2 98 95), "ï" (C3 AF) split into their bytes.
+        let prompt = "café ☕ naïve"
+        #expect(
+            bytes.encode(prompt).map(bytes.displayText(of:)).joined() == "caf<0xC3><0xA9> <0xE2><0x98><0x95> na<0xC3><0xAF>ve")
+        // Merged tokens: a whole character reads as itself, a token ending inside one shows that byte.
+        let merged = try BytePairTokenizer(merges: [.init(0xC3, 0xA9), .init(0x66, 0xC3), .init(0x61, 0x66)])  // é, f+C3, af
+        let (e, fPart, af) = (256, 257, 258)
+        #expect(merged.displayText(of: e) == "é" && merged.displayText(of: fPart) == "f<0xC3>" && merged.displayText(of: af) == "af")
+        // Ids that spell nothing: end of text and ids outside the vocabulary.
+        #expect(bytes.displayText(of: bytes.endOfText) == "" && bytes.displayText(of: -1) == "" && bytes.displayText(of: 1 << 20) == "")
+        // Where no character is split, the display texts joined are the decoded text.
+        for text in ["plain ASCII, with\ttabs", "naïve café", "日本語 ☕"] {
+            let whole = try BytePairTokenizer.train(on: String(repeating: text + " ", count: 20), vocabularySize: 400)
+            let ids = whole.encode(text)
+            let shown = ids.map(whole.displayText(of:)).joined()
+            #expect(!shown.contains("<0x") ? shown == whole.decode(ids) : shown != whole.decode(ids), "\(text): \(shown)")
+        }
+    }
+
     @Test("BPE training: the most frequent pair first, ties broken by the smaller (left, right) pair")
     func mergeOrder() throws {
         // "ab cd": the chunks "ab" and " cd" give the pairs (97, 98), (32, 99), (99, 100), once each.

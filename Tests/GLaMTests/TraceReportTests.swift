@@ -308,4 +308,13 @@ struct TraceOptionTests {
             #expect(text.contains("layer 0: E = ") == hasMoE)
         }
     }
+
+    @Test("a non-ASCII prompt's tokens show their bytes where a token splits a character, never U+FFFD")
+    func nonASCIIPromptTokens() throws {
+        let object = try TraceTests.json(["--prompt", "é!"])  // byte-level: C3, A9, "!"
+        let tokens = try #require(object["tokens"] as? [[String: Any]])
+        #expect(tokens.compactMap { $0["text"] as? String } == ["<0xC3>", "<0xA9>", "!"])
+        let text = runGlam(["trace", "--prompt", "é!"])
+        #expect(text.status == 0 && text.out.contains("\"<0xC3>\"") && !text.out.contains("\u{fffd}"), "\(text.out)")
+    }
 }

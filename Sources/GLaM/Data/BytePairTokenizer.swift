@@ -228,6 +228,32 @@ public struct BytePairTokenizer: Sendable, Equatable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// One token's spelling for display: its bytes as text where they form whole UTF-8 characters,
+    /// and each byte that does not (part of a character, or invalid) as `<0xHH>`. Byte-level BPE
+    /// splits a non-ASCII character over tokens ("é" is C3 A9: `<0xC3>` and `<0xA9>` until a merge
+    /// joins them), which ``decode(_:)`` of one id alone would show as U+FFFD. The end-of-text id
+    /// and unknown ids spell nothing (""). Where no character is split over tokens, the display
+    /// texts joined are ``decode(_:)``'s text.
+    public func displayText(of id: Int) -> String {
+        guard id >= 0 && id < spellings.count else { return "" }
+        let bytes = spellings[id]
+        var out = "", start = 0
+        while start < bytes.count {
+            // The shortest run of 1 to 4 bytes that is one valid UTF-8 character, if any.
+            let character = (1...min(4, bytes.count - start)).lazy.compactMap { length in
+                String(validating: bytes[start..<(start + length)], as: UTF8.self).map { (text: $0, length: length) }
+            }.first
+            if let character {
+                out += character.text
+                start += character.length
+            } else {
+                out += "<0x" + String(bytes[start], radix: 16, uppercase: true).leftPadded(to: 2) + ">"
+                start += 1
+            }
+        }
+        return out
+    }
+
     /// The tokenizer as JSON: `{"format": "glam-bpe", "version": 1, "merges": [[l, r], …]}`.
     public func jsonString() -> String {
         let pairs = merges.map { "[\($0.left),\($0.right)]" }.joined(separator: ",")
@@ -252,4 +278,9 @@ public struct BytePairTokenizer: Sendable, Equatable {
 
     /// Two tokenizers are equal when their merges are (everything else derives from them).
     public static func == (a: BytePairTokenizer, b: BytePairTokenizer) -> Bool { a.merges == b.merges }
+}
+
+extension String {
+    /// The string with "0"s in front up to `width` characters.
+    fileprivate func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }
