@@ -238,11 +238,17 @@ struct GEMMTests {
     }
 
     @Test(
-        "products of 1 to 3 rows (B read unpacked) give the bits of the same rows of a taller, packed product, for both layouts of A, accumulating or not, at 1 and 2 threads"
+        "products of 1 to 3 rows (B read unpacked) give the bits of the same rows of a taller, packed product, for both layouts of A and of B, accumulating or not, at 1 and 2 threads"
     )
     func fewRowsMatchPackedRows() {
         let extra = 12  // rows added to make the packed path run (it takes 4 rows and more)
-        for (m, n, k) in [(1, 37, 300), (2, 600, 600), (3, 16, 3), (1, 1100, 257)] {  // tails, 512-column tasks, depth blocks
+        // Column tails, 128-column blocks and their shares between workers, depth blocks and a
+        // depth that is no multiple of 16 (the transposed B's 16 × 16 blocks).
+        for (m, n, k, transposeB) in [
+            (1, 37, 300, false), (2, 600, 600, false), (3, 16, 3, false), (1, 1100, 257, false), (1, 256, 256, false),
+        ]
+            + [(1, 37, 300, true), (2, 600, 600, true), (3, 16, 3, true), (1, 1100, 257, true), (3, 33, 40, true)]
+        {
             let opA = testValues((m + extra) * k, seed: 41), b = testValues(k * n, seed: 42), c0 = testValues((m + extra) * n, seed: 43)
             for transposeA in [false, true] {
                 // op(A) is `[m + extra, k]`; stored transposed it is `[k, m + extra]`.
@@ -251,16 +257,17 @@ struct GEMMTests {
                 }
                 for initial in [nil, c0] {
                     let tall = fastMatmul(
-                        stored(m + extra), b, m: m + extra, n: n, k: k, transposeA: transposeA, transposeB: false, initial: initial,
+                        stored(m + extra), b, m: m + extra, n: n, k: k, transposeA: transposeA, transposeB: transposeB, initial: initial,
                         threads: 1)
                     for threads in [1, 2] {
                         let few = fastMatmul(
-                            stored(m), b, m: m, n: n, k: k, transposeA: transposeA, transposeB: false,
+                            stored(m), b, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB,
                             initial: initial.map { Array($0[0..<(m * n)]) },
                             threads: threads)
                         #expect(
                             few.map(\.bitPattern) == tall[0..<(m * n)].map(\.bitPattern),
-                            "m \(m) n \(n) k \(k), transposed A \(transposeA), accumulate \(initial != nil), \(threads) threads")
+                            "m \(m) n \(n) k \(k), transposed A \(transposeA) B \(transposeB), accumulate \(initial != nil), \(threads) threads"
+                        )
                     }
                 }
             }

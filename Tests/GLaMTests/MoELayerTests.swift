@@ -88,6 +88,45 @@ struct MoELayerTests {
         }
     }
 
+    @Test(
+        "without a tape only the busy experts run: the layer's output and its busy experts' rows have the bits of the taped layer, idle experts' rows are zero",
+        arguments: ExpertActivation.allCases, [(1, 1, 8), (2, 3, 8), (4, 6, 4)])
+    func busyExpertsAlone(activation: ExpertActivation, shape: (b: Int, t: Int, e: Int)) throws {
+        // Few tokens over many experts (decoding: 1 or 6 tokens over 8) leave experts idle.
+        let (m, h) = (24, 40)
+        let x = randomDoubleTensor([shape.b, shape.t, m], seed: 21), gate = randomDoubleTensor([m, shape.e], seed: 22, in: -2..<2)
+        let wi = randomDoubleTensor([shape.e, m, h], seed: 23), wo = randomDoubleTensor([shape.e, h, m], seed: 24)
+        let configuration = Self.configuration(e: shape.e, groups: 1, capacityFactor: 2, activation: activation)
+        let tape = Tape<Float>()
+        let taped = MoEWeights(
+            gate: tape.variable(Tensor<Float>(gate)), wi: tape.variable(Tensor<Float>(wi)), wo: tape.variable(Tensor<Float>(wo)))
+        let constants = MoEWeights(
+            gate: Variable(constant: Tensor<Float>(gate)), wi: Variable(constant: Tensor<Float>(wi)),
+            wo: Variable(constant: Tensor<Float>(wo)))
+        let input = Tensor<Float>(x)
+        let full = try taped(tape.variable(input), paddings: nil, configuration: configuration)
+        let inference = try constants(Variable(constant: input), paddings: nil, configuration: configuration)
+        #expect(inference.output.value.scalars.map(\.bitPattern) == full.output.value.scalars.map(\.bitPattern))
+        // The experts step itself: busy experts' rows bitwise those of all experts run, idle ones zero.
+        let routed = try constants.route(Variable(constant: input), paddings: nil, configuration: configuration)
+        let busy = routed.busyExperts
+        let slotsPerExpert = routed.expertInput.shape[1]  // G·C
+        let holders = Set(routed.slots.joined().filter { $0 >= 0 }.map { $0 / slotsPerExpert })
+        #expect(holders == Set((0..<shape.e).filter { busy[$0] }), "busy \(busy)")
+        if 2 * shape.b * shape.t < shape.e { #expect(busy.contains(false)) }
+        let all = taped.experts(tape.variable(routed.expertInput.value), activation: activation, busy: busy).value  // a tape: all run
+        let alone = constants.experts(routed.expertInput, activation: activation, busy: busy).value
+        let rows = all.scalarCount / shape.e
+        for expert in 0..<shape.e {
+            let range = (expert * rows)..<((expert + 1) * rows)
+            if busy[expert] {
+                #expect(alone.scalars[range].map(\.bitPattern) == all.scalars[range].map(\.bitPattern), "expert \(expert)")
+            } else {
+                #expect(alone.scalars[range].allSatisfy { $0 == 0 }, "expert \(expert)")
+            }
+        }
+    }
+
     @Test("a group count that does not divide the tokens is refused with a message")
     func badGroups() {
         let (x, gate, wi, wo, _) = Self.setup()

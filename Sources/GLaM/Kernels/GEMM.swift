@@ -16,9 +16,9 @@
 // share out is scheduled differently: one task per item, which packs that item's B̃ and runs all
 // its row blocks while B̃ is still in cache.
 //
-// A product of fewer than 4 rows whose B has contiguous rows (decoding, one token per sequence)
-// is not packed at all: `rowsTimesMatrix` reads B where it is, summing each element by the same
-// chain as the micro-kernels (decoding at B = 1: 300 → 433 tokens/s on one thread).
+// A product of fewer than 4 rows whose B has contiguous rows or columns (decoding, one token per
+// sequence) is not packed at all: RowsTimesMatrix.swift reads B where it is, summing each element
+// by the same chain as the micro-kernels.
 //
 // The depth chunk is this driver's departure from BLIS' loop order: running a column panel's
 // depth blocks back to back keeps its MC × NR strip of C in cache between them, where BLIS'
@@ -123,17 +123,24 @@ package enum GEMM {
         let rowBlocks = (m + rowBlock - 1) / rowBlock
         let out = SendableMutablePointer(c)
 
-        // Fewer rows than the register tile and B's rows contiguous (decoding one token per
-        // sequence): rows of C straight from B, unpacked. Packing would copy every element of B to
-        // use it fewer than MR times. Tasks are blocks of 512 columns.
-        if m < 4 && b.columnStride == 1 {
-            let chunk = workers == 1 ? n : 512
+        // Fewer rows than the register tile (decoding one token per sequence), with B's rows or
+        // its columns contiguous: rows of C straight from B, unpacked (RowsTimesMatrix.swift).
+        // Each worker takes an equal run of whole column blocks of one item.
+        if m < 4 && (b.columnStride == 1 || b.rowStride == 1) {
+            let transposed = b.columnStride != 1
+            let block = transposed || n < unpackedColumnBlock * workers ? 16 : unpackedColumnBlock
+            let shares = batch >= workers ? 1 : min((n + block - 1) / block, (workers + batch - 1) / batch)
+            let chunk = ((n + shares - 1) / shares + block - 1) / block * block
             let chunks = (n + chunk - 1) / chunk
             Parallelism.forEachTask(batch * chunks, threads: workers) { task in
-                let item = task / chunks, j0 = (task % chunks) * chunk
-                rowsTimesMatrix(
-                    a, b, item: item, rows: m, columns: j0..<min(n, j0 + chunk), k: k, c: out.base + item * cBatchStride, ldc: ldc,
-                    accumulate: accumulate)
+                let item = task / chunks, j0 = (task % chunks) * chunk, columns = j0..<min(n, j0 + chunk)
+                let target = out.base + item * cBatchStride
+                if transposed {
+                    rowsTimesTransposedMatrix(
+                        a, b, item: item, rows: m, columns: columns, k: k, c: target, ldc: ldc, accumulate: accumulate)
+                } else {
+                    rowsTimesMatrix(a, b, item: item, rows: m, columns: columns, k: k, c: target, ldc: ldc, accumulate: accumulate)
+                }
             }
             return
         }
@@ -194,46 +201,6 @@ package enum GEMM {
                         c: out.base + item * cBatchStride, ldc: ldc, accumulate: accumulate, tile: tile)
                     i += rowBlock
                 }
-            }
-        }
-    }
-
-    /// Rows `0..<m` and `columns` of C for batch item `item`, read straight from a B whose rows are
-    /// contiguous (`b.columnStride == 1`), sixteen columns per vector.
-    ///
-    /// Each element gets the micro-kernels' chain of multiply-adds: per depth block of
-    /// `depthBlock`, a sum from 0 over the block's p in order, then added to C (or stored, for the
-    /// first block when not accumulating). So the bits are those of the packed path (tested).
-    static func rowsTimesMatrix(
-        _ a: MatrixOperand, _ b: MatrixOperand, item: Int, rows m: Int, columns: Range<Int>, k: Int, c: UnsafeMutablePointer<Float>,
-        ldc: Int, accumulate: Bool
-    ) {
-        let aItem = a.base + item * a.batchStride, bItem = b.base + item * b.batchStride
-        for i in 0..<m {
-            let aRow = aItem + i * a.rowStride, cRow = c + i * ldc
-            var j = columns.lowerBound
-            while j < columns.upperBound {
-                let lanes = min(16, columns.upperBound - j)
-                var p0 = 0
-                while p0 < k {
-                    let p1 = min(k, p0 + depthBlock)
-                    var sum = SIMD16<Float>()
-                    if lanes == 16 {
-                        for p in p0..<p1 {
-                            multiplyAdd(
-                                &sum, aRow[p * a.columnStride],
-                                UnsafeRawPointer(bItem + p * b.rowStride + j).loadUnaligned(as: SIMD16<Float>.self))
-                        }
-                    } else {
-                        for p in p0..<p1 {
-                            multiplyAdd(&sum, aRow[p * a.columnStride], FastMath.partialVector(bItem + p * b.rowStride + j, count: lanes))
-                        }
-                    }
-                    let add = accumulate || p0 > 0
-                    for lane in 0..<lanes { cRow[j + lane] = add ? sum[lane] + cRow[j + lane] : sum[lane] }
-                    p0 = p1
-                }
-                j += lanes
             }
         }
     }

@@ -74,6 +74,15 @@ package struct RoutedTokens<Scalar: TensorScalar> {
     /// Per choice k (0, 1), each token's row in the `[E·G·C]` expert buffers, -1 when not dispatched.
     package let slots: [[Int]]
 
+    /// Per expert, whether some slot of it holds a token (in any group).
+    package var busyExperts: [Bool] {
+        let e = gating.routing.numExperts
+        let rowsPerExpert = max(1, expertInput.shape[1])  // G·C
+        var busy = [Bool](repeating: false, count: e)
+        for choice in slots { for slot in choice where slot >= 0 { busy[slot / rowsPerExpert] = true } }
+        return busy
+    }
+
     /// What the combine needs with the experts' outputs `output` (`[E, G·C, M]` or `[E·G·C, M]`).
     package func returning(_ output: Variable<Scalar>) -> ExpertReturn<Scalar> {
         let m = output.shape[output.shape.count - 1]
@@ -128,7 +137,7 @@ extension MixtureOfExperts {
             }
         }
         let routed = try route(x, paddings: paddings, configuration: configuration)
-        let out = experts(routed.expertInput, activation: configuration.activation)  // [E, G·C, M]
+        let out = experts(routed.expertInput, activation: configuration.activation, busy: routed.busyExperts)  // [E, G·C, M]
         return MoELayerOutput(output: combine(routed.returning(out), like: x, paddings: paddings), gating: routed.gating)
     }
 
@@ -188,11 +197,63 @@ extension MixtureOfExperts {
     /// The experts step: the E expert feed-forward networks on their slots,
     /// `act(x · Wi[e]) · Wo[e]`, `[E, A, M] → [E, A, M]`. On the mesh these weights are a core's
     /// slice of the experts (and of H: then the result is a partial sum over H).
-    package func experts<Scalar>(_ x: Variable<Scalar>, activation: ExpertActivation) -> Variable<Scalar>
+    ///
+    /// `busy`, when given, says which experts have a token in some slot. Without a tape (inference)
+    /// the others are not run: their rows of the result are zero, which is what the combine reads
+    /// of them (nothing), and a decoding step reads 2 of the E experts' weights instead of all.
+    /// The busy experts' rows have the bits of the full product (the same products, row by row).
+    package func experts<Scalar>(_ x: Variable<Scalar>, activation: ExpertActivation, busy: [Bool]? = nil) -> Variable<Scalar>
     where Weight == Variable<Scalar> {
+        if let busy, busy.contains(false), !x.isRecorded, !wi.isRecorded, !wo.isRecorded,
+            let out = Self.busyExperts(x.value, wi: wi.value, wo: wo.value, activation: activation, busy: busy)
+        {
+            return Variable(constant: out)
+        }
         let hidden = matmul(x, wi)  // [E, A, H]
         let activated = activation == .relu ? hidden.relu() : hidden.gelu()
         return matmul(activated, wo)  // [E, A, M]
+    }
+
+    /// `experts` for the experts marked `busy` alone, `[E, A, M]` with zero rows for the others;
+    /// nil unless the scalars are Float and the shapes are the experts' (the caller then runs all).
+    /// Each busy expert's two products are the GEMM that `matmul` runs on the whole batch, item by
+    /// item, so their bits are the same.
+    private static func busyExperts<Scalar>(
+        _ x: Tensor<Scalar>, wi: Tensor<Scalar>, wo: Tensor<Scalar>, activation: ExpertActivation, busy: [Bool]
+    ) -> Tensor<Scalar>? {
+        guard let x = x as? Tensor<Float>, let wi = wi as? Tensor<Float>, let wo = wo as? Tensor<Float>,
+            x.rank == 3, wi.rank == 3, wo.rank == 3
+        else { return nil }
+        let (e, a, m, h) = (x.shape[0], x.shape[1], x.shape[2], wi.shape[2])
+        guard busy.count == e, wi.shape == [e, m, h], wo.shape == [e, h, m], a > 0, m > 0, h > 0 else { return nil }
+        var out = [Float](repeating: 0, count: e * a * m)  // [E, A, M]
+        var hidden = [Float](repeating: 0, count: a * h)  // [A, H]
+        for expert in 0..<e where busy[expert] {
+            // hidden = x[e] · Wi[e]
+            x.scalars.withUnsafeBufferPointer { px in
+                wi.scalars.withUnsafeBufferPointer { pw in
+                    hidden.withUnsafeMutableBufferPointer { ph in
+                        GEMM.multiply(
+                            m: a, n: h, k: m, a: MatrixOperand(rowMajor: px.baseAddress! + expert * a * m, rows: a, columns: m),
+                            b: MatrixOperand(rowMajor: pw.baseAddress! + expert * m * h, rows: m, columns: h), c: ph.baseAddress!, ldc: h)
+                    }
+                }
+            }
+            let raw = Tensor(shape: [a, h], scalars: hidden)
+            let activated = activation == .relu ? raw.relu() : raw.gelu()  // [A, H]
+            // out[e] = act(hidden) · Wo[e]
+            activated.scalars.withUnsafeBufferPointer { pa in
+                wo.scalars.withUnsafeBufferPointer { pw in
+                    out.withUnsafeMutableBufferPointer { po in
+                        GEMM.multiply(
+                            m: a, n: m, k: h, a: MatrixOperand(rowMajor: pa.baseAddress!, rows: a, columns: h),
+                            b: MatrixOperand(rowMajor: pw.baseAddress! + expert * h * m, rows: h, columns: m),
+                            c: po.baseAddress! + expert * a * m, ldc: m)
+                    }
+                }
+            }
+        }
+        return Tensor(shape: [e, a, m], scalars: out) as? Tensor<Scalar>
     }
 
     /// The combine step, after the experts: each token's two expert outputs weighted by its gates,

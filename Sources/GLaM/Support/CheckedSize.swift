@@ -31,8 +31,9 @@ package enum CheckedSize {
         return total
     }
 
-    /// This machine's physical memory in bytes.
-    package static var physicalMemory: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory) }
+    /// This machine's physical memory in bytes, read once (Foundation reads it from files on
+    /// Linux, which would cost every MoE layer's size check a few system calls).
+    package static let physicalMemory = Int(clamping: ProcessInfo.processInfo.physicalMemory)
 
     /// `bytes` in words, as "12.3 GB" (`Int.max`, a size too large to count: "more than 9.2 EB").
     package static func describe(_ bytes: Int) -> String {

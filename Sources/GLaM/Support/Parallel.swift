@@ -14,6 +14,9 @@ import Synchronization
 /// The degree of parallelism GLaM's kernels use.
 public enum Parallelism {
     private static let storedThreadCount = Atomic<Int>(0)
+    /// The active CPUs, counted once (on Linux Foundation reads them from files on every call,
+    /// and every product asks).
+    private static let activeProcessors = ProcessInfo.processInfo.activeProcessorCount
 
     /// The number of worker threads GLaM's kernels use (default: the number of active CPUs).
     ///
@@ -21,7 +24,7 @@ public enum Parallelism {
     public static var threadCount: Int {
         get {
             let stored = storedThreadCount.load(ordering: .relaxed)
-            return stored > 0 ? stored : ProcessInfo.processInfo.activeProcessorCount
+            return stored > 0 ? stored : activeProcessors
         }
         set {
             precondition(newValue >= 1, "Parallelism.threadCount must be at least 1, got \(newValue)")
