@@ -76,6 +76,22 @@ struct CommandLineTests {
             }.count == 4 && calls == 5)
     }
 
+    @Test("bench decode's bound counts every weight once and 2·B of each MoE layer's E experts (all of them once 2·B ≥ E)")
+    func decodeWeightBytes() throws {
+        for name in ["tiny", "small", "small-dense", "medium"] {
+            let c = try #require(ModelConfiguration.named(name))
+            let (v, m, nd, h, e, hm) = (c.vocabSize, c.modelDim, c.numHeads * c.headDim, c.ffDim, c.numExperts, c.moeHiddenDim)
+            let moe = (0..<c.numLayers).filter { c.isMoELayer($0) }.count, dense = c.numLayers - moe
+            for b in [1, 2, 3, 8, 64] {
+                let experts = min(e, 2 * b)
+                let floats =
+                    v * m + m + c.numLayers * (2 * m + 4 * m * nd + c.numHeads * c.relativeBuckets) + dense * 3 * m * h
+                    + moe * (m * e + experts * 2 * m * hm)
+                #expect(BenchDecode.weightBytesPerStep(c, batch: b) == 4 * floats, "\(name) B = \(b)")
+            }
+        }
+    }
+
     @Test("bench decode feeds a P-token prompt per row, then exactly N steps of one id per row, all in the vocabulary")
     func decodeWorkload() {
         for (b, p, n, v) in [(1, 1, 1, 2), (1, 64, 64, 260), (8, 3, 5, 7), (3, 10, 1, 1000)] {
@@ -216,6 +232,15 @@ struct CommandLineTests {
             try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
         }
         #expect(decoded.map { $0["batch"] as? Int } == [1, 3] && decoded.allSatisfy { ($0["tokens_per_second"] as? Double ?? 0) > 0 })
+        // The bound: B tokens over one read of the step's weight bytes at the rate reported.
+        for row in decoded {
+            let (b, bytes) = (try #require(row["batch"] as? Int), try #require(row["weight_bytes_per_step"] as? Int))
+            let (rate, bound) = (
+                try #require(row["read_gigabytes_per_second"] as? Double), try #require(row["bandwidth_bound_tokens_per_second"] as? Double)
+            )
+            #expect(bytes == BenchDecode.weightBytesPerStep(try #require(ModelConfiguration.named("tiny")), batch: b))
+            #expect(rate > 0 && bound > 0 && abs(Double(b) * rate * 1e9 / Double(bytes) - bound) <= 0.02 * bound + 1, "\(row)")
+        }
         #expect(runGlam(["bench", "model", "--config", "nonexistent"]).status == 2)
         #expect(runGlam(["bench", "moe", "--capacity-factor", "-1"]).status == 2)
         // A capacity factor must be positive: 0 is refused like −1, naming the option.

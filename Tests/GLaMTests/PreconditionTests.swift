@@ -27,12 +27,19 @@ struct PreconditionTests {
         }
         await #expect(processExitsWith: .failure) { _ = Tensor<Float>.concatenated([], alongAxis: 0) }
         await #expect(processExitsWith: .failure) { _ = Tensor<Float>([1, 2]).transposed() }
+        await #expect(processExitsWith: .failure) {
+            var cache = Tensor<Float>(zeros: [1, 4, 3])
+            cache.append(Tensor<Float>(zeros: [1, 1, 2]), alongAxis: 1)  // another size along axis 2
+        }
         // The nearest valid calls.
         let t = Tensor<Float>(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
         #expect(Tensor<Float>(shape: [0, 2], scalars: []).scalarCount == 0 && Tensor<Float>([7]).scalar == 7)
         #expect(t[1, 2] == 6 && t.reshaped(to: [3, -1]).shape == [3, 2] && t.reshaped(to: [6]).shape == [6])
         #expect(t.transposed(permutation: [1, 0]).shape == [3, 2] && t.split(alongAxis: 1, into: 3).count == 3)
         #expect(Tensor<Float>(shape: [0, 3], scalars: []).reshaped(to: [0, 3]).shape == [0, 3])
+        var cache = Tensor<Float>(zeros: [1, 4, 3])
+        cache.append(Tensor<Float>(zeros: [1, 1, 3]), alongAxis: 1)
+        #expect(cache.shape == [1, 5, 3])
         // Broadcasting to exactly one element, and to none.
         #expect(Tensor<Float>([2]) * Tensor<Float>(shape: [1, 1], scalars: [3]) == Tensor<Float>(shape: [1, 1], scalars: [6]))
         #expect((Tensor<Float>([2]) * Tensor<Float>(shape: [1, 0], scalars: [])).shape == [1, 0])

@@ -10,6 +10,31 @@ func close(_ a: [Float], _ b: [Float], tolerance: Float = 1e-6) -> Bool {
 }
 
 struct TensorTests {
+    @Test("appending along an axis equals concatenating, in place or not: leading axes of 1 (a cache of one sequence) and others")
+    func appendEqualsConcatenation() {
+        // (shape of self, axis, size of the appended part along it)
+        for (shape, axis, extra) in [
+            ([1, 5, 2, 3], 1, 1), ([1, 5, 2, 3], 1, 4), ([3, 5, 2], 1, 2), ([4, 3], 0, 2), ([2, 3], 1, 5), ([1, 1, 0, 2], 2, 3),
+        ] {
+            var other = shape
+            other[axis] = extra
+            let a = Tensor(shape: shape, scalars: testValues(shape.reduce(1, *), seed: 3))
+            let b = Tensor(shape: other, scalars: testValues(other.reduce(1, *), seed: 4))
+            var grown = a
+            grown.append(b, alongAxis: axis)
+            #expect(grown == Tensor.concatenated([a, b], alongAxis: axis), "\(shape) + \(other)")
+            #expect(a.shape == shape, "the original is untouched")
+            // Many appends in a row (a decoder's steps) equal one concatenation of all the parts.
+            var steps = a, parts = [a]
+            for step in 0..<5 {
+                let part = Tensor(shape: other, scalars: testValues(other.reduce(1, *), seed: UInt64(10 + step)))
+                steps.append(part, alongAxis: axis)
+                parts.append(part)
+            }
+            #expect(steps == Tensor.concatenated(parts, alongAxis: axis))
+        }
+    }
+
     @Test func shapesAndIndexing() {
         var t = Tensor<Float>(shape: [2, 3], scalars: [0, 1, 2, 3, 4, 5])
         #expect(t[1, 2] == 5 && t.rank == 2 && t.scalarCount == 6)

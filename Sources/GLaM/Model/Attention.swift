@@ -160,10 +160,13 @@ extension SelfAttention {
         }
         var (q, k, v) = (heads(wq), heads(wk), heads(wv))  // [B, T, N, D]
         if context.isDecoding {
-            let keys = cache.map { Tensor.concatenated([$0.keys, k.value], alongAxis: 1) } ?? k.value  // [B, L, N, D]
-            let values = cache.map { Tensor.concatenated([$0.values, v.value], alongAxis: 1) } ?? v.value  // [B, L, N, D]
-            cache = KeyValueCache(keys: keys, values: values)
-            (k, v) = (Variable(constant: keys), Variable(constant: values))
+            if cache == nil {
+                cache = KeyValueCache(keys: k.value, values: v.value)  // [B, T, N, D]
+            } else {
+                cache!.keys.append(k.value, alongAxis: 1)  // [B, L, N, D]
+                cache!.values.append(v.value, alongAxis: 1)
+            }
+            (k, v) = (Variable(constant: cache!.keys), Variable(constant: cache!.values))
         }
         let l = k.shape[1]
         let bias = relativeBias.gatheringColumns(context.buckets, shape: [t, l])  // [N, T, L]

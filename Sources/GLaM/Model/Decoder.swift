@@ -106,10 +106,14 @@ extension GLaMModel {
     }
 
     /// The output logits `(RMS(x)·finalNorm · M^-½) · Embᵀ` `[B, T, V]` (tied embedding).
-    func logits<Scalar>(_ x: Variable<Scalar>, context: ForwardContext<Scalar>) -> Variable<Scalar> where Weight == Variable<Scalar> {
+    /// `transposedEmbedding`, when given, is Embᵀ `[M, V]` already laid out (a decoder keeps one:
+    /// one token's product then reads it in memory order); the product's bits are the same.
+    func logits<Scalar>(
+        _ x: Variable<Scalar>, context: ForwardContext<Scalar>, transposedEmbedding: Variable<Scalar>? = nil
+    ) -> Variable<Scalar> where Weight == Variable<Scalar> {
         let final = rmsNormalized(x, scale: finalNorm, epsilon: context.epsilon) * (1 / Scalar(configuration.modelDim).squareRoot())
         context.trace("final_norm", final)
-        let logits = matmul(final, embedding, transposeB: true)  // [B, T, V]
+        let logits = transposedEmbedding.map { matmul(final, $0) } ?? matmul(final, embedding, transposeB: true)  // [B, T, V]
         context.trace("logits", logits)
         return logits
     }

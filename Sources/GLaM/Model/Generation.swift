@@ -31,6 +31,8 @@ public struct IncrementalDecoder {
     /// The parameters.
     public let parameters: ModelParameters
     private let constants: GLaMModel<Variable<Float>>
+    /// Embᵀ `[M, V]`, so that a step's logits read the embedding in memory order.
+    private let transposedEmbedding: Variable<Float>
     /// Keys and values per layer: `[B, L, N, D]` for the L positions seen so far.
     private var caches: [KeyValueCache<Float>?]
     /// The number of positions decoded so far.
@@ -43,6 +45,7 @@ public struct IncrementalDecoder {
         self.parameters = parameters
         self.batchSize = batchSize
         constants = parameters.constants
+        transposedEmbedding = Variable(constant: parameters.embedding.transposed())
         caches = Array(repeating: nil, count: parameters.configuration.numLayers)
     }
 
@@ -71,7 +74,7 @@ public struct IncrementalDecoder {
             x = try layer(x, layer: i, context: context, cache: &caches[i]).output  // [B, T, M]
         }
         position += t
-        return constants.logits(x, context: context).value  // [B, T, V]
+        return constants.logits(x, context: context, transposedEmbedding: transposedEmbedding).value  // [B, T, V]
     }
 
     /// The most prompt tokens `generate` prefills in one pass (each chunk is one routing group).

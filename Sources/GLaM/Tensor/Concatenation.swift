@@ -45,3 +45,25 @@ extension Tensor {
         return Tensor(shape: shape, scalars: out)
     }
 }
+
+extension Tensor {
+    /// Joins `other` to the end of `self` along `axis`: `self = concatenated([self, other], alongAxis: axis)`.
+    /// When every axis before `axis` has size 1 (a key/value cache of one sequence), `other`'s
+    /// scalars go at the end of the storage, in place, in amortised O(other) time.
+    package mutating func append(_ other: Tensor, alongAxis axis: Int) {
+        let axis = normalizedAxis(axis)
+        precondition(
+            other.rank == rank && (0..<rank).allSatisfy { $0 == axis || other.shape[$0] == shape[$0] },
+            "append: \(other.shape) does not join \(shape) along axis \(axis)")
+        guard shape[..<axis].allSatisfy({ $0 == 1 }) else {
+            self = Tensor.concatenated([self, other], alongAxis: axis)
+            return
+        }
+        var joined = shape
+        joined[axis] += other.shape[axis]
+        var storage = scalars
+        scalars = []  // `storage` is now the only reference: appending does not copy it
+        storage.append(contentsOf: other.scalars)
+        self = Tensor(shape: joined, scalars: storage)
+    }
+}

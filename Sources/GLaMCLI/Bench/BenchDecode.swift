@@ -3,6 +3,7 @@
 
 import Dispatch
 import GLaM
+import Synchronization
 
 /// `glam bench decode`.
 enum BenchDecode: Benchmark {
@@ -20,7 +21,9 @@ enum BenchDecode: Benchmark {
         feed one token per row. Defaults: '\(defaults.config)', B = \(defaults.batches.map(String.init).joined(separator: " and ")), P = \(defaults.prompt), N = \(defaults.tokens).
         Each batch size runs once to warm up, then R times (default: until \(timing.minimumSeconds) s and at least 3,
         at most \(timing.maximumRuns)).
-        Reported: best and median generated tokens/s (B·N per run).
+        Reported: best and median generated tokens/s (B·N per run), and beside them the bandwidth bound:
+        B over the time to read, once, the weights a step uses (every weight, and 2·B of each MoE layer's
+        experts), timed in the same run on the same threads (best of 20 reads).
 
         OPTIONS:
           --config NAME  a configuration 'glam params' lists
@@ -30,7 +33,8 @@ enum BenchDecode: Benchmark {
           --threads T   worker threads (1...256)
           --repeats R   timed repetitions (1...1000)
           --json        one JSON object per batch size: config, batch, prompt, tokens, threads,
-                        tokens_per_second, median_tokens_per_second, repeats
+                        tokens_per_second, median_tokens_per_second, repeats, weight_bytes_per_step,
+                        read_gigabytes_per_second, bandwidth_bound_tokens_per_second
         """
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
@@ -56,6 +60,8 @@ enum BenchDecode: Benchmark {
             }
         }
         let parameters = try ModelParameters(configuration: configuration, seed: 1)
+        // The weights laid end to end, the source of the bandwidth bound's reads.
+        let allWeights = parameters.weights.flatMap(\.weight.scalars)
         for b in batches {
             let (promptTokens, steps) = workload(batch: b, prompt: prompt, tokens: count, vocabulary: configuration.vocabSize)
             func once() throws -> Double {
@@ -70,21 +76,77 @@ enum BenchDecode: Benchmark {
             )
             let fastest = Benchmarking.minimumAndMedian(seconds)
             let (best, median) = (Double(b * count) / fastest.minimum, Double(b * count) / fastest.median)
+            // The bound: B tokens per read of the weights a step needs, timed now, on as many threads.
+            let bytes = weightBytesPerStep(configuration, batch: b)
+            let read = readSeconds(of: allWeights, floats: bytes / 4, threads: Parallelism.threadCount)
+            let bound = Double(b) / read.seconds
             if parsed.has("json") {
                 output.line(
                     JSONText.line(
                         [
                             "config": name, "batch": b, "prompt": prompt, "tokens": count, "threads": Parallelism.threadCount,
                             "tokens_per_second": best.rounded(), "median_tokens_per_second": median.rounded(), "repeats": seconds.count,
+                            "weight_bytes_per_step": bytes,
+                            "read_gigabytes_per_second": (Double(bytes) / read.seconds / 1e7).rounded() / 100,
+                            "bandwidth_bound_tokens_per_second": bound.rounded(),
                         ] as [String: Any])
                 )
             } else {
                 output.line(
                     "\(name) decode B=\(b), \(count) tokens after a \(prompt)-token prompt (KV cache): best \(Int(best.rounded())) tokens/s, median \(Int(median.rounded())) over \(seconds.count) runs"
                 )
+                output.line(
+                    "  bandwidth bound: \(Int(bound.rounded())) tokens/s (a step reads \(String(format: "%.1f", Double(bytes) / 1e6)) MB of weights; read once at \(String(format: "%.1f", Double(bytes) / read.seconds / 1e9)) GB/s on \(Parallelism.threadCount) threads); best is \(String(format: "%.0f", 100 * best / bound))% of it"
+                )
             }
         }
         return 0
+    }
+
+    /// The bytes of weights one decoding step of `b` rows reads: every weight once, except each
+    /// MoE layer's experts, of which at most 2·B (top-2 of each row's token) run.
+    static func weightBytesPerStep(_ c: ModelConfiguration, batch b: Int) -> Int {
+        ParameterPath.all(in: c).reduce(0) { total, path in
+            let count = path.shape(in: c).reduce(1, *)
+            return total + 4 * (path.isExpertWeight ? count / c.numExperts * min(c.numExperts, 2 * b) : count)
+        }
+    }
+
+    /// The best of `passes` times to read `floats` floats of `source` (the model's weights, from
+    /// the start) once, split evenly over `threads` workers: a step that reads each weight once
+    /// can go no faster than this. The sums are returned, so the reads cannot be optimised away.
+    static func readSeconds(of source: [Float], floats: Int, threads: Int, passes: Int = 20) -> (seconds: Double, sum: Float) {
+        precondition(floats <= source.count, "readSeconds: \(floats) floats of \(source.count)")
+        var best = Double.infinity, total: Float = 0
+        let sums = Mutex([Float](repeating: 0, count: threads))
+        source.withUnsafeBufferPointer { buffer in
+            let base = SendablePointer(buffer.baseAddress!)
+            for _ in 0..<passes {
+                let start = DispatchTime.now().uptimeNanoseconds
+                Parallelism.forEachTask(threads, threads: threads) { task in
+                    let range = (task * floats / threads)..<((task + 1) * floats / threads)
+                    var (a, b, c, d) = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+                    var i = range.lowerBound
+                    let raw = UnsafeRawPointer(base.base)
+                    while i + 64 <= range.upperBound {
+                        a += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+                        b += raw.loadUnaligned(fromByteOffset: i * 4 + 64, as: SIMD16<Float>.self)
+                        c += raw.loadUnaligned(fromByteOffset: i * 4 + 128, as: SIMD16<Float>.self)
+                        d += raw.loadUnaligned(fromByteOffset: i * 4 + 192, as: SIMD16<Float>.self)
+                        i += 64
+                    }
+                    var sum = (a + b + c + d).sum()
+                    while i < range.upperBound {
+                        sum += base.base[i]
+                        i += 1
+                    }
+                    sums.withLock { $0[task] = sum }
+                }
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+                total += sums.withLock { $0.reduce(0, +) }
+            }
+        }
+        return (best, total)
     }
 
     /// What one timed run feeds: a prompt of `b · prompt` ids (row-major `[B, P]`), then `tokens`
