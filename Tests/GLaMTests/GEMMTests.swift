@@ -238,14 +238,15 @@ struct GEMMTests {
     }
 
     @Test(
-        "products of 1 to 3 rows (B read unpacked) give the bits of the same rows of a taller, packed product, for both layouts of A and of B, accumulating or not, at 1 and 2 threads"
+        "products of 1 to 8 rows (B read unpacked; 1 to 3 when B is transposed) give the bits of the same rows of a taller, packed product, for both layouts of A and of B, accumulating or not, at 1 and 2 threads"
     )
     func fewRowsMatchPackedRows() {
-        let extra = 12  // rows added to make the packed path run (it takes 4 rows and more)
+        let extra = 12  // rows added to make the packed path run (it takes more than 8 rows, or 4 when B is transposed)
         // Column tails, 128-column blocks and their shares between workers, depth blocks and a
         // depth that is no multiple of 16 (the transposed B's 16 × 16 blocks).
         for (m, n, k, transposeB) in [
-            (1, 37, 300, false), (2, 600, 600, false), (3, 16, 3, false), (1, 1100, 257, false), (1, 256, 256, false),
+            (1, 37, 300, false), (2, 600, 600, false), (3, 16, 3, false), (1, 1100, 257, false), (1, 256, 256, false), (5, 70, 300, false),
+            (8, 600, 257, false), (4, 33, 16, false), (7, 256, 256, false),
         ]
             + [(1, 37, 300, true), (2, 600, 600, true), (3, 16, 3, true), (1, 1100, 257, true), (3, 33, 40, true)]
         {

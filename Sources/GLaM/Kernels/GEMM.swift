@@ -16,9 +16,9 @@
 // share out is scheduled differently: one task per item, which packs that item's B̃ and runs all
 // its row blocks while B̃ is still in cache.
 //
-// A product of fewer than 4 rows whose B has contiguous rows or columns (decoding, one token per
-// sequence) is not packed at all: RowsTimesMatrix.swift reads B where it is, summing each element
-// by the same chain as the micro-kernels.
+// A product of at most 8 rows whose B has contiguous rows, or of at most 3 whose B has contiguous
+// columns (decoding, one token per sequence), is not packed at all: RowsTimesMatrix.swift reads B
+// where it is, summing each element by the same chain as the micro-kernels.
 //
 // The depth chunk is this driver's departure from BLIS' loop order: running a column panel's
 // depth blocks back to back keeps its MC × NR strip of C in cache between them, where BLIS'
@@ -123,10 +123,10 @@ package enum GEMM {
         let rowBlocks = (m + rowBlock - 1) / rowBlock
         let out = SendableMutablePointer(c)
 
-        // Fewer rows than the register tile (decoding one token per sequence), with B's rows or
-        // its columns contiguous: rows of C straight from B, unpacked (RowsTimesMatrix.swift).
+        // Few rows (decoding one token per sequence), with B's rows or its columns contiguous:
+        // rows of C straight from B, unpacked (RowsTimesMatrix.swift).
         // Each worker takes an equal run of whole column blocks of one item.
-        if m < 4 && (b.columnStride == 1 || b.rowStride == 1) {
+        if (m <= unpackedRows && b.columnStride == 1) || (m < 4 && b.rowStride == 1) {
             let transposed = b.columnStride != 1
             let block = transposed || n < unpackedColumnBlock * workers ? 16 : unpackedColumnBlock
             let shares = batch >= workers ? 1 : min((n + block - 1) / block, (workers + batch - 1) / batch)

@@ -1,9 +1,10 @@
-// Products of fewer rows than the register tile (decoding: one token per sequence), read straight
-// from B where it is, never packed. Packing would copy every element of B to use it fewer than MR
-// times; here each element of B is read once per row of A.
+// Products of few rows (decoding: one token per sequence, up to 8 sequences), read straight from B
+// where it is, never packed. Packing would copy every element of B to use it a few times; here
+// each element of B is read once.
 //
-//   B's rows contiguous (x · W):      C[i, j..j+128] += A[i, p] · B[p, j..j+128]   eight vectors
-//                                     in registers, B read row by row (128 floats a step)
+//   B's rows contiguous (x · W):      one row: C[0, j..j+128] += A[0, p] · B[p, j..j+128], eight
+//                                     chains in registers; 2 to 8 rows: 32 columns, each vector
+//                                     of B used by every row (2 × m chains)
 //   B's columns contiguous (x · Wᵀ):  sixteen columns of op(B) are sixteen rows of W; a 16 × 16
 //                                     block of them is transposed in registers and applied to
 //                                     every row of A before the next block is read
@@ -17,6 +18,9 @@ extension GEMM {
     /// Columns of C one pass of `rowsTimesMatrix` keeps in registers (eight vectors of 16), and
     /// the unit of columns workers share.
     static let unpackedColumnBlock = 128
+    /// The most rows of A `rowsTimesMatrix` takes (a decoding step of up to 8 sequences): each
+    /// row reads B's 128-column block again, from L2, where packing would write all of B out first.
+    static let unpackedRows = 8
 
     /// Rows `0..<m` and `columns` of C for batch item `item`, read straight from a B whose rows are
     /// contiguous (`b.columnStride == 1`): 128 columns at a time, eight chains of sixteen in
@@ -26,6 +30,10 @@ extension GEMM {
         _ a: MatrixOperand, _ b: MatrixOperand, item: Int, rows m: Int, columns: Range<Int>, k: Int, c: UnsafeMutablePointer<Float>,
         ldc: Int, accumulate: Bool
     ) {
+        if m > 1 {
+            severalRowsTimesMatrix(a, b, item: item, rows: m, columns: columns, k: k, c: c, ldc: ldc, accumulate: accumulate)
+            return
+        }
         let aItem = a.base + item * a.batchStride, bItem = b.base + item * b.batchStride
         var j = columns.lowerBound
         while j < columns.upperBound {
@@ -78,6 +86,89 @@ extension GEMM {
                     }
                     p0 = p1
                 }
+            }
+            j += width
+        }
+    }
+
+    /// `rowsTimesMatrix` for 2 to 8 rows: 32 columns at a time, every vector of B loaded once and
+    /// used by every row (2 × m chains in registers). Rows that each read B again would read it
+    /// from L3: the rows of a wide B fall on few cache sets, and a block of them does not stay in L2.
+    static func severalRowsTimesMatrix(
+        _ a: MatrixOperand, _ b: MatrixOperand, item: Int, rows m: Int, columns: Range<Int>, k: Int, c: UnsafeMutablePointer<Float>,
+        ldc: Int, accumulate: Bool
+    ) {
+        precondition(m >= 2 && m <= 8, "severalRowsTimesMatrix: 2 to 8 rows, got \(m)")
+        let aItem = a.base + item * a.batchStride, bItem = b.base + item * b.batchStride
+        var j = columns.lowerBound
+        while j < columns.upperBound {
+            let width = min(32, columns.upperBound - j)
+            let (lanes0, lanes1) = (min(16, width), max(0, width - 16))
+            var p0 = 0
+            while p0 < k {
+                let p1 = min(k, p0 + depthBlock)
+                let zero = SIMD16<Float>()
+                var (s00, s01, s10, s11, s20, s21, s30, s31) = (zero, zero, zero, zero, zero, zero, zero, zero)
+                var (s40, s41, s50, s51, s60, s61, s70, s71) = (zero, zero, zero, zero, zero, zero, zero, zero)
+                @inline(__always) func step(_ p: Int, _ v0: SIMD16<Float>, _ v1: SIMD16<Float>) {
+                    let x = aItem + p * a.columnStride, r = a.rowStride
+                    multiplyAdd(&s00, x[0], v0)
+                    multiplyAdd(&s01, x[0], v1)
+                    multiplyAdd(&s10, x[r], v0)
+                    multiplyAdd(&s11, x[r], v1)
+                    if m > 2 {
+                        multiplyAdd(&s20, x[2 * r], v0)
+                        multiplyAdd(&s21, x[2 * r], v1)
+                    }
+                    if m > 3 {
+                        multiplyAdd(&s30, x[3 * r], v0)
+                        multiplyAdd(&s31, x[3 * r], v1)
+                    }
+                    if m > 4 {
+                        multiplyAdd(&s40, x[4 * r], v0)
+                        multiplyAdd(&s41, x[4 * r], v1)
+                    }
+                    if m > 5 {
+                        multiplyAdd(&s50, x[5 * r], v0)
+                        multiplyAdd(&s51, x[5 * r], v1)
+                    }
+                    if m > 6 {
+                        multiplyAdd(&s60, x[6 * r], v0)
+                        multiplyAdd(&s61, x[6 * r], v1)
+                    }
+                    if m > 7 {
+                        multiplyAdd(&s70, x[7 * r], v0)
+                        multiplyAdd(&s71, x[7 * r], v1)
+                    }
+                }
+                if width == 32 {
+                    for p in p0..<p1 {
+                        let row = UnsafeRawPointer(bItem + p * b.rowStride + j)
+                        step(p, row.loadUnaligned(as: SIMD16<Float>.self), row.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self))
+                    }
+                } else {
+                    for p in p0..<p1 {
+                        let row = bItem + p * b.rowStride + j
+                        step(
+                            p, FastMath.partialVector(row, count: lanes0),
+                            lanes1 > 0 ? FastMath.partialVector(row + 16, count: lanes1) : zero)
+                    }
+                }
+                let add = accumulate || p0 > 0
+                func write(_ i: Int, _ sum0: SIMD16<Float>, _ sum1: SIMD16<Float>) {
+                    guard i < m else { return }
+                    finish(sum0, into: c + i * ldc + j, lanes: lanes0, add: add)
+                    if lanes1 > 0 { finish(sum1, into: c + i * ldc + j + 16, lanes: lanes1, add: add) }
+                }
+                write(0, s00, s01)
+                write(1, s10, s11)
+                write(2, s20, s21)
+                write(3, s30, s31)
+                write(4, s40, s41)
+                write(5, s50, s51)
+                write(6, s60, s61)
+                write(7, s70, s71)
+                p0 = p1
             }
             j += width
         }

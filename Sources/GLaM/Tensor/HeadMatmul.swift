@@ -62,7 +62,19 @@ package func headMatmul<Scalar>(
                     let fa = UnsafeRawPointer(baseA).assumingMemoryBound(to: Float.self)
                     let fb = UnsafeRawPointer(baseB).assumingMemoryBound(to: Float.self)
                     let fc = UnsafeMutableRawPointer(baseC).assumingMemoryBound(to: Float.self)
-                    if batch * heads >= 2 * Parallelism.threadCount {
+                    if batch * heads * m * n * k < 65_536 {
+                        // Too little work to pay for waking workers (a decoding step's attention
+                        // over a short cache): every head on this thread, the same products.
+                        for item in 0..<batch {
+                            for h in 0..<heads {
+                                GEMM.multiply(
+                                    m: m, n: n, k: k,
+                                    a: MatrixOperand(base: fa + item * sa.item + h * sa.head, rowStride: opA.row, columnStride: opA.column),
+                                    b: MatrixOperand(base: fb + item * sb.item + h * sb.head, rowStride: opB.row, columnStride: opB.column),
+                                    c: fc + item * sc.item + h * sc.head, ldc: sc.row, threads: 1)
+                            }
+                        }
+                    } else if batch * heads >= 2 * Parallelism.threadCount {
                         // Enough heads to share out: one task per (item, head), each product on
                         // one thread. (Else each item's heads are one batched product, shared out.)
                         let (pa, pb, pc) = (SendablePointer(fa), SendablePointer(fb), SendableMutablePointer(fc))
