@@ -101,7 +101,7 @@ extension TraceRun {
         lines.append("next token after position \(focus) \(quoted(focus)):")
         lines.append(
             "  "
-                + predictions().map { "\($0.id) \(quotedText(tokenizer.decode([$0.id]))) \(format($0.probability, 3))" }.joined(
+                + predictions().map { "\($0.id) \(quotedText(tokenizer.displayText(of: $0.id))) \(format($0.probability, 3))" }.joined(
                     separator: "   "))
         return lines
     }
@@ -228,7 +228,7 @@ extension TraceRun {
             "predictions": [
                 "position": focus,
                 "top": predictions().map {
-                    ["id": $0.id, "text": tokenizer.decode([$0.id]), "probability": number(Double($0.probability))] as [String: Any]
+                    ["id": $0.id, "text": tokenizer.displayText(of: $0.id), "probability": number(Double($0.probability))] as [String: Any]
                 },
             ] as [String: Any],
         ]

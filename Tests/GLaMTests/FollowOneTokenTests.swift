@@ -53,6 +53,9 @@ struct FollowOneTokenTests {
         #expect(!fixed.isEmpty)
         for line in fixed { #expect(printed.contains(line), "not printed any more: \(line)") }
         #expect(printed.contains("attention of position 1 \" hacker\": each head's strongest keys"))
+        // The example where capacity binds (a fresh model, seed 0): C = 28 and position 13's second choice dropped.
+        #expect(printed.contains("G = 1, S = 55, E = 4, capacity C = 28"))
+        #expect(printed.split(separator: "\n").contains { $0.hasPrefix("  13  \"h\"") && $0.contains("28/28 DROPPED") })
     }
 
     @Test("the article's JSON table names every key glam trace --json writes")

@@ -314,7 +314,17 @@ struct TraceOptionTests {
         let object = try TraceTests.json(["--prompt", "é!"])  // byte-level: C3, A9, "!"
         let tokens = try #require(object["tokens"] as? [[String: Any]])
         #expect(tokens.compactMap { $0["text"] as? String } == ["<0xC3>", "<0xA9>", "!"])
+        // The predictions too: on a byte-level tokenizer, ASCII ids as their character, other bytes as <0xHH>.
+        let predictions = try #require((object["predictions"] as? [String: Any])?["top"] as? [[String: Any]])
+        #expect(!predictions.isEmpty)
+        for prediction in predictions {
+            let id = try #require(prediction["id"] as? Int)
+            let expected =
+                id < 128 ? String(UnicodeScalar(UInt8(id))) : id < 256 ? "<0x" + String(id, radix: 16, uppercase: true) + ">" : ""
+            #expect(prediction["text"] as? String == expected, "\(prediction)")
+        }
         let text = runGlam(["trace", "--prompt", "é!"])
         #expect(text.status == 0 && text.out.contains("\"<0xC3>\"") && !text.out.contains("\u{fffd}"), "\(text.out)")
+        #expect(!text.out.contains("\\u{fffd}"), "\(text.out)")  // nor escaped
     }
 }
