@@ -157,6 +157,52 @@ struct TraceTests {
         }
     }
 
+    @Test(
+        "as the article says: dumped attention logits are unmasked, probabilities masked and rebuilt from them with the causal mask, and empty slots are zero rows"
+    )
+    func dumpMasking() throws {
+        let scratch = ScratchDirectory()
+        let dump = scratch.url.appendingPathComponent("trace.safetensors")
+        let result = runGlam(["trace", "--prompt", "the cat and the dog and the cat", "--dump", dump.path])
+        #expect(result.status == 0, "\(result.err)")
+        let file = try SafeTensorsFile(contentsOf: dump)
+        let logits = try #require(file.tensors["layers.0.attention.logits"]).floatTensor()  // [B, N, T, T]
+        let probabilities = try #require(file.tensors["layers.0.attention.probabilities"]).floatTensor()
+        let (n, t) = (logits.shape[1], logits.shape[2])
+        #expect(logits.shape == [1, n, t, t] && probabilities.shape == logits.shape)
+        var worst = 0.0
+        for head in 0..<n {
+            for query in 0..<t {
+                let row = (0..<t).map { Double(logits[0, head, query, $0]) }
+                // Unmasked: later keys hold finite scores, not the mask's value, and get probability 0.
+                for key in (query + 1)..<max(query + 1, t) {
+                    #expect(row[key].isFinite && abs(row[key]) < 1e6 && probabilities[0, head, query, key] == 0)
+                }
+                let peak = max(0, row[0...query].max()!)
+                let total = exp(-peak) + row[0...query].map { exp($0 - peak) }.reduce(0, +)
+                for key in 0...query { worst = max(worst, abs(exp(row[key] - peak) / total - Double(probabilities[0, head, query, key]))) }
+            }
+        }
+        #expect(worst < 1e-6, "\(worst)")
+        // Empty slots: zero rows in the experts' inputs and outputs.
+        for layer in [0, 2] {
+            let combine = try #require(file.tensors["layers.\(layer).moe.combine"]).floatTensor()  // [G, S, E, C]
+            let inputs = try #require(file.tensors["layers.\(layer).moe.expert_inputs"]).floatTensor()  // [E, G, C, M]
+            let outputs = try #require(file.tensors["layers.\(layer).moe.expert_outputs"]).floatTensor()
+            let (g, s, e, c, m) = (combine.shape[0], combine.shape[1], combine.shape[2], combine.shape[3], inputs.shape[3])
+            var emptySlots = 0
+            for expert in 0..<e {
+                for group in 0..<g {
+                    for slot in 0..<c where (0..<s).allSatisfy({ combine[group, $0, expert, slot] == 0 }) {
+                        emptySlots += 1
+                        #expect((0..<m).allSatisfy { inputs[expert, group, slot, $0] == 0 && outputs[expert, group, slot, $0] == 0 })
+                    }
+                }
+            }
+            #expect(emptySlots > 0, "layer \(layer): every slot filled, nothing checked")
+        }
+    }
+
     /// The parsed `--json` of a trace.
     static func json(_ arguments: [String]) throws -> [String: Any] {
         let result = runGlam(["trace", "--json"] + arguments)
