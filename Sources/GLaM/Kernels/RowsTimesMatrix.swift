@@ -67,8 +67,24 @@ extension GEMM {
                         finish(s6, into: cRow + 96, lanes: 16, add: add)
                         finish(s7, into: cRow + 112, lanes: 16, add: add)
                     } else {
-                        // The last columns, sixteen (or fewer) at a time.
+                        // The last columns: four vectors at a time while they last (four chains:
+                        // attention's p·v of one head is 64 columns), then sixteen or fewer.
                         var v = 0
+                        while v + 64 <= width {
+                            var (s0, s1, s2, s3) = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+                            for p in p0..<p1 {
+                                let x = aRow[p * a.columnStride], row = UnsafeRawPointer(bItem + p * b.rowStride + j + v)
+                                multiplyAdd(&s0, x, row.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self))
+                                multiplyAdd(&s1, x, row.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self))
+                                multiplyAdd(&s2, x, row.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self))
+                                multiplyAdd(&s3, x, row.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self))
+                            }
+                            finish(s0, into: cRow + v, lanes: 16, add: add)
+                            finish(s1, into: cRow + v + 16, lanes: 16, add: add)
+                            finish(s2, into: cRow + v + 32, lanes: 16, add: add)
+                            finish(s3, into: cRow + v + 48, lanes: 16, add: add)
+                            v += 64
+                        }
                         while v < width {
                             let lanes = min(16, width - v)
                             var sum = SIMD16<Float>()
