@@ -42,8 +42,22 @@ def main():
     parser.add_argument("--sample", type=int, default=None, help="run this many mutants, chosen by --seed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=1200)
+    parser.add_argument("--check", action="store_true",
+                        help="only check that every mutant's old text occurs exactly once in its file (no build)")
     args = parser.parse_args()
     mutants = json.load(open(CATALOGUE))["mutants"]
+    if args.check:
+        stale = []
+        for mutant in mutants:
+            path = os.path.join(ROOT, mutant["file"])
+            count = open(path, encoding="utf-8").read().count(mutant["old"]) if os.path.exists(path) else -1
+            if count != 1:
+                stale.append(f"{mutant['id']}: old text occurs {count} times in {mutant['file']}" if count >= 0
+                             else f"{mutant['id']}: {mutant['file']} does not exist")
+        for line in stale:
+            print("mutate: stale catalogue entry " + line)
+        print(f"mutate: {len(mutants) - len(stale)} of {len(mutants)} catalogue mutants apply")
+        sys.exit(1 if stale else 0)
     if args.only:
         mutants = [m for m in mutants if m["id"] in args.only]
     if args.sample:
