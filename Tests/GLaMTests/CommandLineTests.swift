@@ -76,6 +76,17 @@ struct CommandLineTests {
             }.count == 4 && calls == 5)
     }
 
+    @Test("bench decode's bound reads exactly the first n floats once per pass, whatever the thread count and n")
+    func decodeBoundReadsItsFloats() {
+        // Small integers: every partial sum is exact, so any order gives the same total.
+        let values = (0..<1000).map { Float($0 % 7) }
+        for (floats, threads) in [(1000, 1), (1000, 2), (999, 3), (65, 2), (64, 1), (1, 2)] {
+            let read = BenchDecode.readSeconds(of: values, floats: floats, threads: threads, passes: 3)
+            #expect(read.sum == 3 * values[0..<floats].reduce(0, +), "\(floats) floats on \(threads) threads")
+            #expect(read.seconds > 0 && read.seconds.isFinite)
+        }
+    }
+
     @Test("bench decode's bound counts every weight once and 2·B of each MoE layer's E experts (all of them once 2·B ≥ E)")
     func decodeWeightBytes() throws {
         for name in ["tiny", "small", "small-dense", "medium"] {

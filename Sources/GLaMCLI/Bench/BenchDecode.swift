@@ -96,7 +96,7 @@ enum BenchDecode: Benchmark {
                     "\(name) decode B=\(b), \(count) tokens after a \(prompt)-token prompt (KV cache): best \(Int(best.rounded())) tokens/s, median \(Int(median.rounded())) over \(seconds.count) runs"
                 )
                 output.line(
-                    "  bandwidth bound: \(Int(bound.rounded())) tokens/s (a step reads \(String(format: "%.1f", Double(bytes) / 1e6)) MB of weights; read once at \(String(format: "%.1f", Double(bytes) / read.seconds / 1e9)) GB/s on \(Parallelism.threadCount) threads); best is \(String(format: "%.0f", 100 * best / bound))% of it"
+                    "  bandwidth bound: \(Int(bound.rounded())) tokens/s (a step reads \(String(format: "%.1f", Double(bytes) / 1e6)) MB of weights; read once at \(String(format: "%.1f", Double(bytes) / read.seconds / 1e9)) GB/s on \(Parallelism.threadCount == 1 ? "1 thread" : "\(Parallelism.threadCount) threads")); best is \(String(format: "%.0f", 100 * best / bound))% of it"
                 )
             }
         }
