@@ -22,7 +22,7 @@ SITE = os.path.join(ROOT, ".build-docs", "site")
 # (path under /documentation/glam/, texts that must appear in the rendered page)
 PAGES = [
     ("", ["GLaM (Du et al. 2021) in Swift", "Follow one token", "Top-2 gating", "From the paper to the code", "GLaMModel"]),
-    ("followonetoken", ["Follow one token", "The router", "capacity C = 1", "next token after position 1"]),
+    ("followonetoken", ["Follow one token", "The router", "capacity C = 1", "next token after position 1", "--html trace.html"]),
     ("fromthepapertothecode", ["From the paper to the code", "The load-balancing loss"]),
     ("themodel", ["The model", "extra zero logit"]),
     ("toptwogating", ["Top-2 gating", "worked example"]),
@@ -34,6 +34,11 @@ PAGES = [
     ("glammodel", ["A GLaM decoder with its weights", "embedding"]),
     ("top2gating(logits:paddings:configuration:)", ["GShard top-2 gating"]),
     ("forwardtrace", ["ForwardTrace", "observe"]),
+    # The tutorial (under /tutorials/, not /documentation/glam/): its table of contents, and the
+    # tutorial with a step's code and a console file.
+    ("/tutorials/stepthroughglam", ["Step through GLaM", "One token through the model", "Follow a token in code"]),
+    ("/tutorials/glam/followatokenincode", ["Follow a token in code", "Build a tiny GLaM", "Read the routing of one token",
+                                             "Train a few steps", "ForwardTrace()", "C = 12, aux loss"]),
 ]
 
 
@@ -59,7 +64,7 @@ def main():
     chrome = browser()
     passed = failed = 0
     for path, texts in PAGES:
-        url = base + path
+        url = base.replace("/documentation/glam/", "") + path if path.startswith("/") else base + path
         result = subprocess.run(
             [chrome, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000", "--dump-dom", url],
             capture_output=True, text=True, timeout=120)

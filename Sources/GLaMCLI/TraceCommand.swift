@@ -11,7 +11,7 @@ enum TraceCommand: Subcommand {
     static let summary = "Follow a prompt through the model: routing, gates, drops, attention, predictions."
     static let help = """
         USAGE: glam trace [--checkpoint FILE] --prompt TEXT [--layer L] [--position P] [--json]
-                          [--dump FILE] [--svg FILE] [--mesh DxM] [--seed S]
+                          [--dump FILE] [--svg FILE] [--html FILE] [--mesh DxM] [--seed S]
 
         Runs one forward pass of the prompt and shows what GLaM computes on the way. Without
         --checkpoint it uses a freshly initialised `tiny` model (seed S, default \(defaultSeed)) with a byte-level
@@ -30,6 +30,9 @@ enum TraceCommand: Subcommand {
           --dump FILE   write every traced intermediate as one safetensors file (names such as
                         layers.0.moe.router_logits [G, S, E]; list in Sources/GLaM/Model/Tracer.swift)
           --svg FILE    draw tokens × experts for each MoE layer, drops marked
+          --html FILE   write one self-contained page that steps through each layer's stages
+                        (equations, code, the numbers of any token you click; prompts of at most
+                        \(traceHTMLMaximumTokens) tokens); it opens from disk and needs no network
           --mesh DxM    run on a virtual mesh of D `data` × M `mdl` cores: the prompt is repeated as
                         D rows (a row cannot be split across data cores), experts are split E over
                         data and H over mdl; shows which cores hold each chosen expert and the bytes
@@ -41,20 +44,29 @@ enum TraceCommand: Subcommand {
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
         let parsed = try Arguments(
-            arguments, command: "trace", options: ["checkpoint", "prompt", "layer", "position", "dump", "svg", "mesh", "seed"],
+            arguments, command: "trace", options: ["checkpoint", "prompt", "layer", "position", "dump", "svg", "html", "mesh", "seed"],
             flags: ["json"])
         guard parsed.positionals.isEmpty else { throw UsageError("trace: unexpected argument '\(parsed.positionals[0])'") }
         guard let prompt = parsed.value("prompt"), !prompt.isEmpty else { throw UsageError("trace: --prompt TEXT is required") }
         let inputs = parsed.value("checkpoint").map { [URL(fileURLWithPath: $0)] } ?? []
         let dumpURL = try parsed.outputFile("dump", protecting: inputs)
         let svgURL = try parsed.outputFile("svg", protecting: inputs)
-        if let dumpURL, dumpURL.standardizedFileURL == svgURL?.standardizedFileURL {
-            throw UsageError("trace: --dump and --svg name the same file \(dumpURL.path)")
+        let htmlURL = try parsed.outputFile("html", protecting: inputs)
+        let outputs = [("dump", dumpURL), ("svg", svgURL), ("html", htmlURL)].compactMap { name, url in url.map { (name, $0) } }
+        for (i, a) in outputs.enumerated() {
+            for b in outputs[(i + 1)...] where a.1.standardizedFileURL == b.1.standardizedFileURL {
+                throw UsageError("trace: --\(a.0) and --\(b.0) name the same file \(a.1.path)")
+            }
         }
         let (trained, tokenizer, source) = try model(checkpoint: parsed.value("checkpoint"), seed: parsed.integer("seed", in: 0...Int.max))
         let ids = tokenizer.encode(prompt)
         guard (1...1024).contains(ids.count) else {
             throw UsageError("trace: the prompt is \(ids.count) tokens; trace takes 1 to 1024 (attention maps grow as T²)")
+        }
+        if htmlURL != nil, ids.count > traceHTMLMaximumTokens {
+            throw UsageError(
+                "trace: the prompt is \(ids.count) tokens; --html takes at most \(traceHTMLMaximumTokens) (the page holds every head's T × T probabilities)"
+            )
         }
         let mesh = try parsed.mesh("mesh")
         let layout = try mesh.map { try MeshLayout(mesh: $0) }
@@ -99,6 +111,7 @@ enum TraceCommand: Subcommand {
 
         if let dumpURL { try run.dump(to: dumpURL, protecting: inputs) }
         if let svgURL { try FileAccess.writeAtomically(Data(TraceChart.svg(run).utf8), to: svgURL, protecting: inputs) }
+        if let htmlURL { try FileAccess.writeAtomically(Data(try run.html().utf8), to: htmlURL, protecting: inputs) }
         if parsed.has("json") {
             output.line(try run.json())
         } else {

@@ -34,10 +34,13 @@ struct TraceRun {
 
     func isShown(_ layer: Int) -> Bool { self.layer == nil || self.layer == layer }
 
-    /// The strongest keys of each head of `layer` for the focus token: (key, probability, bucket),
-    /// and the probability the extra zero logit took.
-    func attention(layer i: Int, keys count: Int = 3) -> [(keys: [(key: Int, probability: Float, bucket: Int)], extra: Float)] {
+    /// The strongest keys of each head of `layer` for the token at `query` (default: the focus
+    /// token): (key, probability, bucket), and the probability the extra zero logit took.
+    func attention(layer i: Int, at query: Int? = nil, keys count: Int = 3) -> [(
+        keys: [(key: Int, probability: Float, bucket: Int)], extra: Float
+    )] {
         guard let p = trace["layers.\(i).attention.probabilities"] else { return [] }
+        let focus = query ?? self.focus
         let (n, t, l) = (p.shape[1], p.shape[2], p.shape[3])
         return (0..<n).map { head in
             let base = (head * t + focus) * l
@@ -55,8 +58,10 @@ struct TraceRun {
         }
     }
 
-    /// The most probable next tokens after the focus token: (id, probability).
-    func predictions(count: Int = 5) -> [(id: Int, probability: Float)] {
+    /// The most probable next tokens after the token at `position` (default: the focus token):
+    /// (id, probability).
+    func predictions(at position: Int? = nil, count: Int = 5) -> [(id: Int, probability: Float)] {
+        let focus = position ?? self.focus
         let v = logits.shape[2]
         let row = Tensor(shape: [v], scalars: Array(logits.scalars[(focus * v)..<((focus + 1) * v)])).softmax().scalars
         return row.enumerated().sorted { $0.element > $1.element || ($0.element == $1.element && $0.offset < $1.offset) }.prefix(count)
