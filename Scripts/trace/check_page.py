@@ -34,11 +34,15 @@ from browser import Browser  # noqa: E402
 
 # (name, extra glam trace arguments, prompt). The first is the "Follow one token" article's example
 # where capacity binds (C = 28, second choices dropped); the second runs on a 2 × 2 mesh with a
-# character split into byte tokens.
+# character split into byte tokens; the third traces a `tiny` model trained here for 20 steps on
+# the King James text (BPE tokens of several bytes), one layer, from a position inside the prompt.
 RUNS = [
     ("capacity", [], "the cat and the dog and the cat and the dog and the cat"),
     ("mesh", ["--mesh", "2x2"], "café au lait"),
+    ("trained", ["--checkpoint", "{checkpoint}", "--layer", "2", "--position", "8"],
+     "In the beginning God created the heaven and the earth."),
 ]
+CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Fixtures", "corpus", "kjv-bible.txt")
 
 
 class Failure(Exception):
@@ -213,13 +217,15 @@ class Checker:
         self.expect(b.evaluate("+document.body.dataset.step") == steps - 1, "End goes to the last stage")
         b.press("Home")
         self.expect(b.evaluate("+document.body.dataset.step") == 0, "Home goes to the first stage")
+        focus = self.j["predictions"]["position"]
         b.press("ArrowUp")
-        self.expect(b.evaluate("+document.body.dataset.token") == self.t - 2 if self.t > 1 else True, "↑ selects the token before")
+        self.expect(b.evaluate("+document.body.dataset.token") == max(focus - 1, 0), "↑ selects the token before")
         b.press("ArrowDown")
-        self.expect(b.evaluate("+document.body.dataset.token") == self.t - 1, "↓ selects the token after")
-        if len(self.j["model"]["moe_layers"]) > 0 and self.j["model"]["layers"] > 1:
+        self.expect(b.evaluate("+document.body.dataset.token") == min(max(focus - 1, 0) + 1, self.t - 1), "↓ selects the token after")
+        shown_layers = [a["layer"] for a in self.j["attention"]]
+        if len(shown_layers) > 1:
             b.press("1")
-            self.expect(b.evaluate("document.body.dataset.layer") == "1", "the digit 1 goes to layer 1")
+            self.expect(b.evaluate("document.body.dataset.layer") == str(shown_layers[1]), "the digit 1 goes to the second layer")
             b.press("Home")
         b.evaluate("document.activeElement && document.activeElement.blur()")
         b.press("Tab")
@@ -281,6 +287,13 @@ def main():
             if args.only and name != args.only:
                 continue
             paths = {k: os.path.join(scratch, f"{name}.{k}") for k in ("html", "safetensors")}
+            if "{checkpoint}" in extra:
+                train = subprocess.run([args.glam, "train", "--config", "tiny", "--steps", "20", "--batch", "4", "--length", "64",
+                                        "--corpus", CORPUS, "--output", os.path.join(scratch, "run"), "--evaluate-every", "1000"],
+                                       capture_output=True, text=True)
+                if train.returncode != 0:
+                    sys.exit(f"check_page: glam train failed ({train.returncode}): {train.stderr}")
+                extra = [os.path.join(scratch, "run", "checkpoint.safetensors") if a == "{checkpoint}" else a for a in extra]
             run = subprocess.run([args.glam, "trace", "--prompt", prompt, "--json", "--html", paths["html"],
                                   "--dump", paths["safetensors"], *extra], capture_output=True, text=True)
             if run.returncode != 0:
