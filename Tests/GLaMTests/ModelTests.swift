@@ -438,3 +438,43 @@ extension ModelTests {
         #expect(IncrementalDecoder.choose(from: logits, strategy: .temperature(1, topK: 1), generator: &generator) == 5)
     }
 }
+
+extension ModelTests {
+    @Test(
+        "decoding's causal softmax has the bits of the general masked softmax with the gathered bias, and is a softmax with the extra zero logit",
+        arguments: [(true, 0, 5), (false, 0, 5), (true, 7, 1), (true, 130, 19), (false, 300, 3)])
+    func causalSoftmaxEqualsTheGeneralPath(extraLogit: Bool, firstQuery: Int, queries t: Int) throws {
+        let configuration = ModelConfiguration(
+            vocabSize: 50, modelDim: 16, numLayers: 1, numHeads: 3, headDim: 8, ffDim: 24, numExperts: 0, attentionExtraLogit: extraLogit)
+        let (b, n, l) = (2, 3, firstQuery + t)
+        var generator = SeededGenerator(seed: UInt64(firstQuery * 31 + t))
+        // Logits up to ±40 (some rows' maximum below 0, some far above), a bias table of 32 buckets.
+        let scores = Tensor<Float>(
+            shape: [b, n, t, l], scalars: (0..<(b * n * t * l)).map { _ in Float.random(in: -40...40, using: &generator) })
+        let bias = Tensor<Float>(shape: [n, 32], scalars: (0..<(n * 32)).map { _ in Float.random(in: -3...3, using: &generator) })
+        let fast = Tensor.causalSoftmax(
+            scores, relativeBias: bias, firstQuery: firstQuery, configuration: configuration, extraZeroLogit: extraLogit)
+        // The general path: visibility and buckets as a decoding context with an observer builds them.
+        let context = ForwardContext<Float>(
+            decodingAt: firstQuery, batchSize: b, length: t, configuration: configuration, observer: ForwardTrace())
+        #expect(context.causalStart == nil && context.visible.count == b * t * l)
+        let gathered = Variable(constant: bias).gatheringColumns(context.buckets, shape: [t, l])
+        let general = Variable(constant: scores).maskedSoftmax(adding: gathered, visible: context.visible, extraZeroLogit: extraLogit).value
+        #expect(fast.scalars.map(\.bitPattern) == general.scalars.map(\.bitPattern))
+        // And what it is, recomputed in Double: each row sums to 1 minus the extra logit's share,
+        // keys after the query get 0.
+        for row in 0..<(b * n * t) {
+            let (head, query) = ((row / t) % n, firstQuery + row % t)
+            let logits = (0...query).map {
+                Double(scores.scalars[row * l + $0])
+                    + Double(bias.scalars[head * 32 + relativePositionBucket(distance: query - $0, buckets: 32, maxDistance: 128)])
+            }
+            let peak = max(extraLogit ? 0 : -Double.infinity, logits.max()!)
+            let total = (extraLogit ? exp(-peak) : 0) + logits.reduce(0) { $0 + exp($1 - peak) }
+            for key in 0..<l {
+                let expected = key <= query ? exp(logits[key] - peak) / total : 0
+                #expect(abs(Double(fast.scalars[row * l + key]) - expected) <= 2e-6, "row \(row) key \(key)")
+            }
+        }
+    }
+}

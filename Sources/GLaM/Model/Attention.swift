@@ -169,12 +169,20 @@ extension SelfAttention {
             (k, v) = (Variable(constant: cache!.keys), Variable(constant: cache!.values))
         }
         let l = k.shape[1]
-        let bias = relativeBias.gatheringColumns(context.buckets, shape: [t, l])  // [N, T, L]
         let scores = headMatmul(q, .tokenMajor, k, .tokenMajor, transposeB: true, output: .headMajor)  // [B, N, T, L]
         // softmax(scores + bias) with the mask and the extra zero logit, in one pass.
-        // [B, N, T, L]
-        let probabilities = scores.maskedSoftmax(adding: bias, visible: context.visible, extraZeroLogit: c.attentionExtraLogit)
-        context.trace("layers.\(i).attention.logits", scores.value + bias.value)  // computed only when traced
+        let probabilities: Variable<Scalar>  // [B, N, T, L]
+        if let start = context.causalStart {
+            // Decoding (constants, nobody listening): the mask is causality alone.
+            probabilities = Variable(
+                constant: Tensor.causalSoftmax(
+                    scores.value, relativeBias: relativeBias.value, firstQuery: start, configuration: c,
+                    extraZeroLogit: c.attentionExtraLogit))
+        } else {
+            let bias = relativeBias.gatheringColumns(context.buckets, shape: [t, l])  // [N, T, L]
+            probabilities = scores.maskedSoftmax(adding: bias, visible: context.visible, extraZeroLogit: c.attentionExtraLogit)
+            context.trace("layers.\(i).attention.logits", scores.value + bias.value)  // computed only when traced
+        }
         context.trace("layers.\(i).attention.probabilities", probabilities)
         let merged = headMatmul(probabilities, .headMajor, v, .tokenMajor, output: .tokenMajor).reshaped(to: [b, t, n * d])  // [B, T, N·D]
         let out = matmul(merged, wo)  // [B, T, M]

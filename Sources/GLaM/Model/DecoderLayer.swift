@@ -18,10 +18,16 @@ struct ForwardContext<Scalar: TensorScalar> {
     let paddings: Tensor<Scalar>?
     /// `[B, T, 1]`, 1 − padding (nil: none).
     let nonPadding: Tensor<Scalar>?
-    /// `[B, T, L]`: whether query t may attend to key l.
+    /// `[B, T, L]`: whether query t may attend to key l (empty when `causalStart` is set).
     let visible: [Bool]
-    /// `[T, L]`: the relative-position bucket of (query position − key position).
+    /// `[T, L]`: the relative-position bucket of (query position − key position) (empty when
+    /// `causalStart` is set).
     let buckets: [Int]
+    /// When decoding with nobody listening: the position of the first query. Visibility is then
+    /// causality alone, and attention takes `Tensor.causalSoftmax` (CausalSoftmax.swift), which
+    /// needs neither `visible` nor `buckets` (an observer gets the general path, whose logits it
+    /// is shown).
+    let causalStart: Int?
     /// Whether attention appends to and reads from key/value caches (incremental decoding).
     let isDecoding: Bool
     /// The MoE layers' settings (G = the configuration's groups, or 1 when decoding).
@@ -39,6 +45,7 @@ struct ForwardContext<Scalar: TensorScalar> {
         let segments = batch.segmentIDs ?? (batch.paddings ?? [Float](repeating: 0, count: b * t)).map { $0 >= 1 ? 0 : 1 }
         visible = attentionVisibility(segmentIDs: segments, batch: b, length: t)
         buckets = Self.buckets(queries: 0..<t, keys: t, configuration: c)
+        causalStart = nil
         isDecoding = false
         moeConfiguration = MoELayerConfiguration(gating: c.gating, numGroups: c.numGroups, activation: c.moeActivation)
         self.observer = observer
@@ -55,14 +62,19 @@ struct ForwardContext<Scalar: TensorScalar> {
         paddings = nil
         nonPadding = nil
         let keys = position + t
-        var visible = [Bool](repeating: false, count: b * t * keys)
-        for row in 0..<b {
-            for query in 0..<t {
-                for key in 0...(position + query) { visible[(row * t + query) * keys + key] = true }
+        if observer == nil {
+            (visible, buckets, causalStart) = ([], [], position)
+        } else {
+            var visible = [Bool](repeating: false, count: b * t * keys)
+            for row in 0..<b {
+                for query in 0..<t {
+                    for key in 0...(position + query) { visible[(row * t + query) * keys + key] = true }
+                }
             }
+            self.visible = visible
+            buckets = Self.buckets(queries: position..<keys, keys: keys, configuration: c)
+            causalStart = nil
         }
-        self.visible = visible
-        buckets = Self.buckets(queries: position..<keys, keys: keys, configuration: c)
         isDecoding = true
         moeConfiguration = MoELayerConfiguration(gating: c.gating, numGroups: 1, activation: c.moeActivation)
         self.observer = observer

@@ -17,8 +17,8 @@ enum BenchDecode: Benchmark {
     static let help = """
         USAGE: \(usage)
 
-        Times cached incremental decoding: a P-token prompt is prefilled (untimed), then N steps each
-        feed one token per row. Defaults: '\(defaults.config)', B = \(defaults.batches.map(String.init).joined(separator: " and ")), P = \(defaults.prompt), N = \(defaults.tokens).
+        Times cached incremental decoding: a P-token prompt is prefilled in chunks of \(IncrementalDecoder.prefillChunk) positions
+        (as generate does; timed apart), then N steps each feed one token per row. Defaults: '\(defaults.config)', B = \(defaults.batches.map(String.init).joined(separator: " and ")), P = \(defaults.prompt), N = \(defaults.tokens).
         Each batch size runs once to warm up, then R times (default: until \(timing.minimumSeconds) s and at least 3,
         at most \(timing.maximumRuns)).
         Reported: best and median generated tokens/s (B·N per run), and beside them the bandwidth bound:
@@ -34,7 +34,8 @@ enum BenchDecode: Benchmark {
           --repeats R   timed repetitions (1...1000)
           --json        one JSON object per batch size: config, batch, prompt, tokens, threads,
                         tokens_per_second, median_tokens_per_second, repeats, weight_bytes_per_step,
-                        read_gigabytes_per_second, bandwidth_bound_tokens_per_second
+                        read_gigabytes_per_second, bandwidth_bound_tokens_per_second,
+                        prefill_tokens_per_second (B·P over the best prefill)
         """
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
@@ -50,12 +51,10 @@ enum BenchDecode: Benchmark {
         if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
         let repeats = try parsed.integer("repeats", in: 1...1000)
         for b in batches {
-            // Bounded by a training step's estimate at T = prompt + tokens: decoding keeps less (the
-            // KV cache, one chunk's attention maps), so what passes here fits.
-            let estimate = MemoryEstimate(configuration: configuration, batchSize: b, length: prompt + count)
-            guard estimate.fits() else {
+            let bytes = decodingBytes(configuration, batch: b, positions: prompt + count)
+            guard MemoryEstimate.fits(bytes) else {
                 throw UsageError(
-                    "bench: \(name) decode with B = \(b) and \(prompt) + \(count) positions may need up to \(MemoryEstimate.describe(estimate.totalBytes)), more than 80% of this machine's \(MemoryEstimate.describe(MemoryEstimate.physicalMemory))"
+                    "bench: \(name) decode with B = \(b) and \(prompt) + \(count) positions may need up to \(MemoryEstimate.describe(bytes)), more than 80% of this machine's \(MemoryEstimate.describe(MemoryEstimate.physicalMemory))"
                 )
             }
         }
@@ -64,10 +63,13 @@ enum BenchDecode: Benchmark {
         let allWeights = parameters.weights.flatMap(\.weight.scalars)
         for b in batches {
             let (promptTokens, steps) = workload(batch: b, prompt: prompt, tokens: count, vocabulary: configuration.vocabSize)
+            var prefillSeconds: [Double] = []
             func once() throws -> Double {
                 var decoder = IncrementalDecoder(parameters: parameters, batchSize: b)
-                _ = try decoder.prefill(promptTokens)
+                let prefillStart = DispatchTime.now().uptimeNanoseconds
+                for chunk in chunks(promptTokens, batch: b, length: prompt) { _ = try decoder.prefill(chunk) }
                 let start = DispatchTime.now().uptimeNanoseconds
+                prefillSeconds.append(Double(start - prefillStart) * 1e-9)
                 for tokens in steps { _ = try decoder.step(tokens) }
                 return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             }
@@ -75,6 +77,8 @@ enum BenchDecode: Benchmark {
                 repeats: repeats, minimumSeconds: timing.minimumSeconds, maximumRuns: timing.maximumRuns, once
             )
             let fastest = Benchmarking.minimumAndMedian(seconds)
+            // The warm-up run's prefill is not counted.
+            let prefill = Double(b * prompt) / prefillSeconds.suffix(seconds.count).min()!
             let (best, median) = (Double(b * count) / fastest.minimum, Double(b * count) / fastest.median)
             // The bound: B tokens per read of the weights a step needs, timed now, on as many threads.
             let bytes = weightBytesPerStep(configuration, batch: b)
@@ -89,6 +93,7 @@ enum BenchDecode: Benchmark {
                             "weight_bytes_per_step": bytes,
                             "read_gigabytes_per_second": (Double(bytes) / read.seconds / 1e7).rounded() / 100,
                             "bandwidth_bound_tokens_per_second": bound.rounded(),
+                            "prefill_tokens_per_second": prefill.rounded(),
                         ] as [String: Any])
                 )
             } else {
@@ -96,11 +101,31 @@ enum BenchDecode: Benchmark {
                     "\(name) decode B=\(b), \(count) tokens after a \(prompt)-token prompt (KV cache): best \(Int(best.rounded())) tokens/s, median \(Int(median.rounded())) over \(seconds.count) runs"
                 )
                 output.line(
+                    "  prefill of the \(prompt)-token prompt\(b == 1 ? "" : "s") in chunks of \(IncrementalDecoder.prefillChunk) (as generate does): best \(Int(prefill.rounded())) tokens/s"
+                )
+                output.line(
                     "  bandwidth bound: \(Int(bound.rounded())) tokens/s (a step reads \(String(format: "%.1f", Double(bytes) / 1e6)) MB of weights; read once at \(String(format: "%.1f", Double(bytes) / read.seconds / 1e9)) GB/s on \(Parallelism.threadCount == 1 ? "1 thread" : "\(Parallelism.threadCount) threads")); best is \(String(format: "%.0f", 100 * best / bound))% of it"
                 )
             }
         }
         return 0
+    }
+
+    /// A generous bound on the memory of decoding `b` rows to `positions` positions, prefilled in
+    /// chunks: the weights and the decoder's copy of Embᵀ; the KV cache, twice (a cache of B > 1
+    /// rows is copied as it grows); and per chunk of `prefillChunk` positions, four attention maps
+    /// `[B, N, chunk, L]` (logits, probabilities and scratch), 40 `[B, chunk, M]` activations, 8 of
+    /// the hidden width and 4 of the logits `[B, chunk, V]` — 4 bytes each, overflow-checked.
+    static func decodingBytes(_ c: ModelConfiguration, batch b: Int, positions l: Int) -> Int {
+        let (product, sum) = (CheckedSize.product, CheckedSize.sum)
+        let chunk = min(l, IncrementalDecoder.prefillChunk)
+        let weights = sum(ParameterPath.all(in: c).map { product($0.shape(in: c)) } + [product([c.vocabSize, c.modelDim])])
+        let cache = product([4, c.numLayers, b, l, c.numHeads, c.headDim])
+        let maps = product([4, b, c.numHeads, chunk, l])
+        let activations = product([
+            b, chunk, sum([product([40, c.modelDim]), product([8, max(c.ffDim, 2 * c.moeHiddenDim)]), product([4, c.vocabSize])]),
+        ])
+        return product([4, sum([weights, cache, maps, activations])])
     }
 
     /// The bytes of weights one decoding step of `b` rows reads: every weight once, except each
@@ -147,6 +172,15 @@ enum BenchDecode: Benchmark {
             }
         }
         return (best, total)
+    }
+
+    /// The prompts `[B, P]` (row-major) as the successive prefills of at most
+    /// `IncrementalDecoder.prefillChunk` positions each, every chunk `[B, chunk]` row-major.
+    static func chunks(_ tokens: [Int], batch b: Int, length p: Int) -> [[Int]] {
+        stride(from: 0, to: p, by: IncrementalDecoder.prefillChunk).map { start in
+            let end = min(start + IncrementalDecoder.prefillChunk, p)
+            return (0..<b).flatMap { row in tokens[(row * p + start)..<(row * p + end)] }
+        }
     }
 
     /// What one timed run feeds: a prompt of `b · prompt` ids (row-major `[B, P]`), then `tokens`

@@ -1,0 +1,51 @@
+// The attention softmax of a decoding call, where the only mask is causality: query t (at position
+// `firstQuery + t`) sees keys 0 ... firstQuery + t of the cache. The general path builds a
+// `[B, T, L]` visibility array, a `[T, L]` bucket array and a gathered `[N, T, L]` bias, then reads
+// all three element by element; here each head's bias is looked up by distance from one `[L]`
+// table, written backwards so that a row reads it forwards, and only the visible part of a row is
+// touched. The operations on each visible logit are the general path's, in the same order, and a
+// masked logit's exponential is 0 there: the probabilities have the same bits (tested).
+
+extension Tensor {
+    /// `softmax(scores + bias[n, bucket(q − k)])` over the keys `k ≤ q` of each query, `q =
+    /// firstQuery + t`, for `scores` `[B, N, T, L]` and the relative bias `[N, buckets]`, with the
+    /// extra zero logit when `extraZeroLogit`: `p_k = exp(l_k − m) / (exp(−m) + Σ_{k' ≤ q} exp(l_k' − m))`,
+    /// `m = max(0, max l)`; 0 for the keys after q. Equal, bit for bit, to
+    /// `maskedSoftmax(adding:visible:extraZeroLogit:)` with the causal visibility and the gathered
+    /// bias.
+    static func causalSoftmax(
+        _ scores: Tensor, relativeBias: Tensor, firstQuery: Int, configuration c: ModelConfiguration, extraZeroLogit: Bool
+    ) -> Tensor {
+        precondition(scores.rank == 4 && relativeBias.rank == 2, "causalSoftmax: scores \(scores.shape), bias \(relativeBias.shape)")
+        let (b, n, t, l) = (scores.shape[0], scores.shape[1], scores.shape[2], scores.shape[3])
+        precondition(firstQuery + t == l && relativeBias.shape[0] == n, "causalSoftmax: \(t) queries from \(firstQuery) for \(l) keys")
+        // backwards[h·L + i] = bias[h, bucket(L − 1 − i)]: key k of the query at q reads index L − 1 − q + k.
+        let bucketOfDistance = (0..<l).map {
+            relativePositionBucket(distance: $0, buckets: c.relativeBuckets, maxDistance: c.relativeMaxDistance)
+        }
+        let buckets = relativeBias.shape[1]
+        let backwards = (0..<(n * l)).map { index in
+            relativeBias.scalars[(index / l) * buckets + bucketOfDistance[l - 1 - index % l]]
+        }
+        return scores.scalars.withUnsafeBufferPointer { px in
+            backwards.withUnsafeBufferPointer { pb in
+                let (logits, table) = (UncheckedSendable(px), UncheckedSendable(pb))
+                return Tensor(shape: scores.shape, rows: b * n * t, rowLength: l) { row, out in
+                    let (head, query) = ((row / t) % n, firstQuery + row % t)
+                    let count = query + 1  // the visible keys 0 ... query
+                    let x = logits.value.baseAddress! + row * l, p = out + row * l
+                    let bias = table.value.baseAddress! + head * l + (l - 1 - query)
+                    for j in 0..<count { p[j] = x[j] + bias[j] }
+                    let peak = rowMaximum(p, count: count, initial: extraZeroLogit ? 0 : -Scalar.infinity)
+                    exponentials(p, minus: peak, into: p, count: count)
+                    let zeroLogit: Scalar = extraZeroLogit ? exponential(ofNonPositive: -peak) : 0
+                    // rowSum adds element j into lane j mod 16 in order: the general path's zeros
+                    // after `count` change no lane, so summing the visible part gives its bits.
+                    let total = zeroLogit + rowSum(p, count: count)
+                    for j in 0..<count { p[j] /= total }
+                    for j in count..<l { p[j] = 0 }
+                }
+            }
+        }
+    }
+}
