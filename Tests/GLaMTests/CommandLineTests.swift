@@ -251,7 +251,25 @@ struct CommandLineTests {
             )
             #expect(bytes == BenchDecode.weightBytesPerStep(try #require(ModelConfiguration.named("tiny")), batch: b))
             #expect(rate > 0 && bound > 0 && abs(Double(b) * rate * 1e9 / Double(bytes) - bound) <= 0.02 * bound + 1, "\(row)")
+            #expect((row["prefill_tokens_per_second"] as? Double ?? 0) > 0, "\(row)")
         }
+        // The prefill's chunks: each row's prompt, cut into pieces of at most prefillChunk, in order.
+        for (b, p) in [(1, 5), (3, 1100), (2, 512)] {
+            let prompt = (0..<(b * p)).map { $0 }
+            let chunks = BenchDecode.chunks(prompt, batch: b, length: p)
+            #expect(chunks.allSatisfy { $0.count % b == 0 && $0.count / b <= IncrementalDecoder.prefillChunk })
+            for row in 0..<b {
+                let rebuilt = chunks.flatMap { chunk in chunk[(row * chunk.count / b)..<((row + 1) * chunk.count / b)] }
+                #expect(rebuilt == Array(prompt[(row * p)..<((row + 1) * p)]), "B = \(b), P = \(p), row \(row)")
+            }
+        }
+        // The memory bound covers at least the weights and the KV cache, and grows with the positions.
+        let small = try #require(ModelConfiguration.named("small"))
+        let cache = 2 * small.numLayers * 10_000 * small.numHeads * small.headDim * 4
+        let weights = ParameterCount(small).total * 4
+        #expect(BenchDecode.decodingBytes(small, batch: 1, positions: 10_000) >= cache + weights)
+        #expect(
+            BenchDecode.decodingBytes(small, batch: 1, positions: 20_000) > BenchDecode.decodingBytes(small, batch: 1, positions: 10_000))
         #expect(runGlam(["bench", "model", "--config", "nonexistent"]).status == 2)
         #expect(runGlam(["bench", "moe", "--capacity-factor", "-1"]).status == 2)
         // A capacity factor must be positive: 0 is refused like −1, naming the option.
