@@ -9,7 +9,11 @@ import Testing
 struct HeadMatmulTests {
     /// A tensor in `layout` moved to head-major `[B, N, R, C]` (a plain copy).
     static func headMajor<Scalar>(_ x: Tensor<Scalar>, _ layout: HeadLayout) -> Tensor<Scalar> {
-        layout == .headMajor ? x : x.transposed(permutation: [0, 2, 1, 3])
+        switch layout {
+        case .headMajor: return x
+        case .tokenMajor: return x.transposed(permutation: [0, 2, 1, 3])
+        case .positionMajor: return x.transposed(permutation: [1, 2, 0, 3])
+        }
     }
 
     /// Cases: (A's layout, B's layout, output layout, transposeA, transposeB).
@@ -21,6 +25,9 @@ struct HeadMatmulTests {
         (.headMajor, .headMajor, .headMajor, false, false),
         (.tokenMajor, .tokenMajor, .tokenMajor, true, false),
         (.headMajor, .headMajor, .tokenMajor, true, true),
+        (.tokenMajor, .positionMajor, .headMajor, false, true),  // decoding's scores q·kᵀ against the cache
+        (.headMajor, .positionMajor, .tokenMajor, false, false),  // decoding's p·v
+        (.positionMajor, .tokenMajor, .positionMajor, true, false),
     ]
 
     static func operands(

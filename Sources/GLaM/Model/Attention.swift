@@ -126,15 +126,16 @@ public struct SelfAttention<Weight> {
 extension SelfAttention: Sendable where Weight: Sendable {}
 extension SelfAttention: Equatable where Weight: Equatable {}
 
-/// The keys and values of the positions decoded so far, for one layer: `[B, L, N, D]` each (the
-/// projections' layout, heads interleaved within a position).
+/// The keys and values of the positions decoded so far, for one layer: `[L, B, N, D]` each
+/// (positions outermost, `HeadLayout.positionMajor`), so that a step's new positions join the end
+/// of the storage in place whatever B is.
 struct KeyValueCache<Scalar: TensorScalar> {
-    /// `[B, L, N, D]`.
+    /// `[L, B, N, D]`.
     var keys: Tensor<Scalar>
-    /// `[B, L, N, D]`.
+    /// `[L, B, N, D]`.
     var values: Tensor<Scalar>
     /// L, the positions cached.
-    var length: Int { keys.shape[1] }
+    var length: Int { keys.shape[0] }
 }
 
 extension SelfAttention {
@@ -159,17 +160,22 @@ extension SelfAttention {
             matmul(x, projection).reshaped(to: [b, t, n, d])  // [B, T, N, D]
         }
         var (q, k, v) = (heads(wq), heads(wk), heads(wv))  // [B, T, N, D]
+        var keyLayout = HeadLayout.tokenMajor  // k and v: [B, L, N, D], or the cache's [L, B, N, D]
         if context.isDecoding {
-            if cache == nil {
-                cache = KeyValueCache(keys: k.value, values: v.value)  // [B, T, N, D]
-            } else {
-                cache!.keys.append(k.value, alongAxis: 1)  // [B, L, N, D]
-                cache!.values.append(v.value, alongAxis: 1)
+            // [T, B, N, D]: a reshape for one row, a copy of the new positions otherwise.
+            func positionMajor(_ x: Tensor<Scalar>) -> Tensor<Scalar> {
+                b == 1 ? x.reshaped(to: [t, 1, n, d]) : x.transposed(permutation: [1, 0, 2, 3])
             }
-            (k, v) = (Variable(constant: cache!.keys), Variable(constant: cache!.values))
+            if cache == nil {
+                cache = KeyValueCache(keys: positionMajor(k.value), values: positionMajor(v.value))  // [T, B, N, D]
+            } else {
+                cache!.keys.append(positionMajor(k.value), alongAxis: 0)  // [L, B, N, D], in place
+                cache!.values.append(positionMajor(v.value), alongAxis: 0)
+            }
+            (k, v, keyLayout) = (Variable(constant: cache!.keys), Variable(constant: cache!.values), .positionMajor)
         }
-        let l = k.shape[1]
-        let scores = headMatmul(q, .tokenMajor, k, .tokenMajor, transposeB: true, output: .headMajor)  // [B, N, T, L]
+        let l = keyLayout.dimensions(k.shape).rows
+        let scores = headMatmul(q, .tokenMajor, k, keyLayout, transposeB: true, output: .headMajor)  // [B, N, T, L]
         // softmax(scores + bias) with the mask and the extra zero logit, in one pass.
         let probabilities: Variable<Scalar>  // [B, N, T, L]
         if let start = context.causalStart {
@@ -184,7 +190,7 @@ extension SelfAttention {
             context.trace("layers.\(i).attention.logits", scores.value + bias.value)  // computed only when traced
         }
         context.trace("layers.\(i).attention.probabilities", probabilities)
-        let merged = headMatmul(probabilities, .headMajor, v, .tokenMajor, output: .tokenMajor).reshaped(to: [b, t, n * d])  // [B, T, N·D]
+        let merged = headMatmul(probabilities, .headMajor, v, keyLayout, output: .tokenMajor).reshaped(to: [b, t, n * d])  // [B, T, N·D]
         let out = matmul(merged, wo)  // [B, T, M]
         precondition(out.shape == [b, t, m])
         return out

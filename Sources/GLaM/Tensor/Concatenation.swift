@@ -48,8 +48,9 @@ extension Tensor {
 
 extension Tensor {
     /// Joins `other` to the end of `self` along `axis`: `self = concatenated([self, other], alongAxis: axis)`.
-    /// When every axis before `axis` has size 1 (a key/value cache of one sequence), `other`'s
-    /// scalars go at the end of the storage, in place, in amortised O(other) time.
+    /// When every axis before `axis` has size 1 (or `axis` is the first), `other`'s
+    /// scalars go at the end of the storage, in place, in amortised O(other) time (a key/value
+    /// cache `[L, B, N, D]` growing along L).
     package mutating func append(_ other: Tensor, alongAxis axis: Int) {
         let axis = normalizedAxis(axis)
         precondition(

@@ -12,21 +12,36 @@ package enum HeadLayout: Sendable {
     case headMajor
     /// `[B, R, N, C]`: heads interleaved within each row (a projection `[B, T, N·D]`).
     case tokenMajor
+    /// `[R, B, N, C]`: rows outermost (a key/value cache `[L, B, N, D]`, which grows in place
+    /// along L for any B).
+    case positionMajor
 
     /// (B, N, R, C) of a tensor in this layout.
     func dimensions(_ shape: [Int]) -> (batch: Int, heads: Int, rows: Int, columns: Int) {
         precondition(shape.count == 4, "headMatmul: operands are rank 4, got \(shape)")
-        return self == .headMajor ? (shape[0], shape[1], shape[2], shape[3]) : (shape[0], shape[2], shape[1], shape[3])
+        switch self {
+        case .headMajor: return (shape[0], shape[1], shape[2], shape[3])
+        case .tokenMajor: return (shape[0], shape[2], shape[1], shape[3])
+        case .positionMajor: return (shape[1], shape[2], shape[0], shape[3])
+        }
     }
 
     /// The shape of a tensor in this layout.
     func shape(batch: Int, heads: Int, rows: Int, columns: Int) -> [Int] {
-        self == .headMajor ? [batch, heads, rows, columns] : [batch, rows, heads, columns]
+        switch self {
+        case .headMajor: return [batch, heads, rows, columns]
+        case .tokenMajor: return [batch, rows, heads, columns]
+        case .positionMajor: return [rows, batch, heads, columns]
+        }
     }
 
     /// Element offsets of batch item b's head h, of its rows, and between heads.
-    func strides(heads: Int, rows: Int, columns: Int) -> (item: Int, row: Int, head: Int) {
-        self == .headMajor ? (heads * rows * columns, columns, rows * columns) : (heads * rows * columns, heads * columns, columns)
+    func strides(batch: Int, heads: Int, rows: Int, columns: Int) -> (item: Int, row: Int, head: Int) {
+        switch self {
+        case .headMajor: return (heads * rows * columns, columns, rows * columns)
+        case .tokenMajor: return (heads * rows * columns, heads * columns, columns)
+        case .positionMajor: return (heads * columns, batch * heads * columns, columns)
+        }
     }
 }
 
@@ -48,9 +63,9 @@ package func headMatmul<Scalar>(
     let (batch, heads) = (da.batch, da.heads)
     let shape = output.shape(batch: batch, heads: heads, rows: m, columns: n)
     if k == 0 || batch * heads * m * n == 0 { return Tensor(zeros: shape) }
-    let sa = aLayout.strides(heads: heads, rows: da.rows, columns: da.columns)
-    let sb = bLayout.strides(heads: heads, rows: db.rows, columns: db.columns)
-    let sc = output.strides(heads: heads, rows: m, columns: n)
+    let sa = aLayout.strides(batch: batch, heads: heads, rows: da.rows, columns: da.columns)
+    let sb = bLayout.strides(batch: batch, heads: heads, rows: db.rows, columns: db.columns)
+    let sc = output.strides(batch: batch, heads: heads, rows: m, columns: n)
     // (row, column) strides of op(A) and op(B) within one head.
     let opA = transposeA ? (row: 1, column: sa.row) : (row: sa.row, column: 1)
     let opB = transposeB ? (row: 1, column: sb.row) : (row: sb.row, column: 1)
