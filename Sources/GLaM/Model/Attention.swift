@@ -141,7 +141,7 @@ struct KeyValueCache<Scalar: TensorScalar> {
 extension SelfAttention {
     /// Self-attention of `x` `[B, T, M]` (already normalised) → `[B, T, M]`:
     ///
-    ///     q, k, v = x·Wq, x·Wk, x·Wv                   [B, T, N, D]   (k, v after the cached ones: [B, L, N, D])
+    ///     q, k, v = x·Wq, x·Wk, x·Wv                   [B, T, N, D]   (decoding: k, v join the cache [L, B, N, D])
     ///     logits  = q·kᵀ + bias[n, bucket(t − s)]      [B, N, T, L]   per head n
     ///     p       = masked softmax with the extra zero logit
     ///     out     = (p·v, heads merged)·Wo             [B, T, M]
