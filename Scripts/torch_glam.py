@@ -31,12 +31,13 @@ updates clipped to RMS ≤ 1, then scaled by the learning rate and by max(RMS(we
 API: load_fixture(path) → (params, config, inputs, expected); loss_fn(params, config, tokens,
 targets, paddings, segments) → (loss, (ce, z, aux)); adafactor_init / adafactor_step;
 train_step(params, state, config, tokens, targets, paddings, segments) → (params, state, loss), eager or
-under torch.compile (make_train_step(config, compiled=True)).
+compiled whole, optimizer included, by torch.compile (make_train_step(config, compiled=True)).
 
     python3 Scripts/torch_glam.py --check     every Fixtures/model/glam_lm_*.safetensors (loss, logits and
                                               every gradient by autograd), the legacy top-2 gating
-                                              fixtures, and one Adafactor step against optax; exits 1 on
-                                              any failure
+                                              fixtures, two Adafactor steps against optax, and train_step
+                                              against those pieces; exits 1 on any failure
+    python3 Scripts/torch_glam.py --check --compiled   the same, and train_step through torch.compile
 """
 import argparse
 import glob
@@ -65,15 +66,15 @@ ATOL_SCALE = 1e-5
 def capacity(group_size, num_experts, expert_capacity, capacity_factor):
     """Slots per expert and group, by praxis' rule: the given capacity (1 when absent) is replaced by
     floor(S·cf/E) rounded up to a multiple of 4 when that is strictly larger."""
+    if not capacity_factor and not expert_capacity:
+        raise ValueError("top-2 gating needs expert_capacity or capacity_factor")
     slots = expert_capacity
     if capacity_factor:
         if slots is None:
             slots = 1
-        automatic = int(group_size * capacity_factor / num_experts)
+        automatic = int(group_size * capacity_factor / num_experts)  # float64 product, truncated
         if slots < automatic:
             slots = -(-automatic // 4) * 4
-    if not slots:
-        raise ValueError("top-2 gating needs expert_capacity or capacity_factor")
     return slots
 
 
@@ -289,33 +290,23 @@ def adafactor_step(params, grads, state, **options):
 
 
 def train_step(params, state, config, tokens, targets, paddings, segments=None):
-    """Forward, backward (autograd) and one Adafactor update: (new params, new state, loss). `params`
-    are leaf tensors with requires_grad; the new ones are too."""
-    names = list(params)
-    loss, _ = loss_fn(params, config, tokens, targets, paddings, segments)
-    grads = torch.autograd.grad(loss, [params[k] for k in names])
-    with torch.no_grad():
-        new_params, state = adafactor_step({k: params[k].detach() for k in names}, dict(zip(names, grads)), state)
-    return {k: v.requires_grad_() for k, v in new_params.items()}, state, loss.detach()
+    """Forward, backward and one Adafactor update: (new params, new state, loss). Gradients come from
+    torch.func.grad_and_value (reverse-mode autograd, as a function), so that torch.compile can trace
+    the whole step, optimizer included, into one graph; params need no requires_grad."""
+    objective = lambda p: loss_fn(p, config, tokens, targets, paddings, segments)[0]  # noqa: E731
+    grads, loss = torch.func.grad_and_value(objective)(params)
+    new_params, state = adafactor_step(params, grads, state)
+    return new_params, state, loss
 
 
 def make_train_step(config, compiled=False):
-    """A step(params, state, tokens, targets, paddings, segments) → (params, state, loss) for `config`:
-    eager, or the forward + backward and the update each compiled by torch.compile (inductor)."""
-    if not compiled:
-        return lambda params, state, *batch: train_step(params, state, config, *batch)
-    loss_only = torch.compile(lambda params, *batch: loss_fn(params, config, *batch)[0], fullgraph=True)
-    update = torch.compile(adafactor_step, fullgraph=True)
+    """step(params, state, tokens, targets, paddings, segments) → (params, state, loss) for `config`:
+    train_step itself, or train_step compiled whole by torch.compile (inductor, one graph, static
+    shapes; the first call compiles, a call with other shapes compiles again)."""
+    def step(params, state, tokens, targets, paddings, segments=None):
+        return train_step(params, state, config, tokens, targets, paddings, segments)
 
-    def step(params, state, *batch):
-        names = list(params)
-        loss = loss_only(params, *batch)
-        grads = torch.autograd.grad(loss, [params[k] for k in names])
-        with torch.no_grad():
-            new_params, state = update({k: params[k].detach() for k in names}, dict(zip(names, grads)), state)
-        return {k: v.requires_grad_() for k, v in new_params.items()}, state, loss.detach()
-
-    return step
+    return torch.compile(step, fullgraph=True, dynamic=False) if compiled else step
 
 
 # ----------------------------------------------------------------------------------------------
@@ -406,6 +397,31 @@ def check_fixtures(verbose=True):
     return failures
 
 
+def check_train_step(compiled=False):
+    """train_step (torch.func gradients, eager or compiled whole) against the checked pieces: autograd
+    gradients and adafactor_step, two steps on every glam_lm fixture's model."""
+    failures = 0
+    for path in sorted(glob.glob(os.path.join(ROOT, "Fixtures", "model", "glam_lm_*.safetensors"))):
+        params, config, inputs, _ = load_fixture(path)
+        batch = (inputs["tokens"], inputs["targets"], inputs["paddings"], inputs["segments"])
+        step = make_train_step(config, compiled=compiled)
+        mine, mine_state = dict(params), adafactor_init(params)
+        theirs, their_state = dict(params), adafactor_init(params)
+        worst = 0.0
+        for _ in range(2):
+            mine, mine_state, loss = step(mine, mine_state, *batch)
+            leaves = {k: v.clone().requires_grad_() for k, v in theirs.items()}
+            their_loss, _ = loss_fn(leaves, config, *batch)
+            grads = dict(zip(leaves, torch.autograd.grad(their_loss, list(leaves.values()))))
+            theirs, their_state = adafactor_step(theirs, grads, their_state)
+            worst = max([worst, abs(loss.item() - their_loss.item())] + [(mine[k] - theirs[k]).abs().max().item() for k in mine])
+        ok = worst <= 1e-6
+        failures += not ok
+        print(f"{'PASS' if ok else 'FAIL'} train_step ({'torch.compile' if compiled else 'eager'}) on "
+              f"{os.path.basename(path)}: two steps, max|Δ| of loss and params {worst:.2e} (tolerance 1e-6)")
+    return failures
+
+
 def check_buckets():
     """The bucket table equals the reference's relative_bucket (numpy float32) for long distances."""
     sys.path.insert(0, os.path.join(ROOT, "Fixtures", "model"))
@@ -451,7 +467,8 @@ def check_gating_fixtures():
             worst = max(worst, d)
             ok &= d <= 1e-5
         failures += not ok
-        print(f"{'PASS' if ok else 'FAIL'} {os.path.relpath(path, ROOT)}: C={slots}, max|Δ| {worst:.2e} (combine, dispatch, aux)")
+        print(f"{'PASS' if ok else 'FAIL'} {os.path.relpath(path, ROOT)}: C={slots}, "
+              f"max|Δ| {worst:.2e} (combine, dispatch, aux)")
     return failures
 
 
@@ -525,6 +542,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="compare with the golden fixtures and optax; exit 1 on failure")
     parser.add_argument("--quiet", action="store_true", help="with --check: one line per fixture unless it fails")
+    parser.add_argument("--compiled", action="store_true",
+                        help="with --check: also run train_step through torch.compile (minutes: inductor compiles each fixture)")
     args = parser.parse_args()
     if not args.check:
         parser.print_help()
@@ -535,6 +554,9 @@ def main():
     failures += check_buckets()
     failures += check_gating_fixtures()
     failures += check_adafactor()
+    failures += check_train_step()
+    if args.compiled:
+        failures += check_train_step(compiled=True)
     print(f"torch_glam --check: {'PASS' if failures == 0 else 'FAIL'} ({failures} failed)")
     return 1 if failures else 0
 
