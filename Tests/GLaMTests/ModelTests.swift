@@ -452,8 +452,10 @@ extension ModelTests {
         let scores = Tensor<Float>(
             shape: [b, n, t, l], scalars: (0..<(b * n * t * l)).map { _ in Float.random(in: -40...40, using: &generator) })
         let bias = Tensor<Float>(shape: [n, 32], scalars: (0..<(n * 32)).map { _ in Float.random(in: -3...3, using: &generator) })
+        // The distance buckets as a decoding context without an observer computes them.
+        let buckets = ForwardContext<Float>(decodingAt: firstQuery, batchSize: b, length: t, configuration: configuration).distanceBuckets
         let fast = Tensor.causalSoftmax(
-            scores, relativeBias: bias, firstQuery: firstQuery, configuration: configuration, extraZeroLogit: extraLogit)
+            scores, relativeBias: bias, firstQuery: firstQuery, bucketOfDistance: buckets, extraZeroLogit: extraLogit)
         // The general path: visibility and buckets as a decoding context with an observer builds them.
         let context = ForwardContext<Float>(
             decodingAt: firstQuery, batchSize: b, length: t, configuration: configuration, observer: ForwardTrace())

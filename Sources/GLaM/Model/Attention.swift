@@ -182,7 +182,7 @@ extension SelfAttention {
             // Decoding (constants, nobody listening): the mask is causality alone.
             probabilities = Variable(
                 constant: Tensor.causalSoftmax(
-                    scores.value, relativeBias: relativeBias.value, firstQuery: start, configuration: c,
+                    scores.value, relativeBias: relativeBias.value, firstQuery: start, bucketOfDistance: context.distanceBuckets,
                     extraZeroLogit: c.attentionExtraLogit))
         } else {
             let bias = relativeBias.gatheringColumns(context.buckets, shape: [t, l])  // [N, T, L]

@@ -13,16 +13,17 @@ extension Tensor {
     /// `m = max(0, max l)`; 0 for the keys after q. Equal, bit for bit, to
     /// `maskedSoftmax(adding:visible:extraZeroLogit:)` with the causal visibility and the gathered
     /// bias.
+    ///
+    /// `bucketOfDistance[δ]` is the bucket of distance δ = q − k for δ in `0..<L`
+    /// (`ForwardContext.distanceBuckets`, computed once per call and shared by the layers).
     static func causalSoftmax(
-        _ scores: Tensor, relativeBias: Tensor, firstQuery: Int, configuration c: ModelConfiguration, extraZeroLogit: Bool
+        _ scores: Tensor, relativeBias: Tensor, firstQuery: Int, bucketOfDistance: [Int], extraZeroLogit: Bool
     ) -> Tensor {
         precondition(scores.rank == 4 && relativeBias.rank == 2, "causalSoftmax: scores \(scores.shape), bias \(relativeBias.shape)")
         let (b, n, t, l) = (scores.shape[0], scores.shape[1], scores.shape[2], scores.shape[3])
         precondition(firstQuery + t == l && relativeBias.shape[0] == n, "causalSoftmax: \(t) queries from \(firstQuery) for \(l) keys")
+        precondition(bucketOfDistance.count == l, "causalSoftmax: \(bucketOfDistance.count) distance buckets for \(l) keys")
         // backwards[h·L + i] = bias[h, bucket(L − 1 − i)]: key k of the query at q reads index L − 1 − q + k.
-        let bucketOfDistance = (0..<l).map {
-            relativePositionBucket(distance: $0, buckets: c.relativeBuckets, maxDistance: c.relativeMaxDistance)
-        }
         let buckets = relativeBias.shape[1]
         let backwards = (0..<(n * l)).map { index in
             relativeBias.scalars[(index / l) * buckets + bucketOfDistance[l - 1 - index % l]]

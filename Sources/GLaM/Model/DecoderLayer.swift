@@ -28,6 +28,9 @@ struct ForwardContext<Scalar: TensorScalar> {
     /// needs neither `visible` nor `buckets` (an observer gets the general path, whose logits it
     /// is shown).
     let causalStart: Int?
+    /// With `causalStart`: the relative-position bucket of each distance `0..<L` (query − key), for
+    /// every layer's `Tensor.causalSoftmax`; empty otherwise.
+    let distanceBuckets: [Int]
     /// Whether attention appends to and reads from key/value caches (incremental decoding).
     let isDecoding: Bool
     /// The MoE layers' settings (G = the configuration's groups, or 1 when decoding).
@@ -46,6 +49,7 @@ struct ForwardContext<Scalar: TensorScalar> {
         visible = attentionVisibility(segmentIDs: segments, batch: b, length: t)
         buckets = Self.buckets(queries: 0..<t, keys: t, configuration: c)
         causalStart = nil
+        distanceBuckets = []
         isDecoding = false
         moeConfiguration = MoELayerConfiguration(gating: c.gating, numGroups: c.numGroups, activation: c.moeActivation)
         self.observer = observer
@@ -64,6 +68,7 @@ struct ForwardContext<Scalar: TensorScalar> {
         let keys = position + t
         if observer == nil {
             (visible, buckets, causalStart) = ([], [], position)
+            distanceBuckets = Self.distanceBuckets(keys: keys, configuration: c)
         } else {
             var visible = [Bool](repeating: false, count: b * t * keys)
             for row in 0..<b {
@@ -74,10 +79,16 @@ struct ForwardContext<Scalar: TensorScalar> {
             self.visible = visible
             buckets = Self.buckets(queries: position..<keys, keys: keys, configuration: c)
             causalStart = nil
+            distanceBuckets = []
         }
         isDecoding = true
         moeConfiguration = MoELayerConfiguration(gating: c.gating, numGroups: 1, activation: c.moeActivation)
         self.observer = observer
+    }
+
+    /// The buckets of the distances `0..<keys`.
+    static func distanceBuckets(keys: Int, configuration c: ModelConfiguration) -> [Int] {
+        (0..<keys).map { relativePositionBucket(distance: $0, buckets: c.relativeBuckets, maxDistance: c.relativeMaxDistance) }
     }
 
     /// `[T, L]` buckets of (query − key) for the query positions `queries` and keys `0..<keys`.
