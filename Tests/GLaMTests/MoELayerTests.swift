@@ -89,7 +89,7 @@ struct MoELayerTests {
     }
 
     @Test(
-        "without a tape only the busy experts run: the layer's output and its busy experts' rows have the bits of the taped layer, idle experts' rows are zero",
+        "without a tape only the rows holding a token run: the layer's output and those rows have the bits of the taped layer, every other row is zero",
         arguments: ExpertActivation.allCases, [(1, 1, 8), (2, 3, 8), (4, 6, 4)])
     func busyExpertsAlone(activation: ExpertActivation, shape: (b: Int, t: Int, e: Int)) throws {
         // Few tokens over many experts (decoding: 1 or 6 tokens over 8) leave experts idle.
@@ -107,22 +107,23 @@ struct MoELayerTests {
         let full = try taped(tape.variable(input), paddings: nil, configuration: configuration)
         let inference = try constants(Variable(constant: input), paddings: nil, configuration: configuration)
         #expect(inference.output.value.scalars.map(\.bitPattern) == full.output.value.scalars.map(\.bitPattern))
-        // The experts step itself: busy experts' rows bitwise those of all experts run, idle ones zero.
+        // The experts step itself: the rows holding a token bitwise those of all experts run, the others zero.
         let routed = try constants.route(Variable(constant: input), paddings: nil, configuration: configuration)
-        let busy = routed.busyExperts
+        let occupied = routed.occupiedRows
         let slotsPerExpert = routed.expertInput.shape[1]  // G·C
-        let holders = Set(routed.slots.joined().filter { $0 >= 0 }.map { $0 / slotsPerExpert })
-        #expect(holders == Set((0..<shape.e).filter { busy[$0] }), "busy \(busy)")
-        if 2 * shape.b * shape.t < shape.e { #expect(busy.contains(false)) }
-        let all = taped.experts(tape.variable(routed.expertInput.value), activation: activation, busy: busy).value  // a tape: all run
-        let alone = constants.experts(routed.expertInput, activation: activation, busy: busy).value
-        let rows = all.scalarCount / shape.e
-        for expert in 0..<shape.e {
-            let range = (expert * rows)..<((expert + 1) * rows)
-            if busy[expert] {
-                #expect(alone.scalars[range].map(\.bitPattern) == all.scalars[range].map(\.bitPattern), "expert \(expert)")
+        let holders = Set(routed.slots.joined().filter { $0 >= 0 })
+        #expect(holders == Set((0..<shape.e).flatMap { expert in occupied[expert].map { expert * slotsPerExpert + $0 } }))
+        #expect(occupied.allSatisfy { $0 == $0.sorted() })
+        if 2 * shape.b * shape.t < shape.e { #expect(occupied.contains { $0.isEmpty }) }
+        let all = taped.experts(tape.variable(routed.expertInput.value), activation: activation, occupied: occupied).value  // a tape: all run
+        let alone = constants.experts(routed.expertInput, activation: activation, occupied: occupied).value
+        for row in 0..<(all.scalarCount / m) {
+            let range = (row * m)..<((row + 1) * m)
+            if holders.contains(row) {
+                #expect(alone.scalars[range].map(\.bitPattern) == all.scalars[range].map(\.bitPattern), "row \(row)")
             } else {
-                #expect(alone.scalars[range].allSatisfy { $0 == 0 }, "expert \(expert)")
+                #expect(alone.scalars[range].allSatisfy { $0 == 0 }, "row \(row)")
+                #expect(all.scalars[range].allSatisfy { $0 == 0 }, "row \(row): an empty slot's output is act(0) · Wo = 0")
             }
         }
     }

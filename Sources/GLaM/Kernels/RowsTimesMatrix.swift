@@ -3,8 +3,9 @@
 // each element of B is read once.
 //
 //   B's rows contiguous (x · W):      one row: C[0, j..j+128] += A[0, p] · B[p, j..j+128], eight
-//                                     chains in registers; 2 to 8 rows: 32 columns, each vector
-//                                     of B used by every row (2 × m chains)
+//                                     chains in registers; 2 to 8 rows: sixteen rows of B at a
+//                                     time, each from its first column to its last, every vector
+//                                     of them used by every row of A, the sums kept in L1
 //   B's columns contiguous (x · Wᵀ):  sixteen columns of op(B) are sixteen rows of W; a 16 × 16
 //                                     block of them is transposed in registers and applied to
 //                                     every row of A before the next block is read
@@ -18,8 +19,8 @@ extension GEMM {
     /// Columns of C one pass of `rowsTimesMatrix` keeps in registers (eight vectors of 16), and
     /// the unit of columns workers share.
     static let unpackedColumnBlock = 128
-    /// The most rows of A `rowsTimesMatrix` takes (a decoding step of up to 8 sequences): each
-    /// row reads B's 128-column block again, from L2, where packing would write all of B out first.
+    /// The most rows of A `rowsTimesMatrix` takes (a decoding step of up to 8 sequences), where
+    /// packing would write all of B out before using each element a few times.
     static let unpackedRows = 8
 
     /// Rows `0..<m` and `columns` of C for batch item `item`, read straight from a B whose rows are
@@ -31,7 +32,7 @@ extension GEMM {
         ldc: Int, accumulate: Bool
     ) {
         if m > 1 {
-            severalRowsTimesMatrix(a, b, item: item, rows: m, columns: columns, k: k, c: c, ldc: ldc, accumulate: accumulate)
+            streamingRowsTimesMatrix(a, b, item: item, rows: m, columns: columns, k: k, c: c, ldc: ldc, accumulate: accumulate)
             return
         }
         let aItem = a.base + item * a.batchStride, bItem = b.base + item * b.batchStride
@@ -107,86 +108,120 @@ extension GEMM {
         }
     }
 
-    /// `rowsTimesMatrix` for 2 to 8 rows: 32 columns at a time, every vector of B loaded once and
-    /// used by every row (2 × m chains in registers). Rows that each read B again would read it
-    /// from L3: the rows of a wide B fall on few cache sets, and a block of them does not stay in L2.
-    static func severalRowsTimesMatrix(
+    /// Columns of C one pass of `streamingRowsTimesMatrix` sums in its scratch rows (8 rows of
+    /// 512 floats: 16 KiB, in L1).
+    static let streamingColumnBlock = 512
+
+    /// `rowsTimesMatrix` for 2 to 8 rows, reading B in memory order: B is walked sixteen rows of p
+    /// at a time, across all of the task's columns, and every vector of them is used by every row
+    /// of A, whose depth-block sums wait in an L1 scratch `[m, width]`. Sixteen rows of B in flight
+    /// keep enough reads outstanding that B streams from L3 or memory: a decoding step's weights
+    /// (26 MB at B = 8 for `small`) are not in L2, and in a B = 8 decoding step on the EPYC, 32
+    /// columns at a time down all of B's rows ran at half the speed, the rows read 8 or 4 at a
+    /// time at 0.8× and 0.6× of 16 (`glam bench decode --threads 1`). Each element's chain is the
+    /// micro-kernels': from 0, the block's p in order, then stored or added to C.
+    static func streamingRowsTimesMatrix(
         _ a: MatrixOperand, _ b: MatrixOperand, item: Int, rows m: Int, columns: Range<Int>, k: Int, c: UnsafeMutablePointer<Float>,
         ldc: Int, accumulate: Bool
     ) {
-        precondition(m >= 2 && m <= 8, "severalRowsTimesMatrix: 2 to 8 rows, got \(m)")
+        precondition(m >= 1 && m <= unpackedRows, "streamingRowsTimesMatrix: 1 to \(unpackedRows) rows, got \(m)")
         let aItem = a.base + item * a.batchStride, bItem = b.base + item * b.batchStride
-        var j = columns.lowerBound
-        while j < columns.upperBound {
-            let width = min(32, columns.upperBound - j)
-            let (lanes0, lanes1) = (min(16, width), max(0, width - 16))
-            var p0 = 0
-            while p0 < k {
-                let p1 = min(k, p0 + depthBlock)
-                let zero = SIMD16<Float>()
-                var (s00, s01, s10, s11, s20, s21, s30, s31) = (zero, zero, zero, zero, zero, zero, zero, zero)
-                var (s40, s41, s50, s51, s60, s61, s70, s71) = (zero, zero, zero, zero, zero, zero, zero, zero)
-                @inline(__always) func step(_ p: Int, _ v0: SIMD16<Float>, _ v1: SIMD16<Float>) {
-                    let x = aItem + p * a.columnStride, r = a.rowStride
-                    multiplyAdd(&s00, x[0], v0)
-                    multiplyAdd(&s01, x[0], v1)
-                    multiplyAdd(&s10, x[r], v0)
-                    multiplyAdd(&s11, x[r], v1)
-                    if m > 2 {
-                        multiplyAdd(&s20, x[2 * r], v0)
-                        multiplyAdd(&s21, x[2 * r], v1)
+        let (ars, acs, brs) = (a.rowStride, a.columnStride, b.rowStride)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: unpackedRows * streamingColumnBlock) { buffer in
+            let sums = buffer.baseAddress!  // [m, width], row stride `width`
+            var j0 = columns.lowerBound
+            while j0 < columns.upperBound {
+                let width = min(streamingColumnBlock, columns.upperBound - j0)
+                let vectors = width / 16, tail = width - vectors * 16
+                var p0 = 0
+                while p0 < k {
+                    let p1 = min(k, p0 + depthBlock)
+                    sums.update(repeating: 0, count: m * width)
+                    var p = p0
+                    while p + 16 <= p1 {
+                        let rowB = bItem + p * brs + j0
+                        for v in 0..<vectors {
+                            let column = UnsafeRawPointer(rowB + 16 * v)
+                            let b0 = column.loadUnaligned(fromByteOffset: 0 * brs, as: SIMD16<Float>.self)
+                            let b1 = column.loadUnaligned(fromByteOffset: 4 * brs, as: SIMD16<Float>.self)
+                            let b2 = column.loadUnaligned(fromByteOffset: 8 * brs, as: SIMD16<Float>.self)
+                            let b3 = column.loadUnaligned(fromByteOffset: 12 * brs, as: SIMD16<Float>.self)
+                            let b4 = column.loadUnaligned(fromByteOffset: 16 * brs, as: SIMD16<Float>.self)
+                            let b5 = column.loadUnaligned(fromByteOffset: 20 * brs, as: SIMD16<Float>.self)
+                            let b6 = column.loadUnaligned(fromByteOffset: 24 * brs, as: SIMD16<Float>.self)
+                            let b7 = column.loadUnaligned(fromByteOffset: 28 * brs, as: SIMD16<Float>.self)
+                            let b8 = column.loadUnaligned(fromByteOffset: 32 * brs, as: SIMD16<Float>.self)
+                            let b9 = column.loadUnaligned(fromByteOffset: 36 * brs, as: SIMD16<Float>.self)
+                            let b10 = column.loadUnaligned(fromByteOffset: 40 * brs, as: SIMD16<Float>.self)
+                            let b11 = column.loadUnaligned(fromByteOffset: 44 * brs, as: SIMD16<Float>.self)
+                            let b12 = column.loadUnaligned(fromByteOffset: 48 * brs, as: SIMD16<Float>.self)
+                            let b13 = column.loadUnaligned(fromByteOffset: 52 * brs, as: SIMD16<Float>.self)
+                            let b14 = column.loadUnaligned(fromByteOffset: 56 * brs, as: SIMD16<Float>.self)
+                            let b15 = column.loadUnaligned(fromByteOffset: 60 * brs, as: SIMD16<Float>.self)
+                            for i in 0..<m {
+                                let x = aItem + i * ars + p * acs
+                                let sum = UnsafeMutableRawPointer(sums + i * width + 16 * v)
+                                var s = sum.loadUnaligned(as: SIMD16<Float>.self)
+                                multiplyAdd(&s, x[0 * acs], b0)
+                                multiplyAdd(&s, x[1 * acs], b1)
+                                multiplyAdd(&s, x[2 * acs], b2)
+                                multiplyAdd(&s, x[3 * acs], b3)
+                                multiplyAdd(&s, x[4 * acs], b4)
+                                multiplyAdd(&s, x[5 * acs], b5)
+                                multiplyAdd(&s, x[6 * acs], b6)
+                                multiplyAdd(&s, x[7 * acs], b7)
+                                multiplyAdd(&s, x[8 * acs], b8)
+                                multiplyAdd(&s, x[9 * acs], b9)
+                                multiplyAdd(&s, x[10 * acs], b10)
+                                multiplyAdd(&s, x[11 * acs], b11)
+                                multiplyAdd(&s, x[12 * acs], b12)
+                                multiplyAdd(&s, x[13 * acs], b13)
+                                multiplyAdd(&s, x[14 * acs], b14)
+                                multiplyAdd(&s, x[15 * acs], b15)
+                                sum.storeBytes(of: s, as: SIMD16<Float>.self)
+                            }
+                        }
+                        if tail > 0 {
+                            for q in 0..<16 {
+                                let bRow = rowB + q * brs + 16 * vectors
+                                let bv = FastMath.partialVector(bRow, count: tail)
+                                for i in 0..<m {
+                                    let sum = UnsafeMutableRawPointer(sums + i * width + 16 * vectors)
+                                    var s = sum.loadUnaligned(as: SIMD16<Float>.self)
+                                    multiplyAdd(&s, aItem[i * ars + (p + q) * acs], bv)
+                                    sum.storeBytes(of: s, as: SIMD16<Float>.self)
+                                }
+                            }
+                        }
+                        p += 16
                     }
-                    if m > 3 {
-                        multiplyAdd(&s30, x[3 * r], v0)
-                        multiplyAdd(&s31, x[3 * r], v1)
+                    while p < p1 {
+                        let rowB = bItem + p * brs + j0
+                        for v in 0..<(vectors + (tail > 0 ? 1 : 0)) {
+                            let bv = v < vectors
+                                ? UnsafeRawPointer(rowB + 16 * v).loadUnaligned(as: SIMD16<Float>.self)
+                                : FastMath.partialVector(rowB + 16 * v, count: tail)
+                            for i in 0..<m {
+                                let sum = UnsafeMutableRawPointer(sums + i * width + 16 * v)
+                                var s = sum.loadUnaligned(as: SIMD16<Float>.self)
+                                multiplyAdd(&s, aItem[i * ars + p * acs], bv)
+                                sum.storeBytes(of: s, as: SIMD16<Float>.self)
+                            }
+                        }
+                        p += 1
                     }
-                    if m > 4 {
-                        multiplyAdd(&s40, x[4 * r], v0)
-                        multiplyAdd(&s41, x[4 * r], v1)
+                    let add = accumulate || p0 > 0
+                    for i in 0..<m {
+                        let out = c + i * ldc + j0, sum = sums + i * width
+                        for v in 0..<vectors {
+                            finish(UnsafeRawPointer(sum + 16 * v).loadUnaligned(as: SIMD16<Float>.self), into: out + 16 * v, lanes: 16, add: add)
+                        }
+                        if tail > 0 { finish(FastMath.partialVector(sum + 16 * vectors, count: tail), into: out + 16 * vectors, lanes: tail, add: add) }
                     }
-                    if m > 5 {
-                        multiplyAdd(&s50, x[5 * r], v0)
-                        multiplyAdd(&s51, x[5 * r], v1)
-                    }
-                    if m > 6 {
-                        multiplyAdd(&s60, x[6 * r], v0)
-                        multiplyAdd(&s61, x[6 * r], v1)
-                    }
-                    if m > 7 {
-                        multiplyAdd(&s70, x[7 * r], v0)
-                        multiplyAdd(&s71, x[7 * r], v1)
-                    }
+                    p0 = p1
                 }
-                if width == 32 {
-                    for p in p0..<p1 {
-                        let row = UnsafeRawPointer(bItem + p * b.rowStride + j)
-                        step(p, row.loadUnaligned(as: SIMD16<Float>.self), row.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self))
-                    }
-                } else {
-                    for p in p0..<p1 {
-                        let row = bItem + p * b.rowStride + j
-                        step(
-                            p, FastMath.partialVector(row, count: lanes0),
-                            lanes1 > 0 ? FastMath.partialVector(row + 16, count: lanes1) : zero)
-                    }
-                }
-                let add = accumulate || p0 > 0
-                func write(_ i: Int, _ sum0: SIMD16<Float>, _ sum1: SIMD16<Float>) {
-                    guard i < m else { return }
-                    finish(sum0, into: c + i * ldc + j, lanes: lanes0, add: add)
-                    if lanes1 > 0 { finish(sum1, into: c + i * ldc + j + 16, lanes: lanes1, add: add) }
-                }
-                write(0, s00, s01)
-                write(1, s10, s11)
-                write(2, s20, s21)
-                write(3, s30, s31)
-                write(4, s40, s41)
-                write(5, s50, s51)
-                write(6, s60, s61)
-                write(7, s70, s71)
-                p0 = p1
+                j0 += width
             }
-            j += width
         }
     }
 

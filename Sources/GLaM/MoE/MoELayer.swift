@@ -74,13 +74,13 @@ package struct RoutedTokens<Scalar: TensorScalar> {
     /// Per choice k (0, 1), each token's row in the `[E·G·C]` expert buffers, -1 when not dispatched.
     package let slots: [[Int]]
 
-    /// Per expert, whether some slot of it holds a token (in any group).
-    package var busyExperts: [Bool] {
+    /// Per expert, the rows of its `[G·C]` slots that hold a token, in increasing order.
+    package var occupiedRows: [[Int]] {
         let e = gating.routing.numExperts
         let rowsPerExpert = max(1, expertInput.shape[1])  // G·C
-        var busy = [Bool](repeating: false, count: e)
-        for choice in slots { for slot in choice where slot >= 0 { busy[slot / rowsPerExpert] = true } }
-        return busy
+        var rows = [[Int]](repeating: [], count: e)
+        for choice in slots { for slot in choice where slot >= 0 { rows[slot / rowsPerExpert].append(slot % rowsPerExpert) } }
+        return rows.map { $0.sorted() }
     }
 
     /// What the combine needs with the experts' outputs `output` (`[E, G·C, M]` or `[E·G·C, M]`).
@@ -137,7 +137,7 @@ extension MixtureOfExperts {
             }
         }
         let routed = try route(x, paddings: paddings, configuration: configuration)
-        let out = experts(routed.expertInput, activation: configuration.activation, busy: routed.busyExperts)  // [E, G·C, M]
+        let out = experts(routed.expertInput, activation: configuration.activation, occupied: routed.occupiedRows)  // [E, G·C, M]
         return MoELayerOutput(output: combine(routed.returning(out), like: x, paddings: paddings), gating: routed.gating)
     }
 
@@ -198,14 +198,16 @@ extension MixtureOfExperts {
     /// `act(x · Wi[e]) · Wo[e]`, `[E, A, M] → [E, A, M]`. On the mesh these weights are a core's
     /// slice of the experts (and of H: then the result is a partial sum over H).
     ///
-    /// `busy`, when given, says which experts have a token in some slot. Without a tape (inference)
-    /// the others are not run: their rows of the result are zero, which is what the combine reads
-    /// of them (nothing), and a decoding step reads 2 of the E experts' weights instead of all.
-    /// The busy experts' rows have the bits of the full product (the same products, row by row).
-    package func experts<Scalar>(_ x: Variable<Scalar>, activation: ExpertActivation, busy: [Bool]? = nil) -> Variable<Scalar>
+    /// `occupied`, when given, lists each expert's rows that hold a token. Without a tape
+    /// (inference) only those rows are run, the experts side by side: the other rows of the
+    /// result are zero, which is what the combine reads of them (nothing), and a decoding step
+    /// reads 2 of the E experts' weights instead of all and multiplies the tokens alone, not the
+    /// empty slots of the capacity. The rows run have the bits of the full product: each row of a
+    /// product is its own chain of multiply-adds (Kernels/GEMM.swift), whatever the rows beside it.
+    package func experts<Scalar>(_ x: Variable<Scalar>, activation: ExpertActivation, occupied: [[Int]]? = nil) -> Variable<Scalar>
     where Weight == Variable<Scalar> {
-        if let busy, busy.contains(false), !x.isRecorded, !wi.isRecorded, !wo.isRecorded,
-            let out = Self.busyExperts(x.value, wi: wi.value, wo: wo.value, activation: activation, busy: busy)
+        if let occupied, !x.isRecorded, !wi.isRecorded, !wo.isRecorded,
+            let out = Self.occupiedRowsAlone(x.value, wi: wi.value, wo: wo.value, activation: activation, occupied: occupied)
         {
             return Variable(constant: out)
         }
@@ -214,41 +216,64 @@ extension MixtureOfExperts {
         return matmul(activated, wo)  // [E, A, M]
     }
 
-    /// `experts` for the experts marked `busy` alone, `[E, A, M]` with zero rows for the others;
-    /// nil unless the scalars are Float and the shapes are the experts' (the caller then runs all).
-    /// Each busy expert's two products are the GEMM that `matmul` runs on the whole batch, item by
-    /// item, so their bits are the same.
-    private static func busyExperts<Scalar>(
-        _ x: Tensor<Scalar>, wi: Tensor<Scalar>, wo: Tensor<Scalar>, activation: ExpertActivation, busy: [Bool]
+    /// `experts` on the `occupied` rows alone, `[E, A, M]` with zero rows elsewhere; nil unless
+    /// the scalars are Float, the shapes are the experts' and some row is empty (the caller then
+    /// runs all). Per expert with a token: its rows gathered `[r, M]`, `act(x · Wi[e]) · Wo[e]` (the
+    /// GEMM that `matmul` runs, item by item), scattered back.
+    private static func occupiedRowsAlone<Scalar>(
+        _ x: Tensor<Scalar>, wi: Tensor<Scalar>, wo: Tensor<Scalar>, activation: ExpertActivation, occupied: [[Int]]
     ) -> Tensor<Scalar>? {
         guard let x = x as? Tensor<Float>, let wi = wi as? Tensor<Float>, let wo = wo as? Tensor<Float>,
             x.rank == 3, wi.rank == 3, wo.rank == 3
         else { return nil }
         let (e, a, m, h) = (x.shape[0], x.shape[1], x.shape[2], wi.shape[2])
-        guard busy.count == e, wi.shape == [e, m, h], wo.shape == [e, h, m], a > 0, m > 0, h > 0 else { return nil }
-        var out = [Float](repeating: 0, count: e * a * m)  // [E, A, M]
-        var hidden = [Float](repeating: 0, count: a * h)  // [A, H]
-        for expert in 0..<e where busy[expert] {
-            // hidden = x[e] · Wi[e]
-            x.scalars.withUnsafeBufferPointer { px in
-                wi.scalars.withUnsafeBufferPointer { pw in
-                    hidden.withUnsafeMutableBufferPointer { ph in
-                        GEMM.multiply(
-                            m: a, n: h, k: m, a: MatrixOperand(rowMajor: px.baseAddress! + expert * a * m, rows: a, columns: m),
-                            b: MatrixOperand(rowMajor: pw.baseAddress! + expert * m * h, rows: m, columns: h), c: ph.baseAddress!, ldc: h)
-                    }
-                }
-            }
-            let raw = Tensor(shape: [a, h], scalars: hidden)
-            let activated = activation == .relu ? raw.relu() : raw.gelu()  // [A, H]
-            // out[e] = act(hidden) · Wo[e]
-            activated.scalars.withUnsafeBufferPointer { pa in
-                wo.scalars.withUnsafeBufferPointer { pw in
-                    out.withUnsafeMutableBufferPointer { po in
-                        GEMM.multiply(
-                            m: a, n: m, k: h, a: MatrixOperand(rowMajor: pa.baseAddress!, rows: a, columns: h),
-                            b: MatrixOperand(rowMajor: pw.baseAddress! + expert * h * m, rows: h, columns: m),
-                            c: po.baseAddress! + expert * a * m, ldc: m)
+        guard occupied.count == e, wi.shape == [e, m, h], wo.shape == [e, h, m], a > 0, m > 0, h > 0,
+            occupied.allSatisfy({ rows in rows.allSatisfy { (0..<a).contains($0) } && Set(rows).count == rows.count }),
+            occupied.reduce(0, { $0 + $1.count }) < e * a
+        else { return nil }
+        let busy = (0..<e).filter { !occupied[$0].isEmpty }
+        // Experts side by side when each one's activation is one pointwise task (a decoding step);
+        // else one after another, each product shared by the workers (a long prefill's chunk).
+        let sideBySide = busy.allSatisfy { occupied[$0].count * h <= Parallelism.elementsPerTask }
+        let (expertThreads, productThreads) = sideBySide ? (Parallelism.threadCount, 1) : (1, Parallelism.threadCount)
+        let out = x.scalars.withUnsafeBufferPointer { px in
+            wi.scalars.withUnsafeBufferPointer { pwi in
+                wo.scalars.withUnsafeBufferPointer { pwo in
+                    [Float](unsafeUninitializedCapacity: e * a * m) { po, initialized in  // [E, A, M]
+                        po.initialize(repeating: 0)
+                        initialized = e * a * m
+                        let (xs, wis, wos) = (SendablePointer(px.baseAddress!), SendablePointer(pwi.baseAddress!), SendablePointer(pwo.baseAddress!))
+                        let target = SendableMutablePointer(po.baseAddress!)
+                        Parallelism.forEachTask(busy.count, threads: expertThreads) { task in
+                            let expert = busy[task], rows = occupied[expert], r = rows.count
+                            var gathered = [Float](repeating: 0, count: r * m)  // [r, M]
+                            for (i, row) in rows.enumerated() {
+                                for j in 0..<m { gathered[i * m + j] = xs.base[(expert * a + row) * m + j] }
+                            }
+                            var hidden = [Float](repeating: 0, count: r * h)  // [r, H] = x[e] · Wi[e]
+                            gathered.withUnsafeBufferPointer { pg in
+                                hidden.withUnsafeMutableBufferPointer { ph in
+                                    GEMM.multiply(
+                                        m: r, n: h, k: m, a: MatrixOperand(rowMajor: pg.baseAddress!, rows: r, columns: m),
+                                        b: MatrixOperand(rowMajor: wis.base + expert * m * h, rows: m, columns: h), c: ph.baseAddress!, ldc: h,
+                                        threads: productThreads)
+                                }
+                            }
+                            let raw = Tensor(shape: [r, h], scalars: hidden)
+                            let activated = activation == .relu ? raw.relu() : raw.gelu()  // [r, H]
+                            var result = [Float](repeating: 0, count: r * m)  // [r, M] = act(hidden) · Wo[e]
+                            activated.scalars.withUnsafeBufferPointer { pa in
+                                result.withUnsafeMutableBufferPointer { pr in
+                                    GEMM.multiply(
+                                        m: r, n: m, k: h, a: MatrixOperand(rowMajor: pa.baseAddress!, rows: r, columns: h),
+                                        b: MatrixOperand(rowMajor: wos.base + expert * h * m, rows: h, columns: m), c: pr.baseAddress!, ldc: m,
+                                        threads: productThreads)
+                                }
+                            }
+                            for (i, row) in rows.enumerated() {
+                                for j in 0..<m { target.base[(expert * a + row) * m + j] = result[i * m + j] }
+                            }
+                        }
                     }
                 }
             }
