@@ -115,7 +115,8 @@ struct MoELayerTests {
         #expect(holders == Set((0..<shape.e).flatMap { expert in occupied[expert].map { expert * slotsPerExpert + $0 } }))
         #expect(occupied.allSatisfy { $0 == $0.sorted() })
         if 2 * shape.b * shape.t < shape.e { #expect(occupied.contains { $0.isEmpty }) }
-        let all = taped.experts(tape.variable(routed.expertInput.value), activation: activation, occupied: occupied).value  // a tape: all run
+        // With a tape every expert runs on every row.
+        let all = taped.experts(tape.variable(routed.expertInput.value), activation: activation, occupied: occupied).value
         let alone = constants.experts(routed.expertInput, activation: activation, occupied: occupied).value
         for row in 0..<(all.scalarCount / m) {
             let range = (row * m)..<((row + 1) * m)

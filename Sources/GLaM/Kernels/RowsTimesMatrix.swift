@@ -198,7 +198,8 @@ extension GEMM {
                     while p < p1 {
                         let rowB = bItem + p * brs + j0
                         for v in 0..<(vectors + (tail > 0 ? 1 : 0)) {
-                            let bv = v < vectors
+                            let bv =
+                                v < vectors
                                 ? UnsafeRawPointer(rowB + 16 * v).loadUnaligned(as: SIMD16<Float>.self)
                                 : FastMath.partialVector(rowB + 16 * v, count: tail)
                             for i in 0..<m {
@@ -214,9 +215,13 @@ extension GEMM {
                     for i in 0..<m {
                         let out = c + i * ldc + j0, sum = sums + i * width
                         for v in 0..<vectors {
-                            finish(UnsafeRawPointer(sum + 16 * v).loadUnaligned(as: SIMD16<Float>.self), into: out + 16 * v, lanes: 16, add: add)
+                            finish(
+                                UnsafeRawPointer(sum + 16 * v).loadUnaligned(as: SIMD16<Float>.self), into: out + 16 * v, lanes: 16,
+                                add: add)
                         }
-                        if tail > 0 { finish(FastMath.partialVector(sum + 16 * vectors, count: tail), into: out + 16 * vectors, lanes: tail, add: add) }
+                        if tail > 0 {
+                            finish(FastMath.partialVector(sum + 16 * vectors, count: tail), into: out + 16 * vectors, lanes: tail, add: add)
+                        }
                     }
                     p0 = p1
                 }

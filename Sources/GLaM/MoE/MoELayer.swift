@@ -242,7 +242,9 @@ extension MixtureOfExperts {
                     [Float](unsafeUninitializedCapacity: e * a * m) { po, initialized in  // [E, A, M]
                         po.initialize(repeating: 0)
                         initialized = e * a * m
-                        let (xs, wis, wos) = (SendablePointer(px.baseAddress!), SendablePointer(pwi.baseAddress!), SendablePointer(pwo.baseAddress!))
+                        let (xs, wis, wos) = (
+                            SendablePointer(px.baseAddress!), SendablePointer(pwi.baseAddress!), SendablePointer(pwo.baseAddress!)
+                        )
                         let target = SendableMutablePointer(po.baseAddress!)
                         Parallelism.forEachTask(busy.count, threads: expertThreads) { task in
                             let expert = busy[task], rows = occupied[expert], r = rows.count
@@ -255,7 +257,8 @@ extension MixtureOfExperts {
                                 hidden.withUnsafeMutableBufferPointer { ph in
                                     GEMM.multiply(
                                         m: r, n: h, k: m, a: MatrixOperand(rowMajor: pg.baseAddress!, rows: r, columns: m),
-                                        b: MatrixOperand(rowMajor: wis.base + expert * m * h, rows: m, columns: h), c: ph.baseAddress!, ldc: h,
+                                        b: MatrixOperand(rowMajor: wis.base + expert * m * h, rows: m, columns: h), c: ph.baseAddress!,
+                                        ldc: h,
                                         threads: productThreads)
                                 }
                             }
@@ -266,7 +269,8 @@ extension MixtureOfExperts {
                                 result.withUnsafeMutableBufferPointer { pr in
                                     GEMM.multiply(
                                         m: r, n: m, k: h, a: MatrixOperand(rowMajor: pa.baseAddress!, rows: r, columns: h),
-                                        b: MatrixOperand(rowMajor: wos.base + expert * h * m, rows: h, columns: m), c: pr.baseAddress!, ldc: m,
+                                        b: MatrixOperand(rowMajor: wos.base + expert * h * m, rows: h, columns: m), c: pr.baseAddress!,
+                                        ldc: m,
                                         threads: productThreads)
                                 }
                             }
