@@ -148,7 +148,8 @@ extension DecoderLayer {
             return (closing(residual: open.residual, .dense(open.ffnInput), layer: i, context: context), nil)
         }
         let r = routed.gating.routing
-        let out = moe.experts(routed.expertInput, activation: context.moeConfiguration.activation, occupied: routed.occupiedRows)  // [E, G·C, M]
+        let activation = context.moeConfiguration.activation
+        let out = moe.experts(routed.expertInput, activation: activation, occupied: routed.occupiedRows)  // [E, G·C, M]
         context.trace("layers.\(i).moe.expert_outputs", out.reshaped(to: [r.numExperts, r.groups, r.capacity, out.shape[2]]))
         return (closing(residual: open.residual, .experts(routed.returning(out)), layer: i, context: context), routed.gating)
     }
