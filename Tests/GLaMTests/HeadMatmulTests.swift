@@ -12,7 +12,6 @@ struct HeadMatmulTests {
         switch layout {
         case .headMajor: return x
         case .tokenMajor: return x.transposed(permutation: [0, 2, 1, 3])
-        case .positionMajor: return x.transposed(permutation: [1, 2, 0, 3])
         }
     }
 
@@ -25,9 +24,6 @@ struct HeadMatmulTests {
         (.headMajor, .headMajor, .headMajor, false, false),
         (.tokenMajor, .tokenMajor, .tokenMajor, true, false),
         (.headMajor, .headMajor, .tokenMajor, true, true),
-        (.tokenMajor, .positionMajor, .headMajor, false, true),  // decoding's scores q·kᵀ against the cache
-        (.headMajor, .positionMajor, .tokenMajor, false, false),  // decoding's p·v
-        (.positionMajor, .tokenMajor, .positionMajor, true, false),
     ]
 
     static func operands(

@@ -52,9 +52,11 @@ struct PublicSurfaceTests {
         #expect(parameters.paths.filter { $0 != path }.allSatisfy { parameters[$0] == before[$0] })
     }
 
-    @Test("a key/value cache's length is the positions it holds: [L, B, N, D], positions outermost")
+    @Test("a key/value cache's length is the positions appended to it")
     func cacheLength() {
-        let cache = KeyValueCache<Float>(keys: Tensor(zeros: [5, 2, 3, 4]), values: Tensor(zeros: [5, 2, 3, 4]))
+        var cache = KeyValueCache<Float>(batch: 2, heads: 3, depth: 4)
+        #expect(cache.length == 0)
+        cache.append(keys: Tensor(zeros: [2, 5, 3, 4]), values: Tensor(zeros: [2, 5, 3, 4]))
         #expect(cache.length == 5)
     }
 

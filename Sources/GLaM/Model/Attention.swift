@@ -126,22 +126,10 @@ public struct SelfAttention<Weight> {
 extension SelfAttention: Sendable where Weight: Sendable {}
 extension SelfAttention: Equatable where Weight: Equatable {}
 
-/// The keys and values of the positions decoded so far, for one layer: `[L, B, N, D]` each
-/// (positions outermost, `HeadLayout.positionMajor`), so that a step's new positions join the end
-/// of the storage in place whatever B is.
-struct KeyValueCache<Scalar: TensorScalar> {
-    /// `[L, B, N, D]`.
-    var keys: Tensor<Scalar>
-    /// `[L, B, N, D]`.
-    var values: Tensor<Scalar>
-    /// L, the positions cached.
-    var length: Int { keys.shape[0] }
-}
-
 extension SelfAttention {
     /// Self-attention of `x` `[B, T, M]` (already normalised) → `[B, T, M]`:
     ///
-    ///     q, k, v = x·Wq, x·Wk, x·Wv                   [B, T, N, D]   (decoding: k, v join the cache [L, B, N, D])
+    ///     q, k, v = x·Wq, x·Wk, x·Wv                   [B, T, N, D]   (decoding: k, v join the cache)
     ///     logits  = q·kᵀ + bias[n, bucket(t − s)]      [B, N, T, L]   per head n
     ///     p       = masked softmax with the extra zero logit
     ///     out     = (p·v, heads merged)·Wo             [B, T, M]
@@ -149,8 +137,9 @@ extension SelfAttention {
     /// q, k and v stay in the projections' layout: the per-head products read them through strides
     /// (`headMatmul`), so no head is transposed.
     /// Pair visibility `[B, T, L]` and buckets `[T·L]` come from `context`. With `cache` (decoding),
-    /// the new keys and values are appended to it and the queries attend to all of them; cached
-    /// keys and values are constants (decoding is inference only).
+    /// the new keys and values are appended to it (Model/KeyValueCache.swift: each head's kᵀ and v in
+    /// memory order) and the queries attend to all of them; cached keys and values are constants
+    /// (decoding is inference only).
     func callAsFunction<Scalar>(
         _ x: Variable<Scalar>, layer i: Int, context: ForwardContext<Scalar>, cache: inout KeyValueCache<Scalar>?
     ) -> Variable<Scalar> where Weight == Variable<Scalar> {
@@ -159,24 +148,32 @@ extension SelfAttention {
         func heads(_ projection: Variable<Scalar>) -> Variable<Scalar> {
             matmul(x, projection).reshaped(to: [b, t, n, d])  // [B, T, N, D]
         }
-        var (q, k, v) = (heads(wq), heads(wk), heads(wv))  // [B, T, N, D]
-        var keyLayout = HeadLayout.tokenMajor  // k and v: [B, L, N, D], or the cache's [L, B, N, D]
+        let (q, k, v) = (heads(wq), heads(wk), heads(wv))  // [B, T, N, D]
+        let merged: Variable<Scalar>  // [B, T, N·D]
         if context.isDecoding {
-            // [T, B, N, D]: a reshape for one row, a copy of the new positions otherwise.
-            func positionMajor(_ x: Tensor<Scalar>) -> Tensor<Scalar> {
-                b == 1 ? x.reshaped(to: [t, 1, n, d]) : x.transposed(permutation: [1, 0, 2, 3])
-            }
-            if cache == nil {
-                cache = KeyValueCache(keys: positionMajor(k.value), values: positionMajor(v.value))  // [T, B, N, D]
-            } else {
-                cache!.keys.append(positionMajor(k.value), alongAxis: 0)  // [L, B, N, D], in place
-                cache!.values.append(positionMajor(v.value), alongAxis: 0)
-            }
-            (k, v, keyLayout) = (Variable(constant: cache!.keys), Variable(constant: cache!.values), .positionMajor)
+            // The new keys and values join the cache; the queries attend to all of it.
+            if cache == nil { cache = KeyValueCache(batch: b, heads: n, depth: d) }
+            cache!.append(keys: k.value, values: v.value)
+            let scores = Variable(constant: cache!.scores(q.value))  // [B, N, T, L]
+            let probabilities = attentionProbabilities(scores, layer: i, context: context)
+            merged = Variable(constant: cache!.weightedValues(probabilities.value))
+        } else {
+            let scores = headMatmul(q, .tokenMajor, k, .tokenMajor, transposeB: true, output: .headMajor)  // [B, N, T, L]
+            let probabilities = attentionProbabilities(scores, layer: i, context: context)
+            merged = headMatmul(probabilities, .headMajor, v, .tokenMajor, output: .tokenMajor).reshaped(to: [b, t, n * d])
         }
-        let l = keyLayout.dimensions(k.shape).rows
-        let scores = headMatmul(q, .tokenMajor, k, keyLayout, transposeB: true, output: .headMajor)  // [B, N, T, L]
-        // softmax(scores + bias) with the mask and the extra zero logit, in one pass.
+        let out = matmul(merged, wo)  // [B, T, M]
+        precondition(out.shape == [b, t, m])
+        return out
+    }
+
+    /// softmax(scores + bias) `[B, N, T, L]` with the mask and the extra zero logit, in one pass:
+    /// decoding's causal softmax when the mask is causality alone (no observer), else the general
+    /// masked softmax with the bias gathered by bucket (and the logits traced).
+    private func attentionProbabilities<Scalar>(
+        _ scores: Variable<Scalar>, layer i: Int, context: ForwardContext<Scalar>
+    ) -> Variable<Scalar> where Weight == Variable<Scalar> {
+        let c = context.configuration
         let probabilities: Variable<Scalar>  // [B, N, T, L]
         if let start = context.causalStart {
             // Decoding (constants, nobody listening): the mask is causality alone.
@@ -185,14 +182,12 @@ extension SelfAttention {
                     scores.value, relativeBias: relativeBias.value, firstQuery: start, bucketOfDistance: context.distanceBuckets,
                     extraZeroLogit: c.attentionExtraLogit))
         } else {
+            let (t, l) = (scores.shape[2], scores.shape[3])
             let bias = relativeBias.gatheringColumns(context.buckets, shape: [t, l])  // [N, T, L]
             probabilities = scores.maskedSoftmax(adding: bias, visible: context.visible, extraZeroLogit: c.attentionExtraLogit)
             context.trace("layers.\(i).attention.logits", scores.value + bias.value)  // computed only when traced
         }
         context.trace("layers.\(i).attention.probabilities", probabilities)
-        let merged = headMatmul(probabilities, .headMajor, v, keyLayout, output: .tokenMajor).reshaped(to: [b, t, n * d])  // [B, T, N·D]
-        let out = matmul(merged, wo)  // [B, T, M]
-        precondition(out.shape == [b, t, m])
-        return out
+        return probabilities
     }
 }

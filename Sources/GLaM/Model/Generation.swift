@@ -33,7 +33,7 @@ public struct IncrementalDecoder {
     private let constants: GLaMModel<Variable<Float>>
     /// Embᵀ `[M, V]`, so that a step's logits read the embedding in memory order.
     private let transposedEmbedding: Variable<Float>
-    /// Keys and values per layer: `[L, B, N, D]` for the L positions seen so far.
+    /// Keys and values per layer, of the L positions seen so far (each head's kᵀ and v).
     private var caches: [KeyValueCache<Float>?]
     /// The number of positions decoded so far.
     public private(set) var position = 0

@@ -49,8 +49,7 @@ extension Tensor {
 extension Tensor {
     /// Joins `other` to the end of `self` along `axis`: `self = concatenated([self, other], alongAxis: axis)`.
     /// When every axis before `axis` has size 1 (or `axis` is the first), `other`'s
-    /// scalars go at the end of the storage, in place, in amortised O(other) time (a key/value
-    /// cache `[L, B, N, D]` growing along L).
+    /// scalars go at the end of the storage, in place, in amortised O(other) time.
     package mutating func append(_ other: Tensor, alongAxis axis: Int) {
         let axis = normalizedAxis(axis)
         precondition(

@@ -12,9 +12,6 @@ package enum HeadLayout: Sendable {
     case headMajor
     /// `[B, R, N, C]`: heads interleaved within each row (a projection `[B, T, N·D]`).
     case tokenMajor
-    /// `[R, B, N, C]`: rows outermost (a key/value cache `[L, B, N, D]`, which grows in place
-    /// along L for any B).
-    case positionMajor
 
     /// (B, N, R, C) of a tensor in this layout.
     func dimensions(_ shape: [Int]) -> (batch: Int, heads: Int, rows: Int, columns: Int) {
@@ -22,7 +19,6 @@ package enum HeadLayout: Sendable {
         switch self {
         case .headMajor: return (shape[0], shape[1], shape[2], shape[3])
         case .tokenMajor: return (shape[0], shape[2], shape[1], shape[3])
-        case .positionMajor: return (shape[1], shape[2], shape[0], shape[3])
         }
     }
 
@@ -31,7 +27,6 @@ package enum HeadLayout: Sendable {
         switch self {
         case .headMajor: return [batch, heads, rows, columns]
         case .tokenMajor: return [batch, rows, heads, columns]
-        case .positionMajor: return [rows, batch, heads, columns]
         }
     }
 
@@ -40,7 +35,6 @@ package enum HeadLayout: Sendable {
         switch self {
         case .headMajor: return (heads * rows * columns, columns, rows * columns)
         case .tokenMajor: return (heads * rows * columns, heads * columns, columns)
-        case .positionMajor: return (heads * columns, batch * heads * columns, columns)
         }
     }
 }

@@ -1,0 +1,168 @@
+// The key/value cache of one decoder layer, laid out for a decoding step's per-head products.
+//
+//   keys    kᵀ  [B, N, D, capacity]   head (b, n)'s kᵀ is [D, L]: row d holds every position's
+//                                     d-th key entry, so q·kᵀ reads it row by row in memory order
+//   values  v   [B, N, capacity, D]   head (b, n)'s v is [L, D], contiguous, so p·v reads it
+//                                     row by row in memory order
+//
+// The first L = `length` of the `capacity` positions are filled; a step's new positions are
+// written after them, and the storage doubles when full (a copy of L positions, so appending N
+// positions one at a time copies fewer than 2N). Held in the projections' layout `[L, B, N, D]`,
+// each head's keys and values would be 64 floats every B·N·D floats, a page or two apart: a decoding
+// step's 16 × 16 register transposes of them (q·kᵀ through the transposed-B kernel) and its strided
+// reads were a quarter of a B = 8 step on the EPYC (`perf record`).
+//
+// The products are GEMMs whose every element is the chain the full pass's `headMatmul` gives it
+// (Kernels/GEMM.swift: the same sum, whatever the layout), so cached decoding keeps the full
+// pass's bits (Tests/GLaMTests/ModelTests.swift).
+
+/// Keys and values of the positions decoded so far, for one layer.
+struct KeyValueCache<Scalar: TensorScalar> {
+    /// B, N and D.
+    let batch: Int, heads: Int, depth: Int
+    /// L, the positions cached.
+    private(set) var length = 0
+    /// Positions the storage holds before it grows.
+    private(set) var capacity = 0
+    /// kᵀ `[B, N, D, capacity]`.
+    private var keys: [Scalar] = []
+    /// v `[B, N, capacity, D]`.
+    private var values: [Scalar] = []
+
+    /// An empty cache for `batch` rows of `heads` heads of `depth`.
+    init(batch: Int, heads: Int, depth: Int) {
+        (self.batch, self.heads, self.depth) = (batch, heads, depth)
+    }
+
+    /// Appends T new positions: `k` and `v` are `[B, T, N, D]` (the projections' layout).
+    mutating func append(keys k: Tensor<Scalar>, values v: Tensor<Scalar>) {
+        precondition(k.shape.count == 4 && k.shape == v.shape, "KeyValueCache: keys \(k.shape), values \(v.shape)")
+        precondition(
+            k.shape[0] == batch && k.shape[2] == heads && k.shape[3] == depth,
+            "KeyValueCache: [B, T, N, D] with B = \(batch), N = \(heads), D = \(depth) expected, got \(k.shape)")
+        let t = k.shape[1]
+        if length + t > capacity { grow(to: max(2 * capacity, length + t, 16)) }
+        let (n, d, cap, l) = (heads, depth, capacity, length)
+        k.scalars.withUnsafeBufferPointer { pk in
+            v.scalars.withUnsafeBufferPointer { pv in
+                keys.withUnsafeMutableBufferPointer { kt in
+                    values.withUnsafeMutableBufferPointer { vs in
+                        for b in 0..<batch {
+                            for s in 0..<t {
+                                for h in 0..<n {
+                                    let source = ((b * t + s) * n + h) * d  // [B, T, N, D]
+                                    let pair = b * n + h
+                                    for e in 0..<d { kt[(pair * d + e) * cap + l + s] = pk[source + e] }
+                                    let row = (pair * cap + l + s) * d
+                                    for e in 0..<d { vs[row + e] = pv[source + e] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        length += t
+    }
+
+    /// Moves the filled positions to storage of `newCapacity` positions.
+    private mutating func grow(to newCapacity: Int) {
+        let pairs = batch * heads
+        var newKeys = [Scalar](repeating: 0, count: pairs * depth * newCapacity)
+        var newValues = [Scalar](repeating: 0, count: pairs * newCapacity * depth)
+        for row in 0..<(pairs * depth) where length > 0 {
+            newKeys[(row * newCapacity)..<(row * newCapacity + length)] = keys[(row * capacity)..<(row * capacity + length)]
+        }
+        for pair in 0..<pairs where length > 0 {
+            let (from, to) = (pair * capacity * depth, pair * newCapacity * depth)
+            newValues[to..<(to + length * depth)] = values[from..<(from + length * depth)]
+        }
+        (keys, values, capacity) = (newKeys, newValues, newCapacity)
+    }
+
+    /// The attention logits before the bias, `scores[b, n, t, l] = q[b, t, n, :] · k[b, l, n, :]`:
+    /// `q` `[B, T, N, D]` → `[B, N, T, L]`.
+    func scores(_ q: Tensor<Scalar>) -> Tensor<Scalar> {
+        let t = q.shape[1]
+        precondition(q.shape == [batch, t, heads, depth], "KeyValueCache.scores: q \(q.shape)")
+        let (n, d, l, cap) = (heads, depth, length, capacity)
+        return q.scalars.withUnsafeBufferPointer { pq in
+            keys.withUnsafeBufferPointer { pk in
+                Tensor(
+                    shape: [batch, n, t, l],
+                    scalars: perHead(m: t, n: l, k: d, count: batch * n * t * l) { pair in
+                        let (b, h) = pair.quotientAndRemainder(dividingBy: n)
+                        // A = q of head (b, h) [T, D]; B = its kᵀ [D, L]; C = its scores [T, L].
+                        return (
+                            pq.baseAddress! + (b * t * n + h) * d, (n * d, 1), pk.baseAddress! + pair * d * cap, (cap, 1), pair * t * l, l
+                        )
+                    })
+            }
+        }
+    }
+
+    /// The heads' outputs, merged: `out[b, t, n, :] = Σ_l p[b, n, t, l] · v[b, l, n, :]`:
+    /// `p` `[B, N, T, L]` → `[B, T, N·D]`.
+    func weightedValues(_ p: Tensor<Scalar>) -> Tensor<Scalar> {
+        let t = p.shape[2]
+        precondition(p.shape == [batch, heads, t, length], "KeyValueCache.weightedValues: p \(p.shape)")
+        let (n, d, l, cap) = (heads, depth, length, capacity)
+        return p.scalars.withUnsafeBufferPointer { pp in
+            values.withUnsafeBufferPointer { pv in
+                Tensor(
+                    shape: [batch, t, n * d],
+                    scalars: perHead(m: t, n: d, k: l, count: batch * t * n * d) { pair in
+                        let (b, h) = pair.quotientAndRemainder(dividingBy: n)
+                        // A = p of head (b, h) [T, L]; B = its v [L, D]; C = its rows of the output [T, D].
+                        return (
+                            pp.baseAddress! + pair * t * l, (l, 1), pv.baseAddress! + pair * cap * d, (d, 1), (b * t * n + h) * d, n * d
+                        )
+                    })
+            }
+        }
+    }
+
+    /// Per head pair of `0..<B·N`, `C = A · B` of `[m, k]` by `[k, n]` into an output of `count`
+    /// elements, with the operands `operands(pair)` names (A, its strides, B, its strides, C's
+    /// offset, C's row stride). Float runs each pair on the GEMM, on one thread, the pairs shared
+    /// by the workers when the step has enough work; other scalars on a plain loop.
+    private func perHead(
+        m: Int, n: Int, k: Int, count: Int,
+        _ operands: (Int) -> (UnsafePointer<Scalar>, (row: Int, column: Int), UnsafePointer<Scalar>, (row: Int, column: Int), Int, Int)
+    ) -> [Scalar] {
+        let pairs = batch * heads
+        return [Scalar].filled(count: count) { out in  // every element written below
+            let c = out.baseAddress!
+            guard k > 0 else {
+                c.update(repeating: 0, count: count)
+                return
+            }
+            guard Scalar.self == Float.self else {
+                for pair in 0..<pairs {
+                    let (a, aStrides, b, bStrides, offset, ldc) = operands(pair)
+                    plainProduct(m: m, n: n, k: k, a: a, aStrides: aStrides, b: b, bStrides: bStrides, c: c + offset, ldc: ldc)
+                }
+                return
+            }
+            let views = (0..<pairs).map { pair in
+                let (a, aStrides, b, bStrides, offset, ldc) = operands(pair)
+                return (
+                    MatrixOperand(
+                        base: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), rowStride: aStrides.row,
+                        columnStride: aStrides.column),
+                    MatrixOperand(
+                        base: UnsafeRawPointer(b).assumingMemoryBound(to: Float.self), rowStride: bStrides.row,
+                        columnStride: bStrides.column),
+                    offset, ldc
+                )
+            }
+            let target = SendableMutablePointer(UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self))
+            // Too little work to pay for waking workers (a short cache): every head on this thread.
+            let threads = pairs * m * n * k < 65_536 ? 1 : Parallelism.threadCount
+            Parallelism.forEachTask(pairs, threads: threads) { pair in
+                let (a, b, offset, ldc) = views[pair]
+                GEMM.multiply(m: m, n: n, k: k, a: a, b: b, c: target.base + offset, ldc: ldc, threads: 1)
+            }
+        }
+    }
+}
