@@ -67,9 +67,29 @@ extension GEMM {
                         finish(s5, into: cRow + 80, lanes: 16, add: add)
                         finish(s6, into: cRow + 96, lanes: 16, add: add)
                         finish(s7, into: cRow + 112, lanes: 16, add: add)
+                    } else if width % 16 == 0 {
+                        // Fewer than 128 columns, all in whole vectors (attention's q·kᵀ against a
+                        // cache padded to 16 positions, its p·v of one head's 64 columns): one
+                        // chain per vector, all in registers, so that their latencies overlap.
+                        let vectors = width / 16
+                        var (s0, s1, s2, s3) = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+                        var (s4, s5, s6) = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+                        for p in p0..<p1 {
+                            let x = aRow[p * a.columnStride], row = UnsafeRawPointer(bItem + p * b.rowStride + j)
+                            multiplyAdd(&s0, x, row.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self))
+                            if vectors > 1 { multiplyAdd(&s1, x, row.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)) }
+                            if vectors > 2 { multiplyAdd(&s2, x, row.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)) }
+                            if vectors > 3 { multiplyAdd(&s3, x, row.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)) }
+                            if vectors > 4 { multiplyAdd(&s4, x, row.loadUnaligned(fromByteOffset: 256, as: SIMD16<Float>.self)) }
+                            if vectors > 5 { multiplyAdd(&s5, x, row.loadUnaligned(fromByteOffset: 320, as: SIMD16<Float>.self)) }
+                            if vectors > 6 { multiplyAdd(&s6, x, row.loadUnaligned(fromByteOffset: 384, as: SIMD16<Float>.self)) }
+                        }
+                        for (v, sum) in [s0, s1, s2, s3, s4, s5, s6].prefix(vectors).enumerated() {
+                            finish(sum, into: cRow + 16 * v, lanes: 16, add: add)
+                        }
                     } else {
-                        // The last columns: four vectors at a time while they last (four chains:
-                        // attention's p·v of one head is 64 columns), then sixteen or fewer.
+                        // The last columns: four vectors at a time while they last (four chains),
+                        // then sixteen or fewer.
                         var v = 0
                         while v + 64 <= width {
                             var (s0, s1, s2, s3) = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())

@@ -41,7 +41,7 @@ struct KeyValueCache<Scalar: TensorScalar> {
             k.shape[0] == batch && k.shape[2] == heads && k.shape[3] == depth,
             "KeyValueCache: [B, T, N, D] with B = \(batch), N = \(heads), D = \(depth) expected, got \(k.shape)")
         let t = k.shape[1]
-        if length + t > capacity { grow(to: max(2 * capacity, length + t, 16)) }
+        if length + t > capacity { grow(to: (max(2 * capacity, length + t) + 15) / 16 * 16) }
         let (n, d, cap, l) = (heads, depth, capacity, length)
         k.scalars.withUnsafeBufferPointer { pk in
             v.scalars.withUnsafeBufferPointer { pv in
@@ -86,19 +86,25 @@ struct KeyValueCache<Scalar: TensorScalar> {
         let t = q.shape[1]
         precondition(q.shape == [batch, t, heads, depth], "KeyValueCache.scores: q \(q.shape)")
         let (n, d, l, cap) = (heads, depth, length, capacity)
-        return q.scalars.withUnsafeBufferPointer { pq in
+        // A decoding step's few queries are computed for L rounded up to whole vectors of 16 (the
+        // capacity is a multiple of 16, its unfilled positions zero), then cut back to L: each
+        // score is its own chain over D, whatever columns are beside it.
+        let padded = t <= GEMM.unpackedRows ? (l + 15) / 16 * 16 : l
+        let scores = q.scalars.withUnsafeBufferPointer { pq in
             keys.withUnsafeBufferPointer { pk in
-                Tensor(
-                    shape: [batch, n, t, l],
-                    scalars: perHead(m: t, n: l, k: d, count: batch * n * t * l) { pair in
-                        let (b, h) = pair.quotientAndRemainder(dividingBy: n)
-                        // A = q of head (b, h) [T, D]; B = its kᵀ [D, L]; C = its scores [T, L].
-                        return (
-                            pq.baseAddress! + (b * t * n + h) * d, (n * d, 1), pk.baseAddress! + pair * d * cap, (cap, 1), pair * t * l, l
-                        )
-                    })
+                perHead(m: t, n: padded, k: d, count: batch * n * t * padded) { pair in
+                    let (b, h) = pair.quotientAndRemainder(dividingBy: n)
+                    // A = q of head (b, h) [T, D]; B = its kᵀ [D, L]; C = its scores [T, L].
+                    return (
+                        pq.baseAddress! + (b * t * n + h) * d, (n * d, 1), pk.baseAddress! + pair * d * cap, (cap, 1), pair * t * padded,
+                        padded
+                    )
+                }
             }
         }
+        guard padded != l else { return Tensor(shape: [batch, n, t, l], scalars: scores) }
+        return Tensor(
+            shape: [batch, n, t, l], scalars: (0..<(batch * n * t)).flatMap { row in scores[(row * padded)..<(row * padded + l)] })
     }
 
     /// The heads' outputs, merged: `out[b, t, n, :] = Σ_l p[b, n, t, l] · v[b, l, n, :]`:
