@@ -109,6 +109,9 @@ struct AdafactorTests {
         ReferenceCase(name: "factored 130×140", shape: [130, 140]),
         ReferenceCase(name: "factored 130×140 without parameter scale", shape: [130, 140], multiplyByParameterScale: false),
         ReferenceCase(name: "factored experts [3, 128, 130]", shape: [3, 128, 130]),
+        // Both sides multiples of 16: pass 1's sums sixteen rows at a time.
+        ReferenceCase(name: "factored experts [3, 144, 128]", shape: [3, 144, 128]),
+        ReferenceCase(name: "factored 256×512, clipped", shape: [256, 512], gradientDeviations: [0.01, 1, 100], clips: true),
         ReferenceCase(
             name: "factored experts [3, 128, 130], clipped", shape: [3, 128, 130], gradientDeviations: [0.01, 1, 100], clips: true),
         ReferenceCase(name: "unfactored 127×140 (one dimension below 128)", shape: [127, 140], multiplyByParameterScale: false),

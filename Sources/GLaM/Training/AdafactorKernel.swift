@@ -65,15 +65,23 @@ extension Adafactor {
                     let base = g + offset
                     // Pass 1: Float sums in index order, then one division by the count.
                     for j in 0..<columns { columnSums[j] = 0 }
-                    for i in 0..<rows {
-                        let row = base + i * columns
-                        var sum: Float = 0
-                        for j in 0..<columns {
-                            let g2 = row[j] * row[j] + epsilon1
-                            sum += g2
-                            columnSums[j] += g2
+                    if rows % 16 == 0 && columns % 16 == 0 {
+                        columnSums.withUnsafeMutableBufferPointer { sums in
+                            squaredSums(of: base, rows: rows, columns: columns, epsilon1: epsilon1, columnSums: sums.baseAddress!) { i, sum in
+                                vr[block * rows + i] = rho * vr[block * rows + i] + (1 - rho) * (sum / Float(columns))
+                            }
                         }
-                        vr[block * rows + i] = rho * vr[block * rows + i] + (1 - rho) * (sum / Float(columns))
+                    } else {
+                        for i in 0..<rows {
+                            let row = base + i * columns
+                            var sum: Float = 0
+                            for j in 0..<columns {
+                                let g2 = row[j] * row[j] + epsilon1
+                                sum += g2
+                                columnSums[j] += g2
+                            }
+                            vr[block * rows + i] = rho * vr[block * rows + i] + (1 - rho) * (sum / Float(columns))
+                        }
                     }
                     sumW.add(w + offset, count: rows * columns, at: offset)
                     for j in 0..<columns {
@@ -114,6 +122,41 @@ extension Adafactor {
         }
         let leading = Array(shape.dropLast(2))
         slot = .factored(vr: Tensor(shape: leading + [rows], scalars: vr), vc: Tensor(shape: leading + [columns], scalars: vc))
+    }
+
+    /// Pass 1's sums of g² + ε1 for a `[rows, columns]` block (both multiples of 16): each row's sum
+    /// `Σ_j`, in column order from 0, passed to `row(i, sum)`; each column's `Σ_i`, in row order,
+    /// added to `columnSums`. The same Float operations in the same order as one row at a time,
+    /// so the same bits, but sixteen rows' chains at once: a 16 × 16 tile of g² is transposed in
+    /// registers so that lane r of one vector carries row r's running sum (one row's chain alone
+    /// waits for each add in turn: 40% of the factored update at E = 64 on the EPYC).
+    private static func squaredSums(
+        of g: UnsafePointer<Float>, rows: Int, columns: Int, epsilon1: Float, columnSums: UnsafeMutablePointer<Float>,
+        row: (Int, Float) -> Void
+    ) {
+        let epsilon = SIMD16<Float>(repeating: epsilon1)
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 32) { buffer in
+            let (tile, transposed) = (buffer.baseAddress!, buffer.baseAddress! + 16)
+            for i0 in stride(from: 0, to: rows, by: 16) {
+                var rowSums = SIMD16<Float>()  // lane r: row i0 + r
+                for j0 in stride(from: 0, to: columns, by: 16) {
+                    let columnSum = UnsafeMutableRawPointer(columnSums + j0)
+                    var sum = columnSum.loadUnaligned(as: SIMD16<Float>.self)
+                    for r in 0..<16 {
+                        let v = UnsafeRawPointer(g + (i0 + r) * columns + j0).loadUnaligned(as: SIMD16<Float>.self)
+                        let g2 = v * v + epsilon
+                        sum += g2
+                        tile[r] = g2
+                    }
+                    columnSum.storeBytes(of: sum, as: SIMD16<Float>.self)
+                    UnsafeRawPointer(tile).withMemoryRebound(to: Float.self, capacity: 256) { elements in
+                        loadTransposed16x16(into: transposed, from: elements, rowStride: 16, rows: 16)
+                    }
+                    for c in 0..<16 { rowSums += transposed[bitReversed4(c)] }
+                }
+                for r in 0..<16 { row(i0 + r, rowSums[r]) }
+            }
+        }
     }
 
     /// The unfactored update (a vector): v, then u into a scratch buffer, then W.
