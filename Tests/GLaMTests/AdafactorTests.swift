@@ -179,6 +179,32 @@ struct AdafactorTests {
         #expect(referenceWeight.scalars.allSatisfy(\.isFinite) && referenceWeight != initial)
     }
 
+    @Test(
+        "a step is skipped exactly when the loss or some gradient element is not finite: one ±∞ or NaN anywhere (vector body, tail, any chunk) is found; the largest finite values, −0 and subnormals are not"
+    )
+    func finiteness() {
+        let edges: [Float] = [.greatestFiniteMagnitude, -.greatestFiniteMagnitude, -0, .leastNonzeroMagnitude, 1e-40, 3]
+        for count in [0, 1, 31, 32, 33, 100] {
+            var values = (0..<count).map { edges[$0 % edges.count] }
+            #expect(Adafactor.allFinite(values, count: count), "\(count) finite values")
+            for position in Set([0, count / 2, count - 1]) where count > 0 {
+                for bad: Float in [.infinity, -.infinity, .nan] {
+                    let kept = values[position]
+                    values[position] = bad
+                    #expect(!Adafactor.allFinite(values, count: count), "\(bad) at \(position) of \(count)")
+                    values[position] = kept
+                }
+            }
+        }
+        // Tensors of more than one chunk (2¹⁸ elements): a NaN in the second chunk of the second tensor.
+        let small = Tensor<Float>(shape: [3], scalars: [1, 2, 3])
+        var large = Tensor<Float>(zeros: [(1 << 18) + 100])
+        #expect(Adafactor.isFiniteStep(loss: 1, gradients: [small, large]))
+        #expect(!Adafactor.isFiniteStep(loss: .nan, gradients: [small, large]))
+        large[(1 << 18) + 50] = .nan
+        #expect(!Adafactor.isFiniteStep(loss: 1, gradients: [small, large]))
+    }
+
     @Test("Σx² fed in pieces that start anywhere gives the bits of one sumOfSquares call")
     func squareSumInPieces() {
         let x = testValues(1_003, seed: 41).map { $0 * 1e3 }

@@ -67,7 +67,8 @@ extension Adafactor {
                     for j in 0..<columns { columnSums[j] = 0 }
                     if rows % 16 == 0 && columns % 16 == 0 {
                         columnSums.withUnsafeMutableBufferPointer { sums in
-                            squaredSums(of: base, rows: rows, columns: columns, epsilon1: epsilon1, columnSums: sums.baseAddress!) { i, sum in
+                            squaredSums(of: base, rows: rows, columns: columns, epsilon1: epsilon1, columnSums: sums.baseAddress!) {
+                                i, sum in
                                 vr[block * rows + i] = rho * vr[block * rows + i] + (1 - rho) * (sum / Float(columns))
                             }
                         }

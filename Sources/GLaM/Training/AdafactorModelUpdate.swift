@@ -27,11 +27,31 @@ extension Adafactor {
             let out = SendableMutablePointer(buffer.baseAddress!)
             Parallelism.forEachTask(chunks.count) { task in
                 let (t, start) = chunks[task]
-                let scalars = tensors[t].scalars
-                out.base[task] = scalars[start..<min(scalars.count, start + grain)].allSatisfy(\.isFinite)
+                out.base[task] = tensors[t].scalars.withUnsafeBufferPointer { all in
+                    allFinite(all.baseAddress! + start, count: min(all.count, start + grain) - start)
+                }
             }
         }
         return !finite.contains(false)
+    }
+
+    /// Whether all `count` floats at `x` are finite: x · 0 is ±0 for a finite x and NaN for an
+    /// infinite or NaN one, and a sum of ±0 is never NaN, so the sum of x · 0 over sixteen lanes
+    /// is NaN exactly when some element is not finite (no branch per element).
+    static func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
+        var (a, b) = (SIMD16<Float>(), SIMD16<Float>())
+        var i = 0
+        while i + 32 <= count {
+            a += UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self) * 0
+            b += UnsafeRawPointer(x + i + 16).loadUnaligned(as: SIMD16<Float>.self) * 0
+            i += 32
+        }
+        var rest: Float = 0
+        while i < count {
+            rest += x[i] * 0
+            i += 1
+        }
+        return !(a + b).sum().isNaN && !rest.isNaN
     }
 
     /// Updates every parameter with its gradient (`gradients` is a model of gradient tensors), the
