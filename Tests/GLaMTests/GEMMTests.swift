@@ -278,6 +278,32 @@ struct GEMMTests {
     }
 
     @Test(
+        "products of the same few rows with several weights in one parallel loop equal one matmul each, bit for bit, at 1 and 2 threads; more rows and Double take matmul itself"
+    )
+    func sharedInputProductsEqualMatmul() {
+        let widths = [37, 128, 300, 16]
+        let weights = widths.enumerated().map { i, n in Tensor<Float>(shape: [70, n], scalars: testValues(70 * n, seed: UInt64(60 + i))) }
+        for rows in [1, 2, 3, 8, 9, 20] {
+            let x = Tensor<Float>(shape: [1, rows, 70], scalars: testValues(rows * 70, seed: UInt64(rows)))
+            let saved = Parallelism.threadCount
+            defer { Parallelism.threadCount = saved }
+            for threads in [1, 2] {
+                Parallelism.threadCount = threads
+                let together = sharedInputProducts(x, weights)
+                for (w, product) in zip(weights, together) {
+                    let alone = matmul(x, w)
+                    #expect(
+                        product.shape == alone.shape && product.scalars.map(\.bitPattern) == alone.scalars.map(\.bitPattern),
+                        "rows \(rows), \(threads) threads, width \(w.shape[1])")
+                }
+            }
+        }
+        let x = Tensor<Double>(shape: [2, 70], scalars: testValues(140, seed: 5).map(Double.init))
+        let w = Tensor<Double>(shape: [70, 9], scalars: testValues(630, seed: 6).map(Double.init))
+        #expect(sharedInputProducts(x, [w, w]) == [matmul(x, w), matmul(x, w)])
+    }
+
+    @Test(
         "operands with any strides (neither rows nor columns contiguous) give the product of the matrices they describe",
         arguments: [(1, 1, 1), (5, 7, 3), (13, 33, 17), (12, 32, 16), (25, 40, 70)])
     func generalStrides(shape: (Int, Int, Int)) {

@@ -148,7 +148,16 @@ extension SelfAttention {
         func heads(_ projection: Variable<Scalar>) -> Variable<Scalar> {
             matmul(x, projection).reshaped(to: [b, t, n, d])  // [B, T, N, D]
         }
-        let (q, k, v) = (heads(wq), heads(wk), heads(wv))  // [B, T, N, D]
+        let q: Variable<Scalar>, k: Variable<Scalar>, v: Variable<Scalar>  // [B, T, N, D]
+        if [x, wq, wk, wv].allSatisfy({ !$0.isRecorded }) {
+            // Nothing recorded (inference): the three products as one parallel loop.
+            let products = sharedInputProducts(x.value, [wq.value, wk.value, wv.value]).map {
+                Variable(constant: $0.reshaped(to: [b, t, n, d]))
+            }
+            (q, k, v) = (products[0], products[1], products[2])  // [B, T, N, D]
+        } else {
+            (q, k, v) = (heads(wq), heads(wk), heads(wv))  // [B, T, N, D]
+        }
         let merged: Variable<Scalar>  // [B, T, N·D]
         if context.isDecoding {
             // The new keys and values join the cache; the queries attend to all of it.

@@ -30,6 +30,12 @@ extension GatedFeedForward {
     public func callAsFunction<Scalar>(_ x: Variable<Scalar>, nonPadding: Tensor<Scalar>?) -> Variable<Scalar>
     where Weight == Variable<Scalar> {
         let input = nonPadding.map { x * Variable(constant: $0) } ?? x  // [B, T, M]
+        if [input, wiGate, wiLinear].allSatisfy({ !$0.isRecorded }) {
+            // Nothing recorded (inference): the two input products as one parallel loop.
+            let products = sharedInputProducts(input.value, [wiGate.value, wiLinear.value])
+            let hidden = Variable(constant: products[0]).gelu() * Variable(constant: products[1])  // [B, T, H]
+            return matmul(hidden, wo)  // [B, T, M]
+        }
         let gate = matmul(input, wiGate).gelu()  // [B, T, H]
         let linear = matmul(input, wiLinear)  // [B, T, H]
         return matmul(gate * linear, wo)  // [B, T, M]

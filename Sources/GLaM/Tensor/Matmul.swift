@@ -59,6 +59,57 @@ public func matmul<Scalar>(
     return Tensor(shape: batchShape + [m, n], scalars: out)
 }
 
+/// `[x · w for w in weights]` for `x` `[..., M]` and weights `[M, Nᵢ]`: the products of a decoding
+/// step that read the same few rows (q, k and v; a dense layer's two input projections), run as
+/// one parallel loop whose tasks are 128-column blocks of every weight, instead of one loop (and
+/// one hand-off to the workers and back) per product. Each element's sum is the GEMM's, so the
+/// results equal `matmul(x, w)` bit for bit. More than `GEMM.unpackedRows` rows, or other scalars
+/// than Float: one `matmul` each.
+@_specialize(where Scalar == Float)
+package func sharedInputProducts<Scalar>(_ x: Tensor<Scalar>, _ weights: [Tensor<Scalar>]) -> [Tensor<Scalar>] {
+    let m = x.shape.last ?? 0
+    precondition(
+        weights.allSatisfy { $0.rank == 2 && $0.shape[0] == m }, "sharedInputProducts: weights \(weights.map(\.shape)) for \(x.shape)")
+    let rows = m == 0 ? 0 : x.scalarCount / m
+    guard Scalar.self == Float.self, x.rank >= 2, rows >= 1, rows <= GEMM.unpackedRows, m > 0 else {
+        return weights.map { matmul(x, $0) }
+    }
+    let block = GEMM.unpackedColumnBlock
+    let tasks = weights.indices.flatMap { i in stride(from: 0, to: weights[i].shape[1], by: block).map { (weight: i, column: $0) } }
+    let widths = weights.map { $0.shape[1] }
+    let offsets = widths.indices.map { i in rows * widths[..<i].reduce(0, +) }  // of each product in `out`
+    let work = rows * m * widths.reduce(0, +)
+    let float = x as! Tensor<Float>
+    let out = float.scalars.withUnsafeBufferPointer { px in
+        let a = MatrixOperand(rowMajor: px.baseAddress!, rows: rows, columns: m)
+        return withFloatBases(weights.map { $0 as! Tensor<Float> }[...], []) { sources in
+            [Float].filled(count: rows * widths.reduce(0, +)) { buffer in  // every element written below
+                let target = SendableMutablePointer(buffer.baseAddress!)
+                Parallelism.forEachTask(tasks.count, threads: work < 32_768 ? 1 : Parallelism.threadCount) { task in
+                    let (i, j0) = tasks[task]
+                    let n = widths[i]
+                    GEMM.multiply(
+                        m: rows, n: min(block, n - j0), k: m, a: a,
+                        b: MatrixOperand(base: sources[i].base + j0, rowStride: n, columnStride: 1),
+                        c: target.base + offsets[i] + j0, ldc: n, threads: 1)
+                }
+            }
+        }
+    }
+    return weights.indices.map { i in
+        Tensor(shape: Array(x.shape.dropLast()) + [widths[i]], scalars: Array(out[offsets[i]..<(offsets[i] + rows * widths[i])]))
+            as! Tensor<Scalar>
+    }
+}
+
+/// Calls `body` with the base of every tensor's scalars, each valid for the call.
+private func withFloatBases<Result>(
+    _ tensors: ArraySlice<Tensor<Float>>, _ bases: [SendablePointer<Float>], _ body: ([SendablePointer<Float>]) -> Result
+) -> Result {
+    guard let first = tensors.first else { return body(bases) }
+    return first.scalars.withUnsafeBufferPointer { withFloatBases(tensors.dropFirst(), bases + [SendablePointer($0.baseAddress!)], body) }
+}
+
 /// `C = op(A)·op(B)` by the plain triple loop, accumulating in `Scalar` (the Double path of
 /// `matmul` and `headMatmul`): each operand read through its (row, column) strides, C written with
 /// row stride `ldc`.
