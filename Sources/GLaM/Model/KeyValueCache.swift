@@ -47,14 +47,18 @@ struct KeyValueCache<Scalar: TensorScalar> {
             v.scalars.withUnsafeBufferPointer { pv in
                 keys.withUnsafeMutableBufferPointer { kt in
                     values.withUnsafeMutableBufferPointer { vs in
+                        // Each cache row written in memory order: kᵀ's rows d take T consecutive
+                        // positions, v's rows are whole [D] vectors.
                         for b in 0..<batch {
-                            for s in 0..<t {
-                                for h in 0..<n {
+                            for h in 0..<n {
+                                let pair = b * n + h
+                                for e in 0..<d {
+                                    let row = kt.baseAddress! + (pair * d + e) * cap + l
+                                    for s in 0..<t { row[s] = pk[((b * t + s) * n + h) * d + e] }
+                                }
+                                for s in 0..<t {
                                     let source = ((b * t + s) * n + h) * d  // [B, T, N, D]
-                                    let pair = b * n + h
-                                    for e in 0..<d { kt[(pair * d + e) * cap + l + s] = pk[source + e] }
-                                    let row = (pair * cap + l + s) * d
-                                    for e in 0..<d { vs[row + e] = pv[source + e] }
+                                    (vs.baseAddress! + (pair * cap + l + s) * d).update(from: pv.baseAddress! + source, count: d)
                                 }
                             }
                         }
