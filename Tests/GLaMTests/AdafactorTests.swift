@@ -183,7 +183,9 @@ struct AdafactorTests {
         "a step is skipped exactly when the loss or some gradient element is not finite: one ±∞ or NaN anywhere (vector body, tail, any chunk) is found; the largest finite values, −0 and subnormals are not"
     )
     func finiteness() {
-        let edges: [Float] = [.greatestFiniteMagnitude, -.greatestFiniteMagnitude, -0, .leastNonzeroMagnitude, .leastNormalMagnitude / 4, 3]
+        let edges: [Float] = [
+            .greatestFiniteMagnitude, -.greatestFiniteMagnitude, -0, .leastNonzeroMagnitude, .leastNormalMagnitude / 4, 3,
+        ]
         for count in [0, 1, 31, 32, 33, 100] {
             var values = (0..<count).map { edges[$0 % edges.count] }
             #expect(Adafactor.allFinite(values, count: count), "\(count) finite values")
