@@ -49,6 +49,42 @@ struct KeyValueCacheTests {
         check(Double.self, batch: shape.b, heads: shape.n, depth: shape.d, chunks: [3, 1, 20, 1])
     }
 
+    @Test(
+        "attention in one pass per head equals the scores, the causal softmax and the weighted values in turn, bit for bit, with and without the extra zero logit",
+        arguments: [(1, 4, 64), (3, 2, 16)], [false, true])
+    func onePassEqualsThreeSteps(shape: (b: Int, n: Int, d: Int), extraZeroLogit: Bool) throws {
+        let (b, n, d) = shape
+        var cache = KeyValueCache<Float>(batch: b, heads: n, depth: d)
+        let relativeBias = Tensor<Float>(randomDoubleTensor([n, 32], seed: 9, in: -3..<3))
+        var position = 0
+        for (index, t) in [7, 1, 1, 12, 1, 40, 1].enumerated() {
+            let k: Tensor<Float> = Self.positions(b, t, n, d, seed: UInt64(5 * index + 1))
+            let v: Tensor<Float> = Self.positions(b, t, n, d, seed: UInt64(5 * index + 2))
+            let q: Tensor<Float> = Self.positions(b, t, n, d, seed: UInt64(5 * index + 3))
+            cache.append(keys: k, values: v)
+            let l = position + t
+            let buckets = (0..<l).map { min($0, 31) }  // a distance's bucket: any table of L entries
+            let probabilities = Tensor.causalSoftmax(
+                cache.scores(q), relativeBias: relativeBias, firstQuery: position, bucketOfDistance: buckets, extraZeroLogit: extraZeroLogit
+            )
+            let steps = cache.weightedValues(probabilities)
+            let onePass = try #require(
+                cache.attend(q, relativeBias: relativeBias, firstQuery: position, bucketOfDistance: buckets, extraZeroLogit: extraZeroLogit)
+            )
+            #expect(
+                onePass.shape == steps.shape && onePass.scalars.map(\.bitPattern) == steps.scalars.map(\.bitPattern), "after \(l) positions"
+            )
+            position = l
+        }
+        var doubles = KeyValueCache<Double>(batch: 1, heads: 1, depth: 4)
+        doubles.append(keys: Tensor(zeros: [1, 2, 1, 4]), values: Tensor(zeros: [1, 2, 1, 4]))
+        #expect(
+            doubles.attend(
+                Tensor(zeros: [1, 2, 1, 4]), relativeBias: Tensor(zeros: [1, 4]), firstQuery: 0, bucketOfDistance: [0, 1],
+                extraZeroLogit: true)
+                == nil)
+    }
+
     @Test("appending keys whose batch, heads or depth differ from the cache's stops with a message")
     func refusesOtherShapes() async {
         await #expect(processExitsWith: .failure) {

@@ -163,9 +163,17 @@ extension SelfAttention {
             // The new keys and values join the cache; the queries attend to all of it.
             if cache == nil { cache = KeyValueCache(batch: b, heads: n, depth: d) }
             cache!.append(keys: k.value, values: v.value)
-            let scores = Variable(constant: cache!.scores(q.value))  // [B, N, T, L]
-            let probabilities = attentionProbabilities(scores, layer: i, context: context)
-            merged = Variable(constant: cache!.weightedValues(probabilities.value))
+            if let start = context.causalStart,
+                let attended = cache!.attend(
+                    q.value, relativeBias: relativeBias.value, firstQuery: start, bucketOfDistance: context.distanceBuckets,
+                    extraZeroLogit: c.attentionExtraLogit)
+            {
+                merged = Variable(constant: attended)  // nobody listening: each head in one pass
+            } else {
+                let scores = Variable(constant: cache!.scores(q.value))  // [B, N, T, L]
+                let probabilities = attentionProbabilities(scores, layer: i, context: context)
+                merged = Variable(constant: cache!.weightedValues(probabilities.value))
+            }
         } else {
             let scores = headMatmul(q, .tokenMajor, k, .tokenMajor, transposeB: true, output: .headMajor)  // [B, N, T, L]
             let probabilities = attentionProbabilities(scores, layer: i, context: context)

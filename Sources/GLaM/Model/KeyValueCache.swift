@@ -132,6 +132,68 @@ struct KeyValueCache<Scalar: TensorScalar> {
         }
     }
 
+    /// Decoding's attention for every head at once, one task per head, while that head's keys
+    /// and values are in cache: its scores against the cache, the causal softmax of each query row
+    /// (`Tensor.causalSoftmaxRow`, with the relative bias and the extra zero logit), and p·v. The
+    /// same operations as `scores`, `Tensor.causalSoftmax` and `weightedValues` in turn, so the same
+    /// bits (Tests/GLaMTests/KeyValueCacheTests.swift), with one hand-off to the workers instead of
+    /// three. `q` `[B, T, N, D]` at positions `firstQuery...` → `[B, T, N·D]`; nil for other
+    /// scalars than Float (the caller then takes the three steps).
+    func attend(
+        _ q: Tensor<Scalar>, relativeBias: Tensor<Scalar>, firstQuery: Int, bucketOfDistance: [Int], extraZeroLogit: Bool
+    ) -> Tensor<Scalar>? {
+        guard let q = q as? Tensor<Float>, let relativeBias = relativeBias as? Tensor<Float> else { return nil }
+        let t = q.shape[1]
+        precondition(q.shape == [batch, t, heads, depth], "KeyValueCache.attend: q \(q.shape)")
+        precondition(
+            firstQuery + t == length && bucketOfDistance.count == length && relativeBias.shape[0] == heads,
+            "KeyValueCache.attend: \(t) queries from \(firstQuery) for \(length) keys")
+        let (n, d, l, cap, pairs) = (heads, depth, length, capacity, batch * heads)
+        let padded = t <= GEMM.unpackedRows ? (l + 15) / 16 * 16 : l  // as in `scores`
+        let table = Tensor<Float>.backwardsBias(relativeBias, keys: l, bucketOfDistance: bucketOfDistance)  // [N, L]
+        let out = q.scalars.withUnsafeBufferPointer { pq in
+            keys.withUnsafeBufferPointer { pk in
+                values.withUnsafeBufferPointer { pv in
+                    table.withUnsafeBufferPointer { pb in
+                        let (qs, ks, vs, bias) = (
+                            SendablePointer(pq.baseAddress!),
+                            SendablePointer(UnsafeRawPointer(pk.baseAddress!).assumingMemoryBound(to: Float.self)),
+                            SendablePointer(UnsafeRawPointer(pv.baseAddress!).assumingMemoryBound(to: Float.self)),
+                            SendablePointer(pb.baseAddress!)
+                        )
+                        return [Float].filled(count: batch * t * n * d) { buffer in  // every element written below
+                            let target = SendableMutablePointer(buffer.baseAddress!)
+                            let threads = pairs * t * l * d < 32_768 ? 1 : Parallelism.threadCount
+                            Parallelism.forEachTask(pairs, threads: threads) { pair in
+                                let (b, h) = pair.quotientAndRemainder(dividingBy: n)
+                                ScratchBuffers.withBuffer(count: t * padded + t * l) { scratch in
+                                    let (scores, probabilities) = (scratch, scratch + t * padded)  // [T, padded], [T, L]
+                                    GEMM.multiply(
+                                        m: t, n: padded, k: d,
+                                        a: MatrixOperand(base: qs.base + (b * t * n + h) * d, rowStride: n * d, columnStride: 1),
+                                        b: MatrixOperand(base: ks.base + pair * d * cap, rowStride: cap, columnStride: 1), c: scores,
+                                        ldc: padded,
+                                        threads: 1)
+                                    for r in 0..<t {
+                                        Tensor<Float>.causalSoftmaxRow(
+                                            scores + r * padded, into: probabilities + r * l, backwardsBias: bias.base + h * l,
+                                            query: firstQuery + r,
+                                            keys: l, extraZeroLogit: extraZeroLogit)
+                                    }
+                                    GEMM.multiply(
+                                        m: t, n: d, k: l, a: MatrixOperand(base: probabilities, rowStride: l, columnStride: 1),
+                                        b: MatrixOperand(base: vs.base + pair * cap * d, rowStride: d, columnStride: 1),
+                                        c: target.base + (b * t * n + h) * d, ldc: n * d, threads: 1)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return Tensor(shape: [batch, t, n * d], scalars: out) as? Tensor<Scalar>
+    }
+
     /// Per head pair of `0..<B·N`, `C = A · B` of `[m, k]` by `[k, n]` into an output of `count`
     /// elements, with the operands `operands(pair)` names (A, its strides, B, its strides, C's
     /// offset, C's row stride). Float runs each pair on the GEMM, on one thread, the pairs shared
