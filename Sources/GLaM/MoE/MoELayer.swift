@@ -256,28 +256,23 @@ extension MixtureOfExperts {
                             for (i, row) in rows.enumerated() {
                                 for j in 0..<m { gathered[i * m + j] = xs.base[(expert * a + row) * m + j] }
                             }
-                            var hidden = [Float](repeating: 0, count: r * h)  // [r, H] = x[e] · Wi[e]
-                            gathered.withUnsafeBufferPointer { pg in
-                                hidden.withUnsafeMutableBufferPointer { ph in
-                                    GEMM.multiply(
-                                        m: r, n: h, k: m, a: MatrixOperand(rowMajor: pg.baseAddress!, rows: r, columns: m),
-                                        b: MatrixOperand(rowMajor: wis.base + expert * m * h, rows: m, columns: h), c: ph.baseAddress!,
-                                        ldc: h,
-                                        threads: productThreads)
+                            // x [r, k] · W [k, n], both row-major.
+                            func product(_ x: [Float], _ w: UnsafePointer<Float>, inner k: Int, columns n: Int) -> [Float] {
+                                var c = [Float](repeating: 0, count: r * n)
+                                x.withUnsafeBufferPointer { px in
+                                    c.withUnsafeMutableBufferPointer { pc in
+                                        GEMM.multiply(
+                                            m: r, n: n, k: k, a: MatrixOperand(rowMajor: px.baseAddress!, rows: r, columns: k),
+                                            b: MatrixOperand(rowMajor: w, rows: k, columns: n), c: pc.baseAddress!, ldc: n,
+                                            threads: productThreads)
+                                    }
                                 }
+                                return c
                             }
-                            let raw = Tensor(shape: [r, h], scalars: hidden)
-                            let activated = activation == .relu ? raw.relu() : raw.gelu()  // [r, H]
-                            var result = [Float](repeating: 0, count: r * m)  // [r, M] = act(hidden) · Wo[e]
-                            activated.scalars.withUnsafeBufferPointer { pa in
-                                result.withUnsafeMutableBufferPointer { pr in
-                                    GEMM.multiply(
-                                        m: r, n: m, k: h, a: MatrixOperand(rowMajor: pa.baseAddress!, rows: r, columns: h),
-                                        b: MatrixOperand(rowMajor: wos.base + expert * h * m, rows: h, columns: m), c: pr.baseAddress!,
-                                        ldc: m,
-                                        threads: productThreads)
-                                }
-                            }
+                            // [r, H] = x[e] · Wi[e]
+                            let hidden = Tensor(shape: [r, h], scalars: product(gathered, wis.base + expert * m * h, inner: m, columns: h))
+                            let activated = activation == .relu ? hidden.relu() : hidden.gelu()  // [r, H]
+                            let result = product(activated.scalars, wos.base + expert * h * m, inner: h, columns: m)  // [r, M]
                             for (i, row) in rows.enumerated() {
                                 for j in 0..<m { target.base[(expert * a + row) * m + j] = result[i * m + j] }
                             }
