@@ -278,6 +278,29 @@ struct GEMMTests {
     }
 
     @Test(
+        "each row of a product depends on its own row of A alone: an infinite or NaN entry in one row leaves every other row's bits as they are, for 1 to 12 rows and column counts that are no multiple of 16"
+    )
+    func rowsAreIndependent() {
+        for (m, n, k) in [(2, 37, 40), (5, 530, 300), (8, 17, 20), (3, 16, 33), (12, 45, 70)] {
+            let a = testValues(m * k, seed: 71), b = testValues(k * n, seed: 72)
+            let clean = fastMatmul(a, b, m: m, n: n, k: k, transposeA: false, transposeB: false, threads: 1)
+            for row in 0..<m {
+                for bad: Float in [.infinity, .nan] {
+                    var poisoned = a
+                    poisoned[row * k + k / 2] = bad
+                    let c = fastMatmul(poisoned, b, m: m, n: n, k: k, transposeA: false, transposeB: false, threads: 1)
+                    for other in 0..<m where other != row {
+                        let range = (other * n)..<((other + 1) * n)
+                        #expect(
+                            c[range].map(\.bitPattern) == clean[range].map(\.bitPattern),
+                            "m \(m) n \(n): \(bad) in row \(row) changed row \(other)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test(
         "products of the same few rows with several weights in one parallel loop equal one matmul each, bit for bit, at 1 and 2 threads; more rows and Double take matmul itself"
     )
     func sharedInputProductsEqualMatmul() {

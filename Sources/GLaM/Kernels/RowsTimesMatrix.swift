@@ -84,9 +84,13 @@ extension GEMM {
                             if vectors > 5 { multiplyAdd(&s5, x, row.loadUnaligned(fromByteOffset: 320, as: SIMD16<Float>.self)) }
                             if vectors > 6 { multiplyAdd(&s6, x, row.loadUnaligned(fromByteOffset: 384, as: SIMD16<Float>.self)) }
                         }
-                        for (v, sum) in [s0, s1, s2, s3, s4, s5, s6].prefix(vectors).enumerated() {
-                            finish(sum, into: cRow + 16 * v, lanes: 16, add: add)
-                        }
+                        finish(s0, into: cRow, lanes: 16, add: add)
+                        if vectors > 1 { finish(s1, into: cRow + 16, lanes: 16, add: add) }
+                        if vectors > 2 { finish(s2, into: cRow + 32, lanes: 16, add: add) }
+                        if vectors > 3 { finish(s3, into: cRow + 48, lanes: 16, add: add) }
+                        if vectors > 4 { finish(s4, into: cRow + 64, lanes: 16, add: add) }
+                        if vectors > 5 { finish(s5, into: cRow + 80, lanes: 16, add: add) }
+                        if vectors > 6 { finish(s6, into: cRow + 96, lanes: 16, add: add) }
                     } else {
                         // The last columns: four vectors at a time while they last (four chains),
                         // then sixteen or fewer.
@@ -148,15 +152,18 @@ extension GEMM {
         let aItem = a.base + item * a.batchStride, bItem = b.base + item * b.batchStride
         let (ars, acs, brs) = (a.rowStride, a.columnStride, b.rowStride)
         withUnsafeTemporaryAllocation(of: Float.self, capacity: unpackedRows * streamingColumnBlock) { buffer in
-            let sums = buffer.baseAddress!  // [m, width], row stride `width`
+            let sums = buffer.baseAddress!  // [m, width], row stride `width` rounded up to 16
             var j0 = columns.lowerBound
             while j0 < columns.upperBound {
                 let width = min(streamingColumnBlock, columns.upperBound - j0)
                 let vectors = width / 16, tail = width - vectors * 16
+                // A row's last, partial vector is summed as a whole vector: its scratch row has
+                // room for it, so that it never reaches into the next row's sums.
+                let stride = (width + 15) / 16 * 16
                 var p0 = 0
                 while p0 < k {
                     let p1 = min(k, p0 + depthBlock)
-                    sums.update(repeating: 0, count: m * width)
+                    sums.update(repeating: 0, count: m * stride)
                     var p = p0
                     while p + 16 <= p1 {
                         let rowB = bItem + p * brs + j0
@@ -180,7 +187,7 @@ extension GEMM {
                             let b15 = column.loadUnaligned(fromByteOffset: 60 * brs, as: SIMD16<Float>.self)
                             for i in 0..<m {
                                 let x = aItem + i * ars + p * acs
-                                let sum = UnsafeMutableRawPointer(sums + i * width + 16 * v)
+                                let sum = UnsafeMutableRawPointer(sums + i * stride + 16 * v)
                                 var s = sum.loadUnaligned(as: SIMD16<Float>.self)
                                 multiplyAdd(&s, x[0 * acs], b0)
                                 multiplyAdd(&s, x[1 * acs], b1)
@@ -206,7 +213,7 @@ extension GEMM {
                                 let bRow = rowB + q * brs + 16 * vectors
                                 let bv = FastMath.partialVector(bRow, count: tail)
                                 for i in 0..<m {
-                                    let sum = UnsafeMutableRawPointer(sums + i * width + 16 * vectors)
+                                    let sum = UnsafeMutableRawPointer(sums + i * stride + 16 * vectors)
                                     var s = sum.loadUnaligned(as: SIMD16<Float>.self)
                                     multiplyAdd(&s, aItem[i * ars + (p + q) * acs], bv)
                                     sum.storeBytes(of: s, as: SIMD16<Float>.self)
@@ -223,7 +230,7 @@ extension GEMM {
                                 ? UnsafeRawPointer(rowB + 16 * v).loadUnaligned(as: SIMD16<Float>.self)
                                 : FastMath.partialVector(rowB + 16 * v, count: tail)
                             for i in 0..<m {
-                                let sum = UnsafeMutableRawPointer(sums + i * width + 16 * v)
+                                let sum = UnsafeMutableRawPointer(sums + i * stride + 16 * v)
                                 var s = sum.loadUnaligned(as: SIMD16<Float>.self)
                                 multiplyAdd(&s, aItem[i * ars + p * acs], bv)
                                 sum.storeBytes(of: s, as: SIMD16<Float>.self)
@@ -233,7 +240,7 @@ extension GEMM {
                     }
                     let add = accumulate || p0 > 0
                     for i in 0..<m {
-                        let out = c + i * ldc + j0, sum = sums + i * width
+                        let out = c + i * ldc + j0, sum = sums + i * stride
                         for v in 0..<vectors {
                             finish(
                                 UnsafeRawPointer(sum + 16 * v).loadUnaligned(as: SIMD16<Float>.self), into: out + 16 * v, lanes: 16,
