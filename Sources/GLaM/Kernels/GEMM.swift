@@ -83,6 +83,9 @@ package enum GEMM {
     static let itemsPerWorker = 4
     /// Rows of op(B) one packing task copies.
     static let packDepth = 64
+    /// Multiply-adds below which a product (or a loop of small products) runs on the calling
+    /// thread: waking a worker would cost about what it saves.
+    package static let smallestShared = 32_768
 
     /// Computes `C[b] = op(A[b]) · op(B[b])` (or `C[b] += …` when `accumulate`) for every batch item.
     ///
@@ -118,7 +121,7 @@ package enum GEMM {
         let packedBSize = columnPanels * nr * k  // B̃ per batch item: [columnPanels][k][NR]
         let bItems = b.batchStride == 0 ? 1 : batch
         // Tiny products are not worth waking workers for; the result is the same either way.
-        let workers = m * n * k * batch < 32_768 ? 1 : threads
+        let workers = m * n * k * batch < smallestShared ? 1 : threads
 
         let rowBlocks = (m + rowBlock - 1) / rowBlock
         let out = SendableMutablePointer(c)

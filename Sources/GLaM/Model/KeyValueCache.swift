@@ -90,17 +90,15 @@ struct KeyValueCache<Scalar: TensorScalar> {
         let t = q.shape[1]
         precondition(q.shape == [batch, t, heads, depth], "KeyValueCache.scores: q \(q.shape)")
         let (n, d, l, cap) = (heads, depth, length, capacity)
-        // A decoding step's few queries are computed for L rounded up to whole vectors of 16 (the
-        // capacity is a multiple of 16, its unfilled positions zero), then cut back to L: each
-        // score is its own chain over D, whatever columns are beside it.
-        let padded = t <= GEMM.unpackedRows ? (l + 15) / 16 * 16 : l
+        // Computed for `scoreColumns` columns, then cut back to L.
+        let padded = scoreColumns(queries: t)
         let scores = q.scalars.withUnsafeBufferPointer { pq in
             keys.withUnsafeBufferPointer { pk in
                 perHead(m: t, n: padded, k: d, count: batch * n * t * padded) { pair in
-                    let (b, h) = pair.quotientAndRemainder(dividingBy: n)
                     // A = q of head (b, h) [T, D]; B = its kᵀ [D, L]; C = its scores [T, L].
                     return (
-                        pq.baseAddress! + (b * t * n + h) * d, (n * d, 1), pk.baseAddress! + pair * d * cap, (cap, 1), pair * t * padded,
+                        pq.baseAddress! + rowsOffset(pair, queries: t), (n * d, 1), pk.baseAddress! + keysOffset(pair), (cap, 1),
+                        pair * t * padded,
                         padded
                     )
                 }
@@ -116,16 +114,16 @@ struct KeyValueCache<Scalar: TensorScalar> {
     func weightedValues(_ p: Tensor<Scalar>) -> Tensor<Scalar> {
         let t = p.shape[2]
         precondition(p.shape == [batch, heads, t, length], "KeyValueCache.weightedValues: p \(p.shape)")
-        let (n, d, l, cap) = (heads, depth, length, capacity)
+        let (n, d, l) = (heads, depth, length)
         return p.scalars.withUnsafeBufferPointer { pp in
             values.withUnsafeBufferPointer { pv in
                 Tensor(
                     shape: [batch, t, n * d],
                     scalars: perHead(m: t, n: d, k: l, count: batch * t * n * d) { pair in
-                        let (b, h) = pair.quotientAndRemainder(dividingBy: n)
                         // A = p of head (b, h) [T, L]; B = its v [L, D]; C = its rows of the output [T, D].
                         return (
-                            pp.baseAddress! + pair * t * l, (l, 1), pv.baseAddress! + pair * cap * d, (d, 1), (b * t * n + h) * d, n * d
+                            pp.baseAddress! + pair * t * l, (l, 1), pv.baseAddress! + valuesOffset(pair), (d, 1),
+                            rowsOffset(pair, queries: t), n * d
                         )
                     })
             }
@@ -149,7 +147,7 @@ struct KeyValueCache<Scalar: TensorScalar> {
             firstQuery + t == length && bucketOfDistance.count == length && relativeBias.shape[0] == heads,
             "KeyValueCache.attend: \(t) queries from \(firstQuery) for \(length) keys")
         let (n, d, l, cap, pairs) = (heads, depth, length, capacity, batch * heads)
-        let padded = t <= GEMM.unpackedRows ? (l + 15) / 16 * 16 : l  // as in `scores`
+        let padded = scoreColumns(queries: t)
         let table = Tensor<Float>.backwardsBias(relativeBias, keys: l, bucketOfDistance: bucketOfDistance)  // [N, L]
         let out = q.scalars.withUnsafeBufferPointer { pq in
             keys.withUnsafeBufferPointer { pk in
@@ -163,15 +161,15 @@ struct KeyValueCache<Scalar: TensorScalar> {
                         )
                         return [Float].filled(count: batch * t * n * d) { buffer in  // every element written below
                             let target = SendableMutablePointer(buffer.baseAddress!)
-                            let threads = pairs * t * l * d < 32_768 ? 1 : Parallelism.threadCount
+                            let threads = pairs * t * l * d < GEMM.smallestShared ? 1 : Parallelism.threadCount
                             Parallelism.forEachTask(pairs, threads: threads) { pair in
-                                let (b, h) = pair.quotientAndRemainder(dividingBy: n)
+                                let h = pair % n
                                 ScratchBuffers.withBuffer(count: t * padded + t * l) { scratch in
                                     let (scores, probabilities) = (scratch, scratch + t * padded)  // [T, padded], [T, L]
                                     GEMM.multiply(
                                         m: t, n: padded, k: d,
-                                        a: MatrixOperand(base: qs.base + (b * t * n + h) * d, rowStride: n * d, columnStride: 1),
-                                        b: MatrixOperand(base: ks.base + pair * d * cap, rowStride: cap, columnStride: 1), c: scores,
+                                        a: MatrixOperand(base: qs.base + rowsOffset(pair, queries: t), rowStride: n * d, columnStride: 1),
+                                        b: MatrixOperand(base: ks.base + keysOffset(pair), rowStride: cap, columnStride: 1), c: scores,
                                         ldc: padded,
                                         threads: 1)
                                     for r in 0..<t {
@@ -182,8 +180,8 @@ struct KeyValueCache<Scalar: TensorScalar> {
                                     }
                                     GEMM.multiply(
                                         m: t, n: d, k: l, a: MatrixOperand(base: probabilities, rowStride: l, columnStride: 1),
-                                        b: MatrixOperand(base: vs.base + pair * cap * d, rowStride: d, columnStride: 1),
-                                        c: target.base + (b * t * n + h) * d, ldc: n * d, threads: 1)
+                                        b: MatrixOperand(base: vs.base + valuesOffset(pair), rowStride: d, columnStride: 1),
+                                        c: target.base + rowsOffset(pair, queries: t), ldc: n * d, threads: 1)
                                 }
                             }
                         }
@@ -193,6 +191,22 @@ struct KeyValueCache<Scalar: TensorScalar> {
         }
         return Tensor(shape: [batch, t, n * d], scalars: out) as? Tensor<Scalar>
     }
+
+    /// Columns of a step's scores: L, rounded up to whole vectors of 16 for a decoding step's few
+    /// queries (the capacity is a multiple of 16 and its unfilled positions are zero), so that the
+    /// one-row kernel keeps one chain per vector; each score is its own chain over D either way.
+    private func scoreColumns(queries t: Int) -> Int {
+        t <= GEMM.unpackedRows ? (length + 15) / 16 * 16 : length
+    }
+
+    /// Where head pair `pair` = b·N + h starts in a `[B, T, N, D]` tensor (its queries, its rows of
+    /// the merged output), in the keys kᵀ and in the values.
+    private func rowsOffset(_ pair: Int, queries t: Int) -> Int {
+        let (b, h) = pair.quotientAndRemainder(dividingBy: heads)
+        return (b * t * heads + h) * depth
+    }
+    private func keysOffset(_ pair: Int) -> Int { pair * depth * capacity }
+    private func valuesOffset(_ pair: Int) -> Int { pair * capacity * depth }
 
     /// Per head pair of `0..<B·N`, `C = A · B` of `[m, k]` by `[k, n]` into an output of `count`
     /// elements, with the operands `operands(pair)` names (A, its strides, B, its strides, C's

@@ -85,7 +85,7 @@ package func sharedInputProducts<Scalar>(_ x: Tensor<Scalar>, _ weights: [Tensor
         return withFloatBases(weights.map { $0 as! Tensor<Float> }[...], []) { sources in
             [Float].filled(count: rows * widths.reduce(0, +)) { buffer in  // every element written below
                 let target = SendableMutablePointer(buffer.baseAddress!)
-                Parallelism.forEachTask(tasks.count, threads: work < 32_768 ? 1 : Parallelism.threadCount) { task in
+                Parallelism.forEachTask(tasks.count, threads: work < GEMM.smallestShared ? 1 : Parallelism.threadCount) { task in
                     let (i, j0) = tasks[task]
                     let n = widths[i]
                     GEMM.multiply(
