@@ -87,6 +87,39 @@ struct CommandLineTests {
         }
     }
 
+    @Test("bench decode's memory bound reads its ranges once per pass, each pass after the data that evicts them")
+    func decodeMemoryBoundReadsItsRanges() {
+        let values = (0..<1000).map { Float($0 % 5) }
+        let evicting = [Float](repeating: 1, count: 300)
+        for (ranges, threads) in [([0..<10, 20..<25], 1), ([0..<1000], 2), ([3..<3, 999..<1000], 3), ([100..<700, 0..<64], 2)] {
+            let read = BenchDecode.coldReadSeconds(of: values, ranges: ranges, evicting: evicting, threads: threads, passes: 3)
+            let once = ranges.map { values[$0].reduce(0, +) }.reduce(0, +)
+            #expect(read.sum == 3 * once, "\(ranges) on \(threads) threads")
+            #expect(read.seconds >= 0 && read.seconds.isFinite)
+        }
+    }
+
+    @Test("bench decode's mean KV cache per step is the mean over the N steps of every layer's keys and values at P + i positions")
+    func decodeCacheBytes() throws {
+        for name in ["tiny", "small", "medium"] {
+            let c = try #require(ModelConfiguration.named(name))
+            for (b, p, n) in [(1, 64, 64), (8, 64, 64), (3, 1, 1), (2, 10_000, 17), (1024, 65536, 65536)] {
+                // Step i (1…N) attends to P + i positions: keys and values [B, N, P + i, D] per layer.
+                let perPosition = 4 * 2 * c.numLayers * b * c.numHeads * c.headDim
+                let total = (1...n).reduce(0) { $0 + perPosition * (p + $1) }
+                #expect(BenchDecode.cacheBytesPerStep(c, batch: b, prompt: p, tokens: n) * n == total, "\(name) B \(b) P \(p) N \(n)")
+            }
+        }
+    }
+
+    @Test("bench decode reads sysfs cache sizes in bytes and evicts at least twice the largest cache")
+    func decodeEvictionSize() {
+        #expect(BenchDecode.cacheSize("32768K\n") == 32 << 20)
+        #expect(BenchDecode.cacheSize("2M") == 2 << 20 && BenchDecode.cacheSize("1G") == 1 << 30 && BenchDecode.cacheSize("512") == 512)
+        #expect(["", "K", "-4K", "12Q", "9999999999999999999G", "1.5M"].allSatisfy { BenchDecode.cacheSize($0) == nil })
+        #expect(BenchDecode.evictionBytes() >= 64 << 20)
+    }
+
     @Test("bench decode's bound counts every weight once and 2·B of each MoE layer's E experts (all of them once 2·B ≥ E)")
     func decodeWeightBytes() throws {
         for name in ["tiny", "small", "small-dense", "medium"] {
@@ -251,6 +284,15 @@ struct CommandLineTests {
             )
             #expect(bytes == BenchDecode.weightBytesPerStep(try #require(ModelConfiguration.named("tiny")), batch: b))
             #expect(rate > 0 && bound > 0 && abs(Double(b) * rate * 1e9 / Double(bytes) - bound) <= 0.02 * bound + 1, "\(row)")
+            // The memory bound: B tokens over one read of those weights and the mean step's cache.
+            let cacheBytes = try #require(row["cache_bytes_per_step"] as? Int)
+            let (memoryRate, memoryBound) = (
+                try #require(row["memory_read_gigabytes_per_second"] as? Double), try #require(row["memory_bound_tokens_per_second"] as? Double)
+            )
+            #expect(cacheBytes == BenchDecode.cacheBytesPerStep(try #require(ModelConfiguration.named("tiny")), batch: b, prompt: 4, tokens: 5))
+            #expect(
+                memoryRate > 0 && memoryBound > 0
+                    && abs(Double(b) * memoryRate * 1e9 / Double(bytes + cacheBytes) - memoryBound) <= 0.02 * memoryBound + 1, "\(row)")
             #expect((row["prefill_tokens_per_second"] as? Double ?? 0) > 0, "\(row)")
         }
         // The prefill's chunks: each row's prompt, cut into pieces of at most prefillChunk, in order.

@@ -2,6 +2,7 @@
 // command line" article).
 
 import Dispatch
+import Foundation
 import GLaM
 import Synchronization
 
@@ -21,9 +22,14 @@ enum BenchDecode: Benchmark {
         (as generate does; timed apart), then N steps each feed one token per row. Defaults: '\(defaults.config)', B = \(defaults.batches.map(String.init).joined(separator: " and ")), P = \(defaults.prompt), N = \(defaults.tokens).
         Each batch size runs once to warm up, then R times (default: until \(timing.minimumSeconds) s and at least 3,
         at most \(timing.maximumRuns)).
-        Reported: best and median generated tokens/s (B·N per run), and beside them the bandwidth bound:
-        B over the time to read, once, the weights a step uses (every weight, and 2·B of each MoE layer's
-        experts), timed in the same run on the same threads (best of 20 reads).
+        Reported: best and median generated tokens/s (B·N per run), and beside them two bounds, timed in
+        the same run on the same threads (best of 20 reads):
+          bandwidth bound: B over the time to read, once, the weights a step uses (every weight, and 2·B
+            of each MoE layer's experts), read again and again, so from the caches when they fit;
+          memory bound: B over the time to read those weights and a mean step's KV cache (keys and values
+            of B rows at P + (N + 1)/2 positions), each read following a read of other data twice the size
+            of the last-level cache, so from memory, as a step finds them when the model and its cache
+            together outgrow that cache.
 
         OPTIONS:
           --config NAME  a configuration 'glam params' lists
@@ -35,7 +41,9 @@ enum BenchDecode: Benchmark {
           --json        one JSON object per batch size: config, batch, prompt, tokens, threads,
                         tokens_per_second, median_tokens_per_second, repeats, weight_bytes_per_step,
                         read_gigabytes_per_second, bandwidth_bound_tokens_per_second,
-                        prefill_tokens_per_second (B·P over the best prefill)
+                        cache_bytes_per_step, memory_read_gigabytes_per_second,
+                        memory_bound_tokens_per_second, prefill_tokens_per_second (B·P over the best
+                        prefill)
         """
 
     static func run(_ arguments: [String], output: inout Output) throws -> Int32 {
@@ -51,7 +59,11 @@ enum BenchDecode: Benchmark {
         if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
         let repeats = try parsed.integer("repeats", in: 1...1000)
         for b in batches {
-            let bytes = decodingBytes(configuration, batch: b, positions: prompt + count)
+            // Decoding, and the memory bound's copy of the KV cache and the data read between its reads.
+            let bytes = CheckedSize.sum([
+                decodingBytes(configuration, batch: b, positions: prompt + count),
+                cacheBytesPerStep(configuration, batch: b, prompt: prompt, tokens: count), evictionBytes(),
+            ])
             guard MemoryEstimate.fits(bytes) else {
                 throw UsageError(
                     "bench: \(name) decode with B = \(b) and \(prompt) + \(count) positions may need up to \(MemoryEstimate.describe(bytes)), more than 80% of this machine's \(MemoryEstimate.describe(MemoryEstimate.physicalMemory))"
@@ -59,8 +71,12 @@ enum BenchDecode: Benchmark {
             }
         }
         let parameters = try ModelParameters(configuration: configuration, seed: 1)
-        // The weights laid end to end, the source of the bandwidth bound's reads.
+        // The weights laid end to end, the source of the bandwidth bound's reads; for the memory
+        // bound, followed by room for the largest mean KV cache, and data to read in between.
         let allWeights = parameters.weights.flatMap(\.weight.scalars)
+        let largestCache = batches.map { cacheBytesPerStep(configuration, batch: $0, prompt: prompt, tokens: count) }.max()!
+        let weightsAndCache = allWeights + [Float](repeating: 1, count: largestCache / 4)
+        let evicting = [Float](repeating: 1, count: evictionBytes() / 4)
         for b in batches {
             let (promptTokens, steps) = workload(batch: b, prompt: prompt, tokens: count, vocabulary: configuration.vocabSize)
             var prefillSeconds: [Double] = []
@@ -84,6 +100,14 @@ enum BenchDecode: Benchmark {
             let bytes = weightBytesPerStep(configuration, batch: b)
             let read = readSeconds(of: allWeights, floats: bytes / 4, threads: Parallelism.threadCount)
             let bound = Double(b) / read.seconds
+            let cacheBytes = cacheBytesPerStep(configuration, batch: b, prompt: prompt, tokens: count)
+            let (weightOnly, cacheOnly) = (bytes / 4, cacheBytes / 4)
+            let fromMemory = coldReadSeconds(
+                of: weightsAndCache, ranges: [0..<weightOnly, allWeights.count..<(allWeights.count + cacheOnly)], evicting: evicting,
+                threads: Parallelism.threadCount
+            ).seconds
+            let memoryBound = Double(b) / fromMemory
+            let memoryRate = Double(bytes + cacheBytes) / fromMemory / 1e9
             if parsed.has("json") {
                 output.line(
                     JSONText.line(
@@ -93,6 +117,8 @@ enum BenchDecode: Benchmark {
                             "weight_bytes_per_step": bytes,
                             "read_gigabytes_per_second": (Double(bytes) / read.seconds / 1e7).rounded() / 100,
                             "bandwidth_bound_tokens_per_second": bound.rounded(),
+                            "cache_bytes_per_step": cacheBytes, "memory_read_gigabytes_per_second": (memoryRate * 100).rounded() / 100,
+                            "memory_bound_tokens_per_second": memoryBound.rounded(),
                             "prefill_tokens_per_second": prefill.rounded(),
                         ] as [String: Any])
                 )
@@ -105,6 +131,9 @@ enum BenchDecode: Benchmark {
                 )
                 output.line(
                     "  bandwidth bound: \(Int(bound.rounded())) tokens/s (a step reads \(String(format: "%.1f", Double(bytes) / 1e6)) MB of weights; read once at \(String(format: "%.1f", Double(bytes) / read.seconds / 1e9)) GB/s on \(Parallelism.threadCount == 1 ? "1 thread" : "\(Parallelism.threadCount) threads")); best is \(String(format: "%.0f", 100 * best / bound))% of it"
+                )
+                output.line(
+                    "  memory bound: \(Int(memoryBound.rounded())) tokens/s (those weights and the mean step's \(String(format: "%.1f", Double(cacheBytes) / 1e6)) MB of KV cache, read once from memory at \(String(format: "%.1f", memoryRate)) GB/s); best is \(String(format: "%.0f", 100 * best / memoryBound))% of it"
                 )
             }
         }
@@ -137,11 +166,68 @@ enum BenchDecode: Benchmark {
         }
     }
 
+    /// The bytes of keys and values a mean decoding step reads from the KV cache: every layer's keys
+    /// and values `[B, N, L, D]` each, at the mean L of N steps after a P-token prompt
+    /// (P + (N + 1)/2: step i attends to P + i positions, i = 1…N), rounded down to whole floats.
+    static func cacheBytesPerStep(_ c: ModelConfiguration, batch b: Int, prompt p: Int, tokens n: Int) -> Int {
+        // Keys and values (2), at twice the mean L, halved: an exact number of floats.
+        CheckedSize.product([4, CheckedSize.product([2, c.numLayers, b, c.numHeads, c.headDim, 2 * p + n + 1]) / 2])
+    }
+
+    /// Twice the last-level cache (Linux: the highest `cache/index*/` of CPU 0), and at least 64 MiB:
+    /// reading this much other data pushes what was read before out of every cache.
+    static func evictionBytes() -> Int {
+        var largest = 0
+        for index in 0..<8 {
+            let directory = "/sys/devices/system/cpu/cpu0/cache/index\(index)/"
+            guard let text = try? String(contentsOfFile: directory + "size", encoding: .utf8) else { continue }
+            largest = max(largest, cacheSize(text) ?? 0)
+        }
+        return max(2 * largest, 64 << 20)
+    }
+
+    /// A sysfs cache size (`32768K`, `2M`, `512`) in bytes, or nil.
+    static func cacheSize(_ text: String) -> Int? {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+        if let last = trimmed.last, let unit = units[last] {
+            return Int(trimmed.dropLast()).flatMap { $0 >= 0 && $0 <= Int.max / unit ? $0 * unit : nil }
+        }
+        return Int(trimmed).flatMap { $0 >= 0 ? $0 : nil }
+    }
+
+    /// The best of `passes` times to read the floats of `source` in `ranges` once, split evenly over
+    /// `threads` workers, each pass following an untimed read of all of `evicting`: the rate at which
+    /// a step finds data that other data has pushed out of the caches. Also the sum of every pass's
+    /// reads of `source`, so that the reads cannot be optimised away.
+    static func coldReadSeconds(
+        of source: [Float], ranges: [Range<Int>], evicting: [Float], threads: Int, passes: Int = 20
+    ) -> (seconds: Double, sum: Float) {
+        var best = Double.infinity, total: Float = 0
+        for _ in 0..<passes {
+            _ = readSeconds(of: evicting, floats: evicting.count, threads: threads, passes: 1)
+            var seconds = 0.0
+            for range in ranges where !range.isEmpty {
+                let read = readSeconds(of: source, range: range, threads: threads, passes: 1)
+                (seconds, total) = (seconds + read.seconds, total + read.sum)
+            }
+            best = min(best, seconds)
+        }
+        return (best, total)
+    }
+
     /// The best of `passes` times to read `floats` floats of `source` (the model's weights, from
     /// the start) once, split evenly over `threads` workers: a step that reads each weight once
     /// can go no faster than this. The sums are returned, so the reads cannot be optimised away.
     static func readSeconds(of source: [Float], floats: Int, threads: Int, passes: Int = 20) -> (seconds: Double, sum: Float) {
-        precondition(floats <= source.count, "readSeconds: \(floats) floats of \(source.count)")
+        readSeconds(of: source, range: 0..<floats, threads: threads, passes: passes)
+    }
+
+    /// The best of `passes` times to read the floats of `source` in `range` once, split evenly over
+    /// `threads` workers, and the sum of every pass's reads.
+    static func readSeconds(of source: [Float], range whole: Range<Int>, threads: Int, passes: Int) -> (seconds: Double, sum: Float) {
+        precondition(whole.upperBound <= source.count, "readSeconds: floats \(whole) of \(source.count)")
+        let floats = whole.count
         var best = Double.infinity, total: Float = 0
         let sums = Mutex([Float](repeating: 0, count: threads))
         source.withUnsafeBufferPointer { buffer in
@@ -149,7 +235,7 @@ enum BenchDecode: Benchmark {
             for _ in 0..<passes {
                 let start = DispatchTime.now().uptimeNanoseconds
                 Parallelism.forEachTask(threads, threads: threads) { task in
-                    let range = (task * floats / threads)..<((task + 1) * floats / threads)
+                    let range = (whole.lowerBound + task * floats / threads)..<(whole.lowerBound + (task + 1) * floats / threads)
                     var (a, b, c, d) = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
                     var i = range.lowerBound
                     let raw = UnsafeRawPointer(base.base)
