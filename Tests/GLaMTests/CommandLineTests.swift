@@ -287,9 +287,11 @@ struct CommandLineTests {
             // The memory bound: B tokens over one read of those weights and the mean step's cache.
             let cacheBytes = try #require(row["cache_bytes_per_step"] as? Int)
             let (memoryRate, memoryBound) = (
-                try #require(row["memory_read_gigabytes_per_second"] as? Double), try #require(row["memory_bound_tokens_per_second"] as? Double)
+                try #require(row["memory_read_gigabytes_per_second"] as? Double),
+                try #require(row["memory_bound_tokens_per_second"] as? Double)
             )
-            #expect(cacheBytes == BenchDecode.cacheBytesPerStep(try #require(ModelConfiguration.named("tiny")), batch: b, prompt: 4, tokens: 5))
+            #expect(
+                cacheBytes == BenchDecode.cacheBytesPerStep(try #require(ModelConfiguration.named("tiny")), batch: b, prompt: 4, tokens: 5))
             #expect(
                 memoryRate > 0 && memoryBound > 0
                     && abs(Double(b) * memoryRate * 1e9 / Double(bytes + cacheBytes) - memoryBound) <= 0.02 * memoryBound + 1, "\(row)")
