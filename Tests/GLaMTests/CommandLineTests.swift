@@ -81,7 +81,7 @@ struct CommandLineTests {
         // Small integers: every partial sum is exact, so any order gives the same total.
         let values = (0..<1000).map { Float($0 % 7) }
         for (floats, threads) in [(1000, 1), (1000, 2), (999, 3), (65, 2), (64, 1), (1, 2)] {
-            let read = BenchDecode.readSeconds(of: values, floats: floats, threads: threads, passes: 3)
+            let read = MemoryTraffic.readSeconds(of: values, floats: floats, threads: threads, passes: 3)
             #expect(read.sum == 3 * values[0..<floats].reduce(0, +), "\(floats) floats on \(threads) threads")
             #expect(read.seconds > 0 && read.seconds.isFinite)
         }
@@ -92,7 +92,7 @@ struct CommandLineTests {
         let values = (0..<1000).map { Float($0 % 5) }
         let evicting = [Float](repeating: 1, count: 300)
         for (ranges, threads) in [([0..<10, 20..<25], 1), ([0..<1000], 2), ([3..<3, 999..<1000], 3), ([100..<700, 0..<64], 2)] {
-            let read = BenchDecode.coldReadSeconds(of: values, ranges: ranges, evicting: evicting, threads: threads, passes: 3)
+            let read = MemoryTraffic.coldReadSeconds(of: values, ranges: ranges, evicting: evicting, threads: threads, passes: 3)
             let once = ranges.map { values[$0].reduce(0, +) }.reduce(0, +)
             #expect(read.sum == 3 * once, "\(ranges) on \(threads) threads")
             #expect(read.seconds >= 0 && read.seconds.isFinite)
@@ -114,10 +114,34 @@ struct CommandLineTests {
 
     @Test("bench decode reads sysfs cache sizes in bytes and evicts at least twice the largest cache")
     func decodeEvictionSize() {
-        #expect(BenchDecode.cacheSize("32768K\n") == 32 << 20)
-        #expect(BenchDecode.cacheSize("2M") == 2 << 20 && BenchDecode.cacheSize("1G") == 1 << 30 && BenchDecode.cacheSize("512") == 512)
-        #expect(["", "K", "-4K", "12Q", "9999999999999999999G", "1.5M"].allSatisfy { BenchDecode.cacheSize($0) == nil })
-        #expect(BenchDecode.evictionBytes() >= 64 << 20)
+        #expect(MemoryTraffic.cacheSize("32768K\n") == 32 << 20)
+        #expect(
+            MemoryTraffic.cacheSize("2M") == 2 << 20 && MemoryTraffic.cacheSize("1G") == 1 << 30 && MemoryTraffic.cacheSize("512") == 512)
+        #expect(["", "K", "-4K", "12Q", "9999999999999999999G", "1.5M"].allSatisfy { MemoryTraffic.cacheSize($0) == nil })
+        #expect(MemoryTraffic.evictionBytes() >= 64 << 20)
+    }
+
+    @Test("bench model's memory floor: 4 reads and 2 writes of the extra expert bytes, every MoE layer's wi and wo of all E experts")
+    func expertMemoryFloor() throws {
+        #expect(abs(BenchModel.memoryFloor(extraBytes: 1_000_000_000, firstStep: 1, read: 4e9, write: 2e9) - 3) < 1e-12)
+        #expect(BenchModel.memoryFloor(extraBytes: 0, firstStep: 0.25, read: 1e9, write: 1e9) == 1)
+        for name in ["tiny", "small", "medium"] {
+            let c = try #require(ModelConfiguration.named(name))
+            let moe = (0..<c.numLayers).filter { c.isMoELayer($0) }.count
+            for e in [1, 8, 64] {
+                #expect(BenchModel.expertWeightBytes(c.withExperts(e)) == 4 * moe * e * 2 * c.modelDim * c.moeHiddenDim, "\(name) E = \(e)")
+            }
+        }
+    }
+
+    @Test("memory writes store every element once per pass, whatever the thread count")
+    func coldWritesStoreEveryElement() {
+        let evicting = [Float](repeating: 1, count: 100)
+        for (count, threads) in [(1000, 1), (1000, 2), (17, 3), (16, 2), (1, 1)] {
+            var target = [Float](repeating: 0, count: count)
+            let seconds = MemoryTraffic.coldWriteSeconds(into: &target, evicting: evicting, threads: threads, passes: 3)
+            #expect(target.allSatisfy { $0 == 3 } && seconds >= 0 && seconds.isFinite, "\(count) floats on \(threads) threads")
+        }
     }
 
     @Test("bench decode's bound counts every weight once and 2·B of each MoE layer's E experts (all of them once 2·B ≥ E)")
@@ -248,6 +272,12 @@ struct CommandLineTests {
         let sweep = runGlam(["bench", "model", "--config", "tiny", "--batch", "1", "--length", "8", "--repeats", "1", "--experts", "4,16"])
         #expect(sweep.status == 0, "\(sweep.err)")
         #expect(sweep.out.contains("tiny E=16 B=1 T=8 train step") && sweep.out.contains("train step time at E = 16 over E = 4"))
+        // The floor: 12 more experts' bytes, at least 1 (the first's step) plus their traffic.
+        let floorLine = try #require(sweep.out.split(separator: "\n").first { $0.contains("its memory floor: ") })
+        let floor = try #require(Double(floorLine.split(separator: " ")[3]))
+        let tiny = try #require(ModelConfiguration.named("tiny"))
+        let extra = Double(BenchModel.expertWeightBytes(tiny.withExperts(16)) - BenchModel.expertWeightBytes(tiny.withExperts(4)))
+        #expect(floor > 1 && floorLine.contains(String(format: "the %.1f MB more expert weights", extra / 1e6)), "\(floorLine)")
         #expect(runGlam(["bench", "model", "--config", "tiny-dense", "--experts", "4"]).status == 2)
         // --scaling: 1 thread against T, paired runs, one row per mode with both speeds.
         let scaling = runGlam([
@@ -648,5 +678,14 @@ extension CommandLineTests {
         ])
         #expect(result.status == 2 && result.out.isEmpty && result.err.contains("num_groups 3 does not divide B·T = 64"), "\(result.err)")
         #expect(!FileManager.default.fileExists(atPath: scratch.path("run/metrics.jsonl").path))
+    }
+}
+
+extension ModelConfiguration {
+    /// The same configuration with `experts` experts in each MoE layer.
+    fileprivate func withExperts(_ experts: Int) -> ModelConfiguration {
+        var c = self
+        c.numExperts = experts
+        return c
     }
 }

@@ -4,7 +4,6 @@
 import Dispatch
 import Foundation
 import GLaM
-import Synchronization
 
 /// `glam bench decode`.
 enum BenchDecode: Benchmark {
@@ -62,7 +61,7 @@ enum BenchDecode: Benchmark {
             // Decoding, and the memory bound's copy of the KV cache and the data read between its reads.
             let bytes = CheckedSize.sum([
                 decodingBytes(configuration, batch: b, positions: prompt + count),
-                cacheBytesPerStep(configuration, batch: b, prompt: prompt, tokens: count), evictionBytes(),
+                cacheBytesPerStep(configuration, batch: b, prompt: prompt, tokens: count), MemoryTraffic.evictionBytes(),
             ])
             guard MemoryEstimate.fits(bytes) else {
                 throw UsageError(
@@ -76,7 +75,7 @@ enum BenchDecode: Benchmark {
         let allWeights = parameters.weights.flatMap(\.weight.scalars)
         let largestCache = batches.map { cacheBytesPerStep(configuration, batch: $0, prompt: prompt, tokens: count) }.max()!
         let weightsAndCache = allWeights + [Float](repeating: 1, count: largestCache / 4)
-        let evicting = [Float](repeating: 1, count: evictionBytes() / 4)
+        let evicting = [Float](repeating: 1, count: MemoryTraffic.evictionBytes() / 4)
         for b in batches {
             let (promptTokens, steps) = workload(batch: b, prompt: prompt, tokens: count, vocabulary: configuration.vocabSize)
             var prefillSeconds: [Double] = []
@@ -98,11 +97,11 @@ enum BenchDecode: Benchmark {
             let (best, median) = (Double(b * count) / fastest.minimum, Double(b * count) / fastest.median)
             // The bound: B tokens per read of the weights a step needs, timed now, on as many threads.
             let bytes = weightBytesPerStep(configuration, batch: b)
-            let read = readSeconds(of: allWeights, floats: bytes / 4, threads: Parallelism.threadCount)
+            let read = MemoryTraffic.readSeconds(of: allWeights, floats: bytes / 4, threads: Parallelism.threadCount)
             let bound = Double(b) / read.seconds
             let cacheBytes = cacheBytesPerStep(configuration, batch: b, prompt: prompt, tokens: count)
             let (weightOnly, cacheOnly) = (bytes / 4, cacheBytes / 4)
-            let fromMemory = coldReadSeconds(
+            let fromMemory = MemoryTraffic.coldReadSeconds(
                 of: weightsAndCache, ranges: [0..<weightOnly, allWeights.count..<(allWeights.count + cacheOnly)], evicting: evicting,
                 threads: Parallelism.threadCount
             ).seconds
@@ -172,92 +171,6 @@ enum BenchDecode: Benchmark {
     static func cacheBytesPerStep(_ c: ModelConfiguration, batch b: Int, prompt p: Int, tokens n: Int) -> Int {
         // Keys and values (2), at twice the mean L, halved: an exact number of floats.
         CheckedSize.product([4, CheckedSize.product([2, c.numLayers, b, c.numHeads, c.headDim, 2 * p + n + 1]) / 2])
-    }
-
-    /// Twice the last-level cache (Linux: the highest `cache/index*/` of CPU 0), and at least 64 MiB:
-    /// reading this much other data pushes what was read before out of every cache.
-    static func evictionBytes() -> Int {
-        var largest = 0
-        for index in 0..<8 {
-            let directory = "/sys/devices/system/cpu/cpu0/cache/index\(index)/"
-            guard let text = try? String(contentsOfFile: directory + "size", encoding: .utf8) else { continue }
-            largest = max(largest, cacheSize(text) ?? 0)
-        }
-        return max(2 * largest, 64 << 20)
-    }
-
-    /// A sysfs cache size (`32768K`, `2M`, `512`) in bytes, or nil.
-    static func cacheSize(_ text: String) -> Int? {
-        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
-        if let last = trimmed.last, let unit = units[last] {
-            return Int(trimmed.dropLast()).flatMap { $0 >= 0 && $0 <= Int.max / unit ? $0 * unit : nil }
-        }
-        return Int(trimmed).flatMap { $0 >= 0 ? $0 : nil }
-    }
-
-    /// The best of `passes` times to read the floats of `source` in `ranges` once, split evenly over
-    /// `threads` workers, each pass following an untimed read of all of `evicting`: the rate at which
-    /// a step finds data that other data has pushed out of the caches. Also the sum of every pass's
-    /// reads of `source`, so that the reads cannot be optimised away.
-    static func coldReadSeconds(
-        of source: [Float], ranges: [Range<Int>], evicting: [Float], threads: Int, passes: Int = 20
-    ) -> (seconds: Double, sum: Float) {
-        var best = Double.infinity, total: Float = 0
-        for _ in 0..<passes {
-            _ = readSeconds(of: evicting, floats: evicting.count, threads: threads, passes: 1)
-            var seconds = 0.0
-            for range in ranges where !range.isEmpty {
-                let read = readSeconds(of: source, range: range, threads: threads, passes: 1)
-                (seconds, total) = (seconds + read.seconds, total + read.sum)
-            }
-            best = min(best, seconds)
-        }
-        return (best, total)
-    }
-
-    /// The best of `passes` times to read `floats` floats of `source` (the model's weights, from
-    /// the start) once, split evenly over `threads` workers: a step that reads each weight once
-    /// can go no faster than this. The sums are returned, so the reads cannot be optimised away.
-    static func readSeconds(of source: [Float], floats: Int, threads: Int, passes: Int = 20) -> (seconds: Double, sum: Float) {
-        readSeconds(of: source, range: 0..<floats, threads: threads, passes: passes)
-    }
-
-    /// The best of `passes` times to read the floats of `source` in `range` once, split evenly over
-    /// `threads` workers, and the sum of every pass's reads.
-    static func readSeconds(of source: [Float], range whole: Range<Int>, threads: Int, passes: Int) -> (seconds: Double, sum: Float) {
-        precondition(whole.upperBound <= source.count, "readSeconds: floats \(whole) of \(source.count)")
-        let floats = whole.count
-        var best = Double.infinity, total: Float = 0
-        let sums = Mutex([Float](repeating: 0, count: threads))
-        source.withUnsafeBufferPointer { buffer in
-            let base = SendablePointer(buffer.baseAddress!)
-            for _ in 0..<passes {
-                let start = DispatchTime.now().uptimeNanoseconds
-                Parallelism.forEachTask(threads, threads: threads) { task in
-                    let range = (whole.lowerBound + task * floats / threads)..<(whole.lowerBound + (task + 1) * floats / threads)
-                    var (a, b, c, d) = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
-                    var i = range.lowerBound
-                    let raw = UnsafeRawPointer(base.base)
-                    while i + 64 <= range.upperBound {
-                        a += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
-                        b += raw.loadUnaligned(fromByteOffset: i * 4 + 64, as: SIMD16<Float>.self)
-                        c += raw.loadUnaligned(fromByteOffset: i * 4 + 128, as: SIMD16<Float>.self)
-                        d += raw.loadUnaligned(fromByteOffset: i * 4 + 192, as: SIMD16<Float>.self)
-                        i += 64
-                    }
-                    var sum = (a + b + c + d).sum()
-                    while i < range.upperBound {
-                        sum += base.base[i]
-                        i += 1
-                    }
-                    sums.withLock { $0[task] = sum }
-                }
-                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
-                total += sums.withLock { $0.reduce(0, +) }
-            }
-        }
-        return (best, total)
     }
 
     /// The prompts `[B, P]` (row-major) as the successive prefills of at most

@@ -33,7 +33,9 @@ enum BenchModel: Benchmark {
                         unchanged, so every run has the same activated compute per token, and prints
                         the training step time of each over the first's, from steps of the
                         configurations taken in turn (R rounds, default \(defaults.alternatingRounds)): the cost of more experts
-                        at equal compute (GLaM's thesis)
+                        at equal compute (GLaM's thesis); and below each, its memory floor: the
+                        first's step plus the extra expert weights read 4 times and written twice
+                        at memory's rates timed in the run (what a step must move at least)
           --threads T   worker threads (1...256)
           --scaling     times every mode on 1 thread and on T threads (default: all CPUs)
                         alternately, run by run, so that a noisy neighbour slows both alike, and
@@ -171,13 +173,46 @@ enum BenchModel: Benchmark {
             let seconds = try Benchmarking.alternate(count: configurations.count, rounds: repeats ?? defaults.alternatingRounds) {
                 try trainSteps[$0]()
             }
+            let rates = memoryRates(
+                forBytes: configurations.map(expertWeightBytes).max()! - expertWeightBytes(configurations[0]), threads: threads)
+            let first = seconds[0].min()!
             for (index, configuration) in configurations.enumerated().dropFirst() {
                 let paired = zip(seconds[index], seconds[0]).map { $0 / $1 }
                 output.line(
-                    "train step time at E = \(configuration.numExperts) over E = \(configurations[0].numExperts) (same activated compute): \(String(format: "%.2f", seconds[index].min()! / seconds[0].min()!)) (best of \(paired.count) runs each, taken in turn; median of the paired ratios \(String(format: "%.2f", Benchmarking.minimumAndMedian(paired).median)))"
+                    "train step time at E = \(configuration.numExperts) over E = \(configurations[0].numExperts) (same activated compute): \(String(format: "%.2f", seconds[index].min()! / first)) (best of \(paired.count) runs each, taken in turn; median of the paired ratios \(String(format: "%.2f", Benchmarking.minimumAndMedian(paired).median)))"
+                )
+                let extra = expertWeightBytes(configuration) - expertWeightBytes(configurations[0])
+                let floor = memoryFloor(extraBytes: extra, firstStep: first, read: rates.read, write: rates.write)
+                output.line(
+                    "  its memory floor: \(String(format: "%.2f", floor)) (the \(String(format: "%.1f", Double(extra) / 1e6)) MB more expert weights read 4 times and written twice, as few as a step can: \(String(format: "%.1f", (floor - 1) * first * 1e3)) ms at this run's \(String(format: "%.1f", rates.read / 1e9)) GB/s read and \(String(format: "%.1f", rates.write / 1e9)) GB/s written from memory, over the E = \(configurations[0].numExperts) step's \(String(format: "%.1f", first * 1e3)) ms)"
                 )
             }
         }
         return 0
+    }
+
+    /// The bytes of a configuration's expert weights (every MoE layer's wi and wo, all E experts).
+    static func expertWeightBytes(_ c: ModelConfiguration) -> Int {
+        ParameterPath.all(in: c).filter(\.isExpertWeight).reduce(0) { $0 + 4 * $1.shape(in: c).reduce(1, *) }
+    }
+
+    /// The least a training step with `extraBytes` more weights can take, over `firstStep` seconds:
+    /// each extra weight is read by the forward pass and by the backward pass, its gradient is
+    /// written, and the optimizer reads the gradient and the weight and writes the weight, none of
+    /// them in cache when they outgrow it: 4 reads and 2 writes, at `read` and `write` bytes/s.
+    static func memoryFloor(extraBytes: Int, firstStep: Double, read: Double, write: Double) -> Double {
+        (firstStep + Double(extraBytes) * (4 / read + 2 / write)) / firstStep
+    }
+
+    /// Memory's read and write rates in bytes/s on `threads` threads, timed now on a buffer of
+    /// `bytes` (between 1 MiB and 256 MiB), each read or write after other data has pushed the
+    /// buffer out of the caches.
+    static func memoryRates(forBytes bytes: Int, threads: Int) -> (read: Double, write: Double) {
+        let floats = min(max(bytes, 1 << 20), 256 << 20) / 4
+        let evicting = [Float](repeating: 1, count: MemoryTraffic.evictionBytes() / 4)
+        var buffer = [Float](repeating: 1, count: floats)
+        let read = MemoryTraffic.coldReadSeconds(of: buffer, ranges: [0..<floats], evicting: evicting, threads: threads, passes: 5)
+        let write = MemoryTraffic.coldWriteSeconds(into: &buffer, evicting: evicting, threads: threads)
+        return (Double(4 * floats) / read.seconds, Double(4 * floats) / write)
     }
 }
