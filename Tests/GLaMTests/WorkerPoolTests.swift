@@ -33,7 +33,7 @@ struct WorkerPoolTests {
             let (ran, counts) = Self.runCounts(pool, count: 257, threads: 3)
             #expect(ran && counts == Array(repeating: 1, count: 257), "round \(round)")
             #expect(pool.workerCounts.started == 2)
-            // Spinning is meant to last tens of microseconds; a worker still awake a second after
+            // Spinning is meant to last 200 µs; a worker still awake a second after
             // the loop ended is burning a core for nothing.
             #expect(Self.eventually(within: 2) { pool.workerCounts.sleeping == 2 }, "round \(round): \(pool.workerCounts)")
         }
