@@ -20,8 +20,9 @@ final class WorkerPool: @unchecked Sendable {
     /// between one step's parallel loops (a decoding step's routing and attention on the calling
     /// thread, an optimizer step's set-up: tens of microseconds), so that the next loop finds it
     /// awake instead of paying a wake-up. 20,000 spins (3.5 µs on the EPYC) let the worker sleep
-    /// between most of a decoding step's loops; 200 µs gave 6–18% more tokens/s at B = 8 (4 of 4
-    /// alternated runs), and 14–32% more training-step tokens/s (3 of 3).
+    /// between most of a decoding step's loops. Alternated with it, 200 µs (1,000,000 spins) gave
+    /// more decoding tokens/s in 7 of 7 runs at B = 8 (+4–31%) and 7 of 8 at B = 1, and more
+    /// training-step tokens/s in a slow sitting (+14–32%, 3 of 3), the same in a fast one.
     private static let spinNanoseconds: UInt64 = 200_000
     /// The most workers the pool starts (besides the calling thread).
     private static let maximumWorkers = 63
