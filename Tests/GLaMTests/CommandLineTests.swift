@@ -89,11 +89,13 @@ struct CommandLineTests {
 
     @Test("bench decode's memory bound reads its ranges once per pass, each pass after the data that evicts them")
     func decodeMemoryBoundReadsItsRanges() {
-        let values = (0..<1000).map { Float($0 % 5) }
+        let values = (0..<1000).map { Float($0 % 5) }, others = (0..<70).map { Float($0 % 3) }
         let evicting = [Float](repeating: 1, count: 300)
         for (ranges, threads) in [([0..<10, 20..<25], 1), ([0..<1000], 2), ([3..<3, 999..<1000], 3), ([100..<700, 0..<64], 2)] {
-            let read = MemoryTraffic.coldReadSeconds(of: values, ranges: ranges, evicting: evicting, threads: threads, passes: 3)
-            let once = ranges.map { values[$0].reduce(0, +) }.reduce(0, +)
+            // Each range of `values`, then all of `others`: every float of them, once a pass.
+            let sources = ranges.map { (values, $0) } + [(others, 0..<70)]
+            let read = MemoryTraffic.coldReadSeconds(of: sources, evicting: evicting, threads: threads, passes: 3)
+            let once = ranges.map { values[$0].reduce(0, +) }.reduce(0, +) + others.reduce(0, +)
             #expect(read.sum == 3 * once, "\(ranges) on \(threads) threads")
             #expect(read.seconds >= 0 && read.seconds.isFinite)
         }

@@ -58,9 +58,13 @@ enum BenchDecode: Benchmark {
         if let threads = try parsed.integer("threads", in: 1...256) { Parallelism.threadCount = threads }
         let repeats = try parsed.integer("repeats", in: 1...1000)
         for b in batches {
-            // Decoding, and the memory bound's copy of the KV cache and the data read between its reads.
+            // Decoding, and the bounds' buffers: the weights laid end to end, a stand-in for the KV
+            // cache and the data read between the memory bound's reads.
             let bytes = CheckedSize.sum([
                 decodingBytes(configuration, batch: b, positions: prompt + count),
+                CheckedSize.product([
+                    4, CheckedSize.sum(ParameterPath.all(in: configuration).map { CheckedSize.product($0.shape(in: configuration)) }),
+                ]),
                 cacheBytesPerStep(configuration, batch: b, prompt: prompt, tokens: count), MemoryTraffic.evictionBytes(),
             ])
             guard MemoryEstimate.fits(bytes) else {
@@ -70,11 +74,11 @@ enum BenchDecode: Benchmark {
             }
         }
         let parameters = try ModelParameters(configuration: configuration, seed: 1)
-        // The weights laid end to end, the source of the bandwidth bound's reads; for the memory
-        // bound, followed by room for the largest mean KV cache, and data to read in between.
+        // The weights laid end to end, the source of the bounds' reads; for the memory bound, as
+        // many floats as the largest mean KV cache, and data to read in between.
         let allWeights = parameters.weights.flatMap(\.weight.scalars)
         let largestCache = batches.map { cacheBytesPerStep(configuration, batch: $0, prompt: prompt, tokens: count) }.max()!
-        let weightsAndCache = allWeights + [Float](repeating: 1, count: largestCache / 4)
+        let cacheStandIn = [Float](repeating: 1, count: largestCache / 4)
         let evicting = [Float](repeating: 1, count: MemoryTraffic.evictionBytes() / 4)
         for b in batches {
             let (promptTokens, steps) = workload(batch: b, prompt: prompt, tokens: count, vocabulary: configuration.vocabSize)
@@ -102,8 +106,7 @@ enum BenchDecode: Benchmark {
             let cacheBytes = cacheBytesPerStep(configuration, batch: b, prompt: prompt, tokens: count)
             let (weightOnly, cacheOnly) = (bytes / 4, cacheBytes / 4)
             let fromMemory = MemoryTraffic.coldReadSeconds(
-                of: weightsAndCache, ranges: [0..<weightOnly, allWeights.count..<(allWeights.count + cacheOnly)], evicting: evicting,
-                threads: Parallelism.threadCount
+                of: [(allWeights, 0..<weightOnly), (cacheStandIn, 0..<cacheOnly)], evicting: evicting, threads: Parallelism.threadCount
             ).seconds
             let memoryBound = Double(b) / fromMemory
             let memoryRate = Double(bytes + cacheBytes) / fromMemory / 1e9

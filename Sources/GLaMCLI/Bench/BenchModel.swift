@@ -211,7 +211,7 @@ enum BenchModel: Benchmark {
         let floats = min(max(bytes, 1 << 20), 256 << 20) / 4
         let evicting = [Float](repeating: 1, count: MemoryTraffic.evictionBytes() / 4)
         var buffer = [Float](repeating: 1, count: floats)
-        let read = MemoryTraffic.coldReadSeconds(of: buffer, ranges: [0..<floats], evicting: evicting, threads: threads, passes: 5)
+        let read = MemoryTraffic.coldReadSeconds(of: [(buffer, 0..<floats)], evicting: evicting, threads: threads, passes: 5)
         let write = MemoryTraffic.coldWriteSeconds(into: &buffer, evicting: evicting, threads: threads)
         return (Double(4 * floats) / read.seconds, Double(4 * floats) / write)
     }

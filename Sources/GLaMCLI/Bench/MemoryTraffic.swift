@@ -31,18 +31,18 @@ enum MemoryTraffic {
         return Int(trimmed).flatMap { $0 >= 0 ? $0 : nil }
     }
 
-    /// The best of `passes` times to read the floats of `source` in `ranges` once, split evenly over
-    /// `threads` workers, each pass following an untimed read of all of `evicting`: the rate at which
-    /// a step finds data that other data has pushed out of the caches. Also the sum of every pass's
-    /// reads of `source`, so that the reads cannot be optimised away.
+    /// The best of `passes` times to read the floats of each source in its range once, split
+    /// evenly over `threads` workers, each pass following an untimed read of all of `evicting`: the
+    /// rate at which a step finds data that other data has pushed out of the caches. Also the sum
+    /// of every pass's reads, so that the reads cannot be optimised away.
     static func coldReadSeconds(
-        of source: [Float], ranges: [Range<Int>], evicting: [Float], threads: Int, passes: Int = 20
+        of sources: [(source: [Float], range: Range<Int>)], evicting: [Float], threads: Int, passes: Int = 20
     ) -> (seconds: Double, sum: Float) {
         var best = Double.infinity, total: Float = 0
         for _ in 0..<passes {
             _ = readSeconds(of: evicting, floats: evicting.count, threads: threads, passes: 1)
             var seconds = 0.0
-            for range in ranges where !range.isEmpty {
+            for (source, range) in sources where !range.isEmpty {
                 let read = readSeconds(of: source, range: range, threads: threads, passes: 1)
                 (seconds, total) = (seconds + read.seconds, total + read.sum)
             }
