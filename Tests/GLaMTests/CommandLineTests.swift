@@ -279,7 +279,13 @@ struct CommandLineTests {
         let floor = try #require(Double(floorLine.split(separator: " ")[3]))
         let tiny = try #require(ModelConfiguration.named("tiny"))
         let extra = Double(BenchModel.expertWeightBytes(tiny.withExperts(16)) - BenchModel.expertWeightBytes(tiny.withExperts(4)))
-        #expect(floor > 1 && floorLine.contains(String(format: "the %.1f MB more expert weights", extra / 1e6)), "\(floorLine)")
+        #expect(
+            floor > 1 && floor.isFinite && floorLine.contains(String(format: "the %.1f MB more expert weights", extra / 1e6)),
+            "\(floorLine)")
+        // The rates it used: memory's, timed in the run, positive and finite.
+        let rates = floorLine.split(separator: "this run's ").last!.split(separator: " ")
+        let (read, written) = (try #require(Double(rates[0])), try #require(Double(rates[4])))
+        #expect(read > 0 && read.isFinite && written > 0 && written.isFinite && rates[1] == "GB/s" && rates[6] == "written", "\(floorLine)")
         #expect(runGlam(["bench", "model", "--config", "tiny-dense", "--experts", "4"]).status == 2)
         // --scaling: 1 thread against T, paired runs, one row per mode with both speeds.
         let scaling = runGlam([
