@@ -62,9 +62,7 @@ enum BenchDecode: Benchmark {
             // cache and the data read between the memory bound's reads.
             let bytes = CheckedSize.sum([
                 decodingBytes(configuration, batch: b, positions: prompt + count),
-                CheckedSize.product([
-                    4, CheckedSize.sum(ParameterPath.all(in: configuration).map { CheckedSize.product($0.shape(in: configuration)) }),
-                ]),
+                CheckedSize.product([4, ParameterCount(configuration).total]),
                 cacheBytesPerStep(configuration, batch: b, prompt: prompt, tokens: count), MemoryTraffic.evictionBytes(),
             ])
             guard MemoryEstimate.fits(bytes) else {
@@ -101,7 +99,7 @@ enum BenchDecode: Benchmark {
             let (best, median) = (Double(b * count) / fastest.minimum, Double(b * count) / fastest.median)
             // The bound: B tokens per read of the weights a step needs, timed now, on as many threads.
             let bytes = weightBytesPerStep(configuration, batch: b)
-            let read = MemoryTraffic.readSeconds(of: allWeights, floats: bytes / 4, threads: Parallelism.threadCount)
+            let read = MemoryTraffic.readSeconds(of: allWeights, range: 0..<(bytes / 4), threads: Parallelism.threadCount)
             let bound = Double(b) / read.seconds
             let cacheBytes = cacheBytesPerStep(configuration, batch: b, prompt: prompt, tokens: count)
             let (weightOnly, cacheOnly) = (bytes / 4, cacheBytes / 4)

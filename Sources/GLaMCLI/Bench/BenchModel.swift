@@ -33,7 +33,7 @@ enum BenchModel: Benchmark {
                         unchanged, so every run has the same activated compute per token, and prints
                         the training step time of each over the first's, from steps of the
                         configurations taken in turn (R rounds, default \(defaults.alternatingRounds)): the cost of more experts
-                        at equal compute (GLaM's thesis); and below each, its memory floor: the
+                        at equal compute (GLaM's thesis); and below each of more experts, its memory floor: the
                         first's step plus the extra expert weights read 4 times and written twice
                         at memory's rates timed in the run (what a step must move at least)
           --threads T   worker threads (1...256)
@@ -181,7 +181,9 @@ enum BenchModel: Benchmark {
                 output.line(
                     "train step time at E = \(configuration.numExperts) over E = \(configurations[0].numExperts) (same activated compute): \(String(format: "%.2f", seconds[index].min()! / first)) (best of \(paired.count) runs each, taken in turn; median of the paired ratios \(String(format: "%.2f", Benchmarking.minimumAndMedian(paired).median)))"
                 )
+                // A floor bounds the cost of more experts only; fewer experts have none to print.
                 let extra = expertWeightBytes(configuration) - expertWeightBytes(configurations[0])
+                guard extra > 0 else { continue }
                 let floor = memoryFloor(extraBytes: extra, firstStep: first, read: rates.read, write: rates.write)
                 output.line(
                     "  its memory floor: \(String(format: "%.2f", floor)) (the \(String(format: "%.1f", Double(extra) / 1e6)) MB more expert weights read 4 times and written twice, as few as a step can: \(String(format: "%.1f", (floor - 1) * first * 1e3)) ms at this run's \(String(format: "%.1f", rates.read / 1e9)) GB/s read and \(String(format: "%.1f", rates.write / 1e9)) GB/s written from memory, over the E = \(configurations[0].numExperts) step's \(String(format: "%.1f", first * 1e3)) ms)"

@@ -40,7 +40,7 @@ enum MemoryTraffic {
     ) -> (seconds: Double, sum: Float) {
         var best = Double.infinity, total: Float = 0
         for _ in 0..<passes {
-            _ = readSeconds(of: evicting, floats: evicting.count, threads: threads, passes: 1)
+            _ = readSeconds(of: evicting, range: evicting.indices, threads: threads, passes: 1)
             var seconds = 0.0
             for (source, range) in sources where !range.isEmpty {
                 let read = readSeconds(of: source, range: range, threads: threads, passes: 1)
@@ -51,16 +51,10 @@ enum MemoryTraffic {
         return (best, total)
     }
 
-    /// The best of `passes` times to read `floats` floats of `source` (the model's weights, from
-    /// the start) once, split evenly over `threads` workers: a step that reads each weight once
-    /// can go no faster than this. The sums are returned, so the reads cannot be optimised away.
-    static func readSeconds(of source: [Float], floats: Int, threads: Int, passes: Int = 20) -> (seconds: Double, sum: Float) {
-        readSeconds(of: source, range: 0..<floats, threads: threads, passes: passes)
-    }
-
     /// The best of `passes` times to read the floats of `source` in `range` once, split evenly over
-    /// `threads` workers, and the sum of every pass's reads.
-    static func readSeconds(of source: [Float], range whole: Range<Int>, threads: Int, passes: Int) -> (seconds: Double, sum: Float) {
+    /// `threads` workers (for the bandwidth bound: a step that reads each weight once can go no
+    /// faster), and the sum of every pass's reads, so that the reads cannot be optimised away.
+    static func readSeconds(of source: [Float], range whole: Range<Int>, threads: Int, passes: Int = 20) -> (seconds: Double, sum: Float) {
         precondition(whole.upperBound <= source.count, "readSeconds: floats \(whole) of \(source.count)")
         let floats = whole.count
         var best = Double.infinity, total: Float = 0
@@ -103,7 +97,7 @@ enum MemoryTraffic {
         var best = Double.infinity
         let floats = target.count
         for pass in 0..<passes {
-            _ = readSeconds(of: evicting, floats: evicting.count, threads: threads, passes: 1)
+            _ = readSeconds(of: evicting, range: evicting.indices, threads: threads, passes: 1)
             let value = SIMD16<Float>(repeating: Float(pass + 1))
             target.withUnsafeMutableBufferPointer { buffer in
                 let base = SendableMutablePointer(buffer.baseAddress!)
